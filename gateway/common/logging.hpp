@@ -1,0 +1,18 @@
+// Process-wide logging: diagnostics go to stderr through spdlog's default
+// logger; one JSON line per finished turn goes to the access log on stdout.
+// Both loggers are thread-safe.
+#pragma once
+
+#include <spdlog/logger.h>
+
+#include <string_view>
+
+namespace sluice {
+
+// Returns false if `level` is not a spdlog level name.
+bool init_logging(std::string_view level, bool access_log_enabled);
+
+// Writes one line, as is, to the access log (no-op when disabled).
+void write_access_line(std::string_view json_line);
+
+}  // namespace sluice

@@ -1,0 +1,60 @@
+#include "gateway/common/random_id.hpp"
+
+#include <sys/random.h>
+
+#include <array>
+#include <cerrno>
+#include <cstdint>
+#include <stdexcept>
+
+namespace sluice {
+
+void fill_random(void* data, size_t size) {
+  auto* p = static_cast<unsigned char*>(data);
+  while (size > 0) {
+    const ssize_t n = getrandom(p, size, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw std::runtime_error("getrandom failed");
+    }
+    p += n;
+    size -= static_cast<size_t>(n);
+  }
+}
+
+std::string make_random_id(std::string_view prefix) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::array<unsigned char, 16> bytes{};
+  fill_random(bytes.data(), bytes.size());
+  std::string out(prefix);
+  uint32_t acc = 0;
+  int bits = 0;
+  for (unsigned char b : bytes) {
+    acc = (acc << 8) | b;
+    bits += 8;
+    while (bits >= 6) {
+      bits -= 6;
+      out.push_back(kAlphabet[(acc >> bits) & 0x3F]);
+    }
+  }
+  if (bits > 0) out.push_back(kAlphabet[(acc << (6 - bits)) & 0x3F]);
+  return out;
+}
+
+std::string make_trace_id() {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::array<unsigned char, 16> bytes{};
+  do {
+    fill_random(bytes.data(), bytes.size());
+  } while (bytes == std::array<unsigned char, 16>{});
+  std::string out;
+  out.reserve(32);
+  for (unsigned char b : bytes) {
+    out.push_back(kHex[b >> 4]);
+    out.push_back(kHex[b & 0xF]);
+  }
+  return out;
+}
+
+}  // namespace sluice

@@ -1,0 +1,83 @@
+// The gateway's configuration: parsed and validated once at start-up into
+// these immutable structs (see docs/configuration.md for every key).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace sluice {
+
+using Millis = std::chrono::milliseconds;
+
+struct ServerConfig {
+  std::string listen_host = "127.0.0.1";
+  uint16_t listen_port = 8080;
+  int threads = 0;  // 0: one per CPU core
+  Millis drain_timeout{5000};
+};
+
+struct LimitsConfig {
+  size_t max_frame_bytes = 64 * 1024;
+  size_t max_connections = 10000;
+  size_t max_sessions_per_connection = 16;
+  Millis idle_timeout{300'000};
+  size_t send_queue_bytes = 1 << 20;
+  size_t max_http_header_bytes = 8192;
+};
+
+struct OpenAiConfig {
+  std::vector<std::string> urls{"http://127.0.0.1:8000/v1"};
+  std::string model = "default";
+  std::string api_key;
+  // Members of a JSON object (without the braces) merged into every request.
+  std::string extra_fields_json;
+  std::vector<std::string> extra_field_names;  // keys of extra_fields_json
+  Millis connect_timeout{3000};
+  Millis first_token_timeout{30'000};
+  Millis idle_timeout{30'000};
+  int max_attempts = 3;
+  Millis retry_backoff{100};
+  int eject_after_failures = 2;
+  Millis eject_duration{10'000};
+  size_t max_event_bytes = 1 << 20;
+  int shards = 0;  // curl multi handles; 0: one per I/O thread
+};
+
+struct LogConfig {
+  std::string level = "info";
+  bool access_log = true;
+};
+
+struct Config {
+  ServerConfig server;
+  LimitsConfig limits;
+  std::string engine = "openai";
+  OpenAiConfig openai;
+  LogConfig log;
+};
+
+// Where configuration comes from, in increasing priority: defaults, the
+// TOML file, SLUICE_* environment variables, command-line flags.
+struct ConfigSources {
+  std::string file;                     // empty: defaults only
+  std::vector<std::string> env;         // "NAME=value" entries (environ)
+  std::string listen;                   // --listen HOST:PORT
+  std::string upstream;                 // --upstream URL[,URL...]
+};
+
+struct ConfigResult {
+  bool ok = false;
+  Config config;
+  std::string error;  // "key: what is wrong; what is allowed"
+};
+
+ConfigResult load_config(const ConfigSources& sources);
+
+// The environment variable that overrides `key` ("server.threads" ->
+// "SLUICE_SERVER_THREADS").
+std::string env_name_for_key(const std::string& key);
+
+}  // namespace sluice

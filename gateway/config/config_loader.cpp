@@ -1,0 +1,357 @@
+// Loads Config from defaults, a TOML file, SLUICE_* environment variables and
+// command-line flags. One schema table drives all three sources, so a key has
+// the same name, type and range wherever it is set.
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <functional>
+#include <limits>
+#include <set>
+#include <sstream>
+
+#include "gateway/common/json_writer.hpp"
+#include "gateway/config/config.hpp"
+
+namespace sluice {
+namespace {
+
+using Apply = std::function<std::string(const toml::node&, Config&)>;
+
+struct Option {
+  std::string key;
+  Apply apply;  // returns an error sentence, or "" on success
+};
+
+std::string describe(const toml::node& n) {
+  std::ostringstream os;
+  if (n.is_string()) {
+    os << '"' << n.as_string()->get() << '"';
+  } else if (n.is_table()) {
+    os << "a table";
+  } else if (n.is_array()) {
+    os << "an array";
+  } else {
+    n.visit([&](const auto& v) { os << v; });
+  }
+  return os.str();
+}
+
+template <typename T, typename Access>
+Option integer(std::string key, int64_t min, int64_t max, Access access) {
+  return {key, [=](const toml::node& n, Config& c) -> std::string {
+            const auto v = n.value<int64_t>();
+            if (!n.is_integer() || !v || *v < min || *v > max) {
+              return "must be an integer from " + std::to_string(min) + " to " +
+                     std::to_string(max) + " (got " + describe(n) + ")";
+            }
+            access(c) = static_cast<T>(*v);
+            return {};
+          }};
+}
+
+template <typename Access>
+Option millis(std::string key, int64_t min, int64_t max, Access access) {
+  return {key, [=](const toml::node& n, Config& c) -> std::string {
+            const auto v = n.value<int64_t>();
+            if (!n.is_integer() || !v || *v < min || *v > max) {
+              return "must be a number of milliseconds from " + std::to_string(min) + " to " +
+                     std::to_string(max) + " (got " + describe(n) + ")";
+            }
+            access(c) = Millis(*v);
+            return {};
+          }};
+}
+
+template <typename Access>
+Option boolean(std::string key, Access access) {
+  return {key, [=](const toml::node& n, Config& c) -> std::string {
+            if (!n.is_boolean()) return "must be true or false (got " + describe(n) + ")";
+            access(c) = n.as_boolean()->get();
+            return {};
+          }};
+}
+
+template <typename Access>
+Option string(std::string key, Access access) {
+  return {key, [=](const toml::node& n, Config& c) -> std::string {
+            if (!n.is_string()) return "must be a string (got " + describe(n) + ")";
+            access(c) = n.as_string()->get();
+            return {};
+          }};
+}
+
+template <typename Access>
+Option one_of(std::string key, std::vector<std::string> allowed, Access access) {
+  return {key, [=](const toml::node& n, Config& c) -> std::string {
+            const auto v = n.value<std::string>();
+            if (!n.is_string() || std::find(allowed.begin(), allowed.end(), *v) == allowed.end()) {
+              std::string list;
+              for (const auto& a : allowed) list += (list.empty() ? "\"" : ", \"") + a + "\"";
+              return "must be one of " + list + " (got " + describe(n) + ")";
+            }
+            access(c) = *v;
+            return {};
+          }};
+}
+
+bool parse_listen(const std::string& s, std::string& host, uint16_t& port) {
+  const auto colon = s.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == s.size()) return false;
+  host = s.substr(0, colon);
+  if (host.front() == '[') {
+    if (host.back() != ']' || host.size() < 3) return false;
+    host = host.substr(1, host.size() - 2);
+  }
+  const auto digits = s.substr(colon + 1);
+  if (digits.size() > 5 || !std::all_of(digits.begin(), digits.end(), ::isdigit)) return false;
+  const long p = std::stol(digits);
+  if (p > 65535) return false;
+  port = static_cast<uint16_t>(p);
+  return true;
+}
+
+std::string normalize_url(std::string url, std::string& error) {
+  if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0) {
+    error = "must be an http:// or https:// base URL such as http://127.0.0.1:8000/v1 (got \"" +
+            url + "\")";
+    return {};
+  }
+  while (!url.empty() && url.back() == '/') url.pop_back();
+  return url;
+}
+
+Option urls_option(std::string key) {
+  return {key, [](const toml::node& n, Config& c) -> std::string {
+            std::vector<std::string> raw;
+            if (const auto* s = n.as_string()) {
+              std::stringstream ss(s->get());
+              for (std::string part; std::getline(ss, part, ',');) {
+                if (!part.empty()) raw.push_back(part);
+              }
+            } else if (const auto* arr = n.as_array()) {
+              for (const auto& e : *arr) {
+                if (!e.is_string()) return "must be a list of URL strings (got " + describe(e) + ")";
+                raw.push_back(e.as_string()->get());
+              }
+            } else {
+              return "must be a list of URL strings (got " + describe(n) + ")";
+            }
+            if (raw.empty()) return "must name at least one upstream base URL";
+            std::vector<std::string> out;
+            for (auto& u : raw) {
+              std::string error;
+              out.push_back(normalize_url(u, error));
+              if (!error.empty()) return error;
+            }
+            c.openai.urls = std::move(out);
+            return {};
+          }};
+}
+
+Option listen_option() {
+  return {"server.listen", [](const toml::node& n, Config& c) -> std::string {
+            const auto v = n.value<std::string>();
+            if (!n.is_string() || !parse_listen(*v, c.server.listen_host, c.server.listen_port)) {
+              return "must be HOST:PORT such as \"127.0.0.1:8080\" or \"[::1]:8080\" (got " +
+                     describe(n) + ")";
+            }
+            return {};
+          }};
+}
+
+// Writes a TOML value as compact JSON; dates and times have no JSON form.
+std::string to_json(const toml::node& n, JsonWriter& w) {
+  if (const auto* t = n.as_table()) {
+    w.begin_object();
+    for (const auto& [k, v] : *t) {
+      w.key(k.str());
+      if (auto err = to_json(v, w); !err.empty()) return err;
+    }
+    w.end_object();
+  } else if (const auto* a = n.as_array()) {
+    w.begin_array();
+    for (const auto& v : *a) {
+      if (auto err = to_json(v, w); !err.empty()) return err;
+    }
+    w.end_array();
+  } else if (const auto* s = n.as_string()) {
+    w.value(std::string_view(s->get()));
+  } else if (const auto* i = n.as_integer()) {
+    w.value(static_cast<int64_t>(i->get()));
+  } else if (const auto* f = n.as_floating_point()) {
+    w.value(f->get());
+  } else if (const auto* b = n.as_boolean()) {
+    w.value(b->get());
+  } else {
+    return "dates and times cannot be sent as JSON (got " + describe(n) + ")";
+  }
+  return {};
+}
+
+Option extra_option() {
+  return {"openai.extra", [](const toml::node& n, Config& c) -> std::string {
+            const auto* t = n.as_table();
+            if (!t) return "must be a table of extra request fields (got " + describe(n) + ")";
+            c.openai.extra_field_names.clear();
+            for (const auto& [k, v] : *t) {
+              c.openai.extra_field_names.emplace_back(k.str());
+              const std::string_view name = k.str();
+              if (name == "model" || name == "messages" || name == "stream" ||
+                  name == "stream_options") {
+                return "may not set \"" + std::string(name) +
+                       "\": the gateway sets it for every request";
+              }
+            }
+            JsonWriter w;
+            if (auto err = to_json(*t, w); !err.empty()) return err;
+            // Keep only the members: the gateway splices them into its own object.
+            const std::string& json = w.str();
+            c.openai.extra_fields_json = json.substr(1, json.size() - 2);
+            return {};
+          }};
+}
+
+const std::vector<Option>& schema() {
+  constexpr int64_t kMaxI = std::numeric_limits<int32_t>::max();
+  static const std::vector<Option> options = {
+      listen_option(),
+      integer<int>("server.threads", 0, 256, [](Config& c) -> int& { return c.server.threads; }),
+      millis("server.drain_timeout_ms", 0, 600'000,
+             [](Config& c) -> Millis& { return c.server.drain_timeout; }),
+      integer<size_t>("limits.max_frame_bytes", 256, 64 << 20,
+                      [](Config& c) -> size_t& { return c.limits.max_frame_bytes; }),
+      integer<size_t>("limits.max_connections", 1, 1'000'000,
+                      [](Config& c) -> size_t& { return c.limits.max_connections; }),
+      integer<size_t>("limits.max_sessions_per_connection", 1, 4096,
+                      [](Config& c) -> size_t& { return c.limits.max_sessions_per_connection; }),
+      millis("limits.idle_timeout_ms", 1000, 86'400'000,
+             [](Config& c) -> Millis& { return c.limits.idle_timeout; }),
+      integer<size_t>("limits.send_queue_bytes", 4096, 1 << 30,
+                      [](Config& c) -> size_t& { return c.limits.send_queue_bytes; }),
+      integer<size_t>("limits.max_http_header_bytes", 1024, 1 << 20,
+                      [](Config& c) -> size_t& { return c.limits.max_http_header_bytes; }),
+      one_of("engine", {"openai"}, [](Config& c) -> std::string& { return c.engine; }),
+      urls_option("openai.urls"),
+      string("openai.model", [](Config& c) -> std::string& { return c.openai.model; }),
+      string("openai.api_key", [](Config& c) -> std::string& { return c.openai.api_key; }),
+      extra_option(),
+      millis("openai.connect_timeout_ms", 10, kMaxI,
+             [](Config& c) -> Millis& { return c.openai.connect_timeout; }),
+      millis("openai.first_token_timeout_ms", 10, kMaxI,
+             [](Config& c) -> Millis& { return c.openai.first_token_timeout; }),
+      millis("openai.idle_timeout_ms", 10, kMaxI,
+             [](Config& c) -> Millis& { return c.openai.idle_timeout; }),
+      integer<int>("openai.max_attempts", 1, 10,
+                   [](Config& c) -> int& { return c.openai.max_attempts; }),
+      millis("openai.retry_backoff_ms", 0, 60'000,
+             [](Config& c) -> Millis& { return c.openai.retry_backoff; }),
+      integer<int>("openai.eject_after_failures", 1, 1000,
+                   [](Config& c) -> int& { return c.openai.eject_after_failures; }),
+      millis("openai.eject_duration_ms", 0, 3'600'000,
+             [](Config& c) -> Millis& { return c.openai.eject_duration; }),
+      integer<size_t>("openai.max_event_bytes", 1024, 64 << 20,
+                      [](Config& c) -> size_t& { return c.openai.max_event_bytes; }),
+      integer<int>("openai.shards", 0, 256, [](Config& c) -> int& { return c.openai.shards; }),
+      one_of("log.level", {"trace", "debug", "info", "warn", "error", "critical", "off"},
+             [](Config& c) -> std::string& { return c.log.level; }),
+      boolean("log.access_log", [](Config& c) -> bool& { return c.log.access_log; }),
+  };
+  return options;
+}
+
+const Option* find_option(std::string_view key) {
+  for (const auto& o : schema()) {
+    if (o.key == key) return &o;
+  }
+  return nullptr;
+}
+
+// Applies every leaf of `table`; reports the first unknown key or bad value.
+std::string apply_table(const toml::table& table, const std::string& prefix, Config& c) {
+  for (const auto& [k, node] : table) {
+    const std::string key = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
+    if (const Option* o = find_option(key)) {
+      if (auto err = o->apply(node, c); !err.empty()) return key + ": " + err;
+      continue;
+    }
+    if (const auto* sub = node.as_table()) {
+      if (auto err = apply_table(*sub, key, c); !err.empty()) return err;
+      continue;
+    }
+    return key + ": unknown key (see docs/configuration.md for the keys Sluice reads)";
+  }
+  return {};
+}
+
+// An environment value is read as a TOML value ("4", "true", "[\"a\"]"),
+// and as a plain string when it is not one.
+std::string apply_env_value(const Option& o, const std::string& value, Config& c) {
+  try {
+    auto doc = toml::parse("v = " + value);
+    if (const auto* n = doc.get("v"); n && !n->is_table()) return o.apply(*n, c);
+  } catch (const toml::parse_error&) {
+  }
+  return o.apply(toml::value<std::string>(value), c);
+}
+
+}  // namespace
+
+std::string env_name_for_key(const std::string& key) {
+  std::string name = "SLUICE_";
+  for (char ch : key) name.push_back(ch == '.' ? '_' : static_cast<char>(std::toupper(ch)));
+  return name;
+}
+
+ConfigResult load_config(const ConfigSources& sources) {
+  ConfigResult r;
+  if (!sources.file.empty()) {
+    try {
+      const toml::table doc = toml::parse_file(sources.file);
+      if (auto err = apply_table(doc, "", r.config); !err.empty()) {
+        r.error = sources.file + ": " + err;
+        return r;
+      }
+    } catch (const toml::parse_error& e) {
+      std::ostringstream os;
+      os << sources.file << ":" << e.source().begin.line << ":" << e.source().begin.column
+         << ": not valid TOML: " << e.description();
+      r.error = os.str();
+      return r;
+    }
+  }
+  for (const auto& entry : sources.env) {
+    if (entry.rfind("SLUICE_", 0) != 0) continue;
+    const auto eq = entry.find('=');
+    if (eq == std::string::npos) continue;
+    const std::string name = entry.substr(0, eq);
+    const Option* match = nullptr;
+    for (const auto& o : schema()) {
+      if (env_name_for_key(o.key) == name) match = &o;
+    }
+    if (!match) continue;  // other SLUICE_* variables belong to tools and tests
+    if (auto err = apply_env_value(*match, entry.substr(eq + 1), r.config); !err.empty()) {
+      r.error = "environment " + name + " (" + match->key + "): " + err;
+      return r;
+    }
+  }
+  if (!sources.listen.empty()) {
+    if (auto err = find_option("server.listen")
+                       ->apply(toml::value<std::string>(sources.listen), r.config);
+        !err.empty()) {
+      r.error = "--listen: " + err;
+      return r;
+    }
+  }
+  if (!sources.upstream.empty()) {
+    if (auto err = find_option("openai.urls")
+                       ->apply(toml::value<std::string>(sources.upstream), r.config);
+        !err.empty()) {
+      r.error = "--upstream: " + err;
+      return r;
+    }
+  }
+  r.ok = true;
+  return r;
+}
+
+}  // namespace sluice

@@ -1,0 +1,73 @@
+// The Engine interface: what produces an answer, token by token. Two engines
+// implement it: openai (a remote OpenAI-compatible stream, such as vLLM) and,
+// later, local (an in-process model).
+//
+// Threads: Engine::start and TurnHandle::cancel may be called from any
+// thread. A TurnSink is called on the engine's own threads, never two calls
+// at once for one turn; on_end is called exactly once and is the last call.
+// A sink must not block: it hands the event to its session's executor.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "gateway/protocol/error_code.hpp"
+#include "gateway/protocol/messages.hpp"
+#include "gateway/protocol/server_messages.hpp"
+
+namespace sluice {
+
+struct TurnRequest {
+  std::string trace_id;
+  std::string model;  // empty: the engine's configured model
+  std::vector<ChatMessage> messages;
+  ChatParams params;
+};
+
+struct TurnError {
+  ErrorCode code;
+  std::string message;
+};
+
+struct TurnResult {
+  // "stop", "length", ... as the model reported it; "cancelled" after
+  // TurnHandle::cancel; "error" when `error` is set.
+  std::string finish_reason;
+  Usage usage;
+  bool has_usage = false;  // false: usage is the gateway's own count
+  std::optional<TurnError> error;
+  std::string engine;    // "openai", "local"
+  std::string model;     // the model that answered
+  std::string upstream;  // the endpoint that served the turn, for logs
+  int attempts = 0;
+};
+
+class TurnSink {
+ public:
+  virtual ~TurnSink() = default;
+  virtual void on_delta(std::string text) = 0;
+  virtual void on_end(TurnResult result) = 0;
+};
+
+class TurnHandle {
+ public:
+  virtual ~TurnHandle() = default;
+  // Stops the turn and releases the upstream at once. Idempotent; on_end
+  // follows with finish_reason "cancelled" unless the turn had already ended.
+  virtual void cancel() = 0;
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  virtual std::unique_ptr<TurnHandle> start(TurnRequest request,
+                                            std::shared_ptr<TurnSink> sink) = 0;
+  // False while the engine cannot serve turns (every upstream ejected).
+  virtual bool ready() const = 0;
+  // Cancels every running turn; called once when the gateway drains.
+  virtual void shutdown() = 0;
+};
+
+}  // namespace sluice

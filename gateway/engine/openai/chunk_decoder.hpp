@@ -1,0 +1,48 @@
+// ChunkDecoder: reads one `data:` payload of an OpenAI chat-completions
+// stream (as vLLM sends it) with simdjson, and error bodies of failed
+// requests. Owns a reusable parser: one per thread of use.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "gateway/protocol/server_messages.hpp"
+
+namespace sluice {
+
+struct StreamChunk {
+  enum class Kind {
+    kData,       // a chat.completion.chunk (content may be empty)
+    kDone,       // the literal [DONE]
+    kError,      // an error object sent inside the stream
+    kMalformed,  // not JSON, or not a chunk
+  };
+  Kind kind = Kind::kMalformed;
+  std::string content;        // choices[0].delta.content, "" if none
+  std::string finish_reason;  // choices[0].finish_reason, "" while null
+  std::optional<Usage> usage; // the usage chunk (stream_options.include_usage)
+  std::string message;        // kError / kMalformed: what was wrong
+};
+
+class ChunkDecoder {
+ public:
+  ChunkDecoder();
+  ~ChunkDecoder();
+  ChunkDecoder(const ChunkDecoder&) = delete;
+  ChunkDecoder& operator=(const ChunkDecoder&) = delete;
+
+  StreamChunk decode(std::string_view data);
+
+  // The message of an error response body: vLLM's {"object":"error",
+  // "message":...}, OpenAI's {"error":{"message":...}}, FastAPI's
+  // {"detail":...}, or the start of the body as text. Always valid UTF-8.
+  std::string error_body_message(std::string_view body);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sluice

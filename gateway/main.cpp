@@ -1,0 +1,116 @@
+// sluice: the gateway executable. Reads the configuration, then wires the
+// engine and the server onto one io_context and runs it until drained.
+#include <CLI/CLI.hpp>
+#include <curl/curl.h>
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <csignal>
+#include <fstream>
+#include <thread>
+
+#include "gateway/common/logging.hpp"
+#include "gateway/config/config.hpp"
+#include "gateway/engine/openai/openai_engine.hpp"
+#include "gateway/net/server.hpp"
+
+extern char** environ;
+
+namespace net = boost::asio;
+
+int main(int argc, char** argv) {
+  CLI::App app{"Sluice: a real-time gateway that streams LLM answers to chat clients"};
+  sluice::ConfigSources sources;
+  std::string port_file;
+  bool check_only = false;
+  app.add_option("--config", sources.file, "TOML configuration file")->check(CLI::ExistingFile);
+  app.add_option("--listen", sources.listen, "HOST:PORT to listen on (overrides server.listen)");
+  app.add_option("--upstream", sources.upstream,
+                 "OpenAI-compatible base URL(s), comma-separated (overrides openai.urls)");
+  app.add_option("--port-file", port_file, "write the bound port to this file once listening");
+  app.add_flag("--check-config", check_only, "validate the configuration and exit");
+  app.set_version_flag("--version", "sluice 0.1.0");
+  CLI11_PARSE(app, argc, argv);
+
+  for (char** e = environ; e && *e; ++e) sources.env.emplace_back(*e);
+  const auto loaded = sluice::load_config(sources);
+  if (!loaded.ok) {
+    std::fprintf(stderr, "sluice: configuration error: %s\n", loaded.error.c_str());
+    return 2;
+  }
+  const sluice::Config& config = loaded.config;
+  if (check_only) {
+    std::printf("configuration is valid\n");
+    return 0;
+  }
+  sluice::init_logging(config.log.level, config.log.access_log);
+  std::signal(SIGPIPE, SIG_IGN);
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+
+  const int threads = config.server.threads > 0
+                          ? config.server.threads
+                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  net::io_context ioc(threads);
+
+  int exit_code = 0;
+  {
+    sluice::OpenAiEngine engine(ioc, config.openai,
+                                config.openai.shards > 0 ? config.openai.shards : threads);
+    sluice::Server server(ioc, config, engine);
+    std::string error;
+    if (!server.start(error)) {
+      spdlog::critical("{}", error);
+      return 1;
+    }
+    const auto ep = server.local_endpoint();
+    std::string upstreams;
+    for (const auto& u : config.openai.urls) upstreams += (upstreams.empty() ? "" : ", ") + u;
+    spdlog::info("sluice listening on {}:{} ({} I/O threads), engine openai -> {}",
+                 ep.address().to_string(), ep.port(), threads, upstreams);
+    if (!port_file.empty()) {
+      std::ofstream(port_file) << ep.port() << "\n";
+    }
+
+    net::signal_set signals(ioc, SIGINT, SIGTERM);
+    net::steady_timer deadline(ioc);
+    bool draining = false;
+    std::function<void(const boost::system::error_code&, int)> on_signal =
+        [&](const boost::system::error_code& ec, int sig) {
+          if (ec) return;
+          if (draining) {
+            spdlog::warn("second signal: stopping now");
+            ioc.stop();
+            return;
+          }
+          draining = true;
+          spdlog::info("signal {}: draining {} connections (deadline {} ms)", sig,
+                       server.open_connections(), config.server.drain_timeout.count());
+          deadline.expires_after(config.server.drain_timeout);
+          deadline.async_wait([&](const boost::system::error_code& e) {
+            if (e) return;
+            spdlog::warn("drain deadline passed with {} connections open; stopping",
+                         server.open_connections());
+            exit_code = 0;
+            ioc.stop();
+          });
+          server.drain([&] {
+            net::post(ioc, [&] {
+              spdlog::info("drained");
+              ioc.stop();
+            });
+          });
+          signals.async_wait(on_signal);
+        };
+    signals.async_wait(on_signal);
+
+    std::vector<std::thread> pool;
+    for (int i = 1; i < threads; ++i) pool.emplace_back([&] { ioc.run(); });
+    ioc.run();
+    for (auto& t : pool) t.join();
+  }
+  curl_global_cleanup();
+  spdlog::info("sluice stopped");
+  return exit_code;
+}

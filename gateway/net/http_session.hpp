@@ -1,0 +1,14 @@
+// HttpSession: one accepted TCP connection speaking HTTP/1.1 until it asks
+// for a WebSocket upgrade at /v1/ws, which hands the socket to WsConnection.
+#pragma once
+
+#include <boost/asio/ip/tcp.hpp>
+#include <memory>
+
+namespace sluice {
+
+struct ServerState;
+
+void run_http_session(boost::asio::ip::tcp::socket socket, std::shared_ptr<ServerState> state);
+
+}  // namespace sluice

@@ -1,0 +1,151 @@
+#include "gateway/net/server.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core/bind_handler.hpp>
+
+#include "gateway/net/http_session.hpp"
+#include "gateway/net/server_state.hpp"
+#include "gateway/net/ws_connection.hpp"
+
+namespace sluice {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+using tcp = net::ip::tcp;
+
+bool ServerState::try_admit() {
+  size_t n = open_.load();
+  while (n < config.limits.max_connections) {
+    if (open_.compare_exchange_weak(n, n + 1)) return true;
+  }
+  return false;
+}
+
+void ServerState::add(uint64_t id, std::weak_ptr<WsConnection> conn) {
+  std::lock_guard lock(mutex_);
+  connections_.emplace(id, std::move(conn));
+}
+
+void ServerState::remove(uint64_t id) {
+  std::function<void()> empty;
+  {
+    std::lock_guard lock(mutex_);
+    connections_.erase(id);
+    if (open_.fetch_sub(1) == 1) {
+      empty = std::move(on_empty_);
+      on_empty_ = nullptr;
+    }
+  }
+  if (empty) empty();
+}
+
+bool ServerState::call_when_empty(std::function<void()> cb) {
+  {
+    std::lock_guard lock(mutex_);
+    if (open_.load() != 0) {
+      on_empty_ = std::move(cb);
+      return false;
+    }
+  }
+  cb();
+  return true;
+}
+
+std::vector<std::shared_ptr<WsConnection>> ServerState::snapshot() {
+  std::lock_guard lock(mutex_);
+  std::vector<std::shared_ptr<WsConnection>> out;
+  for (auto& [id, weak] : connections_) {
+    if (auto c = weak.lock()) out.push_back(std::move(c));
+  }
+  return out;
+}
+
+class Server::Listener : public std::enable_shared_from_this<Listener> {
+ public:
+  Listener(net::io_context& ioc, std::shared_ptr<ServerState> state)
+      : ioc_(ioc), acceptor_(net::make_strand(ioc)), state_(std::move(state)) {}
+
+  bool open(const tcp::endpoint& ep, std::string& error) {
+    boost::system::error_code ec;
+    acceptor_.open(ep.protocol(), ec);
+    if (!ec) acceptor_.set_option(net::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor_.bind(ep, ec);
+    if (!ec) acceptor_.listen(net::socket_base::max_listen_connections, ec);
+    if (ec) {
+      error = "cannot listen on " + ep.address().to_string() + ":" + std::to_string(ep.port()) +
+              ": " + ec.message();
+      return false;
+    }
+    return true;
+  }
+
+  void run() { do_accept(); }
+
+  void stop() {
+    net::post(acceptor_.get_executor(), [self = shared_from_this()] {
+      boost::system::error_code ignored;
+      self->acceptor_.close(ignored);
+    });
+  }
+
+  tcp::endpoint local_endpoint() const {
+    boost::system::error_code ec;
+    return acceptor_.local_endpoint(ec);
+  }
+
+ private:
+  void do_accept() {
+    acceptor_.async_accept(net::make_strand(ioc_),
+                           beast::bind_front_handler(&Listener::on_accept, shared_from_this()));
+  }
+
+  void on_accept(boost::system::error_code ec, tcp::socket socket) {
+    if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;
+    if (ec) {
+      // EMFILE and friends: log and keep accepting; never stop the listener.
+      spdlog::warn("accept: {}", ec.message());
+    } else {
+      run_http_session(std::move(socket), state_);
+    }
+    do_accept();
+  }
+
+  net::io_context& ioc_;
+  tcp::acceptor acceptor_;
+  std::shared_ptr<ServerState> state_;
+};
+
+Server::Server(net::io_context& ioc, const Config& config, Engine& engine)
+    : ioc_(ioc), state_(std::make_shared<ServerState>(config, engine)) {}
+
+Server::~Server() = default;
+
+bool Server::start(std::string& error) {
+  boost::system::error_code ec;
+  const auto address = net::ip::make_address(state_->config.server.listen_host, ec);
+  if (ec) {
+    error = "server.listen: \"" + state_->config.server.listen_host +
+            "\" is not an IP address";
+    return false;
+  }
+  listener_ = std::make_shared<Listener>(ioc_, state_);
+  if (!listener_->open({address, state_->config.server.listen_port}, error)) return false;
+  listener_->run();
+  return true;
+}
+
+tcp::endpoint Server::local_endpoint() const { return listener_->local_endpoint(); }
+
+size_t Server::open_connections() const { return state_->open_connections(); }
+
+void Server::drain(std::function<void()> on_drained) {
+  if (state_->draining.exchange(true)) return;
+  if (listener_) listener_->stop();
+  state_->engine.shutdown();
+  for (const auto& c : state_->snapshot()) c->shutdown();
+  state_->call_when_empty(std::move(on_drained));
+}
+
+}  // namespace sluice

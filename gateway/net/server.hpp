@@ -1,0 +1,42 @@
+// Server: the listening port. Serves GET /healthz, GET /readyz and the
+// WebSocket upgrade at /v1/ws (docs/protocol.md), and drains on request.
+//
+// Threads: start() and drain() from any one thread; the work runs on the
+// io_context's threads, each connection on its own strand.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <functional>
+#include <memory>
+
+#include "gateway/config/config.hpp"
+#include "gateway/engine/engine.hpp"
+
+namespace sluice {
+
+struct ServerState;
+
+class Server {
+ public:
+  Server(boost::asio::io_context& ioc, const Config& config, Engine& engine);
+  ~Server();
+
+  // Binds server.listen and starts accepting; false (with `error` filled)
+  // when the address cannot be bound.
+  bool start(std::string& error);
+  boost::asio::ip::tcp::endpoint local_endpoint() const;
+
+  // Stops accepting, cancels every turn, closes every client with 1001 and
+  // calls `on_drained` when the last connection is gone.
+  void drain(std::function<void()> on_drained);
+  size_t open_connections() const;
+
+ private:
+  class Listener;
+  boost::asio::io_context& ioc_;
+  std::shared_ptr<ServerState> state_;
+  std::shared_ptr<Listener> listener_;
+};
+
+}  // namespace sluice

@@ -1,0 +1,47 @@
+// ServerState: what every connection of the server shares. Held by
+// shared_ptr so that connections that outlive the Server object (their last
+// handlers run while the io_context shuts down) still find it.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+
+#include "gateway/config/config.hpp"
+#include "gateway/engine/engine.hpp"
+
+namespace sluice {
+
+class WsConnection;
+
+struct ServerState {
+  ServerState(const Config& c, Engine& e) : config(c), engine(e) {}
+
+  const Config& config;
+  Engine& engine;
+  std::atomic<bool> draining{false};
+
+  // WebSocket connections, for limits and for draining.
+  bool try_admit();  // false when limits.max_connections are open
+  void add(uint64_t id, std::weak_ptr<WsConnection> conn);
+  void remove(uint64_t id);  // also releases the admission
+  std::vector<std::shared_ptr<WsConnection>> snapshot();
+  size_t open_connections() const { return open_.load(); }
+  uint64_t next_id() { return ++last_id_; }
+
+  // Calls `cb` once no connection is open: now (returning true) or when the
+  // last one closes.
+  bool call_when_empty(std::function<void()> cb);
+
+ private:
+  std::function<void()> on_empty_;
+  std::atomic<size_t> open_{0};
+  std::atomic<uint64_t> last_id_{0};
+  std::mutex mutex_;
+  std::unordered_map<uint64_t, std::weak_ptr<WsConnection>> connections_;
+};
+
+}  // namespace sluice

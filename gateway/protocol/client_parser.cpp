@@ -1,0 +1,213 @@
+#include "gateway/protocol/client_parser.hpp"
+
+#include <simdjson.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+
+namespace sluice {
+namespace {
+
+using simdjson::dom::element;
+using simdjson::dom::element_type;
+using simdjson::dom::object;
+
+ProtocolError bad(std::string message) {
+  return ProtocolError{ErrorCode::kBadMessage, std::move(message), {}, {}};
+}
+
+// Reads an optional string field; an error when present with another type or
+// too long.
+std::optional<ProtocolError> read_string(object obj, std::string_view key, size_t max_bytes,
+                                         std::optional<std::string>& out) {
+  element e;
+  if (obj[key].get(e) != simdjson::SUCCESS) return std::nullopt;
+  std::string_view s;
+  if (e.get(s) != simdjson::SUCCESS) return bad(std::string(key) + " must be a string");
+  if (s.size() > max_bytes) {
+    return bad(std::string(key) + " must be at most " + std::to_string(max_bytes) + " bytes");
+  }
+  out = std::string(s);
+  return std::nullopt;
+}
+
+struct NumberRule {
+  std::string_view name;
+  double min;
+  double max;
+  bool integer;
+};
+
+constexpr std::array<NumberRule, 6> kNumberParams = {{
+    {"temperature", 0.0, 2.0, false},
+    {"top_p", 0.0, 1.0, false},
+    {"max_tokens", 1, 1'000'000, true},
+    {"seed", -9.2e18, 9.2e18, true},
+    {"presence_penalty", -2.0, 2.0, false},
+    {"frequency_penalty", -2.0, 2.0, false},
+}};
+
+std::optional<ProtocolError> read_params(element e, ChatParams& out) {
+  object obj;
+  if (e.get(obj) != simdjson::SUCCESS) return bad("params must be an object");
+  for (auto [key, value] : obj) {
+    if (key == "stop") {
+      std::string_view s;
+      simdjson::dom::array arr;
+      if (value.get(s) == simdjson::SUCCESS) {
+        // one stop string
+      } else if (value.get(arr) == simdjson::SUCCESS) {
+        if (arr.size() > 4) return bad("params.stop takes at most 4 strings");
+        for (element item : arr) {
+          if (!item.is_string()) return bad("params.stop must be a string or a list of strings");
+        }
+      } else {
+        return bad("params.stop must be a string or a list of strings");
+      }
+      out.fields.emplace_back("stop", simdjson::minify(value));
+      continue;
+    }
+    const auto rule = std::find_if(kNumberParams.begin(), kNumberParams.end(),
+                                   [&](const NumberRule& r) { return r.name == key; });
+    if (rule == kNumberParams.end()) {
+      return bad("params." + std::string(key) +
+                 " is not supported; allowed: temperature, top_p, max_tokens, stop, seed, "
+                 "presence_penalty, frequency_penalty");
+    }
+    double v = 0;
+    if (!value.is_number() || value.get_double().get(v) != simdjson::SUCCESS) {
+      return bad("params." + std::string(key) + " must be a number");
+    }
+    if (rule->integer && !(value.is_int64() || value.is_uint64())) {
+      return bad("params." + std::string(key) + " must be an integer");
+    }
+    if (!(v >= rule->min && v <= rule->max)) {
+      return bad("params." + std::string(key) + " is out of range");
+    }
+    out.fields.emplace_back(std::string(key), simdjson::minify(value));
+  }
+  return std::nullopt;
+}
+
+std::optional<ProtocolError> read_messages(element e, size_t max_messages,
+                                           std::vector<ChatMessage>& out) {
+  simdjson::dom::array arr;
+  if (e.get(arr) != simdjson::SUCCESS) return bad("messages must be a list of {role, content}");
+  if (arr.size() == 0) return bad("messages must not be empty");
+  if (arr.size() > max_messages) {
+    return bad("messages may hold at most " + std::to_string(max_messages) + " entries");
+  }
+  for (element item : arr) {
+    object m;
+    std::string_view role;
+    std::string_view content;
+    if (item.get(m) != simdjson::SUCCESS || m["role"].get(role) != simdjson::SUCCESS ||
+        m["content"].get(content) != simdjson::SUCCESS) {
+      return bad("each entry of messages must be {\"role\": string, \"content\": string}");
+    }
+    if (role != "system" && role != "user" && role != "assistant") {
+      return bad("messages[].role must be \"system\", \"user\" or \"assistant\"");
+    }
+    out.push_back({std::string(role), std::string(content)});
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+struct ClientParser::Impl {
+  ClientParserLimits limits;
+  simdjson::dom::parser parser;
+
+  ClientMessage parse_object(object obj, std::string request_id);
+};
+
+ClientParser::ClientParser(ClientParserLimits limits) : impl_(std::make_unique<Impl>()) {
+  impl_->limits = limits;
+}
+
+ClientParser::~ClientParser() = default;
+
+ClientMessage ClientParser::parse(std::string_view frame) {
+  auto& parser = impl_->parser;
+  if (parser.allocate(std::max<size_t>(frame.size(), 64), impl_->limits.max_depth) !=
+      simdjson::SUCCESS) {
+    return ProtocolError{ErrorCode::kInternal, "out of memory parsing the frame", {}, {}};
+  }
+  element root;
+  const auto err = parser.parse(frame.data(), frame.size()).get(root);
+  if (err == simdjson::DEPTH_ERROR) {
+    return ProtocolError{ErrorCode::kBadJson,
+                         "JSON nests deeper than " + std::to_string(impl_->limits.max_depth) +
+                             " levels",
+                         {}, {}};
+  }
+  if (err != simdjson::SUCCESS) {
+    return ProtocolError{ErrorCode::kBadJson,
+                         std::string("frame is not valid JSON: ") + simdjson::error_message(err),
+                         {}, {}};
+  }
+  object obj;
+  if (root.get(obj) != simdjson::SUCCESS) {
+    return ProtocolError{ErrorCode::kBadJson, "frame must be a JSON object", {}, {}};
+  }
+  std::optional<std::string> request_id;
+  if (auto e = read_string(obj, "request_id", impl_->limits.max_id_bytes, request_id)) return *e;
+  auto msg = impl_->parse_object(obj, request_id.value_or(""));
+  if (auto* e = std::get_if<ProtocolError>(&msg)) e->request_id = request_id.value_or("");
+  return msg;
+}
+
+ClientMessage ClientParser::Impl::parse_object(object obj, std::string request_id) {
+  std::string_view type;
+  element type_el;
+  if (obj["type"].get(type_el) != simdjson::SUCCESS) return bad("missing field \"type\"");
+  if (type_el.get(type) != simdjson::SUCCESS) return bad("\"type\" must be a string");
+
+  std::optional<std::string> session_id;
+  if (auto e = read_string(obj, "session_id", limits.max_id_bytes, session_id)) return *e;
+  if (session_id && session_id->empty()) return bad("session_id must not be empty");
+
+  if (type == "ping") return PingCommand{std::move(request_id)};
+
+  if (type == "cancel") {
+    if (!session_id) return bad("cancel needs \"session_id\"");
+    return CancelCommand{std::move(*session_id), std::move(request_id)};
+  }
+
+  if (type == "chat") {
+    ChatCommand chat;
+    chat.session_id = std::move(session_id);
+    chat.request_id = std::move(request_id);
+    element input;
+    element messages;
+    const bool has_input = obj["input"].get(input) == simdjson::SUCCESS;
+    const bool has_messages = obj["messages"].get(messages) == simdjson::SUCCESS;
+    if (has_input == has_messages) return bad("chat needs exactly one of \"input\" or \"messages\"");
+    if (has_input) {
+      std::string_view text;
+      if (input.get(text) != simdjson::SUCCESS) return bad("input must be a string");
+      if (text.empty()) return bad("input must not be empty");
+      chat.messages.push_back({"user", std::string(text)});
+    } else if (auto e = read_messages(messages, limits.max_messages, chat.messages)) {
+      return *e;
+    }
+    std::optional<std::string> model;
+    if (auto e = read_string(obj, "model", 256, model)) return *e;
+    chat.model = model.value_or("");
+    element params;
+    if (obj["params"].get(params) == simdjson::SUCCESS) {
+      if (auto e = read_params(params, chat.params)) return *e;
+    }
+    return chat;
+  }
+
+  ProtocolError e{ErrorCode::kUnknownType,
+                  "unknown message type \"" + std::string(type.substr(0, 64)) +
+                      "\"; protocol v1 accepts chat, cancel and ping",
+                  {}, {}};
+  return e;
+}
+
+}  // namespace sluice

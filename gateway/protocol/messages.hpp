@@ -1,0 +1,51 @@
+// Client-to-gateway messages of protocol v1, as plain structs (docs/protocol.md).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "gateway/protocol/error_code.hpp"
+
+namespace sluice {
+
+struct ChatMessage {
+  std::string role;  // "system" | "user" | "assistant"
+  std::string content;
+};
+
+struct ChatParams {
+  // Each entry is a whitelisted sampling parameter and its value as compact,
+  // validated JSON, forwarded to the engine as is.
+  std::vector<std::pair<std::string, std::string>> fields;
+};
+
+struct ChatCommand {
+  std::optional<std::string> session_id;  // absent: create a session
+  std::string request_id;
+  std::vector<ChatMessage> messages;
+  std::string model;  // empty: the configured model
+  ChatParams params;
+};
+
+struct CancelCommand {
+  std::string session_id;
+  std::string request_id;
+};
+
+struct PingCommand {
+  std::string request_id;
+};
+
+struct ProtocolError {
+  ErrorCode code;
+  std::string message;
+  std::string request_id;  // echoed when the frame had a readable one
+  std::string session_id;
+};
+
+using ClientMessage = std::variant<ChatCommand, CancelCommand, PingCommand, ProtocolError>;
+
+}  // namespace sluice

@@ -1,0 +1,60 @@
+#include "gateway/protocol/server_messages.hpp"
+
+#include "gateway/common/json_writer.hpp"
+
+namespace sluice {
+namespace {
+void maybe(JsonWriter& w, std::string_view key, std::string_view value) {
+  if (!value.empty()) w.field(key, value);
+}
+}  // namespace
+
+std::string session_message(std::string_view session_id, std::string_view request_id) {
+  JsonWriter w;
+  w.begin_object().field("type", "session").field("session_id", session_id);
+  maybe(w, "request_id", request_id);
+  return w.end_object().take();
+}
+
+std::string delta_message(std::string_view session_id, uint64_t offset, std::string_view text) {
+  JsonWriter w;
+  w.begin_object()
+      .field("type", "delta")
+      .field("session_id", session_id)
+      .field("offset", offset)
+      .field("text", text);
+  return w.end_object().take();
+}
+
+std::string done_message(std::string_view session_id, uint64_t offset, std::string_view request_id,
+                         std::string_view finish_reason, const Usage& usage) {
+  JsonWriter w;
+  w.begin_object().field("type", "done").field("session_id", session_id).field("offset", offset);
+  maybe(w, "request_id", request_id);
+  w.field("finish_reason", finish_reason);
+  w.key("usage")
+      .begin_object()
+      .field("prompt_tokens", usage.prompt_tokens)
+      .field("completion_tokens", usage.completion_tokens)
+      .end_object();
+  return w.end_object().take();
+}
+
+std::string error_message(ErrorCode code, std::string_view message, std::string_view session_id,
+                          std::string_view request_id, uint64_t offset) {
+  JsonWriter w;
+  w.begin_object().field("type", "error").field("code", to_string(code)).field("message", message);
+  maybe(w, "session_id", session_id);
+  if (offset != 0) w.field("offset", offset);
+  maybe(w, "request_id", request_id);
+  return w.end_object().take();
+}
+
+std::string pong_message(std::string_view request_id) {
+  JsonWriter w;
+  w.begin_object().field("type", "pong");
+  maybe(w, "request_id", request_id);
+  return w.end_object().take();
+}
+
+}  // namespace sluice

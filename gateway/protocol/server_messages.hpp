@@ -1,0 +1,27 @@
+// Gateway-to-client messages of protocol v1, serialized to JSON text frames.
+// Pure functions; callable from any thread.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "gateway/protocol/error_code.hpp"
+
+namespace sluice {
+
+struct Usage {
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;
+};
+
+std::string session_message(std::string_view session_id, std::string_view request_id);
+std::string delta_message(std::string_view session_id, uint64_t offset, std::string_view text);
+std::string done_message(std::string_view session_id, uint64_t offset, std::string_view request_id,
+                         std::string_view finish_reason, const Usage& usage);
+// `offset` 0 means the error is not part of a session's stream.
+std::string error_message(ErrorCode code, std::string_view message, std::string_view session_id,
+                          std::string_view request_id, uint64_t offset = 0);
+std::string pong_message(std::string_view request_id);
+
+}  // namespace sluice

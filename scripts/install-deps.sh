@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs every build and test dependency of Sluice from Debian 12's archive.
+# Works as root, or through sudo for any other user. Safe to run again.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config ccache git
+  libboost1.81-dev libboost-system1.81-dev libboost-url1.81-dev
+  libcurl4-openssl-dev libssl-dev
+  libsimdjson-dev libtomlplusplus-dev libspdlog-dev libfmt-dev libcli11-dev
+  libgtest-dev libgmock-dev
+  curl procps
+)
+
+if [ "$(id -u)" -eq 0 ]; then
+  as_root=()
+elif command -v sudo >/dev/null 2>&1; then
+  as_root=(sudo)
+else
+  echo "install-deps: run as root or install sudo" >&2
+  exit 1
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${as_root[@]}" apt-get update -q
+"${as_root[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"

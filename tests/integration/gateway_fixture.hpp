@@ -1,0 +1,119 @@
+// Helpers for integration tests: start the simulator and the real gateway
+// binary, speak protocol v1 to it, read the simulator's records.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <simdjson.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gateway/common/json_writer.hpp"
+#include "tests/support/process.hpp"
+#include "tests/support/ws_client.hpp"
+
+namespace sluice::test {
+
+// Text with Chinese and emoji; {prompt} is replaced by the simulator.
+inline const std::string kSimText =
+    "Answer for {prompt}: 你好，世界！Streaming works 🚀 — 第二句话，带标点。Done ✅";
+
+inline std::string expected_text(const std::string& prompt) {
+  std::string t = kSimText;
+  t.replace(t.find("{prompt}"), 8, prompt);
+  return t;
+}
+
+inline std::unique_ptr<Process> start_sim(std::vector<std::string> args = {}) {
+  std::vector<std::string> argv = {SLUICE_SIM_BIN, "--listen", "127.0.0.1:0", "--text", kSimText};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return std::make_unique<Process>(argv);
+}
+
+inline std::string sim_url(const Process& sim) {
+  return "http://127.0.0.1:" + std::to_string(sim.port()) + "/v1";
+}
+
+inline std::unique_ptr<Process> start_gateway(const std::string& upstreams,
+                                              std::vector<std::string> env = {},
+                                              std::vector<std::string> args = {}) {
+  std::vector<std::string> argv = {SLUICE_GATEWAY_BIN, "--listen", "127.0.0.1:0", "--upstream",
+                                   upstreams};
+  argv.insert(argv.end(), args.begin(), args.end());
+  env.push_back("SLUICE_LOG_LEVEL=debug");
+  return std::make_unique<Process>(argv, env);
+}
+
+inline std::string chat(const std::string& input, const std::string& request_id = "",
+                        const std::string& session_id = "") {
+  JsonWriter w;
+  w.begin_object().field("type", "chat").field("input", input);
+  if (!request_id.empty()) w.field("request_id", request_id);
+  if (!session_id.empty()) w.field("session_id", session_id);
+  return w.end_object().take();
+}
+
+inline std::string cancel(const std::string& session_id) {
+  JsonWriter w;
+  w.begin_object().field("type", "cancel").field("session_id", session_id);
+  return w.end_object().take();
+}
+
+struct Turn {
+  std::string text;
+  std::vector<uint64_t> offsets;  // of every frame with one, in order
+  std::optional<Frame> error;
+  std::optional<Frame> done;
+};
+
+// Reads one session's frames until its `done` (frames of other sessions are
+// left to `others` when given, otherwise dropped).
+inline Turn read_turn(WsClient& c, const std::string& session_id,
+                      std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
+  Turn t;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto f = c.read(std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now()));
+    if (!f) break;
+    if (f->session_id != session_id) continue;
+    if (f->offset) t.offsets.push_back(f->offset);
+    if (f->type == "delta") t.text += f->text;
+    if (f->type == "error") t.error = f;
+    if (f->type == "done") {
+      t.done = f;
+      break;
+    }
+  }
+  return t;
+}
+
+struct SimStats {
+  int64_t connections = 0, requests = 0, completed = 0, aborted = 0, active = 0;
+  std::string last_body;
+  std::string last_authorization;
+};
+
+inline SimStats sim_stats(const Process& sim, const std::string& query = "") {
+  const auto reply = http_get(sim.port(), "/sim/stats" + query);
+  SimStats s;
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (parser.parse(reply.body).get(doc) != simdjson::SUCCESS) return s;
+  auto num = [&](const char* key, int64_t& out) {
+    if (doc[key].get(out) != simdjson::SUCCESS) out = -1;
+  };
+  num("connections", s.connections);
+  num("requests", s.requests);
+  num("completed", s.completed);
+  num("aborted", s.aborted);
+  num("active", s.active);
+  std::string_view auth;
+  if (doc["last_authorization"].get(auth) == simdjson::SUCCESS) s.last_authorization = auth;
+  simdjson::dom::element body;
+  if (doc["last_body"].get(body) == simdjson::SUCCESS) s.last_body = simdjson::minify(body);
+  return s;
+}
+
+}  // namespace sluice::test

@@ -1,0 +1,61 @@
+// WsClient: a real WebSocket client (Boost.Beast) for tests, with timeouts.
+// Single-threaded; one per test thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace sluice::test {
+
+struct Frame {
+  std::string raw;
+  std::string type;
+  std::string session_id;
+  std::string request_id;
+  std::string text;
+  std::string code;
+  std::string message;
+  std::string finish_reason;
+  uint64_t offset = 0;
+  int64_t prompt_tokens = -1;
+  int64_t completion_tokens = -1;
+};
+
+Frame parse_frame(std::string_view json);
+
+class WsClient {
+ public:
+  explicit WsClient(uint16_t port, std::string target = "/v1/ws");
+  ~WsClient();
+
+  void send(std::string_view text);
+  void send_binary(std::string_view bytes);
+  // The next frame; nullopt at timeout or when the connection closed.
+  std::optional<Frame> read(std::chrono::milliseconds timeout = std::chrono::seconds(10));
+  // Reads until a frame of `type` (for `session_id` if given) arrives.
+  std::optional<Frame> read_until(std::string_view type, std::string_view session_id = {},
+                                  std::chrono::milliseconds timeout = std::chrono::seconds(10));
+  bool closed() const;
+  // The close code the server sent, once closed.
+  std::optional<uint16_t> close_code() const;
+  std::string close_reason() const;
+  void close();  // a clean close handshake
+  void drop();   // drops the TCP connection without a close frame
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+struct HttpReply {
+  int status = 0;
+  std::string body;
+};
+
+HttpReply http_get(uint16_t port, std::string target);
+
+}  // namespace sluice::test

@@ -1,0 +1,38 @@
+#include "gateway/common/json_writer.hpp"
+
+#include <gtest/gtest.h>
+
+#include "gateway/common/random_id.hpp"
+
+namespace sluice {
+namespace {
+
+TEST(JsonWriter, EscapesControlCharactersAndKeepsUtf8) {
+  std::string out;
+  append_json_string(out, std::string("a\"b\\c\n\t") + '\x01' + '\x1f' + " 你好 🚀");
+  EXPECT_EQ(out, "\"a\\\"b\\\\c\\n\\t\\u0001\\u001f 你好 🚀\"");
+}
+
+TEST(JsonWriter, BuildsNestedObjects) {
+  JsonWriter w;
+  w.begin_object().field("s", "x").field("n", int64_t{-3}).field("b", true);
+  w.key("arr").begin_array().value(1).value("two").null().end_array();
+  w.key("o").begin_object().field("d", 0.25).end_object();
+  w.end_object();
+  EXPECT_EQ(w.str(), R"({"s":"x","n":-3,"b":true,"arr":[1,"two",null],"o":{"d":0.25}})");
+}
+
+TEST(RandomId, ShapeAndUniqueness) {
+  const auto a = make_random_id("s_");
+  const auto b = make_random_id("s_");
+  EXPECT_EQ(a.size(), 24u);
+  EXPECT_NE(a, b);
+  EXPECT_EQ(a.find_first_not_of("s_ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-"),
+            std::string::npos);
+  const auto t = make_trace_id();
+  EXPECT_EQ(t.size(), 32u);
+  EXPECT_EQ(t.find_first_not_of("0123456789abcdef"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace sluice

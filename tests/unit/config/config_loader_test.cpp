@@ -1,0 +1,132 @@
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "gateway/config/config.hpp"
+
+namespace sluice {
+namespace {
+
+class TempToml {
+ public:
+  explicit TempToml(const std::string& text) {
+    char tmpl[] = "/tmp/sluice-cfg-XXXXXX";
+    const int fd = mkstemp(tmpl);
+    close(fd);
+    path_ = tmpl;
+    std::ofstream(path_) << text;
+  }
+  ~TempToml() { unlink(path_.c_str()); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+ConfigResult load_toml(const std::string& text, std::vector<std::string> env = {}) {
+  TempToml f(text);
+  return load_config({f.path(), std::move(env), "", ""});
+}
+
+TEST(ConfigLoader, DefaultsAreValid) {
+  const auto r = load_config({});
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(r.config.server.listen_host, "127.0.0.1");
+  EXPECT_EQ(r.config.server.listen_port, 8080);
+  EXPECT_EQ(r.config.engine, "openai");
+}
+
+TEST(ConfigLoader, ShippedConfigsLoad) {
+  for (const char* name : {"sluice.toml", "vllm.toml"}) {
+    const auto r = load_config({std::string(SLUICE_FIXTURES) + "/../../config/" + name, {}, "", ""});
+    EXPECT_TRUE(r.ok) << name << ": " << r.error;
+  }
+}
+
+TEST(ConfigLoader, ReadsEveryKindOfValue) {
+  const auto r = load_toml(R"(
+engine = "openai"
+[server]
+listen = "[::1]:9000"
+threads = 4
+drain_timeout_ms = 1500
+[limits]
+max_frame_bytes = 2048
+[openai]
+urls = ["http://a:8000/v1/", "https://b/v1"]
+model = "Qwen/Qwen2.5-7B-Instruct"
+[openai.extra]
+top_k = 20
+chat_template_kwargs = { enable_thinking = false }
+[log]
+access_log = false
+)");
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(r.config.server.listen_host, "::1");
+  EXPECT_EQ(r.config.server.listen_port, 9000);
+  EXPECT_EQ(r.config.server.threads, 4);
+  EXPECT_EQ(r.config.server.drain_timeout.count(), 1500);
+  EXPECT_EQ(r.config.limits.max_frame_bytes, 2048u);
+  ASSERT_EQ(r.config.openai.urls.size(), 2u);
+  EXPECT_EQ(r.config.openai.urls[0], "http://a:8000/v1");  // trailing slash dropped
+  EXPECT_EQ(r.config.openai.extra_fields_json,
+            R"("chat_template_kwargs":{"enable_thinking":false},"top_k":20)");
+  EXPECT_FALSE(r.config.log.access_log);
+}
+
+TEST(ConfigLoader, BadValuesNameTheKeyAndWhatIsAllowed) {
+  struct Case {
+    std::string toml;
+    std::string expect;
+  };
+  const std::vector<Case> cases = {
+      {"[server]\nthreads = -1", "server.threads: must be an integer from 0 to 256 (got -1)"},
+      {"[server]\nthreads = \"four\"", "server.threads: must be an integer"},
+      {"[server]\nlisten = \"localhost\"", "server.listen: must be HOST:PORT"},
+      {"[server]\nlisten = \"1.2.3.4:70000\"", "server.listen: must be HOST:PORT"},
+      {"[server]\nlisten_port = 1", "server.listen_port: unknown key"},
+      {"[openai]\nurls = []", "openai.urls: must name at least one"},
+      {"[openai]\nurls = [\"localhost:8000\"]", "openai.urls: must be an http:// or https://"},
+      {"[openai.extra]\nstream = false", "openai.extra: may not set \"stream\""},
+      {"engine = \"magic\"", "engine: must be one of \"openai\""},
+      {"[log]\nlevel = \"loud\"", "log.level: must be one of"},
+      {"[log]\naccess_log = 1", "log.access_log: must be true or false"},
+      {"[limits]\nmax_frame_bytes = 10", "limits.max_frame_bytes: must be an integer from 256"},
+      {"[server\nthreads = 1", "not valid TOML"},
+  };
+  for (const auto& c : cases) {
+    const auto r = load_toml(c.toml);
+    EXPECT_FALSE(r.ok) << c.toml;
+    EXPECT_NE(r.error.find(c.expect), std::string::npos) << c.toml << "\n -> " << r.error;
+  }
+}
+
+TEST(ConfigLoader, EnvironmentOverridesFileAndFlagsOverrideBoth) {
+  TempToml f("[server]\nthreads = 2\nlisten = \"127.0.0.1:1000\"\n[openai]\nurls = [\"http://file/v1\"]\n");
+  auto r = load_config({f.path(),
+                        {"SLUICE_SERVER_THREADS=6", "SLUICE_OPENAI_API_KEY=sk-env",
+                         "SLUICE_SERVER_LISTEN=127.0.0.1:2000", "SLUICE_UNRELATED=1", "PATH=/bin"},
+                        "0.0.0.0:3000", "http://flag-a/v1,http://flag-b/v1"});
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(r.config.server.threads, 6);
+  EXPECT_EQ(r.config.openai.api_key, "sk-env");
+  EXPECT_EQ(r.config.server.listen_host, "0.0.0.0");
+  EXPECT_EQ(r.config.server.listen_port, 3000);
+  ASSERT_EQ(r.config.openai.urls.size(), 2u);
+  EXPECT_EQ(r.config.openai.urls[1], "http://flag-b/v1");
+}
+
+TEST(ConfigLoader, BadEnvironmentValueNamesTheVariable) {
+  const auto r = load_config({"", {"SLUICE_LIMITS_MAX_CONNECTIONS=lots"}, "", ""});
+  ASSERT_FALSE(r.ok);
+  EXPECT_NE(r.error.find("SLUICE_LIMITS_MAX_CONNECTIONS"), std::string::npos) << r.error;
+  EXPECT_NE(r.error.find("limits.max_connections"), std::string::npos);
+}
+
+TEST(ConfigLoader, EnvNames) {
+  EXPECT_EQ(env_name_for_key("openai.first_token_timeout_ms"), "SLUICE_OPENAI_FIRST_TOKEN_TIMEOUT_MS");
+}
+
+}  // namespace
+}  // namespace sluice

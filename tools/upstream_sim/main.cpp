@@ -1,0 +1,512 @@
+// sluice-upstream-sim: a SIMULATED OpenAI-compatible upstream for tests,
+// benchmarks and demos. It is not a model: it streams configured text.
+//
+// It serves POST /v1/chat/completions with "stream": true byte for byte in
+// vLLM's format (role-only first chunk, content deltas, a finish_reason
+// chunk, the usage chunk with empty choices, [DONE]), with a configurable
+// token rate and chunking, HTTP errors, mid-stream drops and stalls. It notes
+// every request and whether the client aborted it: GET /sim/stats.
+//
+// Per-request overrides: a last user message containing
+// "[[sim key=value ...]]" (keys: status, drop_after, stall_after, rate,
+// first_delay_ms, tokens) overrides the command-line settings for that
+// request; the directive is removed before the text is echoed.
+#include <CLI/CLI.hpp>
+#include <simdjson.h>
+
+#include <atomic>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include "gateway/common/json_writer.hpp"
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+using net::awaitable;
+using net::use_awaitable;
+
+namespace {
+
+struct Behaviour {
+  std::string text;           // {prompt} is replaced by the last user message
+  double rate = 0;            // tokens per second, 0: as fast as possible
+  int chunk_tokens = 1;       // tokens per SSE event
+  int status = 200;           // != 200: answer with a vLLM error body
+  int drop_after = -1;        // close the connection after N content events
+  int stall_after = -1;       // stop sending (keep the connection) after N events
+  int first_delay_ms = 0;     // wait before the first content event
+  int tokens = -1;            // stop after N tokens (finish_reason "length")
+  bool split_writes = false;  // write each event in small pieces
+  bool usage = true;
+  std::string model = "sim-model";
+};
+
+struct Stats {
+  std::atomic<uint64_t> connections{0};
+  std::atomic<uint64_t> requests{0};
+  std::atomic<uint64_t> completed{0};
+  std::atomic<uint64_t> aborted{0};
+  std::atomic<uint64_t> active{0};
+  std::atomic<uint64_t> errors_sent{0};
+  std::atomic<uint64_t> drops{0};
+  std::atomic<uint64_t> stalls{0};
+  std::mutex mutex;
+  std::string last_body;
+  std::string last_authorization;
+};
+
+// Splits text into token-like pieces: a word with its leading space, a
+// punctuation mark, or one non-ASCII character (CJK, emoji) each.
+std::vector<std::string> tokenize(std::string_view text) {
+  auto alnum = [&](size_t k) {
+    return k < text.size() && std::isalnum(static_cast<unsigned char>(text[k]));
+  };
+  std::vector<std::string> out;
+  size_t i = 0;
+  while (i < text.size()) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    size_t j = i + 1;
+    if (c >= 0xF0) {
+      j = i + 4;
+    } else if (c >= 0xE0) {
+      j = i + 3;
+    } else if (c >= 0xC0) {
+      j = i + 2;
+    } else if (alnum(i) || (c == ' ' && alnum(i + 1))) {
+      j = i + 1;
+      while (alnum(j)) ++j;
+    }
+    j = std::min(j, text.size());
+    out.emplace_back(text.substr(i, j - i));
+    i = j;
+  }
+  return out;
+}
+
+std::string chunk_json(const std::string& id, int64_t created, const Behaviour& b,
+                       std::string_view body) {
+  std::string s = R"({"id":")" + id + R"(","object":"chat.completion.chunk","created":)" +
+                  std::to_string(created) + R"(,"model":)";
+  sluice::append_json_string(s, b.model);
+  s += R"(,"choices":)";
+  s += body;
+  s += "}";
+  return "data: " + s + "\n\n";
+}
+
+std::string content_event(const std::string& id, int64_t created, const Behaviour& b,
+                          std::string_view text) {
+  std::string body = R"([{"index":0,"delta":{"content":)";
+  sluice::append_json_string(body, text);
+  body += R"(},"logprobs":null,"finish_reason":null}])";
+  return chunk_json(id, created, b, body);
+}
+
+// Applies "[[sim key=value ...]]" found in `prompt`, and removes it.
+void apply_directive(std::string& prompt, Behaviour& b) {
+  const auto open = prompt.find("[[sim");
+  if (open == std::string::npos) return;
+  const auto close = prompt.find("]]", open);
+  if (close == std::string::npos) return;
+  std::istringstream in(prompt.substr(open + 5, close - open - 5));
+  for (std::string kv; in >> kv;) {
+    const auto eq = kv.find('=');
+    if (eq == std::string::npos) continue;
+    const std::string k = kv.substr(0, eq);
+    const std::string v = kv.substr(eq + 1);
+    try {
+      if (k == "status") b.status = std::stoi(v);
+      else if (k == "drop_after") b.drop_after = std::stoi(v);
+      else if (k == "stall_after") b.stall_after = std::stoi(v);
+      else if (k == "rate") b.rate = std::stod(v);
+      else if (k == "first_delay_ms") b.first_delay_ms = std::stoi(v);
+      else if (k == "tokens") b.tokens = std::stoi(v);
+    } catch (const std::exception&) {
+    }
+  }
+  prompt.erase(open, close + 2 - open);
+  while (!prompt.empty() && prompt.back() == ' ') prompt.pop_back();
+  while (!prompt.empty() && prompt.front() == ' ') prompt.erase(0, 1);
+}
+
+class Simulator {
+ public:
+  Simulator(net::io_context& ioc, Behaviour defaults) : ioc_(ioc), defaults_(std::move(defaults)) {}
+
+  awaitable<void> listen(tcp::acceptor& acceptor) {
+    for (;;) {
+      auto [ec, socket] = co_await acceptor.async_accept(
+          net::make_strand(ioc_), net::as_tuple(use_awaitable));
+      if (ec) {
+        if (ec == net::error::operation_aborted) co_return;
+        continue;
+      }
+      ++stats_.connections;
+      net::co_spawn(socket.get_executor(), serve(std::move(socket)), net::detached);
+    }
+  }
+
+ private:
+  awaitable<void> serve(tcp::socket socket) {
+    beast::flat_buffer buffer;
+    socket.set_option(tcp::no_delay(true));
+    for (;;) {
+      http::request<http::string_body> req;
+      auto [ec, n] = co_await http::async_read(socket, buffer, req, net::as_tuple(use_awaitable));
+      if (ec) co_return;
+      const bool keep = co_await handle(socket, req);
+      if (!keep) {
+        beast::error_code ignored;
+        socket.shutdown(tcp::socket::shutdown_send, ignored);
+        co_return;
+      }
+    }
+  }
+
+  awaitable<bool> reply(tcp::socket& socket, http::status status, std::string body,
+                        bool keep_alive, const char* type = "application/json") {
+    http::response<http::string_body> res{status, 11};
+    res.set(http::field::server, "uvicorn");
+    res.set(http::field::content_type, type);
+    res.keep_alive(keep_alive);
+    res.body() = std::move(body);
+    res.prepare_payload();
+    auto [ec, n] = co_await http::async_write(socket, res, net::as_tuple(use_awaitable));
+    co_return !ec && keep_alive;
+  }
+
+  std::string stats_json() {
+    sluice::JsonWriter w;
+    w.begin_object()
+        .field("connections", static_cast<uint64_t>(stats_.connections))
+        .field("requests", static_cast<uint64_t>(stats_.requests))
+        .field("completed", static_cast<uint64_t>(stats_.completed))
+        .field("aborted", static_cast<uint64_t>(stats_.aborted))
+        .field("active", static_cast<uint64_t>(stats_.active))
+        .field("errors_sent", static_cast<uint64_t>(stats_.errors_sent))
+        .field("drops", static_cast<uint64_t>(stats_.drops))
+        .field("stalls", static_cast<uint64_t>(stats_.stalls));
+    std::lock_guard lock(stats_.mutex);
+    w.field("last_authorization", stats_.last_authorization);
+    w.key("last_body");
+    if (stats_.last_body.empty()) {
+      w.null();
+    } else {
+      w.raw(stats_.last_body);
+    }
+    return w.end_object().take();
+  }
+
+  // GET /sim/stats[?wait_aborted=N&wait_requests=N&timeout_ms=T]: answers at
+  // once, or when the counters reach the numbers asked for (or at timeout).
+  awaitable<bool> handle_stats(tcp::socket& socket, std::string_view target, bool keep) {
+    auto param = [&](std::string_view key) -> int64_t {
+      const auto pos = target.find(std::string(key) + "=");
+      if (pos == std::string_view::npos) return -1;
+      return std::atoll(std::string(target.substr(pos + key.size() + 1)).c_str());
+    };
+    const int64_t want_aborted = param("wait_aborted");
+    const int64_t want_requests = param("wait_requests");
+    const int64_t timeout_ms = std::max<int64_t>(0, param("timeout_ms"));
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    net::steady_timer timer(socket.get_executor());
+    while (std::chrono::steady_clock::now() < deadline &&
+           (static_cast<int64_t>(stats_.aborted.load()) < want_aborted ||
+            static_cast<int64_t>(stats_.requests.load()) < want_requests)) {
+      timer.expires_after(std::chrono::milliseconds(2));
+      co_await timer.async_wait(net::as_tuple(use_awaitable));
+    }
+    co_return co_await reply(socket, http::status::ok, stats_json(), keep);
+  }
+
+  awaitable<bool> handle(tcp::socket& socket, http::request<http::string_body>& req) {
+    const std::string target(req.target());
+    const bool keep = req.keep_alive();
+    if (req.method() == http::verb::get && target.rfind("/sim/stats", 0) == 0) {
+      co_return co_await handle_stats(socket, target, keep);
+    }
+    if (req.method() == http::verb::get && target == "/health") {
+      co_return co_await reply(socket, http::status::ok, "{}", keep);
+    }
+    if (req.method() != http::verb::post || target != "/v1/chat/completions") {
+      co_return co_await reply(socket, http::status::not_found, R"({"detail":"Not Found"})", keep);
+    }
+    ++stats_.requests;
+    {
+      std::lock_guard lock(stats_.mutex);
+      stats_.last_body = req.body();
+      stats_.last_authorization = std::string(req[http::field::authorization]);
+    }
+    Behaviour b = defaults_;
+    std::string prompt;
+    bool stream = false;
+    {
+      simdjson::dom::parser parser;
+      simdjson::dom::element doc;
+      if (parser.parse(req.body()).get(doc) != simdjson::SUCCESS) {
+        ++stats_.errors_sent;
+        co_return co_await reply(
+            socket, http::status::bad_request,
+            R"({"object":"error","message":"Invalid JSON body","type":"BadRequestError","param":null,"code":400})",
+            keep);
+      }
+      bool s = false;
+      if (doc["stream"].get(s) == simdjson::SUCCESS) stream = s;
+      simdjson::dom::array messages;
+      if (doc["messages"].get(messages) == simdjson::SUCCESS) {
+        for (auto m : messages) {
+          std::string_view role, content;
+          if (m["role"].get(role) == simdjson::SUCCESS && role == "user" &&
+              m["content"].get(content) == simdjson::SUCCESS) {
+            prompt = content;
+          }
+        }
+      }
+      std::string_view model;
+      if (doc["model"].get(model) == simdjson::SUCCESS) b.model = model;
+    }
+    apply_directive(prompt, b);
+    if (b.status != 200) {
+      ++stats_.errors_sent;
+      std::string body = R"x({"object":"error","message":"simulated failure (HTTP )x" +
+                         std::to_string(b.status) +
+                         R"x()","type":"InternalServerError","param":null,"code":)x" +
+                         std::to_string(b.status) + "}";
+      co_return co_await reply(socket, static_cast<http::status>(b.status), std::move(body), keep);
+    }
+    if (!stream) {
+      ++stats_.errors_sent;
+      co_return co_await reply(
+          socket, http::status::bad_request,
+          R"({"object":"error","message":"this simulator only streams: set \"stream\": true","type":"BadRequestError","param":null,"code":400})",
+          keep);
+    }
+    co_return co_await stream_answer(socket, b, prompt, keep);
+  }
+
+  awaitable<bool> stream_answer(tcp::socket& socket, const Behaviour& b, const std::string& prompt,
+                                bool keep) {
+    std::string text = b.text;
+    for (size_t pos; (pos = text.find("{prompt}")) != std::string::npos;) {
+      text.replace(pos, 8, prompt);
+    }
+    auto tokens = tokenize(text);
+    std::string finish = "stop";
+    if (b.tokens >= 0 && static_cast<size_t>(b.tokens) < tokens.size()) {
+      tokens.resize(static_cast<size_t>(b.tokens));
+      finish = "length";
+    }
+    ++stats_.active;
+    struct ActiveGuard {
+      Stats& s;
+      ~ActiveGuard() { --s.active; }
+    } guard{stats_};
+
+    http::response<http::empty_body> res{http::status::ok, 11};
+    res.set(http::field::server, "uvicorn");
+    res.set(http::field::content_type, "text/event-stream; charset=utf-8");
+    res.chunked(true);
+    res.keep_alive(keep);
+    http::response_serializer<http::empty_body> sr{res};
+    auto [hec, hn] = co_await http::async_write_header(socket, sr, net::as_tuple(use_awaitable));
+    if (hec) {
+      ++stats_.aborted;
+      co_return false;
+    }
+
+    // Watches the socket while the answer streams: a client that closes is
+    // seen at once, even while this side is stalled.
+    auto gone = std::make_shared<bool>(false);
+    auto done = std::make_shared<bool>(false);
+    auto probe = std::make_shared<std::array<char, 1>>();
+    socket.async_read_some(net::buffer(*probe), [this, gone, done, probe](auto ec, size_t) {
+      if (*done) return;
+      if (ec) {
+        *gone = true;
+        ++stats_.aborted;
+      }
+    });
+
+    const std::string id = "chatcmpl-" + std::to_string(stats_.requests.load()) + "sim";
+    const int64_t created = std::chrono::duration_cast<std::chrono::seconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count();
+    net::steady_timer timer(socket.get_executor());
+    auto send = [&](std::string event) -> awaitable<bool> {
+      if (*gone) co_return false;
+      if (b.split_writes) {
+        for (size_t i = 0; i < event.size(); i += 7) {
+          auto [ec, n] = co_await net::async_write(
+              socket, http::make_chunk(net::buffer(event.data() + i, std::min<size_t>(7, event.size() - i))),
+              net::as_tuple(use_awaitable));
+          if (ec) co_return false;
+        }
+        co_return true;
+      }
+      auto [ec, n] = co_await net::async_write(socket, http::make_chunk(net::buffer(event)),
+                                               net::as_tuple(use_awaitable));
+      co_return !ec;
+    };
+    auto finish_probe = [&] {
+      *done = true;
+      beast::error_code ignored;
+      socket.cancel(ignored);
+    };
+    auto fail_abort = [&]() -> bool {
+      *done = true;
+      if (!*gone) ++stats_.aborted;
+      return false;
+    };
+
+    if (!co_await send(chunk_json(id, created, b,
+                                  R"([{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}])"))) {
+      co_return fail_abort();
+    }
+    if (b.first_delay_ms > 0) {
+      timer.expires_after(std::chrono::milliseconds(b.first_delay_ms));
+      co_await timer.async_wait(net::as_tuple(use_awaitable));
+    }
+    const auto interval = b.rate > 0 ? std::chrono::duration<double>(b.chunk_tokens / b.rate)
+                                     : std::chrono::duration<double>(0);
+    auto next = std::chrono::steady_clock::now();
+    int events = 0;
+    for (size_t i = 0; i < tokens.size(); i += static_cast<size_t>(b.chunk_tokens)) {
+      if (b.drop_after >= 0 && events == b.drop_after) {
+        ++stats_.drops;
+        *done = true;
+        beast::error_code ignored;
+        socket.shutdown(tcp::socket::shutdown_both, ignored);
+        socket.close(ignored);
+        co_return false;
+      }
+      if (b.stall_after >= 0 && events == b.stall_after) {
+        ++stats_.stalls;
+        // Hold the connection open, sending nothing, until the client leaves.
+        while (!*gone) {
+          timer.expires_after(std::chrono::milliseconds(5));
+          co_await timer.async_wait(net::as_tuple(use_awaitable));
+        }
+        *done = true;
+        co_return false;
+      }
+      if (b.rate > 0) {
+        next += std::chrono::duration_cast<std::chrono::steady_clock::duration>(interval);
+        timer.expires_at(next);
+        co_await timer.async_wait(net::as_tuple(use_awaitable));
+      }
+      std::string piece;
+      for (size_t k = i; k < std::min(tokens.size(), i + static_cast<size_t>(b.chunk_tokens)); ++k) {
+        piece += tokens[k];
+      }
+      if (!co_await send(content_event(id, created, b, piece))) co_return fail_abort();
+      ++events;
+    }
+    if (!co_await send(chunk_json(id, created, b,
+                                  R"([{"index":0,"delta":{"content":""},"logprobs":null,"finish_reason":")" +
+                                      finish + R"(","stop_reason":null}])"))) {
+      co_return fail_abort();
+    }
+    if (b.usage) {
+      const size_t prompt_tokens = tokenize(prompt).size();
+      std::string usage = R"({"id":")" + id +
+                          R"(","object":"chat.completion.chunk","created":)" +
+                          std::to_string(created) + R"(,"model":)";
+      sluice::append_json_string(usage, b.model);
+      usage += R"(,"choices":[],"usage":{"prompt_tokens":)" + std::to_string(prompt_tokens) +
+               R"(,"total_tokens":)" + std::to_string(prompt_tokens + tokens.size()) +
+               R"(,"completion_tokens":)" + std::to_string(tokens.size()) + "}}";
+      if (!co_await send("data: " + usage + "\n\n")) co_return fail_abort();
+    }
+    if (!co_await send("data: [DONE]\n\n")) co_return fail_abort();
+    finish_probe();
+    auto [ec, n] = co_await net::async_write(socket, http::make_chunk_last(),
+                                             net::as_tuple(use_awaitable));
+    if (ec) co_return fail_abort();
+    ++stats_.completed;
+    co_return keep;
+  }
+
+  net::io_context& ioc_;
+  Behaviour defaults_;
+  Stats stats_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"sluice-upstream-sim: a SIMULATED OpenAI-compatible streaming upstream (vLLM format)"};
+  Behaviour b;
+  b.text =
+      "Hello! You asked: \"{prompt}\". Sluice streams every token as it arrives. "
+      "你好，欢迎使用 Sluice：答案会逐字流式传输。🚀✨ Have a nice day!";
+  std::string listen = "127.0.0.1:8000";
+  std::string port_file;
+  int threads = 1;
+  app.add_option("--listen", listen, "HOST:PORT (port 0 picks a free one)");
+  app.add_option("--port-file", port_file, "write the bound port here once listening");
+  app.add_option("--threads", threads, "I/O threads");
+  app.add_option("--text", b.text, "answer text; {prompt} is the last user message");
+  app.add_option("--rate", b.rate, "tokens per second (0: as fast as possible)");
+  app.add_option("--chunk-tokens", b.chunk_tokens, "tokens per SSE event")->check(CLI::Range(1, 1000));
+  app.add_option("--status", b.status, "answer every request with this HTTP status");
+  app.add_option("--drop-after", b.drop_after, "close the connection after N content events");
+  app.add_option("--stall-after", b.stall_after, "stop sending after N content events");
+  app.add_option("--first-delay-ms", b.first_delay_ms, "delay before the first content event");
+  app.add_option("--tokens", b.tokens, "stop after N tokens with finish_reason \"length\"");
+  app.add_option("--model", b.model, "model name in the chunks when the request names none");
+  app.add_flag("--split-writes", b.split_writes, "write every event in 7-byte pieces");
+  app.add_flag("!--no-usage", b.usage, "omit the usage chunk");
+  CLI11_PARSE(app, argc, argv);
+
+  const auto colon = listen.rfind(':');
+  if (colon == std::string::npos) {
+    std::cerr << "--listen must be HOST:PORT\n";
+    return 2;
+  }
+  net::io_context ioc(threads);
+  tcp::acceptor acceptor(ioc);
+  try {
+    const tcp::endpoint ep(net::ip::make_address(listen.substr(0, colon)),
+                           static_cast<uint16_t>(std::stoi(listen.substr(colon + 1))));
+    acceptor.open(ep.protocol());
+    acceptor.set_option(net::socket_base::reuse_address(true));
+    acceptor.bind(ep);
+    acceptor.listen();
+  } catch (const std::exception& e) {
+    std::cerr << "sluice-upstream-sim: cannot listen on " << listen << ": " << e.what() << "\n";
+    return 1;
+  }
+  const auto port = acceptor.local_endpoint().port();
+  std::cerr << "SIMULATOR: sluice-upstream-sim serving a simulated OpenAI-compatible stream "
+               "(not a model) on http://"
+            << listen.substr(0, colon) << ":" << port << "/v1\n";
+  if (!port_file.empty()) std::ofstream(port_file) << port << "\n";
+
+  Simulator sim(ioc, b);
+  net::co_spawn(ioc, sim.listen(acceptor), net::detached);
+  net::signal_set signals(ioc, SIGINT, SIGTERM);
+  signals.async_wait([&](auto, int) { ioc.stop(); });
+  std::vector<std::thread> pool;
+  for (int i = 1; i < threads; ++i) pool.emplace_back([&] { ioc.run(); });
+  ioc.run();
+  for (auto& t : pool) t.join();
+  return 0;
+}
