@@ -55,6 +55,7 @@ struct Behaviour {
   int first_delay_ms = 0;     // wait before the first content event
   int tokens = -1;            // stop after N tokens (finish_reason "length")
   bool split_writes = false;  // write each event in small pieces
+  bool stamp = false;         // each token's text is its send time: "<steady ns>|"
   bool usage = true;
   std::string model = "sim-model";
 };
@@ -68,6 +69,7 @@ struct Stats {
   std::atomic<uint64_t> errors_sent{0};
   std::atomic<uint64_t> drops{0};
   std::atomic<uint64_t> stalls{0};
+  std::atomic<int64_t> last_abort_ns{0};  // steady_clock time the last abort was seen
   std::mutex mutex;
   std::string last_body;
   std::string last_authorization;
@@ -203,7 +205,8 @@ class Simulator {
         .field("active", static_cast<uint64_t>(stats_.active))
         .field("errors_sent", static_cast<uint64_t>(stats_.errors_sent))
         .field("drops", static_cast<uint64_t>(stats_.drops))
-        .field("stalls", static_cast<uint64_t>(stats_.stalls));
+        .field("stalls", static_cast<uint64_t>(stats_.stalls))
+        .field("last_abort_ns", static_cast<int64_t>(stats_.last_abort_ns));
     std::lock_guard lock(stats_.mutex);
     w.field("last_authorization", stats_.last_authorization);
     w.key("last_body");
@@ -328,7 +331,7 @@ class Simulator {
     http::response_serializer<http::empty_body> sr{res};
     auto [hec, hn] = co_await http::async_write_header(socket, sr, net::as_tuple(use_awaitable));
     if (hec) {
-      ++stats_.aborted;
+      note_abort();
       co_return false;
     }
 
@@ -341,7 +344,7 @@ class Simulator {
       if (*done) return;
       if (ec) {
         *gone = true;
-        ++stats_.aborted;
+        note_abort();
       }
     });
 
@@ -372,7 +375,7 @@ class Simulator {
     };
     auto fail_abort = [&]() -> bool {
       *done = true;
-      if (!*gone) ++stats_.aborted;
+      if (!*gone) note_abort();
       return false;
     };
 
@@ -414,7 +417,11 @@ class Simulator {
       }
       std::string piece;
       for (size_t k = i; k < std::min(tokens.size(), i + static_cast<size_t>(b.chunk_tokens)); ++k) {
-        piece += tokens[k];
+        piece += b.stamp ? std::to_string(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                              std::chrono::steady_clock::now().time_since_epoch())
+                                              .count()) +
+                               "|"
+                         : tokens[k];
       }
       if (!co_await send(content_event(id, created, b, piece))) co_return fail_abort();
       ++events;
@@ -442,6 +449,13 @@ class Simulator {
     if (ec) co_return fail_abort();
     ++stats_.completed;
     co_return keep;
+  }
+
+  void note_abort() {
+    stats_.last_abort_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                               std::chrono::steady_clock::now().time_since_epoch())
+                               .count();
+    ++stats_.aborted;
   }
 
   net::io_context& ioc_;
@@ -473,6 +487,8 @@ int main(int argc, char** argv) {
   app.add_option("--tokens", b.tokens, "stop after N tokens with finish_reason \"length\"");
   app.add_option("--model", b.model, "model name in the chunks when the request names none");
   app.add_flag("--split-writes", b.split_writes, "write every event in 7-byte pieces");
+  app.add_flag("--stamp", b.stamp,
+               "benchmarks: each token's text is its send time in steady-clock ns, then '|'");
   app.add_flag("!--no-usage", b.usage, "omit the usage chunk");
   CLI11_PARSE(app, argc, argv);
 
