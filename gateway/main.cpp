@@ -54,7 +54,6 @@ int main(int argc, char** argv) {
                           : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   net::io_context ioc(threads);
 
-  int exit_code = 0;
   {
     sluice::OpenAiEngine engine(ioc, config.openai,
                                 config.openai.shards > 0 ? config.openai.shards : threads);
@@ -62,6 +61,7 @@ int main(int argc, char** argv) {
     std::string error;
     if (!server.start(error)) {
       spdlog::critical("{}", error);
+      sluice::shutdown_logging();
       return 1;
     }
     const auto ep = server.local_endpoint();
@@ -92,7 +92,6 @@ int main(int argc, char** argv) {
             if (e) return;
             spdlog::warn("drain deadline passed with {} connections open; stopping",
                          server.open_connections());
-            exit_code = 0;
             ioc.stop();
           });
           server.drain([&] {
@@ -112,5 +111,6 @@ int main(int argc, char** argv) {
   }
   curl_global_cleanup();
   spdlog::info("sluice stopped");
-  return exit_code;
+  sluice::shutdown_logging();
+  return 0;
 }

@@ -1,6 +1,7 @@
 // Process-wide logging: diagnostics go to stderr through spdlog's default
 // logger; one JSON line per finished turn goes to the access log on stdout.
-// Both loggers are thread-safe.
+// Both are asynchronous (a bounded queue and one logging thread) and
+// thread-safe: no I/O thread waits on a slow terminal or pipe.
 #pragma once
 
 #include <spdlog/logger.h>
@@ -14,5 +15,8 @@ bool init_logging(std::string_view level, bool access_log_enabled);
 
 // Writes one line, as is, to the access log (no-op when disabled).
 void write_access_line(std::string_view json_line);
+
+// Flushes and stops logging; call once before exit.
+void shutdown_logging();
 
 }  // namespace sluice

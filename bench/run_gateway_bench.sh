@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Gateway benchmark: the release gateway in front of the upstream simulator,
+# driven by sluice-loadgen. Prints Markdown tables (bench/README.md keeps the
+# results). Everything runs on 127.0.0.1 and stops by itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cmake --preset release >/dev/null
+cmake --build --preset release --target sluice sluice-upstream-sim sluice-loadgen >/dev/null
+bin=build/release/bin
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+
+threads=${SLUICE_BENCH_THREADS:-1}   # gateway I/O threads
+text=$(printf 'token%.0s ' $(seq 1 64))   # 64 tokens per answer
+
+start_sim() {  # $1: rate (tokens/s per stream, 0 = unthrottled); extra args follow
+  local rate=$1; shift
+  "$bin/sluice-upstream-sim" --listen 127.0.0.1:0 --port-file "$work/sim.port" --rate "$rate" \
+    --text "$text" "$@" 2>/dev/null &
+  sim_pid=$!
+  while [ ! -s "$work/sim.port" ]; do sleep 0.05; done
+  sim_port=$(cat "$work/sim.port"); rm -f "$work/sim.port"
+}
+start_gateway() {
+  SLUICE_LOG_ACCESS_LOG=false SLUICE_SERVER_THREADS=$threads SLUICE_LIMITS_MAX_SESSIONS_PER_CONNECTION=64 \
+    "$bin/sluice" --listen 127.0.0.1:0 --port-file "$work/gw.port" \
+    --upstream "http://127.0.0.1:${sim_port}/v1" 2>/dev/null &
+  gw_pid=$!
+  while [ ! -s "$work/gw.port" ]; do sleep 0.05; done
+  gw_port=$(cat "$work/gw.port"); rm -f "$work/gw.port"
+}
+stop_all() { kill "$gw_pid" "$sim_pid" 2>/dev/null || true; wait "$gw_pid" "$sim_pid" 2>/dev/null || true; }
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); gateway I/O threads: $threads"
+echo
+echo "### Paced streams (simulator at 20 tokens/s per stream, each token stamped)"
+echo
+header=1
+for cs in "1 1" "10 10" "50 20" "100 20"; do
+  set -- $cs
+  start_sim 20 --stamp --threads 1
+  start_gateway
+  out=$("$bin/sluice-loadgen" --url "ws://127.0.0.1:${gw_port}/v1/ws" -c "$1" -s "$2" --label "${1}x${2} @20 tok/s")
+  if [ $header = 1 ]; then echo "$out"; header=0; else echo "$out" | tail -n 1; fi
+  stop_all
+done
+echo
+echo "### Throughput (simulator unthrottled, 64-token answers, 5 turns per session)"
+echo
+header=1
+for cs in "10 10" "50 20"; do
+  set -- $cs
+  start_sim 0 --stamp --threads 1
+  start_gateway
+  out=$("$bin/sluice-loadgen" --url "ws://127.0.0.1:${gw_port}/v1/ws" -c "$1" -s "$2" -t 5 --label "${1}x${2} unthrottled")
+  if [ $header = 1 ]; then echo "$out"; header=0; else echo "$out" | tail -n 1; fi
+  stop_all
+done
+echo
+echo "### Cancel -> upstream sees the abort"
+echo
+start_sim 20
+start_gateway
+"$bin/sluice-loadgen" --url "ws://127.0.0.1:${gw_port}/v1/ws" --cancel-probe 50 --sim "http://127.0.0.1:${sim_port}"
+stop_all
