@@ -1,5 +1,7 @@
 // Start-up, health, configuration errors and draining on SIGTERM.
 #include <csignal>
+#include <sstream>
+#include <thread>
 
 #include "tests/integration/gateway_fixture.hpp"
 
@@ -97,6 +99,96 @@ TEST(Lifecycle, PortInUseIsAClearStartupError) {
   ASSERT_TRUE(status);
   EXPECT_EQ(*status, 1);
   EXPECT_NE(gw.stderr_text().find("cannot listen on"), std::string::npos) << gw.stderr_text();
+}
+
+}  // namespace
+}  // namespace sluice::test
+
+namespace sluice::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+TEST(Lifecycle, ConnectionLimitRefusesTheUpgradeWith503) {
+  auto sim = start_sim();
+  auto gw = start_gateway(sim_url(*sim), {"SLUICE_LIMITS_MAX_CONNECTIONS=2"});
+  auto a = std::make_unique<WsClient>(gw->port());
+  WsClient b(gw->port());
+  EXPECT_THROW(WsClient c(gw->port()), std::exception);
+  // A closed connection frees its place.
+  a->close();
+  a.reset();
+  std::unique_ptr<WsClient> d;
+  for (int i = 0; i < 100 && !d; ++i) {  // the server notices the close asynchronously
+    try {
+      d = std::make_unique<WsClient>(gw->port());
+    } catch (const std::exception&) {
+      std::this_thread::sleep_for(10ms);
+    }
+  }
+  ASSERT_TRUE(d);
+  d->send(R"({"type":"ping"})");
+  EXPECT_TRUE(d->read_until("pong"));
+}
+
+TEST(Lifecycle, DrainDeadlineBoundsShutdownWhenAClientNeverAnswersTheClose) {
+  auto sim = start_sim();
+  auto gw = start_gateway(sim_url(*sim), {"SLUICE_SERVER_DRAIN_TIMEOUT_MS=500"});
+  WsClient deaf(gw->port());  // never reads: never answers the close frame
+  deaf.send(R"({"type":"ping"})");
+  EXPECT_EQ(http_get(gw->port(), "/healthz").status, 200);
+  const auto t0 = std::chrono::steady_clock::now();
+  gw->signal(SIGTERM);
+  const auto status = gw->wait(5s);
+  ASSERT_TRUE(status);
+  EXPECT_EQ(*status, 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 3s);
+  EXPECT_NE(gw->stderr_text().find("drain deadline passed"), std::string::npos);
+}
+
+TEST(Lifecycle, OneJsonLogLinePerTurn) {
+  auto sim = start_sim();
+  auto gw = start_gateway(sim_url(*sim));
+  WsClient c(gw->port());
+  c.send(chat("log me 📝", "log-1"));
+  auto session = c.read_until("session");
+  ASSERT_TRUE(session);
+  auto turn = read_turn(c, session->session_id);
+  ASSERT_TRUE(turn.done);
+  c.send(chat("[[sim status=503]] fail", "log-2", session->session_id));
+  ASSERT_TRUE(read_turn(c, session->session_id).done);
+  c.close();
+  gw->signal(SIGTERM);
+  ASSERT_TRUE(gw->wait(5s));
+
+  std::vector<std::string> lines;
+  std::istringstream out(gw->stdout_text());
+  for (std::string line; std::getline(out, line);) lines.push_back(line);
+  ASSERT_EQ(lines.size(), 2u) << gw->stdout_text();
+  simdjson::dom::parser parser;
+  simdjson::dom::element ok;
+  ASSERT_EQ(parser.parse(lines[0]).get(ok), simdjson::SUCCESS) << lines[0];
+  std::string_view s;
+  ASSERT_EQ(ok["trace_id"].get(s), simdjson::SUCCESS);
+  EXPECT_EQ(s.size(), 32u);
+  EXPECT_EQ(ok["session_id"].get_string().value(), session->session_id);
+  EXPECT_EQ(ok["request_id"].get_string().value(), "log-1");
+  EXPECT_EQ(ok["upstream"].get_string().value(), sim_url(*sim));
+  EXPECT_EQ(ok["finish_reason"].get_string().value(), "stop");
+  EXPECT_EQ(ok["input_bytes"].get_uint64().value(), std::string("log me 📝").size());
+  EXPECT_EQ(ok["output_bytes"].get_uint64().value(), turn.text.size());
+  EXPECT_EQ(ok["output_tokens"].get_int64().value(), turn.done->completion_tokens);
+  EXPECT_GE(ok["ttft_ms"].get_double().value(), 0.0);
+  EXPECT_GE(ok["duration_ms"].get_double().value(), ok["ttft_ms"].get_double().value());
+  EXPECT_FALSE(ok["client_gone"].get_bool().value());
+
+  simdjson::dom::parser parser2;
+  simdjson::dom::element failed;
+  ASSERT_EQ(parser2.parse(lines[1]).get(failed), simdjson::SUCCESS) << lines[1];
+  EXPECT_EQ(failed["finish_reason"].get_string().value(), "error");
+  EXPECT_EQ(failed["error"].get_string().value(), "upstream_error");
+  EXPECT_TRUE(failed["ttft_ms"].is_null());
+  EXPECT_EQ(failed["attempts"].get_int64().value(), 3);
 }
 
 }  // namespace

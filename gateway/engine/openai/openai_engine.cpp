@@ -247,7 +247,6 @@ class Turn : public std::enable_shared_from_this<Turn> {
     if (ended_) return release_if_done();
 
     if (pending_) return conclude(*pending_);
-    const std::string where = shared_->pool.url(endpoint_);
     if (rc != CURLE_OK) {
       switch (rc) {
         case CURLE_COULDNT_CONNECT:
@@ -256,20 +255,20 @@ class Turn : public std::enable_shared_from_this<Turn> {
         case CURLE_SSL_CONNECT_ERROR:
         case CURLE_PEER_FAILED_VERIFICATION:
           return conclude({{ErrorCode::kUpstreamUnavailable,
-                            "cannot connect to upstream " + where + ": " + detail},
+                            "cannot connect to the upstream: " + detail},
                            true, true});
         case CURLE_OPERATION_TIMEDOUT:
           return conclude({{ErrorCode::kUpstreamTimeout,
-                            "connecting to upstream " + where + " timed out"},
+                            "connecting to the upstream timed out"},
                            true, true});
         default:
           return conclude({{ErrorCode::kUpstreamDisconnected,
-                            "upstream " + where + " connection failed: " + detail},
+                            "the upstream connection failed: " + detail},
                            true, true});
       }
     }
     if (code != 200) {
-      const std::string message = "upstream " + where + " answered HTTP " + std::to_string(code) +
+      const std::string message = "upstream answered HTTP " + std::to_string(code) +
                                   ": " + shard_.decoder.error_body_message(error_body_);
       if (code == 429 || code >= 500) {
         return conclude({{ErrorCode::kUpstreamError, message}, true, true});
@@ -283,7 +282,7 @@ class Turn : public std::enable_shared_from_this<Turn> {
       return finish(std::move(r));
     }
     conclude({{ErrorCode::kUpstreamDisconnected,
-               "upstream " + where + " ended the stream before the answer was complete"},
+               "the upstream ended the stream before the answer was complete"},
               true, true});
   }
 
@@ -305,9 +304,11 @@ class Turn : public std::enable_shared_from_this<Turn> {
     last_failed_ = endpoint_;
     const bool retry = f.retryable && !first_token_sent_ && !cancelled_ &&
                        !shard_.shutting_down && attempts_ < config_.max_attempts;
+    // Client messages never name upstream addresses; the log does.
+    spdlog::warn("trace {}: attempt {} to {} failed: {} ({}){}", trace_id_, attempts_,
+                 shared_->pool.url(endpoint_), to_string(f.error.code), f.error.message,
+                 retry ? "; retrying" : "");
     if (!retry) return finish_error(f.error);
-    spdlog::debug("trace {}: attempt {} failed ({}), retrying", trace_id_, attempts_,
-                  f.error.message);
     backoff_.expires_after(config_.retry_backoff * attempts_);
     backoff_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
       if (!ec && !self->ended_) self->attempt();
