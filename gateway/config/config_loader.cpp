@@ -36,30 +36,29 @@ std::string describe(const toml::node& n) {
   return os.str();
 }
 
+// An integer key within [min, max], stored as T (an integer type or a
+// duration); `what` names the unit in the error.
 template <typename T, typename Access>
-Option integer(std::string key, int64_t min, int64_t max, Access access) {
+Option ranged(std::string key, int64_t min, int64_t max, std::string what, Access access) {
   return {key, [=](const toml::node& n, Config& c) -> std::string {
             const auto v = n.value<int64_t>();
             if (!n.is_integer() || !v || *v < min || *v > max) {
-              return "must be an integer from " + std::to_string(min) + " to " +
+              return "must be " + what + " from " + std::to_string(min) + " to " +
                      std::to_string(max) + " (got " + describe(n) + ")";
             }
-            access(c) = static_cast<T>(*v);
+            access(c) = T(*v);
             return {};
           }};
 }
 
+template <typename T, typename Access>
+Option integer(std::string key, int64_t min, int64_t max, Access access) {
+  return ranged<T>(std::move(key), min, max, "an integer", access);
+}
+
 template <typename Access>
 Option millis(std::string key, int64_t min, int64_t max, Access access) {
-  return {key, [=](const toml::node& n, Config& c) -> std::string {
-            const auto v = n.value<int64_t>();
-            if (!n.is_integer() || !v || *v < min || *v > max) {
-              return "must be a number of milliseconds from " + std::to_string(min) + " to " +
-                     std::to_string(max) + " (got " + describe(n) + ")";
-            }
-            access(c) = Millis(*v);
-            return {};
-          }};
+  return ranged<Millis>(std::move(key), min, max, "a number of milliseconds", access);
 }
 
 template <typename Access>
