@@ -118,10 +118,27 @@ std::optional<ProtocolError> read_messages(element e, size_t max_messages,
 
 struct ClientParser::Impl {
   ClientParserLimits limits;
-  simdjson::dom::parser parser;
 
   ClientMessage parse_object(object obj, std::string request_id);
 };
+
+namespace {
+// One simdjson parser per thread, not per connection: its buffers grow to
+// the largest frame parsed (about 14 bytes per byte), which is too much to
+// keep for each of thousands of idle connections. parse() never suspends,
+// so a thread's parser is never used by two frames at once.
+simdjson::dom::parser& thread_parser(size_t size, size_t max_depth) {
+  thread_local simdjson::dom::parser parser;
+  if (parser.capacity() < size || parser.max_depth() != max_depth) {
+    // On failure (out of memory) the parse below reports a capacity error.
+    if (parser.allocate(std::max<size_t>({size, parser.capacity(), 4096}), max_depth) !=
+        simdjson::SUCCESS) {
+      return parser;
+    }
+  }
+  return parser;
+}
+}  // namespace
 
 ClientParser::ClientParser(ClientParserLimits limits) : impl_(std::make_unique<Impl>()) {
   impl_->limits = limits;
@@ -130,11 +147,7 @@ ClientParser::ClientParser(ClientParserLimits limits) : impl_(std::make_unique<I
 ClientParser::~ClientParser() = default;
 
 ClientMessage ClientParser::parse(std::string_view frame) {
-  auto& parser = impl_->parser;
-  if (parser.allocate(std::max<size_t>(frame.size(), 64), impl_->limits.max_depth) !=
-      simdjson::SUCCESS) {
-    return ProtocolError{ErrorCode::kInternal, "out of memory parsing the frame", {}, {}};
-  }
+  auto& parser = thread_parser(frame.size(), impl_->limits.max_depth);
   element root;
   const auto err = parser.parse(frame.data(), frame.size()).get(root);
   if (err == simdjson::DEPTH_ERROR) {

@@ -1,6 +1,6 @@
 // ClientParser: turns one WebSocket text frame into a ClientMessage, or a
-// ProtocolError with a stable code. Owns a reusable simdjson parser, so one
-// instance per connection; not thread-safe.
+// ProtocolError with a stable code. Cheap to hold (it keeps only its limits;
+// the simdjson buffers are per thread); one instance per connection.
 #pragma once
 
 #include <memory>
