@@ -1,5 +1,7 @@
 // Bad client input gets an `error` with a stable code, and the connection and
 // its other sessions carry on.
+#include <fstream>
+
 #include "tests/integration/gateway_fixture.hpp"
 
 namespace sluice::test {
@@ -120,6 +122,40 @@ TEST_F(ProtocolErrors, SessionLimitPerConnection) {
   const Frame e = error_for(c, chat("three", "r3"));
   EXPECT_EQ(e.code, "too_many_sessions");
   EXPECT_EQ(e.request_id, "r3");
+}
+
+}  // namespace
+}  // namespace sluice::test
+
+namespace sluice::test {
+namespace {
+
+long rss_kib(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return -1;
+}
+
+TEST(SlowConsumer, ClientThatStopsReadingIsCutOffAndOthersAreUnaffected) {
+  auto sim = start_sim();
+  auto gw = start_gateway(sim_url(*sim), {"SLUICE_LIMITS_SEND_QUEUE_BYTES=262144"});
+  WsClient reader(gw->port());
+  WsClient stalled(gw->port());
+  // About 60 MB of frames for a client that never reads.
+  stalled.send(chat("[[sim repeat=20000]] flood"));
+  // The gateway must give up on it rather than queue without bound; the
+  // simulator sees its request abandoned.
+  const auto stats = sim_stats(*sim, "?wait_aborted=1&timeout_ms=20000");
+  EXPECT_EQ(stats.aborted, 1);
+  EXPECT_LT(rss_kib(gw->pid()), 200 * 1024);
+  // The well-behaved client streams as usual.
+  reader.send(chat("我还在"));
+  auto session = reader.read_until("session");
+  ASSERT_TRUE(session);
+  auto turn = read_turn(reader, session->session_id);
+  EXPECT_EQ(turn.text, expected_text("我还在"));
 }
 
 }  // namespace

@@ -9,7 +9,7 @@
 //
 // Per-request overrides: a last user message containing
 // "[[sim key=value ...]]" (keys: status, drop_after, stall_after, rate,
-// first_delay_ms, tokens) overrides the command-line settings for that
+// first_delay_ms, tokens, repeat) overrides the command-line settings for that
 // request; the directive is removed before the text is echoed.
 #include <CLI/CLI.hpp>
 #include <simdjson.h>
@@ -54,6 +54,7 @@ struct Behaviour {
   int stall_after = -1;       // stop sending (keep the connection) after N events
   int first_delay_ms = 0;     // wait before the first content event
   int tokens = -1;            // stop after N tokens (finish_reason "length")
+  int repeat = 1;             // the text, this many times over
   bool split_writes = false;  // write each event in small pieces
   bool stamp = false;         // each token's text is its send time: "<steady ns>|"
   bool usage = true;
@@ -141,6 +142,7 @@ void apply_directive(std::string& prompt, Behaviour& b) {
       else if (k == "rate") b.rate = std::stod(v);
       else if (k == "first_delay_ms") b.first_delay_ms = std::stoi(v);
       else if (k == "tokens") b.tokens = std::stoi(v);
+      else if (k == "repeat") b.repeat = std::clamp(std::stoi(v), 1, 1'000'000);
     } catch (const std::exception&) {
     }
   }
@@ -307,11 +309,14 @@ class Simulator {
 
   awaitable<bool> stream_answer(tcp::socket& socket, const Behaviour& b, const std::string& prompt,
                                 bool keep) {
-    std::string text = b.text;
-    for (size_t pos; (pos = text.find("{prompt}")) != std::string::npos;) {
-      text.replace(pos, 8, prompt);
+    std::string once = b.text;
+    for (size_t pos; (pos = once.find("{prompt}")) != std::string::npos;) {
+      once.replace(pos, 8, prompt);
     }
-    auto tokens = tokenize(text);
+    const auto one = tokenize(once);
+    std::vector<std::string> tokens;
+    tokens.reserve(one.size() * static_cast<size_t>(b.repeat));
+    for (int r = 0; r < b.repeat; ++r) tokens.insert(tokens.end(), one.begin(), one.end());
     std::string finish = "stop";
     if (b.tokens >= 0 && static_cast<size_t>(b.tokens) < tokens.size()) {
       tokens.resize(static_cast<size_t>(b.tokens));
