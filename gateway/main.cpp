@@ -15,6 +15,8 @@
 #include "gateway/config/config.hpp"
 #include "gateway/engine/openai/openai_engine.hpp"
 #include "gateway/net/server.hpp"
+#include "gateway/stream/memory_journal_store.hpp"
+#include "gateway/stream/session_registry.hpp"
 
 extern char** environ;
 
@@ -57,7 +59,14 @@ int main(int argc, char** argv) {
   {
     sluice::OpenAiEngine engine(ioc, config.openai,
                                 config.openai.shards > 0 ? config.openai.shards : threads);
-    sluice::Server server(ioc, config, engine);
+    auto store = std::make_shared<sluice::MemoryJournalStore>(config.resume.memory_budget_bytes,
+                                                             config.resume.retention);
+    auto sessions = std::make_shared<sluice::SessionRegistry>(
+        ioc, store, engine,
+        sluice::SessionSettings{config.resume.grace, config.session.history_max_bytes},
+        config.resume.retention);
+    sessions->start();
+    sluice::Server server(ioc, config, engine, sessions);
     std::string error;
     if (!server.start(error)) {
       spdlog::critical("{}", error);
@@ -94,6 +103,7 @@ int main(int argc, char** argv) {
                          server.open_connections());
             ioc.stop();
           });
+          sessions->stop();
           server.drain([&] {
             net::post(ioc, [&] {
               spdlog::info("drained");

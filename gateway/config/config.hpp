@@ -25,7 +25,23 @@ struct LimitsConfig {
   size_t max_sessions_per_connection = 16;
   Millis idle_timeout{300'000};
   size_t send_queue_bytes = 1 << 20;
+  // A reader whose send queue stays full this long is closed (4008); it can resume.
+  Millis slow_consumer_timeout{30'000};
   size_t max_http_header_bytes = 8192;
+};
+
+struct ResumeConfig {
+  Millis grace{600'000};      // a turn with nobody attached runs on this long
+  Millis retention{600'000};  // finished turns and idle sessions stay resumable this long
+  size_t memory_budget_bytes = size_t{256} << 20;  // journal memory over all sessions
+};
+
+struct SessionConfig {
+  size_t history_max_bytes = 64 * 1024;  // conversation sent upstream, oldest dropped first
+};
+
+struct StreamConfig {
+  Millis coalesce{0};  // merge consecutive deltas within this window (0: every delta a frame)
 };
 
 struct OpenAiConfig {
@@ -56,6 +72,9 @@ struct Config {
   LimitsConfig limits;
   std::string engine = "openai";
   OpenAiConfig openai;
+  ResumeConfig resume;
+  SessionConfig session;
+  StreamConfig stream;
   LogConfig log;
 };
 

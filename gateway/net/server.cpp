@@ -8,6 +8,7 @@
 #include "gateway/net/http_session.hpp"
 #include "gateway/net/server_state.hpp"
 #include "gateway/net/ws_connection.hpp"
+#include "gateway/stream/session_registry.hpp"
 
 namespace sluice {
 
@@ -117,8 +118,9 @@ class Server::Listener : public std::enable_shared_from_this<Listener> {
   std::shared_ptr<ServerState> state_;
 };
 
-Server::Server(net::io_context& ioc, const Config& config, Engine& engine)
-    : ioc_(ioc), state_(std::make_shared<ServerState>(config, engine)) {}
+Server::Server(net::io_context& ioc, const Config& config, Engine& engine,
+               std::shared_ptr<SessionRegistry> sessions)
+    : ioc_(ioc), state_(std::make_shared<ServerState>(config, engine, std::move(sessions))) {}
 
 Server::~Server() = default;
 
@@ -143,6 +145,7 @@ size_t Server::open_connections() const { return state_->open_connections(); }
 void Server::drain(std::function<void()> on_drained) {
   if (state_->draining.exchange(true)) return;
   if (listener_) listener_->stop();
+  state_->sessions->cancel_all({ErrorCode::kShuttingDown, "the gateway is shutting down"});
   state_->engine.shutdown();
   for (const auto& c : state_->snapshot()) c->shutdown();
   state_->call_when_empty(std::move(on_drained));

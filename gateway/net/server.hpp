@@ -16,10 +16,12 @@
 namespace sluice {
 
 struct ServerState;
+class SessionRegistry;
 
 class Server {
  public:
-  Server(boost::asio::io_context& ioc, const Config& config, Engine& engine);
+  Server(boost::asio::io_context& ioc, const Config& config, Engine& engine,
+         std::shared_ptr<SessionRegistry> sessions);
   ~Server();
 
   // Binds server.listen and starts accepting; false (with `error` filled)

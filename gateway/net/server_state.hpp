@@ -16,12 +16,15 @@
 namespace sluice {
 
 class WsConnection;
+class SessionRegistry;
 
 struct ServerState {
-  ServerState(const Config& c, Engine& e) : config(c), engine(e) {}
+  ServerState(const Config& c, Engine& e, std::shared_ptr<SessionRegistry> s)
+      : config(c), engine(e), sessions(std::move(s)) {}
 
   const Config& config;
   Engine& engine;
+  const std::shared_ptr<SessionRegistry> sessions;
   std::atomic<bool> draining{false};
 
   // WebSocket connections, for limits and for draining.

@@ -6,10 +6,12 @@
 #include <boost/asio/post.hpp>
 #include <boost/beast/core/bind_handler.hpp>
 #include <boost/beast/websocket.hpp>
+#include <charconv>
 
-#include "gateway/common/random_id.hpp"
 #include "gateway/net/server_state.hpp"
 #include "gateway/protocol/server_messages.hpp"
+#include "gateway/protocol/stream_event.hpp"
+#include "gateway/stream/session_registry.hpp"
 
 namespace sluice {
 
@@ -22,11 +24,36 @@ constexpr size_t kReadChunk = 16 * 1024;
 // Messages above max_frame_bytes are skipped with an error and the
 // connection goes on; beyond this many bytes the connection is closed (1009).
 constexpr size_t kHardMessageCap = 64 * 1024 * 1024;
+// Close code for a reader that stayed behind past slow_consumer_timeout.
+constexpr auto kCloseSlowConsumer = static_cast<websocket::close_code>(4008);
+// After deciding to close a slow consumer, how long its stuck write may take.
+constexpr auto kSlowCloseGrace = std::chrono::seconds(5);
 
 bool is_normal_end(const beast::error_code& ec) {
   return ec == websocket::error::closed || ec == net::error::operation_aborted ||
          ec == net::error::eof || ec == net::error::connection_reset ||
          ec == beast::error::timeout;
+}
+
+// ?coalesce_ms=N in the upgrade request's target, if present and valid.
+std::optional<std::chrono::milliseconds> coalesce_param(std::string_view target) {
+  const auto q = target.find("coalesce_ms=");
+  if (q == std::string_view::npos) return std::nullopt;
+  const auto v = target.substr(q + 12);
+  int ms = 0;
+  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), ms);
+  if (ec != std::errc() || ms < 0 || ms > 1000) return std::nullopt;
+  return std::chrono::milliseconds(ms);
+}
+
+std::string_view reason_text(JournalStatus s) {
+  switch (s) {
+    case JournalStatus::kAhead: return "offset_ahead";
+    case JournalStatus::kEvicted: return "evicted";
+    case JournalStatus::kExpired: return "expired";
+    case JournalStatus::kOk: break;
+  }
+  return "ok";
 }
 }  // namespace
 
@@ -34,12 +61,16 @@ WsConnection::WsConnection(beast::tcp_stream stream, std::shared_ptr<ServerState
     : ws_(std::move(stream)),
       state_(std::move(state)),
       id_(state_->next_id()),
+      coalesce_(state_->config.stream.coalesce),
+      coalesce_timer_(ws_.get_executor()),
+      slow_timer_(ws_.get_executor()),
       idle_timer_(ws_.get_executor()) {}
 
 WsConnection::~WsConnection() { state_->remove(id_); }
 
 void WsConnection::run(beast::http::request<beast::http::string_body> upgrade) {
   state_->add(id_, weak_from_this());
+  if (auto c = coalesce_param(upgrade.target())) coalesce_ = *c;
   const auto& limits = state_->config.limits;
   websocket::stream_base::timeout timeouts{};
   timeouts.handshake_timeout = std::chrono::seconds(10);
@@ -65,6 +96,8 @@ void WsConnection::on_accept(beast::error_code ec) {
   arm_idle_timer();
   do_read();
 }
+
+// ---- reading client frames ----
 
 void WsConnection::do_read() {
   ws_.async_read_some(buffer_, kReadChunk,
@@ -109,8 +142,9 @@ void WsConnection::on_read(beast::error_code ec, std::size_t) {
 void WsConnection::handle_frame(std::string_view frame) {
   ClientMessage msg = parser_.parse(frame);
   if (auto* chat = std::get_if<ChatCommand>(&msg)) return handle_chat(*chat);
+  if (auto* resume = std::get_if<ResumeCommand>(&msg)) return handle_resume(*resume);
   if (auto* cancel = std::get_if<CancelCommand>(&msg)) return handle_cancel(*cancel);
-  if (auto* ping = std::get_if<PingCommand>(&msg)) return send_frame(pong_message(ping->request_id));
+  if (auto* ping = std::get_if<PingCommand>(&msg)) return send(pong_message(ping->request_id));
   const auto& err = std::get<ProtocolError>(msg);
   send_error(err.code, err.message, err.session_id, err.request_id);
 }
@@ -122,73 +156,223 @@ void WsConnection::handle_chat(const ChatCommand& chat) {
   }
   std::shared_ptr<Session> session;
   if (chat.session_id) {
-    const auto it = sessions_.find(*chat.session_id);
-    if (it == sessions_.end()) {
-      return send_error(ErrorCode::kUnknownSession, "no session with this id on this connection",
+    const auto it = attached_.find(*chat.session_id);
+    if (it == attached_.end()) {
+      return send_error(ErrorCode::kUnknownSession,
+                        "no session with this id on this connection (resume it first)",
                         *chat.session_id, chat.request_id);
     }
-    session = it->second;
-    if (session->busy()) {
-      return send_error(ErrorCode::kSessionBusy,
-                        "a turn is already running on this session; wait for its done or cancel it",
-                        *chat.session_id, chat.request_id);
-    }
+    it->second.last_used = Clock::now();
+    session = it->second.session;
   } else {
-    session = new_session(chat.request_id);
-    if (!session) return;
+    if (!make_room(chat.request_id)) return;
+    session = state_->sessions->create(principal_);
+    send(session_message(session->id(), session->resume_token(), chat.request_id));
+    attach(session, 0);
   }
-  session->start_turn(chat);
+  if (!session->start_turn(chat)) {
+    send_error(ErrorCode::kSessionBusy,
+               "a turn is already running on this session; wait for its done or cancel it",
+               session->id(), chat.request_id);
+  }
 }
 
-std::shared_ptr<Session> WsConnection::new_session(std::string_view request_id) {
-  const size_t max = state_->config.limits.max_sessions_per_connection;
-  if (sessions_.size() >= max) {
-    // Make room by forgetting the idle session used least recently.
-    auto victim = sessions_.end();
-    for (auto it = sessions_.begin(); it != sessions_.end(); ++it) {
-      if (it->second->busy()) continue;
-      if (victim == sessions_.end() || it->second->last_active() < victim->second->last_active()) {
-        victim = it;
-      }
+void WsConnection::handle_resume(const ResumeCommand& r) {
+  auto fail = [&](std::string_view reason, std::string_view message) {
+    send(resume_failed_message(r.session_id, reason, message, r.request_id));
+  };
+  SessionRegistry::Lookup why{};
+  auto session = state_->sessions->find(r.session_id, principal_, why);
+  if (!session) {
+    if (why == SessionRegistry::Lookup::kExpired) {
+      return fail("expired", "the session ended longer ago than resume.retention_ms");
     }
-    if (victim == sessions_.end()) {
-      send_error(ErrorCode::kTooManySessions,
-                 "this connection already runs " + std::to_string(max) +
-                     " turns (limits.max_sessions_per_connection)",
-                 "", request_id);
-      return nullptr;
-    }
-    sessions_.erase(victim);
+    return fail("unknown_session", "no such session");
   }
-  auto session = std::make_shared<Session>(make_random_id("s_"), ws_.get_executor(),
-                                           state_->engine, weak_from_this());
-  sessions_.emplace(session->id(), session);
-  send_frame(session_message(session->id(), request_id));
-  return session;
+  if (!session->token_matches(r.resume_token)) {
+    return fail("bad_token", "resume_token does not match the session");
+  }
+  const JournalStatus status = session->journal().check(r.offset);
+  if (status != JournalStatus::kOk) {
+    const std::string last = std::to_string(session->journal().last_offset());
+    if (status == JournalStatus::kAhead) {
+      return fail("offset_ahead", "offset is beyond the last event (" + last + ")");
+    }
+    return fail(reason_text(status), status == JournalStatus::kExpired
+                                         ? "the events after this offset passed resume.retention_ms"
+                                         : "the events after this offset were evicted to stay within "
+                                           "resume.memory_budget_bytes");
+  }
+  const auto it = attached_.find(r.session_id);
+  if (it != attached_.end()) {
+    it->second.cursor = r.offset;  // the same connection starts over from `offset`
+  } else {
+    if (!make_room(r.request_id)) return;
+    attach(session, r.offset);
+  }
+  send(resumed_message(r.session_id, r.offset + 1, r.request_id));
+  pull();
 }
 
 void WsConnection::handle_cancel(const CancelCommand& cancel) {
-  const auto it = sessions_.find(cancel.session_id);
-  if (it == sessions_.end()) {
-    return send_error(ErrorCode::kUnknownSession, "no session with this id on this connection",
-                      cancel.session_id, cancel.request_id);
+  if (const auto it = attached_.find(cancel.session_id); it != attached_.end()) {
+    return it->second.session->cancel();  // its `done` with "cancelled" answers
   }
-  it->second->cancel();  // its `done` with "cancelled" answers; idle: nothing to do
+  // A session nobody is attached to (its client went away) can be stopped
+  // from another connection of the same principal.
+  SessionRegistry::Lookup why{};
+  if (auto session = state_->sessions->find(cancel.session_id, principal_, why)) {
+    return session->cancel();
+  }
+  send_error(ErrorCode::kUnknownSession, "no such session", cancel.session_id,
+             cancel.request_id);
+}
+
+bool WsConnection::make_room(std::string_view request_id) {
+  const size_t max = state_->config.limits.max_sessions_per_connection;
+  if (attached_.size() < max) return true;
+  // Detach the idle session used least recently; it stays resumable.
+  auto victim = attached_.end();
+  for (auto it = attached_.begin(); it != attached_.end(); ++it) {
+    if (it->second.session->busy()) continue;
+    if (victim == attached_.end() || it->second.last_used < victim->second.last_used) victim = it;
+  }
+  if (victim == attached_.end()) {
+    send_error(ErrorCode::kTooManySessions,
+               "this connection already runs " + std::to_string(max) +
+                   " turns (limits.max_sessions_per_connection)",
+               "", request_id);
+    return false;
+  }
+  victim->second.session->detach(this);
+  attached_.erase(victim);
+  return true;
+}
+
+void WsConnection::attach(const std::shared_ptr<Session>& session, uint64_t cursor) {
+  attached_[session->id()] = Attachment{session, cursor, Clock::now()};
+  session->attach(shared_from_this());
 }
 
 void WsConnection::send_error(ErrorCode code, std::string_view message,
                               std::string_view session_id, std::string_view request_id) {
-  send_frame(error_message(code, message, session_id, request_id));
+  send(error_message(code, message, session_id, request_id));
 }
 
-void WsConnection::send_frame(std::string frame) {
+// ---- journal -> send queue ----
+
+void WsConnection::on_session_events(const std::string&) {
+  // One pull per burst of events, however many sessions and deltas.
+  if (pull_posted_.exchange(true)) return;
+  net::post(ws_.get_executor(), [self = shared_from_this()] {
+    self->pull_posted_ = false;
+    self->schedule_pull();
+  });
+}
+
+void WsConnection::schedule_pull() {
+  if (coalesce_.count() == 0) return pull();
+  if (coalesce_armed_) return;
+  coalesce_armed_ = true;
+  coalesce_timer_.expires_after(coalesce_);
+  coalesce_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+    self->coalesce_armed_ = false;
+    if (!ec) self->pull();
+  });
+}
+
+void WsConnection::pull() {
   if (ended_ || close_reason_) return;
-  queued_bytes_ += frame.size();
-  if (queued_bytes_ > state_->config.limits.send_queue_bytes) {
-    spdlog::warn("connection {}: send queue over {} bytes, closing it",
-                 id_, state_->config.limits.send_queue_bytes);
+  const size_t limit = state_->config.limits.send_queue_bytes;
+  bool behind = false;
+  for (auto& [id, a] : attached_) {
+    while (queued_bytes_ < limit) {
+      JournalRead r = a.session->journal().read(a.cursor, limit - queued_bytes_);
+      if (r.status != JournalStatus::kOk) {
+        // This reader fell so far behind that its events are gone.
+        spdlog::info("connection {}: session {} lost events ({}); closing", id_, id,
+                     reason_text(r.status));
+        return close({kCloseSlowConsumer, "slow consumer: events " + std::string(reason_text(r.status))});
+      }
+      if (r.events.empty()) break;
+      for (size_t i = 0; i < r.events.size(); ++i) {
+        StreamEvent& e = r.events[i];
+        // Coalescing: consecutive deltas become one frame at the last one's offset.
+        while (coalesce_.count() > 0 && e.type == StreamEventType::kDelta &&
+               i + 1 < r.events.size() && r.events[i + 1].type == StreamEventType::kDelta) {
+          r.events[i + 1].text.insert(0, e.text);
+          e = std::move(r.events[++i]);
+        }
+        send(event_message(id, e));
+        a.cursor = e.offset;
+      }
+    }
+    if (a.cursor < a.session->journal().last_offset()) behind = true;
+  }
+  review_slow_consumer(behind);
+  if (draining_ && caught_up() && !any_busy()) {
+    close({websocket::close_code::going_away, "server shutting down"});
+  }
+}
+
+bool WsConnection::caught_up() const {
+  return std::all_of(attached_.begin(), attached_.end(), [](const auto& kv) {
+    return kv.second.cursor >= kv.second.session->journal().last_offset();
+  });
+}
+
+void WsConnection::review_slow_consumer(bool behind) {
+  if (!behind) {
+    if (slow_armed_) slow_timer_.cancel();
+    slow_armed_ = false;
+    return;
+  }
+  if (slow_armed_) return;
+  slow_armed_ = true;
+  last_write_done_ = Clock::now();
+  slow_timer_.expires_after(state_->config.limits.slow_consumer_timeout);
+  slow_timer_.async_wait(
+      beast::bind_front_handler(&WsConnection::on_slow_timeout, shared_from_this()));
+}
+
+void WsConnection::on_slow_timeout(beast::error_code ec) {
+  if (ec || ended_) return;
+  if (close_reason_) return end("slow consumer did not take its close frame");
+  // Behind but still taking frames is catching up, not stalled.
+  const auto timeout = state_->config.limits.slow_consumer_timeout;
+  const auto since = Clock::now() - last_write_done_;
+  if (since < timeout) {
+    slow_timer_.expires_after(timeout - since);
+    slow_timer_.async_wait(
+        beast::bind_front_handler(&WsConnection::on_slow_timeout, shared_from_this()));
+    return;
+  }
+  slow_armed_ = false;
+  spdlog::info("connection {}: behind for {} ms with a full send queue; closing (4008)", id_,
+               state_->config.limits.slow_consumer_timeout.count());
+  // Keep only the frame being written; the client resumes from its offsets.
+  while (queue_.size() > (writing_ ? 1u : 0u)) {
+    queued_bytes_ -= queue_.back().size();
+    queue_.pop_back();
+  }
+  close({kCloseSlowConsumer, "slow consumer"});
+  slow_armed_ = true;
+  slow_timer_.expires_after(kSlowCloseGrace);
+  slow_timer_.async_wait(
+      beast::bind_front_handler(&WsConnection::on_slow_timeout, shared_from_this()));
+}
+
+// ---- writing ----
+
+void WsConnection::send(std::string frame) {
+  if (ended_ || close_reason_) return;
+  // Replies to the client's own messages are not paced by the journal; a
+  // client that sends without reading is cut off at twice the queue limit.
+  if (queued_bytes_ + frame.size() > 2 * state_->config.limits.send_queue_bytes) {
+    spdlog::info("connection {}: send queue over twice limits.send_queue_bytes; closing", id_);
     return end("send queue full");
   }
+  queued_bytes_ += frame.size();
   queue_.push_back(std::move(frame));
   do_write();
 }
@@ -209,22 +393,20 @@ void WsConnection::on_write(beast::error_code ec, std::size_t) {
   }
   queued_bytes_ -= queue_.front().size();
   queue_.pop_front();
-  if (!queue_.empty()) return do_write();
-  if (close_reason_ && !close_sent_) do_close();
-}
-
-void WsConnection::on_turn_end() {
-  if (draining_ && !any_busy()) close({websocket::close_code::going_away, "server shutting down"});
+  last_write_done_ = Clock::now();
+  if (!queue_.empty()) {
+    do_write();
+  } else if (close_reason_ && !close_sent_) {
+    return do_close();
+  }
+  if (!close_reason_) pull();  // room again: catch up from the journal
 }
 
 void WsConnection::shutdown() {
   net::post(ws_.get_executor(), [self = shared_from_this()] {
     if (self->ended_) return;
     self->draining_ = true;
-    for (auto& [id, s] : self->sessions_) s->cancel();
-    if (!self->any_busy()) {
-      self->close({websocket::close_code::going_away, "server shutting down"});
-    }
+    self->pull();  // closes at once when nothing is running or undelivered
   });
 }
 
@@ -254,8 +436,8 @@ void WsConnection::on_idle(beast::error_code ec) {
 }
 
 bool WsConnection::any_busy() const {
-  return std::any_of(sessions_.begin(), sessions_.end(),
-                     [](const auto& kv) { return kv.second->busy(); });
+  return std::any_of(attached_.begin(), attached_.end(),
+                     [](const auto& kv) { return kv.second.session->busy(); });
 }
 
 void WsConnection::end(std::string_view why) {
@@ -263,8 +445,11 @@ void WsConnection::end(std::string_view why) {
   ended_ = true;
   spdlog::debug("connection {}: {}", id_, why);
   idle_timer_.cancel();
-  for (auto& [id, s] : sessions_) s->abandon();
-  sessions_.clear();
+  slow_timer_.cancel();
+  coalesce_timer_.cancel();
+  // Detaching does not stop the turns: they run on for resume.grace_ms.
+  for (auto& [id, a] : attached_) a.session->detach(this);
+  attached_.clear();
   if (!writing_) queue_.clear();  // a write in flight still points into the front entry
   beast::error_code ignored;
   beast::get_lowest_layer(ws_).socket().shutdown(net::socket_base::shutdown_both, ignored);

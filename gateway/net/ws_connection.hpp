@@ -1,54 +1,76 @@
 // WsConnection: one client WebSocket at /v1/ws speaking protocol v1
-// (docs/protocol.md). It parses client frames, runs the sessions
-// multiplexed on it, and writes their frames through one bounded queue.
+// (docs/protocol.md). It parses client frames, creates and resumes
+// sessions, and is a reader of every session attached to it: it pulls their
+// journals from its own cursors into one bounded send queue, as fast as the
+// client reads and no faster.
 //
-// Threads: all members run on the connection's strand. shutdown() may be
-// called from any thread.
+// Threads: all members run on the connection's strand, except
+// on_session_events and shutdown, which may be called from any thread.
 #pragma once
 
+#include <atomic>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/websocket/stream.hpp>
+#include <chrono>
 #include <deque>
 #include <memory>
 #include <string>
 #include <unordered_map>
 
 #include "gateway/protocol/client_parser.hpp"
-#include "gateway/stream/frame_sink.hpp"
 #include "gateway/stream/session.hpp"
+#include "gateway/stream/session_reader.hpp"
 
 namespace sluice {
 
 struct ServerState;
 
-class WsConnection : public std::enable_shared_from_this<WsConnection>, public FrameSink {
+class WsConnection : public std::enable_shared_from_this<WsConnection>, public SessionReader {
  public:
-  // `socket` already counted by ServerState::try_admit.
+  // The stream's connection was already counted by ServerState::try_admit.
   WsConnection(boost::beast::tcp_stream stream, std::shared_ptr<ServerState> state);
   ~WsConnection() override;
 
   void run(boost::beast::http::request<boost::beast::http::string_body> upgrade);
-  // Drain: cancel every turn, then close with 1001.
+  // Drain: the running turns end (the server cancels them), their last
+  // events are delivered, then the connection closes with 1001.
   void shutdown();
 
-  void send_frame(std::string frame) override;
-  void on_turn_end() override;
+  void on_session_events(const std::string& session_id) override;
 
  private:
+  using Clock = std::chrono::steady_clock;
+  struct Attachment {
+    std::shared_ptr<Session> session;
+    uint64_t cursor = 0;  // the last offset queued for this client
+    Clock::time_point last_used;
+  };
+
   void on_accept(boost::beast::error_code ec);
   void do_read();
   void on_read(boost::beast::error_code ec, std::size_t bytes);
   void handle_frame(std::string_view frame);
   void handle_chat(const ChatCommand& chat);
+  void handle_resume(const ResumeCommand& resume);
   void handle_cancel(const CancelCommand& cancel);
   void send_error(ErrorCode code, std::string_view message, std::string_view session_id,
                   std::string_view request_id);
-  std::shared_ptr<Session> new_session(std::string_view request_id);
+  // Makes room for one more attachment; false when all are running turns.
+  bool make_room(std::string_view request_id);
+  void attach(const std::shared_ptr<Session>& session, uint64_t cursor);
 
+  // Journal -> send queue.
+  void schedule_pull();
+  void pull();
+  void review_slow_consumer(bool behind);
+  void on_slow_timeout(boost::beast::error_code ec);
+  bool caught_up() const;
+
+  void send(std::string frame);
   void do_write();
   void on_write(boost::beast::error_code ec, std::size_t bytes);
   void close(boost::beast::websocket::close_reason reason);
@@ -62,14 +84,22 @@ class WsConnection : public std::enable_shared_from_this<WsConnection>, public F
   boost::beast::websocket::stream<boost::beast::tcp_stream> ws_;
   std::shared_ptr<ServerState> state_;
   const uint64_t id_;
+  std::string principal_ = "anonymous";
   boost::beast::flat_buffer buffer_;
   bool discarding_ = false;  // skipping the rest of an oversized message
   ClientParser parser_;
-  std::unordered_map<std::string, std::shared_ptr<Session>> sessions_;
+  std::unordered_map<std::string, Attachment> attached_;
 
   std::deque<std::string> queue_;
   size_t queued_bytes_ = 0;
   bool writing_ = false;
+  std::atomic<bool> pull_posted_{false};
+  std::chrono::milliseconds coalesce_{0};
+  bool coalesce_armed_ = false;
+  boost::asio::steady_timer coalesce_timer_;
+  boost::asio::steady_timer slow_timer_;
+  bool slow_armed_ = false;
+  Clock::time_point last_write_done_;  // progress, for the slow-consumer rule
 
   std::optional<boost::beast::websocket::close_reason> close_reason_;  // closing once flushed
   bool close_sent_ = false;

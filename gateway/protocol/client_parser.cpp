@@ -184,6 +184,23 @@ ClientMessage ClientParser::Impl::parse_object(object obj, std::string request_i
 
   if (type == "ping") return PingCommand{std::move(request_id)};
 
+  if (type == "resume") {
+    if (!session_id) return bad("resume needs \"session_id\"");
+    ResumeCommand r;
+    r.session_id = std::move(*session_id);
+    r.request_id = std::move(request_id);
+    element offset;
+    if (obj["offset"].get(offset) != simdjson::SUCCESS) return bad("resume needs \"offset\"");
+    if (offset.get(r.offset) != simdjson::SUCCESS) {
+      return bad("offset must be a non-negative integer");
+    }
+    std::optional<std::string> token;
+    if (auto e = read_string(obj, "resume_token", limits.max_id_bytes, token)) return *e;
+    if (!token) return bad("resume needs \"resume_token\"");
+    r.resume_token = std::move(*token);
+    return r;
+  }
+
   if (type == "cancel") {
     if (!session_id) return bad("cancel needs \"session_id\"");
     return CancelCommand{std::move(*session_id), std::move(request_id)};
@@ -218,7 +235,7 @@ ClientMessage ClientParser::Impl::parse_object(object obj, std::string request_i
 
   ProtocolError e{ErrorCode::kUnknownType,
                   "unknown message type \"" + std::string(type.substr(0, 64)) +
-                      "\"; protocol v1 accepts chat, cancel and ping",
+                      "\"; protocol v1 accepts chat, resume, cancel and ping",
                   {}, {}};
   return e;
 }

@@ -35,6 +35,13 @@ struct CancelCommand {
   std::string request_id;
 };
 
+struct ResumeCommand {
+  std::string session_id;
+  uint64_t offset = 0;  // the last offset the client saw; 0: from the start
+  std::string resume_token;
+  std::string request_id;
+};
+
 struct PingCommand {
   std::string request_id;
 };
@@ -46,6 +53,7 @@ struct ProtocolError {
   std::string session_id;
 };
 
-using ClientMessage = std::variant<ChatCommand, CancelCommand, PingCommand, ProtocolError>;
+using ClientMessage =
+    std::variant<ChatCommand, CancelCommand, ResumeCommand, PingCommand, ProtocolError>;
 
 }  // namespace sluice

@@ -1,6 +1,7 @@
 #include "gateway/protocol/server_messages.hpp"
 
 #include "gateway/common/json_writer.hpp"
+#include "gateway/protocol/stream_event.hpp"
 
 namespace sluice {
 namespace {
@@ -9,9 +10,49 @@ void maybe(JsonWriter& w, std::string_view key, std::string_view value) {
 }
 }  // namespace
 
-std::string session_message(std::string_view session_id, std::string_view request_id) {
+std::string session_message(std::string_view session_id, std::string_view resume_token,
+                            std::string_view request_id) {
   JsonWriter w;
-  w.begin_object().field("type", "session").field("session_id", session_id);
+  w.begin_object()
+      .field("type", "session")
+      .field("session_id", session_id)
+      .field("resume_token", resume_token);
+  maybe(w, "request_id", request_id);
+  return w.end_object().take();
+}
+
+std::string event_message(std::string_view session_id, const StreamEvent& event) {
+  switch (event.type) {
+    case StreamEventType::kDelta:
+      return delta_message(session_id, event.offset, event.text);
+    case StreamEventType::kError:
+      return error_message(event.code, event.text, session_id, event.request_id, event.offset);
+    case StreamEventType::kDone:
+      return done_message(session_id, event.offset, event.request_id, event.finish_reason,
+                          event.usage);
+  }
+  return {};
+}
+
+std::string resumed_message(std::string_view session_id, uint64_t from_offset,
+                            std::string_view request_id) {
+  JsonWriter w;
+  w.begin_object()
+      .field("type", "resumed")
+      .field("session_id", session_id)
+      .field("from_offset", from_offset);
+  maybe(w, "request_id", request_id);
+  return w.end_object().take();
+}
+
+std::string resume_failed_message(std::string_view session_id, std::string_view reason,
+                                  std::string_view message, std::string_view request_id) {
+  JsonWriter w;
+  w.begin_object()
+      .field("type", "resume_failed")
+      .field("session_id", session_id)
+      .field("reason", reason)
+      .field("message", message);
   maybe(w, "request_id", request_id);
   return w.end_object().take();
 }

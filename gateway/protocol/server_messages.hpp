@@ -7,15 +7,20 @@
 #include <string_view>
 
 #include "gateway/protocol/error_code.hpp"
+#include "gateway/protocol/usage.hpp"
 
 namespace sluice {
 
-struct Usage {
-  int64_t prompt_tokens = 0;
-  int64_t completion_tokens = 0;
-};
+struct StreamEvent;
 
-std::string session_message(std::string_view session_id, std::string_view request_id);
+std::string session_message(std::string_view session_id, std::string_view resume_token,
+                            std::string_view request_id);
+// A journal event as its protocol v1 frame (delta, error or done).
+std::string event_message(std::string_view session_id, const StreamEvent& event);
+std::string resumed_message(std::string_view session_id, uint64_t from_offset,
+                            std::string_view request_id);
+std::string resume_failed_message(std::string_view session_id, std::string_view reason,
+                                  std::string_view message, std::string_view request_id);
 std::string delta_message(std::string_view session_id, uint64_t offset, std::string_view text);
 std::string done_message(std::string_view session_id, uint64_t offset, std::string_view request_id,
                          std::string_view finish_reason, const Usage& usage);

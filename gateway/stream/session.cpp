@@ -1,114 +1,262 @@
 #include "gateway/stream/session.hpp"
 
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
 #include <boost/asio/post.hpp>
 
 #include "gateway/common/logging.hpp"
 #include "gateway/common/random_id.hpp"
-#include "gateway/protocol/server_messages.hpp"
+#include "gateway/stream/conversation.hpp"
 #include "gateway/stream/turn_log.hpp"
 
 namespace sluice {
 
 namespace net = boost::asio;
-using Clock = std::chrono::steady_clock;
 
-// Carries engine events from the engine's threads to the session's executor.
+struct Session::TurnState {
+  uint64_t number = 0;
+  std::string request_id;
+  std::string trace_id;
+  size_t input_bytes = 0;
+  Clock::time_point started;
+  Clock::time_point first_token;
+  bool got_first_token = false;
+  std::string output;  // the answer so far, for the conversation
+  int detaches = 0;    // readers that left during the turn
+  int attaches = 0;    // readers that came (back) during the turn
+  std::unique_ptr<TurnHandle> handle;
+  bool cancel_pending = false;              // cancelled before the handle was stored
+  std::optional<TurnError> cancel_error;   // why it was cancelled, when not by the client
+};
+
+// Engine events go straight to the session (its mutex serializes them).
 class Session::Sink final : public TurnSink {
  public:
   Sink(std::shared_ptr<Session> session, uint64_t turn)
       : session_(std::move(session)), turn_(turn) {}
-  void on_delta(std::string text) override {
-    net::post(session_->executor_, [s = session_, t = turn_, text = std::move(text)]() mutable {
-      s->on_delta(t, std::move(text));
-    });
-  }
-  void on_end(TurnResult result) override {
-    net::post(session_->executor_, [s = session_, t = turn_, r = std::move(result)]() mutable {
-      s->on_end(t, std::move(r));
-    });
-  }
+  void on_delta(std::string text) override { session_->on_delta(turn_, std::move(text)); }
+  void on_end(TurnResult result) override { session_->on_end(turn_, std::move(result)); }
 
  private:
   std::shared_ptr<Session> session_;
   uint64_t turn_;
 };
 
-Session::Session(std::string id, net::any_io_executor executor, Engine& engine,
-                 std::weak_ptr<FrameSink> output)
+Session::Session(std::string id, std::string principal, std::shared_ptr<Journal> journal,
+                 Engine& engine, SessionSettings settings, net::any_io_executor executor)
     : id_(std::move(id)),
-      executor_(std::move(executor)),
+      principal_(std::move(principal)),
+      resume_token_(make_random_id("rt_")),
+      journal_(std::move(journal)),
       engine_(engine),
-      output_(std::move(output)),
-      last_active_(Clock::now()) {}
+      settings_(settings),
+      last_active_(Clock::now()),
+      executor_(executor),
+      grace_timer_(executor) {}
 
-void Session::start_turn(const ChatCommand& chat) {
-  last_active_ = Clock::now();
-  auto t = std::make_unique<TurnState>();
-  t->number = ++turns_started_;
-  t->request_id = chat.request_id;
-  t->trace_id = make_trace_id();
-  t->started = last_active_;
-  for (const auto& m : chat.messages) t->input_bytes += m.content.size();
+Session::~Session() = default;
 
+bool Session::token_matches(std::string_view token) const {
+  if (token.size() != resume_token_.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < token.size(); ++i) {
+    diff |= static_cast<unsigned char>(token[i] ^ resume_token_[i]);
+  }
+  return diff == 0;
+}
+
+bool Session::start_turn(const ChatCommand& chat) {
   TurnRequest req;
-  req.trace_id = t->trace_id;
-  req.model = chat.model;
-  req.messages = chat.messages;
-  req.params = chat.params;
-  turn_ = std::move(t);
-  turn_->handle =
-      engine_.start(std::move(req), std::make_shared<Sink>(shared_from_this(), turn_->number));
+  uint64_t number = 0;
+  {
+    std::lock_guard lock(mutex_);
+    if (turn_) return false;
+    auto t = std::make_unique<TurnState>();
+    t->number = number = ++turns_started_;
+    t->request_id = chat.request_id;
+    t->trace_id = make_trace_id();
+    t->started = Clock::now();
+    for (const auto& m : chat.messages) t->input_bytes += m.content.size();
+    history_.insert(history_.end(), chat.messages.begin(), chat.messages.end());
+    fit_history(history_, settings_.history_max_bytes);
+    req.trace_id = t->trace_id;
+    req.model = chat.model;
+    req.messages = history_;
+    req.params = chat.params;
+    last_active_ = t->started;
+    turn_ = std::move(t);
+  }
+  // Outside the lock: the engine may call back at once.
+  auto handle = engine_.start(std::move(req), std::make_shared<Sink>(shared_from_this(), number));
+  {
+    std::lock_guard lock(mutex_);
+    if (turn_ && turn_->number == number) {
+      turn_->handle = std::move(handle);
+      if (turn_->cancel_pending) turn_->handle->cancel();
+    }
+  }
+  review_grace();
+  return true;
 }
 
-void Session::cancel() {
-  if (turn_) turn_->handle->cancel();
+void Session::cancel(std::optional<TurnError> why) {
+  std::lock_guard lock(mutex_);
+  if (!turn_) return;
+  if (why) turn_->cancel_error = std::move(why);
+  if (turn_->handle) {
+    turn_->handle->cancel();
+  } else {
+    turn_->cancel_pending = true;  // start_turn has not stored the handle yet
+  }
 }
 
-void Session::abandon() {
-  client_gone_ = true;
-  cancel();
+void Session::attach(const std::shared_ptr<SessionReader>& reader) {
+  {
+    std::lock_guard lock(mutex_);
+    readers_.push_back(reader);
+    if (turn_) ++turn_->attaches;
+    last_active_ = Clock::now();
+  }
+  review_grace();
+}
+
+void Session::detach(const SessionReader* reader) {
+  {
+    std::lock_guard lock(mutex_);
+    std::erase_if(readers_, [&](const std::weak_ptr<SessionReader>& w) {
+      auto r = w.lock();
+      return !r || r.get() == reader;
+    });
+    if (turn_) ++turn_->detaches;
+    last_active_ = Clock::now();
+  }
+  review_grace();
+}
+
+bool Session::busy() const {
+  std::lock_guard lock(mutex_);
+  return turn_ != nullptr;
+}
+
+bool Session::idle_before(Clock::time_point cutoff) const {
+  std::lock_guard lock(mutex_);
+  const bool anyone = std::any_of(readers_.begin(), readers_.end(),
+                                  [](const auto& w) { return !w.expired(); });
+  return !anyone && !turn_ && last_active_ < cutoff;
 }
 
 void Session::on_delta(uint64_t turn, std::string text) {
-  if (!turn_ || turn_->number != turn) return;
-  if (!turn_->got_first_token) {
-    turn_->got_first_token = true;
-    turn_->first_token = Clock::now();
+  {
+    std::lock_guard lock(mutex_);
+    if (!turn_ || turn_->number != turn) return;
+    if (!turn_->got_first_token) {
+      turn_->got_first_token = true;
+      turn_->first_token = Clock::now();
+    }
+    turn_->output += text;
+    StreamEvent e;
+    e.type = StreamEventType::kDelta;
+    e.text = std::move(text);
+    journal_->append(std::move(e));
   }
-  turn_->output_bytes += text.size();
-  emit(delta_message(id_, next_offset_++, text));
+  notify_readers();
 }
 
 void Session::on_end(uint64_t turn, TurnResult result) {
-  if (!turn_ || turn_->number != turn) return;
-  const auto now = Clock::now();
-  last_active_ = now;
-  if (result.error) {
-    emit(error_message(result.error->code, result.error->message, id_, turn_->request_id,
-                       next_offset_++));
+  std::unique_ptr<TurnState> t;
+  {
+    std::lock_guard lock(mutex_);
+    if (!turn_ || turn_->number != turn) return;
+    t = std::move(turn_);
+    const auto error = result.error ? result.error : t->cancel_error;
+    if (error) {
+      StreamEvent e;
+      e.type = StreamEventType::kError;
+      e.code = error->code;
+      e.text = error->message;
+      e.request_id = t->request_id;
+      journal_->append(std::move(e));
+    }
+    StreamEvent done;
+    done.type = StreamEventType::kDone;
+    done.request_id = t->request_id;
+    done.finish_reason = result.finish_reason;
+    done.usage = result.usage;
+    journal_->append(std::move(done));
+    journal_->end_turn();
+    if (!t->output.empty()) {
+      history_.push_back({"assistant", t->output});
+      fit_history(history_, settings_.history_max_bytes);
+    }
+    last_active_ = Clock::now();
+    if (!result.error && t->cancel_error) result.error = t->cancel_error;
   }
-  emit(done_message(id_, next_offset_++, turn_->request_id, result.finish_reason, result.usage));
+  notify_readers();
+  review_grace();
 
   using Ms = std::chrono::duration<double, std::milli>;
   TurnLogEntry log;
-  log.trace_id = turn_->trace_id;
+  log.trace_id = t->trace_id;
   log.session_id = id_;
-  log.request_id = turn_->request_id;
+  log.request_id = t->request_id;
   log.model = result.model;
-  log.input_bytes = turn_->input_bytes;
-  log.output_bytes = turn_->output_bytes;
-  log.ttft_ms = turn_->got_first_token ? Ms(turn_->first_token - turn_->started).count() : -1;
-  log.duration_ms = Ms(now - turn_->started).count();
-  log.client_gone = client_gone_;
+  log.input_bytes = t->input_bytes;
+  log.output_bytes = t->output.size();
+  log.ttft_ms = t->got_first_token ? Ms(t->first_token - t->started).count() : -1;
+  log.duration_ms = Ms(Clock::now() - t->started).count();
+  log.disconnects = t->detaches;
+  log.resumes = t->attaches;
+  log.client_gone = t->detaches > 0;
   log.result = &result;
   write_access_line(format_turn_log(log));
-
-  turn_.reset();
-  if (auto out = output_.lock()) out->on_turn_end();
 }
 
-void Session::emit(std::string frame) {
-  if (auto out = output_.lock()) out->send_frame(std::move(frame));
+void Session::notify_readers() {
+  std::vector<std::shared_ptr<SessionReader>> readers;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& w : readers_) {
+      if (auto r = w.lock()) readers.push_back(std::move(r));
+    }
+  }
+  for (const auto& r : readers) r->on_session_events(id_);
+}
+
+void Session::review_grace() {
+  net::post(executor_, [self = shared_from_this()] {
+    bool orphaned = false;
+    {
+      std::lock_guard lock(self->mutex_);
+      const bool anyone = std::any_of(self->readers_.begin(), self->readers_.end(),
+                                      [](const auto& w) { return !w.expired(); });
+      orphaned = self->turn_ && !anyone;
+    }
+    if (!orphaned) {
+      if (self->grace_armed_) self->grace_timer_.cancel();
+      self->grace_armed_ = false;
+      return;
+    }
+    if (self->grace_armed_) return;
+    self->grace_armed_ = true;
+    self->grace_timer_.expires_after(self->settings_.grace);
+    self->grace_timer_.async_wait(
+        [self](const boost::system::error_code& ec) { self->on_grace_timeout(ec); });
+  });
+}
+
+void Session::on_grace_timeout(const boost::system::error_code& ec) {
+  if (ec) return;
+  grace_armed_ = false;
+  {
+    std::lock_guard lock(mutex_);
+    const bool anyone = std::any_of(readers_.begin(), readers_.end(),
+                                    [](const auto& w) { return !w.expired(); });
+    if (anyone || !turn_) return;
+    spdlog::info("session {}: nobody came back within {} ms; stopping its turn", id_,
+                 settings_.grace.count());
+  }
+  cancel();
 }
 
 }  // namespace sluice

@@ -1,65 +1,85 @@
-// Session: one chat conversation multiplexed on a client connection. It runs
-// at most one turn at a time, numbers every event it emits with the next
-// offset (1, 2, 3, ... no gaps) and hands the frames to its connection.
+// Session: one chat conversation. It owns the session's journal, runs at
+// most one turn at a time and keeps the conversation for the next turn.
+// Readers attach and detach freely; with none attached a running turn goes
+// on for `grace`, so that its client can come back and resume.
 //
-// Threads: everything runs on `executor` (the connection's strand); engine
-// events are posted there by the turn's sink.
+// Threads: every public member is thread-safe (one mutex per session, never
+// held while calling out). Engine events arrive on the engine's threads.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "gateway/engine/engine.hpp"
-#include "gateway/stream/frame_sink.hpp"
+#include "gateway/stream/journal.hpp"
+#include "gateway/stream/session_reader.hpp"
 
 namespace sluice {
 
+struct SessionSettings {
+  std::chrono::milliseconds grace{600'000};
+  size_t history_max_bytes = 64 * 1024;
+};
+
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(std::string id, boost::asio::any_io_executor executor, Engine& engine,
-          std::weak_ptr<FrameSink> output);
+  using Clock = std::chrono::steady_clock;
+
+  Session(std::string id, std::string principal, std::shared_ptr<Journal> journal, Engine& engine,
+          SessionSettings settings, boost::asio::any_io_executor executor);
+  ~Session();
 
   const std::string& id() const { return id_; }
-  bool busy() const { return turn_ != nullptr; }
-  std::chrono::steady_clock::time_point last_active() const { return last_active_; }
+  const std::string& principal() const { return principal_; }
+  const std::string& resume_token() const { return resume_token_; }
+  bool token_matches(std::string_view token) const;  // constant time
+  Journal& journal() const { return *journal_; }
 
-  // Starts a turn; the caller checked busy().
-  void start_turn(const ChatCommand& chat);
-  // Asks the running turn to stop; its `done` follows with "cancelled".
-  void cancel();
-  // The client went away: stop the turn, note it in the turn log.
-  void abandon();
+  // Starts a turn; false when one is running.
+  bool start_turn(const ChatCommand& chat);
+  // Stops the running turn; its `done` says "cancelled" (with `why` as the
+  // error before it when given).
+  void cancel(std::optional<TurnError> why = std::nullopt);
+  void attach(const std::shared_ptr<SessionReader>& reader);
+  void detach(const SessionReader* reader);
+  bool busy() const;
+  // No reader, no turn, and nothing happened since `cutoff`.
+  bool idle_before(Clock::time_point cutoff) const;
 
  private:
   class Sink;
+  struct TurnState;
 
   void on_delta(uint64_t turn, std::string text);
   void on_end(uint64_t turn, TurnResult result);
-  void emit(std::string frame);
+  void notify_readers();
+  // Arms the grace timer when nobody is attached to a running turn, and
+  // disarms it otherwise. Timer operations run on `executor_` (a strand).
+  void review_grace();
+  void on_grace_timeout(const boost::system::error_code& ec);
 
-  struct TurnState {
-    uint64_t number = 0;
-    std::string request_id;
-    std::string trace_id;
-    size_t input_bytes = 0;
-    std::chrono::steady_clock::time_point started;
-    std::chrono::steady_clock::time_point first_token;
-    bool got_first_token = false;
-    size_t output_bytes = 0;
-    std::unique_ptr<TurnHandle> handle;
-  };
-
-  std::string id_;
-  boost::asio::any_io_executor executor_;
+  const std::string id_;
+  const std::string principal_;
+  const std::string resume_token_;
+  const std::shared_ptr<Journal> journal_;
   Engine& engine_;
-  std::weak_ptr<FrameSink> output_;
-  uint64_t next_offset_ = 1;
-  uint64_t turns_started_ = 0;
+  const SessionSettings settings_;
+
+  mutable std::mutex mutex_;
+  std::vector<std::weak_ptr<SessionReader>> readers_;
+  std::vector<ChatMessage> history_;
   std::unique_ptr<TurnState> turn_;
-  bool client_gone_ = false;
-  std::chrono::steady_clock::time_point last_active_;
+  uint64_t turns_started_ = 0;
+  Clock::time_point last_active_;
+  boost::asio::any_io_executor executor_;
+  boost::asio::steady_timer grace_timer_;  // used on executor_ only
+  bool grace_armed_ = false;               // on executor_ only
 };
 
 }  // namespace sluice

@@ -38,7 +38,9 @@ std::string format_turn_log(const TurnLogEntry& e) {
       .field("output_bytes", static_cast<uint64_t>(e.output_bytes))
       .field("finish_reason", r.finish_reason);
   if (r.error) w.field("error", to_string(r.error->code));
-  w.field("client_gone", e.client_gone);
+  w.field("client_gone", e.client_gone)
+      .field("disconnects", e.disconnects)
+      .field("resumes", e.resumes);
   return w.end_object().take();
 }
 

@@ -17,7 +17,9 @@ struct TurnLogEntry {
   size_t output_bytes = 0;
   double ttft_ms = -1;  // < 0: no token was produced
   double duration_ms = 0;
-  bool client_gone = false;
+  bool client_gone = false;  // a client detached during the turn
+  int disconnects = 0;
+  int resumes = 0;
   const TurnResult* result = nullptr;
 };
 

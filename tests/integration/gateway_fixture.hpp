@@ -60,6 +60,18 @@ inline std::string cancel(const std::string& session_id) {
   return w.end_object().take();
 }
 
+inline std::string resume(const std::string& session_id, uint64_t offset, const std::string& token,
+                          const std::string& request_id = "") {
+  JsonWriter w;
+  w.begin_object()
+      .field("type", "resume")
+      .field("session_id", session_id)
+      .field("offset", offset)
+      .field("resume_token", token);
+  if (!request_id.empty()) w.field("request_id", request_id);
+  return w.end_object().take();
+}
+
 struct Turn {
   std::string text;
   std::vector<uint64_t> offsets;  // of every frame with one, in order

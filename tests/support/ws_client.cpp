@@ -33,8 +33,11 @@ Frame parse_frame(std::string_view json) {
   str("code", f.code);
   str("message", f.message);
   str("finish_reason", f.finish_reason);
+  str("resume_token", f.resume_token);
+  str("reason", f.reason);
   uint64_t offset = 0;
   if (doc["offset"].get(offset) == simdjson::SUCCESS) f.offset = offset;
+  if (doc["from_offset"].get(offset) == simdjson::SUCCESS) f.from_offset = offset;
   int64_t n = 0;
   if (doc["usage"]["prompt_tokens"].get(n) == simdjson::SUCCESS) f.prompt_tokens = n;
   if (doc["usage"]["completion_tokens"].get(n) == simdjson::SUCCESS) f.completion_tokens = n;

@@ -20,7 +20,10 @@ struct Frame {
   std::string code;
   std::string message;
   std::string finish_reason;
+  std::string resume_token;
+  std::string reason;  // resume_failed
   uint64_t offset = 0;
+  uint64_t from_offset = 0;  // resumed
   int64_t prompt_tokens = -1;
   int64_t completion_tokens = -1;
 };

@@ -220,7 +220,7 @@ class Simulator {
     return w.end_object().take();
   }
 
-  // GET /sim/stats[?wait_aborted=N&wait_requests=N&timeout_ms=T]: answers at
+  // GET /sim/stats[?wait_aborted=N&wait_requests=N&wait_completed=N&timeout_ms=T]: answers at
   // once, or when the counters reach the numbers asked for (or at timeout).
   awaitable<bool> handle_stats(tcp::socket& socket, std::string_view target, bool keep) {
     auto param = [&](std::string_view key) -> int64_t {
@@ -230,12 +230,14 @@ class Simulator {
     };
     const int64_t want_aborted = param("wait_aborted");
     const int64_t want_requests = param("wait_requests");
+    const int64_t want_completed = param("wait_completed");
     const int64_t timeout_ms = std::max<int64_t>(0, param("timeout_ms"));
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
     net::steady_timer timer(socket.get_executor());
     while (std::chrono::steady_clock::now() < deadline &&
            (static_cast<int64_t>(stats_.aborted.load()) < want_aborted ||
-            static_cast<int64_t>(stats_.requests.load()) < want_requests)) {
+            static_cast<int64_t>(stats_.requests.load()) < want_requests ||
+            static_cast<int64_t>(stats_.completed.load()) < want_completed)) {
       timer.expires_after(std::chrono::milliseconds(2));
       co_await timer.async_wait(net::as_tuple(use_awaitable));
     }

@@ -1,0 +1,107 @@
+#include "gateway/stream/session_registry.hpp"
+
+#include <boost/asio/post.hpp>
+
+#include "gateway/common/random_id.hpp"
+
+namespace sluice {
+
+namespace net = boost::asio;
+
+namespace {
+constexpr size_t kMaxTombstones = 1'000'000;
+}
+
+SessionRegistry::SessionRegistry(net::io_context& ioc, std::shared_ptr<JournalStore> store,
+                                 Engine& engine, SessionSettings settings,
+                                 std::chrono::milliseconds retention)
+    : ioc_(ioc),
+      store_(std::move(store)),
+      engine_(engine),
+      settings_(settings),
+      retention_(retention),
+      strand_(net::make_strand(ioc)),
+      timer_(strand_) {}
+
+std::shared_ptr<Session> SessionRegistry::create(const std::string& principal) {
+  std::string id = make_random_id("s_");
+  auto session = std::make_shared<Session>(id, principal, store_->create(id), engine_, settings_,
+                                           net::make_strand(ioc_));
+  std::lock_guard lock(mutex_);
+  sessions_.emplace(std::move(id), session);
+  return session;
+}
+
+std::shared_ptr<Session> SessionRegistry::find(const std::string& id, const std::string& principal,
+                                               Lookup& why) const {
+  std::lock_guard lock(mutex_);
+  const auto it = sessions_.find(id);
+  if (it != sessions_.end() && it->second->principal() == principal) {
+    why = Lookup::kFound;
+    return it->second;
+  }
+  why = it == sessions_.end() && tombstones_.count(id) ? Lookup::kExpired : Lookup::kUnknown;
+  return nullptr;
+}
+
+void SessionRegistry::start() {
+  net::post(strand_, [self = shared_from_this()] { self->schedule(); });
+}
+
+void SessionRegistry::stop() {
+  net::post(strand_, [self = shared_from_this()] {
+    self->stopped_ = true;
+    self->timer_.cancel();
+  });
+}
+
+void SessionRegistry::schedule() {
+  if (stopped_) return;
+  // Sweep often enough that nothing outlives its retention by much.
+  const auto every = std::clamp<std::chrono::milliseconds>(retention_ / 4, std::chrono::milliseconds(50),
+                                                           std::chrono::milliseconds(1000));
+  timer_.expires_after(every);
+  timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+    if (ec || self->stopped_) return;
+    self->sweep(Clock::now());
+    self->schedule();
+  });
+}
+
+void SessionRegistry::sweep(Clock::time_point now) {
+  store_->expire(now);
+  std::vector<std::shared_ptr<Session>> forgotten;  // destroyed outside the lock
+  std::lock_guard lock(mutex_);
+  for (auto it = sessions_.begin(); it != sessions_.end();) {
+    if (it->second->idle_before(now - retention_)) {
+      tombstones_.emplace(it->first, now);
+      tombstone_order_.emplace_back(it->first, now);
+      forgotten.push_back(std::move(it->second));
+      it = sessions_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  while (!tombstone_order_.empty() &&
+         (tombstone_order_.size() > kMaxTombstones ||
+          tombstone_order_.front().second + retention_ * 6 <= now)) {
+    tombstones_.erase(tombstone_order_.front().first);
+    tombstone_order_.pop_front();
+  }
+}
+
+void SessionRegistry::cancel_all(const TurnError& why) {
+  std::vector<std::shared_ptr<Session>> all;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& [id, s] : sessions_) all.push_back(s);
+  }
+  for (auto& s : all) s->cancel(why);
+}
+
+size_t SessionRegistry::size() const {
+  std::lock_guard lock(mutex_);
+  return sessions_.size();
+}
+
+}  // namespace sluice

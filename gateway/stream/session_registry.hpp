@@ -1,0 +1,67 @@
+// SessionRegistry: every live session of this gateway, by id. Sessions that
+// nobody uses for `retention` are forgotten (a resume then says "expired");
+// the journal store's old turns are expired on the same sweep.
+//
+// Threads: every public member is thread-safe.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "gateway/stream/journal.hpp"
+#include "gateway/stream/session.hpp"
+
+namespace sluice {
+
+class SessionRegistry : public std::enable_shared_from_this<SessionRegistry> {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  SessionRegistry(boost::asio::io_context& ioc, std::shared_ptr<JournalStore> store, Engine& engine,
+                  SessionSettings settings, std::chrono::milliseconds retention);
+
+  std::shared_ptr<Session> create(const std::string& principal);
+
+  enum class Lookup { kFound, kUnknown, kExpired };
+  // The session `id` of `principal`. Another principal's session is
+  // kUnknown, exactly like a session that never existed.
+  std::shared_ptr<Session> find(const std::string& id, const std::string& principal,
+                                Lookup& why) const;
+
+  // Starts the periodic sweep; stop() ends it.
+  void start();
+  void stop();
+  // Drain: ends every running turn with `why`.
+  void cancel_all(const TurnError& why);
+  // One sweep now (tests, and the timer).
+  void sweep(Clock::time_point now);
+  size_t size() const;
+  JournalStore& store() const { return *store_; }
+
+ private:
+  void schedule();
+
+  boost::asio::io_context& ioc_;
+  std::shared_ptr<JournalStore> store_;
+  Engine& engine_;
+  const SessionSettings settings_;
+  const std::chrono::milliseconds retention_;
+  boost::asio::strand<boost::asio::io_context::executor_type> strand_;
+  boost::asio::steady_timer timer_;  // on strand_
+  bool stopped_ = false;             // on strand_
+
+  mutable std::mutex mutex_;
+  std::unordered_map<std::string, std::shared_ptr<Session>> sessions_;
+  // Forgotten session ids, so that a late resume can say "expired".
+  std::unordered_map<std::string, Clock::time_point> tombstones_;
+  std::deque<std::pair<std::string, Clock::time_point>> tombstone_order_;
+};
+
+}  // namespace sluice
