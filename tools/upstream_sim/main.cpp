@@ -31,6 +31,7 @@
 #include <fstream>
 #include <iostream>
 #include <mutex>
+#include <random>
 #include <sstream>
 #include <thread>
 
@@ -56,6 +57,7 @@ struct Behaviour {
   int tokens = -1;            // stop after N tokens (finish_reason "length")
   int repeat = 1;             // the text, this many times over
   bool split_writes = false;  // write each event in small pieces
+  int random_split = -1;      // >= 0: write in pieces of random size, with this seed
   bool stamp = false;         // each token's text is its send time: "<steady ns>|"
   bool usage = true;
   std::string model = "sim-model";
@@ -360,14 +362,19 @@ class Simulator {
                                 std::chrono::system_clock::now().time_since_epoch())
                                 .count();
     net::steady_timer timer(socket.get_executor());
+    std::mt19937 rng(static_cast<uint32_t>(std::max(0, b.random_split)) + stats_.requests.load());
+    std::uniform_int_distribution<size_t> pick(1, 48);
     auto send = [&](std::string event) -> awaitable<bool> {
       if (*gone) co_return false;
-      if (b.split_writes) {
-        for (size_t i = 0; i < event.size(); i += 7) {
-          auto [ec, n] = co_await net::async_write(
-              socket, http::make_chunk(net::buffer(event.data() + i, std::min<size_t>(7, event.size() - i))),
-              net::as_tuple(use_awaitable));
+      if (b.split_writes || b.random_split >= 0) {
+        // Cut the event at arbitrary byte boundaries (inside UTF-8
+        // characters and JSON escapes too), one HTTP chunk per piece.
+        for (size_t i = 0; i < event.size();) {
+          const size_t n = std::min(event.size() - i, b.random_split >= 0 ? pick(rng) : size_t{7});
+          auto [ec, w] = co_await net::async_write(
+              socket, http::make_chunk(net::buffer(event.data() + i, n)), net::as_tuple(use_awaitable));
           if (ec) co_return false;
+          i += n;
         }
         co_return true;
       }
@@ -494,6 +501,8 @@ int main(int argc, char** argv) {
   app.add_option("--tokens", b.tokens, "stop after N tokens with finish_reason \"length\"");
   app.add_option("--model", b.model, "model name in the chunks when the request names none");
   app.add_flag("--split-writes", b.split_writes, "write every event in 7-byte pieces");
+  app.add_option("--random-split", b.random_split,
+                 "write every event in pieces of 1 to 48 bytes, cut at random with this seed");
   app.add_flag("--stamp", b.stamp,
                "benchmarks: each token's text is its send time in steady-clock ns, then '|'");
   app.add_flag("!--no-usage", b.usage, "omit the usage chunk");
