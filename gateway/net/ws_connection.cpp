@@ -337,7 +337,7 @@ void WsConnection::review_slow_consumer(bool behind) {
 
 void WsConnection::on_slow_timeout(beast::error_code ec) {
   if (ec || ended_) return;
-  if (close_reason_) return end("slow consumer did not take its close frame");
+  if (close_reason_) return end("slow consumer did not take its close frame", true);
   // Behind but still taking frames is catching up, not stalled.
   const auto timeout = state_->config.limits.slow_consumer_timeout;
   const auto since = Clock::now() - last_write_done_;
@@ -370,7 +370,7 @@ void WsConnection::send(std::string frame) {
   // client that sends without reading is cut off at twice the queue limit.
   if (queued_bytes_ + frame.size() > 2 * state_->config.limits.send_queue_bytes) {
     spdlog::info("connection {}: send queue over twice limits.send_queue_bytes; closing", id_);
-    return end("send queue full");
+    return end("send queue full", true);
   }
   queued_bytes_ += frame.size();
   queue_.push_back(std::move(frame));
@@ -440,7 +440,7 @@ bool WsConnection::any_busy() const {
                      [](const auto& kv) { return kv.second.session->busy(); });
 }
 
-void WsConnection::end(std::string_view why) {
+void WsConnection::end(std::string_view why, bool abortive) {
   if (ended_) return;
   ended_ = true;
   spdlog::debug("connection {}: {}", id_, why);
@@ -452,8 +452,15 @@ void WsConnection::end(std::string_view why) {
   attached_.clear();
   if (!writing_) queue_.clear();  // a write in flight still points into the front entry
   beast::error_code ignored;
-  beast::get_lowest_layer(ws_).socket().shutdown(net::socket_base::shutdown_both, ignored);
-  beast::get_lowest_layer(ws_).socket().close(ignored);
+  auto& socket = beast::get_lowest_layer(ws_).socket();
+  if (abortive) {
+    // A client we gave up on: reset the connection rather than leave the
+    // kernel holding (and retrying) up to a send buffer of data for it.
+    socket.set_option(net::socket_base::linger(true, 0), ignored);
+  } else {
+    socket.shutdown(net::socket_base::shutdown_both, ignored);
+  }
+  socket.close(ignored);
 }
 
 }  // namespace sluice

@@ -78,7 +78,9 @@ class WsConnection : public std::enable_shared_from_this<WsConnection>, public S
   void on_close(boost::beast::error_code ec);
   void arm_idle_timer();
   void on_idle(boost::beast::error_code ec);
-  void end(std::string_view why);
+  // Tears the connection down; `abortive` resets it (RST) instead of a FIN
+  // queued behind data the client will never read.
+  void end(std::string_view why, bool abortive = false);
   bool any_busy() const;
 
   boost::beast::websocket::stream<boost::beast::tcp_stream> ws_;

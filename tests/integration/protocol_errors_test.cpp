@@ -1,7 +1,5 @@
 // Bad client input gets an `error` with a stable code, and the connection and
 // its other sessions carry on.
-#include <fstream>
-
 #include "tests/integration/gateway_fixture.hpp"
 
 namespace sluice::test {
@@ -122,70 +120,6 @@ TEST_F(ProtocolErrors, SessionLimitPerConnection) {
   const Frame e = error_for(c, chat("three", "r3"));
   EXPECT_EQ(e.code, "too_many_sessions");
   EXPECT_EQ(e.request_id, "r3");
-}
-
-}  // namespace
-}  // namespace sluice::test
-
-namespace sluice::test {
-namespace {
-
-long rss_kib(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
-  }
-  return -1;
-}
-
-TEST(SlowConsumer, ReaderThatStopsIsClosedWith4008AndResumesTheRest) {
-  auto sim = start_sim();
-  auto gw = start_gateway(sim_url(*sim), {"SLUICE_LIMITS_SEND_QUEUE_BYTES=262144",
-                                          "SLUICE_LIMITS_SLOW_CONSUMER_TIMEOUT_MS=500"});
-  WsClient reader(gw->port());
-  WsClient stalled(gw->port());
-  // About 15 MB of frames for a client that does not read.
-  stalled.send(chat("[[sim repeat=5000]] flood"));
-  // Generation is not slowed by it: the upstream finishes the answer.
-  auto stats = sim_stats(*sim, "?wait_completed=1&timeout_ms=20000");
-  EXPECT_EQ(stats.completed, 1);
-  EXPECT_EQ(stats.aborted, 0);
-  EXPECT_LT(rss_kib(gw->pid()), 200 * 1024);
-  // Another client streams as usual meanwhile.
-  reader.send(chat("我还在"));
-  auto other = reader.read_until("session");
-  ASSERT_TRUE(other);
-  EXPECT_EQ(read_turn(reader, other->session_id).text, expected_text("我还在"));
-
-  // The stalled client finds what was sent before the gateway gave up on
-  // it, then the close code 4008; it resumes on a new connection.
-  std::string session_id, token, text;
-  uint64_t last = 0;
-  while (auto f = stalled.read(10s)) {
-    if (f->type == "session") {
-      session_id = f->session_id;
-      token = f->resume_token;
-    }
-    if (f->type == "delta") {
-      EXPECT_EQ(f->offset, last + 1);
-      last = f->offset;
-      text += f->text;
-    }
-  }
-  EXPECT_EQ(stalled.close_code(), 4008);
-  ASSERT_FALSE(session_id.empty());
-  WsClient again(gw->port());
-  again.send(resume(session_id, last, token));
-  auto resumed = again.read_until("resumed");
-  ASSERT_TRUE(resumed);
-  EXPECT_EQ(resumed->from_offset, last + 1);
-  auto rest = read_turn(again, session_id, 60s);
-  ASSERT_TRUE(rest.done);
-  ASSERT_FALSE(rest.offsets.empty());
-  EXPECT_EQ(rest.offsets.front(), last + 1);
-  std::string want;
-  for (int i = 0; i < 5000; ++i) want += expected_text("flood");
-  EXPECT_EQ(text + rest.text, want);
 }
 
 }  // namespace

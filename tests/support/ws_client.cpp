@@ -7,6 +7,8 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/websocket.hpp>
+#include <poll.h>
+
 #include <stdexcept>
 
 namespace sluice::test {
@@ -56,7 +58,11 @@ struct WsClient::Impl {
   std::string reason;
 };
 
-WsClient::WsClient(uint16_t port, std::string target) : impl_(std::make_unique<Impl>()) {
+WsClient::WsClient(uint16_t port, std::string target, int receive_buffer)
+    : impl_(std::make_unique<Impl>()) {
+  auto& socket = beast::get_lowest_layer(impl_->ws).socket();
+  socket.open(tcp::v4());
+  if (receive_buffer > 0) socket.set_option(net::socket_base::receive_buffer_size(receive_buffer));
   beast::get_lowest_layer(impl_->ws).connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
   impl_->ws.handshake("127.0.0.1:" + std::to_string(port), target);
   impl_->ws.text(true);
@@ -121,6 +127,11 @@ std::optional<Frame> WsClient::read_until(std::string_view type, std::string_vie
 }
 
 bool WsClient::closed() const { return impl_->closed; }
+
+bool WsClient::wait_peer_closed(std::chrono::milliseconds timeout) {
+  pollfd p{beast::get_lowest_layer(impl_->ws).socket().native_handle(), POLLRDHUP, 0};
+  return ::poll(&p, 1, static_cast<int>(timeout.count())) > 0 && (p.revents & (POLLRDHUP | POLLHUP));
+}
 std::optional<uint16_t> WsClient::close_code() const { return impl_->code; }
 std::string WsClient::close_reason() const { return impl_->reason; }
 

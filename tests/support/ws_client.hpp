@@ -32,7 +32,9 @@ Frame parse_frame(std::string_view json);
 
 class WsClient {
  public:
-  explicit WsClient(uint16_t port, std::string target = "/v1/ws");
+  // `receive_buffer` > 0 fixes SO_RCVBUF (no autotuning): a client that does
+  // not read then fills up after that many bytes, as a stalled phone would.
+  explicit WsClient(uint16_t port, std::string target = "/v1/ws", int receive_buffer = 0);
   ~WsClient();
 
   void send(std::string_view text);
@@ -43,6 +45,9 @@ class WsClient {
   std::optional<Frame> read_until(std::string_view type, std::string_view session_id = {},
                                   std::chrono::milliseconds timeout = std::chrono::seconds(10));
   bool closed() const;
+  // Waits, without reading, until the server has closed its side of the TCP
+  // connection (POLLRDHUP); false at timeout.
+  bool wait_peer_closed(std::chrono::milliseconds timeout);
   // The close code the server sent, once closed.
   std::optional<uint16_t> close_code() const;
   std::string close_reason() const;
