@@ -6,12 +6,16 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
+#include <charconv>
 #include <optional>
 
 #include "gateway/common/json_writer.hpp"
 #include "gateway/net/server_state.hpp"
+#include "gateway/net/http_chat_stream.hpp"
 #include "gateway/net/ws_connection.hpp"
+#include "gateway/protocol/openai_http.hpp"
 #include "gateway/protocol/server_messages.hpp"
+#include "gateway/stream/session_registry.hpp"
 
 namespace sluice {
 
@@ -22,8 +26,34 @@ namespace net = boost::asio;
 
 namespace {
 
+// Until authentication arrives, every client is this one principal.
+const std::string kPrincipal = "anonymous";
 constexpr auto kRequestTimeout = std::chrono::seconds(30);
-constexpr size_t kMaxBody = 64 * 1024;
+constexpr size_t kMaxBody = 1 << 20;  // OpenAI-style requests carry whole conversations
+
+// The value of `key` in the query string of `target` ("" when absent).
+std::string query_param(std::string_view target, std::string_view key) {
+  const auto q = target.find('?');
+  if (q == std::string_view::npos) return {};
+  std::string_view rest = target.substr(q + 1);
+  while (!rest.empty()) {
+    const auto amp = rest.find('&');
+    const std::string_view pair = rest.substr(0, amp);
+    const auto eq = pair.find('=');
+    if (pair.substr(0, eq) == key && eq != std::string_view::npos) {
+      return std::string(pair.substr(eq + 1));
+    }
+    if (amp == std::string_view::npos) break;
+    rest.remove_prefix(amp + 1);
+  }
+  return {};
+}
+
+int64_t unix_seconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
 
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
  public:
@@ -80,6 +110,17 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       conn->run(std::move(req));
       return;
     }
+    if (path == "/v1/chat/completions") {
+      if (req.method() != http::verb::post) {
+        return reply(http::status::method_not_allowed, req.keep_alive(),
+                     openai_error_json("method_not_allowed", "use POST"));
+      }
+      return chat_completions(req);
+    }
+    if (path.rfind("/v1/sessions/", 0) == 0 && path.size() > 20 &&
+        path.substr(path.size() - 7) == "/stream") {
+      return session_stream(req, std::string(path.substr(13, path.size() - 20)));
+    }
     const bool keep = req.keep_alive();
     if (req.method() != http::verb::get && req.method() != http::verb::head &&
         (path == "/healthz" || path == "/readyz")) {
@@ -99,6 +140,111 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       return reply(http::status::ok, keep, R"({"status":"ready"})");
     }
     reply(http::status::not_found, keep, error_json("not_found", "no such path"));
+  }
+
+  // POST /v1/chat/completions: a turn on a new session, or on the session
+  // named by X-Sluice-Session-Id (with its X-Sluice-Resume-Token).
+  void chat_completions(http::request<http::string_body>& req) {
+    auto parsed = parse_openai_chat_request(req.body());
+    if (auto* e = std::get_if<ProtocolError>(&parsed)) {
+      return reply(http::status::bad_request, false, openai_error_json(to_string(e->code), e->message));
+    }
+    auto& r = std::get<OpenAiChatRequest>(parsed);
+    if (state_->draining) {
+      return reply(http::status::service_unavailable, false,
+                   openai_error_json("shutting_down", "the gateway is shutting down"));
+    }
+    std::shared_ptr<Session> session;
+    const std::string sid(req["X-Sluice-Session-Id"]);
+    if (!sid.empty()) {
+      SessionRegistry::Lookup why{};
+      session = state_->sessions->find(sid, kPrincipal, why);
+      if (!session) {
+        return reply(http::status::not_found, false,
+                     openai_error_json(why == SessionRegistry::Lookup::kExpired ? "expired" : "unknown_session",
+                                       "no such session"));
+      }
+      if (!session->token_matches(req["X-Sluice-Resume-Token"])) {
+        return reply(http::status::forbidden, false,
+                     openai_error_json("bad_token", "X-Sluice-Resume-Token does not match the session"));
+      }
+    } else {
+      session = state_->sessions->create(kPrincipal);
+    }
+    const uint64_t cursor = session->journal().last_offset();
+    if (!session->start_turn(r.chat)) {
+      return reply(http::status::conflict, false,
+                   openai_error_json("session_busy", "a turn is already running on this session"));
+    }
+    HttpChatStream::Options o;
+    o.sse = r.stream;
+    o.include_usage = r.include_usage;
+    o.ids = {"chatcmpl-" + session->id() + "-" + std::to_string(cursor + 1),
+             r.chat.model.empty() ? state_->config.openai.model : r.chat.model, unix_seconds()};
+    o.headers = {{"X-Sluice-Session-Id", session->id()},
+                 {"X-Sluice-Resume-Token", session->resume_token()},
+                 {"X-Sluice-First-Offset", std::to_string(cursor + 1)}};
+    hand_over(session, cursor, std::move(o));
+  }
+
+  // GET /v1/sessions/{id}/stream?resume_token=T[&offset=N]: the session's
+  // events after N (or after the Last-Event-ID an EventSource sends), as SSE,
+  // up to the end of the turn.
+  void session_stream(http::request<http::string_body>& req, const std::string& sid) {
+    if (req.method() != http::verb::get) {
+      return reply(http::status::method_not_allowed, false, openai_error_json("method_not_allowed", "use GET"));
+    }
+    std::string token = query_param(req.target(), "resume_token");
+    if (token.empty()) token = std::string(req["X-Sluice-Resume-Token"]);
+    uint64_t offset = 0;
+    std::string from = std::string(req["Last-Event-ID"]);  // "<session>:<offset>"
+    if (from.empty()) {
+      from = query_param(req.target(), "offset");
+    } else if (const auto colon = from.rfind(':'); colon != std::string::npos) {
+      from = from.substr(colon + 1);
+    }
+    if (!from.empty()) {
+      const auto [end, ec] = std::from_chars(from.data(), from.data() + from.size(), offset);
+      if (ec != std::errc() || end != from.data() + from.size()) {
+        return reply(http::status::bad_request, false,
+                     openai_error_json("bad_message", "offset / Last-Event-ID must be a number"));
+      }
+    }
+    SessionRegistry::Lookup why{};
+    auto session = state_->sessions->find(sid, kPrincipal, why);
+    if (!session) {
+      const bool expired = why == SessionRegistry::Lookup::kExpired;
+      return reply(expired ? http::status::gone : http::status::not_found, false,
+                   openai_error_json(expired ? "expired" : "unknown_session", "no such session"));
+    }
+    if (!session->token_matches(token)) {
+      return reply(http::status::forbidden, false,
+                   openai_error_json("bad_token", "resume_token does not match the session"));
+    }
+    switch (session->journal().check(offset)) {
+      case JournalStatus::kOk: break;
+      case JournalStatus::kAhead:
+        return reply(http::status::bad_request, false,
+                     openai_error_json("offset_ahead", "offset is beyond the session's last event"));
+      case JournalStatus::kExpired:
+        return reply(http::status::gone, false,
+                     openai_error_json("expired", "the events after this offset passed resume.retention_ms"));
+      case JournalStatus::kEvicted:
+        return reply(http::status::gone, false,
+                     openai_error_json("evicted", "the events after this offset were evicted"));
+    }
+    HttpChatStream::Options o;
+    o.role_chunk = false;
+    o.ids = {"chatcmpl-" + session->id(), state_->config.openai.model, unix_seconds()};
+    o.headers = {{"X-Sluice-Session-Id", session->id()}};
+    hand_over(session, offset, std::move(o));
+  }
+
+  void hand_over(const std::shared_ptr<Session>& session, uint64_t cursor,
+                 HttpChatStream::Options o) {
+    stream_.expires_never();
+    std::make_shared<HttpChatStream>(std::move(stream_), state_, session, cursor, std::move(o))
+        ->start();
   }
 
   static std::string error_json(std::string_view code, std::string_view message) {

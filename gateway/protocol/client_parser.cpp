@@ -1,5 +1,7 @@
 #include "gateway/protocol/client_parser.hpp"
 
+#include "gateway/protocol/chat_fields.hpp"
+
 #include <simdjson.h>
 
 #include <algorithm>
@@ -7,7 +9,6 @@
 #include <cmath>
 
 namespace sluice {
-namespace {
 
 using simdjson::dom::element;
 using simdjson::dom::element_type;
@@ -16,6 +17,8 @@ using simdjson::dom::object;
 ProtocolError bad(std::string message) {
   return ProtocolError{ErrorCode::kBadMessage, std::move(message), {}, {}};
 }
+
+namespace {
 
 // Reads an optional string field; an error when present with another type or
 // too long.
@@ -48,7 +51,9 @@ constexpr std::array<NumberRule, 6> kNumberParams = {{
     {"frequency_penalty", -2.0, 2.0, false},
 }};
 
-std::optional<ProtocolError> read_params(element e, ChatParams& out) {
+}  // namespace
+
+std::optional<ProtocolError> read_chat_params(element e, ChatParams& out) {
   object obj;
   if (e.get(obj) != simdjson::SUCCESS) return bad("params must be an object");
   for (auto [key, value] : obj) {
@@ -90,8 +95,8 @@ std::optional<ProtocolError> read_params(element e, ChatParams& out) {
   return std::nullopt;
 }
 
-std::optional<ProtocolError> read_messages(element e, size_t max_messages,
-                                           std::vector<ChatMessage>& out) {
+std::optional<ProtocolError> read_chat_messages(element e, size_t max_messages,
+                                                std::vector<ChatMessage>& out) {
   simdjson::dom::array arr;
   if (e.get(arr) != simdjson::SUCCESS) return bad("messages must be a list of {role, content}");
   if (arr.size() == 0) return bad("messages must not be empty");
@@ -101,20 +106,37 @@ std::optional<ProtocolError> read_messages(element e, size_t max_messages,
   for (element item : arr) {
     object m;
     std::string_view role;
-    std::string_view content;
+    element content_el;
     if (item.get(m) != simdjson::SUCCESS || m["role"].get(role) != simdjson::SUCCESS ||
-        m["content"].get(content) != simdjson::SUCCESS) {
+        m["content"].get(content_el) != simdjson::SUCCESS) {
       return bad("each entry of messages must be {\"role\": string, \"content\": string}");
     }
+    if (role == "developer") role = "system";  // OpenAI's newer name for it
     if (role != "system" && role != "user" && role != "assistant") {
       return bad("messages[].role must be \"system\", \"user\" or \"assistant\"");
     }
-    out.push_back({std::string(role), std::string(content)});
+    // A string, or OpenAI's list of content parts of which the text ones count.
+    std::string content;
+    std::string_view text;
+    simdjson::dom::array parts;
+    if (content_el.get(text) == simdjson::SUCCESS) {
+      content = text;
+    } else if (content_el.get(parts) == simdjson::SUCCESS) {
+      for (element part : parts) {
+        std::string_view type;
+        if (part["type"].get(type) != simdjson::SUCCESS || type != "text" ||
+            part["text"].get(text) != simdjson::SUCCESS) {
+          return bad("messages[].content parts must be {\"type\": \"text\", \"text\": string}");
+        }
+        content += text;
+      }
+    } else {
+      return bad("messages[].content must be a string or a list of text parts");
+    }
+    out.push_back({std::string(role), std::move(content)});
   }
   return std::nullopt;
 }
-
-}  // namespace
 
 struct ClientParser::Impl {
   ClientParserLimits limits;
@@ -220,7 +242,7 @@ ClientMessage ClientParser::Impl::parse_object(object obj, std::string request_i
       if (input.get(text) != simdjson::SUCCESS) return bad("input must be a string");
       if (text.empty()) return bad("input must not be empty");
       chat.messages.push_back({"user", std::string(text)});
-    } else if (auto e = read_messages(messages, limits.max_messages, chat.messages)) {
+    } else if (auto e = read_chat_messages(messages, limits.max_messages, chat.messages)) {
       return *e;
     }
     std::optional<std::string> model;
@@ -228,7 +250,7 @@ ClientMessage ClientParser::Impl::parse_object(object obj, std::string request_i
     chat.model = model.value_or("");
     element params;
     if (obj["params"].get(params) == simdjson::SUCCESS) {
-      if (auto e = read_params(params, chat.params)) return *e;
+      if (auto e = read_chat_params(params, chat.params)) return *e;
     }
     return chat;
   }

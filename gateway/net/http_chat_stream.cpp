@@ -1,0 +1,168 @@
+#include "gateway/net/http_chat_stream.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/bind_handler.hpp>
+#include <boost/beast/http.hpp>
+
+#include "gateway/net/server_state.hpp"
+
+namespace sluice {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+
+namespace {
+constexpr size_t kPullBytes = 64 * 1024;
+
+unsigned status_for(ErrorCode code) {
+  return code == ErrorCode::kUpstreamTimeout ? 504 : code == ErrorCode::kShuttingDown ? 503 : 502;
+}
+}  // namespace
+
+HttpChatStream::HttpChatStream(beast::tcp_stream stream, std::shared_ptr<ServerState> state,
+                               std::shared_ptr<Session> session, uint64_t cursor, Options options)
+    : stream_(std::move(stream)),
+      state_(std::move(state)),
+      session_(std::move(session)),
+      cursor_(cursor),
+      options_(std::move(options)) {}
+
+HttpChatStream::~HttpChatStream() = default;
+
+void HttpChatStream::start() {
+  session_->attach(shared_from_this());
+  watch_peer();
+  if (!options_.sse) return pull();
+  std::string head = "HTTP/1.1 200 OK\r\nServer: sluice\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
+                     "Cache-Control: no-cache, no-store, no-transform\r\nX-Accel-Buffering: no\r\n"
+                     "Transfer-Encoding: chunked\r\nConnection: close\r\n";
+  for (const auto& [k, v] : options_.headers) head += k + ": " + v + "\r\n";
+  head += "\r\n";
+  write(std::move(head), false);
+  if (options_.role_chunk) pending_ += sse_role_chunk(options_.ids);
+  pull();
+}
+
+void HttpChatStream::on_session_events(const std::string&) {
+  if (pull_posted_.exchange(true)) return;
+  net::post(stream_.get_executor(), [self = shared_from_this()] {
+    self->pull_posted_ = false;
+    self->pull();
+  });
+}
+
+void HttpChatStream::pull() {
+  if (stopped_ || done_) return;
+  JournalRead r = session_->journal().read(cursor_, kPullBytes);
+  if (r.status != JournalStatus::kOk) return stop("journal no longer holds the cursor");
+  for (const auto& e : r.events) {
+    cursor_ = e.offset;
+    if (options_.sse) {
+      pending_ += sse_event(options_.ids, session_->id(), e, options_.include_usage);
+      if (e.type == StreamEventType::kDone) {
+        pending_ += kSseDone;
+        done_ = true;
+        break;
+      }
+      continue;
+    }
+    if (e.type == StreamEventType::kDelta) text_ += e.text;
+    if (e.type == StreamEventType::kError) {
+      done_ = true;
+      return reply_json(status_for(e.code), openai_error_json(to_string(e.code), e.text));
+    }
+    if (e.type == StreamEventType::kDone) {
+      done_ = true;
+      return reply_json(200, completion_json(options_.ids, text_, e.finish_reason, e.usage));
+    }
+  }
+  // A resume of an idle session that has nothing newer ends at once.
+  if (options_.sse && !done_ && r.events.empty() && !session_->busy() &&
+      cursor_ >= session_->journal().last_offset()) {
+    pending_ += kSseDone;
+    done_ = true;
+  }
+  if (options_.sse && !writing_ && !pending_.empty()) write(std::exchange(pending_, {}), true);
+}
+
+void HttpChatStream::write(std::string bytes, bool chunk) {
+  writing_ = true;
+  auto buf = std::make_shared<std::string>(std::move(bytes));
+  // A client that takes nothing for this long is given up on; it can
+  // resume with Last-Event-ID.
+  stream_.expires_after(state_->config.limits.slow_consumer_timeout);
+  auto done = [self = shared_from_this(), buf](beast::error_code ec, std::size_t) {
+    self->on_written(ec);
+  };
+  if (chunk) {
+    net::async_write(stream_, http::make_chunk(net::buffer(*buf)), std::move(done));
+  } else {
+    net::async_write(stream_, net::buffer(*buf), std::move(done));
+  }
+}
+
+void HttpChatStream::on_written(beast::error_code ec) {
+  writing_ = false;
+  if (ec) return stop("write failed: " + ec.message());
+  if (!pending_.empty()) return write(std::exchange(pending_, {}), true);
+  if (done_) {
+    if (!options_.sse) return stop("answered");
+    return finish_sse();
+  }
+  pull();
+}
+
+void HttpChatStream::finish_sse() {
+  stream_.expires_after(std::chrono::seconds(5));
+  net::async_write(stream_, http::make_chunk_last(),
+                   [self = shared_from_this()](beast::error_code, std::size_t) {
+                     self->stop("answered");
+                   });
+}
+
+void HttpChatStream::reply_json(unsigned status, std::string body) {
+  auto res = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(status), 11);
+  res->set(http::field::server, "sluice");
+  res->set(http::field::content_type, "application/json");
+  res->set(http::field::cache_control, "no-store");
+  for (const auto& [k, v] : options_.headers) res->set(k, v);
+  res->keep_alive(false);
+  res->body() = std::move(body);
+  res->prepare_payload();
+  writing_ = true;
+  stream_.expires_after(state_->config.limits.slow_consumer_timeout);
+  http::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code, std::size_t) {
+    self->writing_ = false;
+    self->stop("answered");
+  });
+}
+
+void HttpChatStream::watch_peer() {
+  // The client sends nothing more on this connection; a read that ends tells
+  // us it went away, even while the turn is quiet.
+  stream_.socket().async_read_some(
+      net::buffer(&probe_, 1), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+        if (ec && !self->stopped_) {
+          net::post(self->stream_.get_executor(), [self] { self->stop("client went away"); });
+        } else if (!ec) {
+          self->watch_peer();
+        }
+      });
+}
+
+void HttpChatStream::stop(std::string_view why) {
+  if (stopped_) return;
+  stopped_ = true;
+  spdlog::debug("http stream for session {}: {}", session_->id(), why);
+  // Detaching does not stop the turn: it runs on for resume.grace_ms.
+  session_->detach(this);
+  beast::error_code ignored;
+  stream_.socket().shutdown(net::socket_base::shutdown_both, ignored);
+  stream_.socket().close(ignored);
+}
+
+}  // namespace sluice

@@ -1,0 +1,67 @@
+// HttpChatStream: the answer to one OpenAI-compatible HTTP request
+// (POST /v1/chat/completions, or GET /v1/sessions/{id}/stream to resume).
+// It is a reader of one session: it pulls the session's journal from its
+// cursor and writes either SSE chunks (each with "id: <session>:<offset>")
+// or, when not streaming, one chat.completion object at the turn's end.
+//
+// Threads: runs on its socket's strand; on_session_events from any thread.
+#pragma once
+
+#include <atomic>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "gateway/protocol/openai_http.hpp"
+#include "gateway/stream/session.hpp"
+#include "gateway/stream/session_reader.hpp"
+
+namespace sluice {
+
+struct ServerState;
+
+class HttpChatStream : public std::enable_shared_from_this<HttpChatStream>,
+                       public SessionReader {
+ public:
+  struct Options {
+    bool sse = true;             // false: one chat.completion JSON at the end
+    bool include_usage = false;  // SSE: the usage chunk before [DONE]
+    bool role_chunk = true;      // SSE: start with the role-only chunk (new turns)
+    CompletionIds ids;
+    std::vector<std::pair<std::string, std::string>> headers;  // extra response headers
+  };
+
+  HttpChatStream(boost::beast::tcp_stream stream, std::shared_ptr<ServerState> state,
+                 std::shared_ptr<Session> session, uint64_t cursor, Options options);
+  ~HttpChatStream() override;
+
+  // Sends the response head (SSE) and starts reading the journal.
+  void start();
+  void on_session_events(const std::string& session_id) override;
+
+ private:
+  void pull();
+  void write(std::string bytes, bool chunk);
+  void on_written(boost::beast::error_code ec);
+  void finish_sse();
+  void reply_json(unsigned status, std::string body);
+  void watch_peer();
+  void stop(std::string_view why);
+
+  boost::beast::tcp_stream stream_;
+  std::shared_ptr<ServerState> state_;
+  std::shared_ptr<Session> session_;
+  uint64_t cursor_;
+  Options options_;
+  std::atomic<bool> pull_posted_{false};
+  bool writing_ = false;
+  bool done_ = false;      // the turn's done was written (or the reply was)
+  bool stopped_ = false;
+  std::string pending_;    // SSE bytes waiting for the current write
+  std::string text_;       // non-streaming: the answer so far
+  char probe_ = 0;         // one byte for noticing the client leave
+};
+
+}  // namespace sluice

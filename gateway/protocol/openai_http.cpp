@@ -1,0 +1,158 @@
+#include "gateway/protocol/openai_http.hpp"
+
+#include <simdjson.h>
+
+#include "gateway/common/json_writer.hpp"
+#include "gateway/protocol/chat_fields.hpp"
+
+namespace sluice {
+
+namespace {
+constexpr size_t kMaxMessages = 1024;
+
+void chunk_head(JsonWriter& w, const CompletionIds& ids) {
+  w.begin_object()
+      .field("id", ids.id)
+      .field("object", "chat.completion.chunk")
+      .field("created", ids.created)
+      .field("model", ids.model);
+}
+}  // namespace
+
+std::variant<OpenAiChatRequest, ProtocolError> parse_openai_chat_request(std::string_view body) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element root;
+  simdjson::dom::object obj;
+  if (parser.parse(body.data(), body.size()).get(root) != simdjson::SUCCESS ||
+      root.get(obj) != simdjson::SUCCESS) {
+    return ProtocolError{ErrorCode::kBadJson, "the request body must be a JSON object", {}, {}};
+  }
+  OpenAiChatRequest r;
+  simdjson::dom::element messages;
+  if (obj["messages"].get(messages) != simdjson::SUCCESS) return bad("missing field \"messages\"");
+  if (auto e = read_chat_messages(messages, kMaxMessages, r.chat.messages)) return *e;
+  std::string_view model;
+  if (obj["model"].get(model) == simdjson::SUCCESS) r.chat.model = model;
+  bool stream = false;
+  if (obj["stream"].get(stream) == simdjson::SUCCESS) r.stream = stream;
+  bool usage = false;
+  if (obj["stream_options"]["include_usage"].get(usage) == simdjson::SUCCESS) {
+    r.include_usage = usage;
+  }
+  int64_t n = 1;
+  if (obj["n"].get(n) == simdjson::SUCCESS && n != 1) return bad("only n = 1 is supported");
+  // The sampling parameters protocol v1 accepts; other OpenAI fields (user,
+  // logprobs, ...) are ignored rather than refused, as OpenAI's clients
+  // send some by default.
+  simdjson::dom::object params_obj;
+  std::string params_json = "{";
+  for (auto [key, value] : obj) {
+    static constexpr std::string_view kParams[] = {"temperature", "top_p", "max_tokens",
+                                                    "stop", "seed", "presence_penalty",
+                                                    "frequency_penalty"};
+    for (auto p : kParams) {
+      if (key != p || value.is_null()) continue;
+      if (params_json.size() > 1) params_json += ',';
+      append_json_string(params_json, key);
+      params_json += ':';
+      params_json += simdjson::minify(value);
+    }
+    if (key == "max_completion_tokens" && !value.is_null()) {
+      if (params_json.size() > 1) params_json += ',';
+      params_json += "\"max_tokens\":" + simdjson::minify(value);
+    }
+  }
+  params_json += '}';
+  simdjson::dom::parser params_parser;
+  simdjson::dom::element params;
+  if (params_parser.parse(params_json).get(params) == simdjson::SUCCESS) {
+    if (auto e = read_chat_params(params, r.chat.params)) return *e;
+  }
+  return r;
+}
+
+std::string sse_role_chunk(const CompletionIds& ids) {
+  JsonWriter w;
+  chunk_head(w, ids);
+  w.key("choices").begin_array().begin_object().field("index", 0);
+  w.key("delta").begin_object().field("role", "assistant").field("content", "").end_object();
+  w.key("finish_reason").null().end_object().end_array().end_object();
+  return "data: " + w.take() + "\n\n";
+}
+
+std::string sse_event(const CompletionIds& ids, std::string_view session_id,
+                      const StreamEvent& event, bool include_usage) {
+  std::string out = "id: ";
+  out += session_id;
+  out += ':';
+  out += std::to_string(event.offset);
+  out += "\n";
+  JsonWriter w;
+  switch (event.type) {
+    case StreamEventType::kDelta:
+      chunk_head(w, ids);
+      w.key("choices").begin_array().begin_object().field("index", 0);
+      w.key("delta").begin_object().field("content", event.text).end_object();
+      w.key("finish_reason").null().end_object().end_array().end_object();
+      break;
+    case StreamEventType::kError:
+      w.begin_object().key("error").begin_object()
+          .field("message", event.text)
+          .field("type", "upstream_error")
+          .field("code", to_string(event.code))
+          .end_object().end_object();
+      break;
+    case StreamEventType::kDone: {
+      chunk_head(w, ids);
+      w.key("choices").begin_array().begin_object().field("index", 0);
+      w.key("delta").begin_object().end_object();
+      w.field("finish_reason", event.finish_reason).end_object().end_array().end_object();
+      out += "data: " + w.take() + "\n\n";
+      if (!include_usage) return out;
+      JsonWriter u;
+      chunk_head(u, ids);
+      u.key("choices").begin_array().end_array();
+      u.key("usage").begin_object()
+          .field("prompt_tokens", event.usage.prompt_tokens)
+          .field("completion_tokens", event.usage.completion_tokens)
+          .field("total_tokens", event.usage.prompt_tokens + event.usage.completion_tokens)
+          .end_object();
+      out += "data: " + u.end_object().take() + "\n\n";
+      return out;
+    }
+  }
+  out += "data: " + w.take() + "\n\n";
+  return out;
+}
+
+std::string completion_json(const CompletionIds& ids, std::string_view text,
+                            std::string_view finish_reason, const Usage& usage) {
+  JsonWriter w;
+  w.begin_object()
+      .field("id", ids.id)
+      .field("object", "chat.completion")
+      .field("created", ids.created)
+      .field("model", ids.model);
+  w.key("choices").begin_array().begin_object().field("index", 0);
+  w.key("message").begin_object().field("role", "assistant").field("content", text).end_object();
+  w.field("finish_reason", finish_reason).end_object().end_array();
+  w.key("usage").begin_object()
+      .field("prompt_tokens", usage.prompt_tokens)
+      .field("completion_tokens", usage.completion_tokens)
+      .field("total_tokens", usage.prompt_tokens + usage.completion_tokens)
+      .end_object();
+  return w.end_object().take();
+}
+
+std::string openai_error_json(std::string_view code, std::string_view message) {
+  JsonWriter w;
+  w.begin_object().key("error").begin_object()
+      .field("message", message)
+      .field("type", code == "bad_json" || code == "bad_message" ? "invalid_request_error"
+                                                                  : "api_error")
+      .field("code", code)
+      .end_object();
+  return w.end_object().take();
+}
+
+}  // namespace sluice
