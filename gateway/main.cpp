@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "gateway/common/logging.hpp"
+#include "gateway/common/port_file.hpp"
 #include "gateway/config/config.hpp"
 #include "gateway/engine/openai/openai_engine.hpp"
 #include "gateway/net/server.hpp"
@@ -78,8 +79,8 @@ int main(int argc, char** argv) {
     for (const auto& u : config.openai.urls) upstreams += (upstreams.empty() ? "" : ", ") + u;
     spdlog::info("sluice listening on {}:{} ({} I/O threads), engine openai -> {}",
                  ep.address().to_string(), ep.port(), threads, upstreams);
-    if (!port_file.empty()) {
-      std::ofstream(port_file) << ep.port() << "\n";
+    if (!port_file.empty() && !sluice::write_port_file(port_file, ep.port())) {
+      spdlog::warn("cannot write the port to {}", port_file);
     }
 
     net::signal_set signals(ioc, SIGINT, SIGTERM);

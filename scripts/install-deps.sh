@@ -21,6 +21,10 @@ else
   exit 1
 fi
 
+# Node.js runs the end-to-end tests with real npm clients; any Node >= 18
+# will do, so Debian's is installed only where there is none.
+command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install-deps.sh
+# Real third-party clients for the end-to-end tests, pinned by package-lock.json.
+npm ci --prefix tests/e2e --no-audit --no-fund --loglevel=error
 presets=("$@")
 [ ${#presets[@]} -gt 0 ] || presets=(release asan)
 jobs=$(nproc)

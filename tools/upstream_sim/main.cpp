@@ -36,6 +36,7 @@
 #include <thread>
 
 #include "gateway/common/json_writer.hpp"
+#include "gateway/common/port_file.hpp"
 
 namespace net = boost::asio;
 namespace beast = boost::beast;
@@ -530,7 +531,7 @@ int main(int argc, char** argv) {
   std::cerr << "SIMULATOR: sluice-upstream-sim serving a simulated OpenAI-compatible stream "
                "(not a model) on http://"
             << listen.substr(0, colon) << ":" << port << "/v1\n";
-  if (!port_file.empty()) std::ofstream(port_file) << port << "\n";
+  if (!port_file.empty()) sluice::write_port_file(port_file, port);
 
   Simulator sim(ioc, b);
   net::co_spawn(ioc, sim.listen(acceptor), net::detached);
