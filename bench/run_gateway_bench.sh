@@ -2,6 +2,7 @@
 # Gateway benchmark: the release gateway in front of the upstream simulator,
 # driven by sluice-loadgen. Prints Markdown tables (bench/README.md keeps the
 # results). Everything runs on 127.0.0.1 and stops by itself.
+# Usage: bench/run_gateway_bench.sh [paced throughput cancel resume memory] (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cmake --preset release >/dev/null
@@ -30,36 +31,67 @@ start_gateway() {
   gw_port=$(cat "$work/gw.port"); rm -f "$work/gw.port"
 }
 stop_all() { kill "$gw_pid" "$sim_pid" 2>/dev/null || true; wait "$gw_pid" "$sim_pid" 2>/dev/null || true; }
+loadgen() { "$bin/sluice-loadgen" --url "ws://127.0.0.1:${gw_port}/v1/ws" "$@"; }
+
+section_paced() {
+  echo "### Paced streams (simulator at 20 tokens/s per stream, each token stamped)"
+  echo
+  local header=1 out
+  for cs in "1 1" "10 10" "50 20" "100 20"; do
+    set -- $cs
+    start_sim 20 --stamp --threads 1
+    start_gateway
+    out=$(loadgen -c "$1" -s "$2" --label "${1}x${2} @20 tok/s")
+    if [ $header = 1 ]; then echo "$out"; header=0; else echo "$out" | tail -n 1; fi
+    stop_all
+  done
+}
+
+section_throughput() {
+  echo "### Throughput (simulator unthrottled, 64-token answers, 5 turns per session)"
+  echo
+  local header=1 out
+  for cs in "10 10" "50 20"; do
+    set -- $cs
+    start_sim 0 --stamp --threads 1
+    start_gateway
+    out=$(loadgen -c "$1" -s "$2" -t 5 --label "${1}x${2} unthrottled")
+    if [ $header = 1 ]; then echo "$out"; header=0; else echo "$out" | tail -n 1; fi
+    stop_all
+  done
+}
+
+section_cancel() {
+  echo "### Cancel -> upstream sees the abort"
+  echo
+  start_sim 20
+  start_gateway
+  loadgen --cancel-probe 50 --sim "http://127.0.0.1:${sim_port}"
+  stop_all
+}
+
+section_resume() {
+  echo "### Resume after 1,000 missed events (simulator at 1,000 tokens/s, stamped)"
+  echo
+  start_sim 1000 --stamp
+  start_gateway
+  loadgen --resume-probe 30 --missed 1000 --sim-rate 1000
+  stop_all
+}
+
+section_memory() {
+  echo "### Memory per retained turn (finished 65-token turns kept for resume)"
+  echo
+  start_sim 0
+  start_gateway
+  loadgen --retained-probe 5000 --gateway-pid "$gw_pid"
+  stop_all
+}
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); gateway I/O threads: $threads"
-echo
-echo "### Paced streams (simulator at 20 tokens/s per stream, each token stamped)"
-echo
-header=1
-for cs in "1 1" "10 10" "50 20" "100 20"; do
-  set -- $cs
-  start_sim 20 --stamp --threads 1
-  start_gateway
-  out=$("$bin/sluice-loadgen" --url "ws://127.0.0.1:${gw_port}/v1/ws" -c "$1" -s "$2" --label "${1}x${2} @20 tok/s")
-  if [ $header = 1 ]; then echo "$out"; header=0; else echo "$out" | tail -n 1; fi
-  stop_all
+sections=("$@")
+[ ${#sections[@]} -gt 0 ] || sections=(paced throughput cancel resume memory)
+for s in "${sections[@]}"; do
+  echo
+  "section_$s"
 done
-echo
-echo "### Throughput (simulator unthrottled, 64-token answers, 5 turns per session)"
-echo
-header=1
-for cs in "10 10" "50 20"; do
-  set -- $cs
-  start_sim 0 --stamp --threads 1
-  start_gateway
-  out=$("$bin/sluice-loadgen" --url "ws://127.0.0.1:${gw_port}/v1/ws" -c "$1" -s "$2" -t 5 --label "${1}x${2} unthrottled")
-  if [ $header = 1 ]; then echo "$out"; header=0; else echo "$out" | tail -n 1; fi
-  stop_all
-done
-echo
-echo "### Cancel -> upstream sees the abort"
-echo
-start_sim 20
-start_gateway
-"$bin/sluice-loadgen" --url "ws://127.0.0.1:${gw_port}/v1/ws" --cancel-probe 50 --sim "http://127.0.0.1:${sim_port}"
-stop_all

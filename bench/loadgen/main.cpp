@@ -22,6 +22,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
 #include <chrono>
+#include <fstream>
 #include <iostream>
 #include <mutex>
 #include <thread>
@@ -296,6 +297,155 @@ int cancel_probe(const Target& t, const std::string& sim_url, int n) {
   return 0;
 }
 
+// Reads the next frame of `ws`.
+awaitable<Frame> next_frame(websocket::stream<beast::tcp_stream>& ws, beast::flat_buffer& buffer,
+                            simdjson::dom::parser& parser, std::string& raw) {
+  co_await ws.async_read(buffer, use_awaitable);
+  const auto d = buffer.cdata();
+  raw.assign(static_cast<const char*>(d.data()), d.size());
+  buffer.consume(buffer.size());
+  co_return parse(parser, raw);
+}
+
+// The simulator's send time stamped in a token ("<ns>|"), or -1.
+int64_t stamp_of(const std::string& text) {
+  const auto bar = text.find('|');
+  if (bar == std::string::npos || bar == 0) return -1;
+  const auto last = text.rfind('|', bar - 1);
+  const std::string num = text.substr(last == std::string::npos ? 0 : last + 1, bar);
+  return num.find_first_not_of("0123456789") == std::string::npos ? std::stoll(num) : -1;
+}
+
+// N times: start a turn (simulator with --stamp at R tokens/s), leave for
+// `missed` events, resume from offset 0 on a new connection and time the
+// first replayed event and the first event that is live again.
+int resume_probe(const Target& t, int n, int missed, double rate) {
+  std::vector<double> first_ms, live_ms;
+  net::io_context ioc;
+  net::co_spawn(
+      ioc,
+      [&]() -> awaitable<void> {
+        auto ex = co_await net::this_coro::executor;
+        simdjson::dom::parser parser;
+        beast::flat_buffer buffer;
+        std::string raw;
+        for (int i = 0; i < n; ++i) {
+          std::string sid, token;
+          {
+            auto a = co_await open_ws(t);
+            a.text(true);
+            const int tokens = missed + static_cast<int>(rate);  // a second of live after
+            co_await a.async_write(net::buffer(chat_json("[[sim tokens=" + std::to_string(tokens) +
+                                                             " repeat=1000]] probe",
+                                                         "p", "")),
+                                   use_awaitable);
+            for (;;) {
+              Frame f = co_await next_frame(a, buffer, parser, raw);
+              if (f.type == "session") {
+                sid = f.session_id;
+                simdjson::dom::element doc;
+                std::string_view tok;
+                if (parser.parse(raw).get(doc) == simdjson::SUCCESS &&
+                    doc["resume_token"].get(tok) == simdjson::SUCCESS) {
+                  token = tok;
+                }
+                break;
+              }
+            }
+            beast::get_lowest_layer(a).close();  // gone, without a goodbye
+          }
+          net::steady_timer wait(ex, std::chrono::microseconds(static_cast<int64_t>(missed / rate * 1e6)));
+          co_await wait.async_wait(use_awaitable);
+          auto b = co_await open_ws(t);
+          b.text(true);
+          sluice::JsonWriter w;
+          w.begin_object().field("type", "resume").field("session_id", sid).field("offset", 0)
+              .field("resume_token", token).end_object();
+          const int64_t t0 = now_ns();
+          co_await b.async_write(net::buffer(w.str()), use_awaitable);
+          bool first = false;
+          for (;;) {
+            Frame f = co_await next_frame(b, buffer, parser, raw);
+            if (f.type == "resume_failed") throw std::runtime_error("resume failed: " + raw);
+            if (f.type != "delta") continue;
+            const int64_t now = now_ns();
+            if (!first) {
+              first = true;
+              first_ms.push_back((now - t0) / 1e6);
+            }
+            const int64_t stamp = stamp_of(f.text);
+            if (stamp > 0 && now - stamp < 2'000'000) {  // within 2 ms of its send: live
+              live_ms.push_back((now - t0) / 1e6);
+              break;
+            }
+          }
+          sluice::JsonWriter c;
+          c.begin_object().field("type", "cancel").field("session_id", sid).end_object();
+          co_await b.async_write(net::buffer(c.str()), use_awaitable);
+          for (;;) {
+            Frame f = co_await next_frame(b, buffer, parser, raw);
+            if (f.type == "done") break;
+          }
+          co_await b.async_close(websocket::close_code::normal, net::as_tuple(use_awaitable));
+        }
+      },
+      [](std::exception_ptr e) {
+        if (e) std::rethrow_exception(e);
+      });
+  ioc.run();
+  std::printf("| resumes | missed events | first replayed p50 (ms) | p99 (ms) | caught up with live p50 (ms) | p99 (ms) |\n");
+  std::printf("|---:|---:|---:|---:|---:|---:|\n");
+  std::printf("| %d | %d | %.2f | %.2f | %.2f | %.2f |\n", n, missed, percentile(first_ms, 50),
+              percentile(first_ms, 99), percentile(live_ms, 50), percentile(live_ms, 99));
+  return 0;
+}
+
+long rss_kib(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return -1;
+}
+
+// Runs N finished turns on N sessions (they stay retained) and reports the
+// gateway's resident memory per retained turn.
+int retained_probe(const Target& t, int n, int pid) {
+  const long before = rss_kib(pid);
+  int64_t events = 0;
+  net::io_context ioc;
+  net::co_spawn(
+      ioc,
+      [&]() -> awaitable<void> {
+        auto ws = co_await open_ws(t);
+        ws.text(true);
+        simdjson::dom::parser parser;
+        beast::flat_buffer buffer;
+        std::string raw;
+        for (int i = 0; i < n; ++i) {
+          co_await ws.async_write(net::buffer(chat_json("retained " + std::to_string(i), "r", "")),
+                                  use_awaitable);
+          for (;;) {
+            Frame f = co_await next_frame(ws, buffer, parser, raw);
+            if (f.type == "delta" || f.type == "done") ++events;
+            if (f.type == "done") break;
+          }
+        }
+        co_await ws.async_close(websocket::close_code::normal, net::as_tuple(use_awaitable));
+      },
+      [](std::exception_ptr e) {
+        if (e) std::rethrow_exception(e);
+      });
+  ioc.run();
+  const long after = rss_kib(pid);
+  std::printf("| retained turns | events per turn | gateway RSS growth (MiB) | bytes per retained turn | bytes per event |\n");
+  std::printf("|---:|---:|---:|---:|---:|\n");
+  const double per_turn = (after - before) * 1024.0 / n;
+  std::printf("| %d | %.1f | %.1f | %.0f | %.0f |\n", n, static_cast<double>(events) / n,
+              (after - before) / 1024.0, per_turn, per_turn * n / std::max<int64_t>(1, events));
+  return 0;
+}
+
 int say(const Target& t, const std::string& text) {
   net::io_context ioc;
   int rc = 0;
@@ -355,6 +505,13 @@ int main(int argc, char** argv) {
   app.add_option("--cancel-probe", cancels, "measure cancel -> upstream abort over N turns");
   app.add_option("--sim", sim_url, "the simulator's base URL (for --cancel-probe)");
   app.add_option("--say", say_text, "stream one answer to this message to the terminal");
+  int resumes = 0, missed = 1000, retained = 0, gateway_pid = 0;
+  double sim_rate = 1000;
+  app.add_option("--resume-probe", resumes, "time N resumes after --missed events (simulator --stamp)");
+  app.add_option("--missed", missed, "events missed before each resume");
+  app.add_option("--sim-rate", sim_rate, "the simulator's --rate, for --resume-probe");
+  app.add_option("--retained-probe", retained, "memory per retained turn over N turns");
+  app.add_option("--gateway-pid", gateway_pid, "the gateway's pid, for --retained-probe");
   CLI11_PARSE(app, argc, argv);
 
   Target t;
@@ -363,6 +520,14 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (!say_text.empty()) return say(t, say_text);
+  if (resumes > 0) return resume_probe(t, resumes, missed, sim_rate);
+  if (retained > 0) {
+    if (gateway_pid <= 0) {
+      std::cerr << "--retained-probe needs --gateway-pid\n";
+      return 2;
+    }
+    return retained_probe(t, retained, gateway_pid);
+  }
   if (cancels > 0) {
     if (sim_url.empty()) {
       std::cerr << "--cancel-probe needs --sim http://HOST:PORT\n";
