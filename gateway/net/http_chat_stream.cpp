@@ -27,11 +27,12 @@ HttpChatStream::HttpChatStream(beast::tcp_stream stream, std::shared_ptr<ServerS
                                std::shared_ptr<Session> session, uint64_t cursor, Options options)
     : stream_(std::move(stream)),
       state_(std::move(state)),
+      id_(state_->next_id()),
       session_(std::move(session)),
       cursor_(cursor),
       options_(std::move(options)) {}
 
-HttpChatStream::~HttpChatStream() = default;
+HttpChatStream::~HttpChatStream() { state_->remove(id_); }
 
 void HttpChatStream::start() {
   session_->attach(shared_from_this());

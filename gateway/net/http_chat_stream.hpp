@@ -33,6 +33,8 @@ class HttpChatStream : public std::enable_shared_from_this<HttpChatStream>,
     std::vector<std::pair<std::string, std::string>> headers;  // extra response headers
   };
 
+  // The connection was already counted by ServerState::try_admit; the
+  // stream releases it when it goes.
   HttpChatStream(boost::beast::tcp_stream stream, std::shared_ptr<ServerState> state,
                  std::shared_ptr<Session> session, uint64_t cursor, Options options);
   ~HttpChatStream() override;
@@ -52,6 +54,7 @@ class HttpChatStream : public std::enable_shared_from_this<HttpChatStream>,
 
   boost::beast::tcp_stream stream_;
   std::shared_ptr<ServerState> state_;
+  const uint64_t id_;
   std::shared_ptr<Session> session_;
   uint64_t cursor_;
   Options options_;

@@ -26,8 +26,6 @@ namespace net = boost::asio;
 
 namespace {
 
-// Until authentication arrives, every client is this one principal.
-const std::string kPrincipal = "anonymous";
 constexpr auto kRequestTimeout = std::chrono::seconds(30);
 constexpr size_t kMaxBody = 1 << 20;  // OpenAI-style requests carry whole conversations
 
@@ -158,7 +156,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     const std::string sid(req["X-Sluice-Session-Id"]);
     if (!sid.empty()) {
       SessionRegistry::Lookup why{};
-      session = state_->sessions->find(sid, kPrincipal, why);
+      session = state_->sessions->find(sid, kAnonymousPrincipal, why);
       if (!session) {
         return reply(http::status::not_found, false,
                      openai_error_json(why == SessionRegistry::Lookup::kExpired ? "expired" : "unknown_session",
@@ -169,10 +167,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
                      openai_error_json("bad_token", "X-Sluice-Resume-Token does not match the session"));
       }
     } else {
-      session = state_->sessions->create(kPrincipal);
+      session = state_->sessions->create(kAnonymousPrincipal);
     }
+    if (!state_->try_admit()) return too_many_connections();
     const uint64_t cursor = session->journal().last_offset();
     if (!session->start_turn(r.chat)) {
+      state_->remove(0);  // id 0 is no connection: this only gives the admission back
       return reply(http::status::conflict, false,
                    openai_error_json("session_busy", "a turn is already running on this session"));
     }
@@ -211,7 +211,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       }
     }
     SessionRegistry::Lookup why{};
-    auto session = state_->sessions->find(sid, kPrincipal, why);
+    auto session = state_->sessions->find(sid, kAnonymousPrincipal, why);
     if (!session) {
       const bool expired = why == SessionRegistry::Lookup::kExpired;
       return reply(expired ? http::status::gone : http::status::not_found, false,
@@ -233,6 +233,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
         return reply(http::status::gone, false,
                      openai_error_json("evicted", "the events after this offset were evicted"));
     }
+    if (!state_->try_admit()) return too_many_connections();
     HttpChatStream::Options o;
     o.role_chunk = false;
     o.ids = {"chatcmpl-" + session->id(), state_->config.openai.model, unix_seconds()};
@@ -240,6 +241,13 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     hand_over(session, offset, std::move(o));
   }
 
+  void too_many_connections() {
+    reply(http::status::service_unavailable, false,
+          openai_error_json("too_many_connections",
+                            "the gateway holds limits.max_connections connections"));
+  }
+
+  // Gives the socket to the stream that answers; admitted already.
   void hand_over(const std::shared_ptr<Session>& session, uint64_t cursor,
                  HttpChatStream::Options o) {
     stream_.expires_never();

@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <unordered_map>
 
 #include "gateway/config/config.hpp"
@@ -17,6 +18,9 @@ namespace sluice {
 
 class WsConnection;
 class SessionRegistry;
+
+// Until authentication arrives, every client is this one principal.
+inline const std::string kAnonymousPrincipal = "anonymous";
 
 struct ServerState {
   ServerState(const Config& c, Engine& e, std::shared_ptr<SessionRegistry> s)
@@ -28,9 +32,10 @@ struct ServerState {
   std::atomic<bool> draining{false};
 
   // WebSocket connections, for limits and for draining.
+  // Client connections (WebSocket, and HTTP while it streams an answer).
   bool try_admit();  // false when limits.max_connections are open
   void add(uint64_t id, std::weak_ptr<WsConnection> conn);
-  void remove(uint64_t id);  // also releases the admission
+  void remove(uint64_t id);  // releases the admission (and forgets a WebSocket)
   std::vector<std::shared_ptr<WsConnection>> snapshot();
   size_t open_connections() const { return open_.load(); }
   uint64_t next_id() { return ++last_id_; }

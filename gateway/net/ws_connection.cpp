@@ -61,6 +61,7 @@ WsConnection::WsConnection(beast::tcp_stream stream, std::shared_ptr<ServerState
     : ws_(std::move(stream)),
       state_(std::move(state)),
       id_(state_->next_id()),
+      principal_(kAnonymousPrincipal),
       coalesce_(state_->config.stream.coalesce),
       coalesce_timer_(ws_.get_executor()),
       slow_timer_(ws_.get_executor()),

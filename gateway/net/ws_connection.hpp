@@ -86,7 +86,7 @@ class WsConnection : public std::enable_shared_from_this<WsConnection>, public S
   boost::beast::websocket::stream<boost::beast::tcp_stream> ws_;
   std::shared_ptr<ServerState> state_;
   const uint64_t id_;
-  std::string principal_ = "anonymous";
+  std::string principal_;
   boost::beast::flat_buffer buffer_;
   bool discarding_ = false;  // skipping the rest of an oversized message
   ClientParser parser_;

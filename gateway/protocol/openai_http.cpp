@@ -44,7 +44,6 @@ std::variant<OpenAiChatRequest, ProtocolError> parse_openai_chat_request(std::st
   // The sampling parameters protocol v1 accepts; other OpenAI fields (user,
   // logprobs, ...) are ignored rather than refused, as OpenAI's clients
   // send some by default.
-  simdjson::dom::object params_obj;
   std::string params_json = "{";
   for (auto [key, value] : obj) {
     static constexpr std::string_view kParams[] = {"temperature", "top_p", "max_tokens",

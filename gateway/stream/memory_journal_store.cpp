@@ -96,16 +96,13 @@ std::shared_ptr<Journal> MemoryJournalStore::create(const std::string&) {
   return std::make_shared<MemoryJournal>(shared_from_this());
 }
 
-size_t MemoryJournalStore::bytes_used() const {
-  std::lock_guard lock(mutex_);
-  return used_;
-}
+size_t MemoryJournalStore::bytes_used() const { return used_.load(); }
 
 void MemoryJournalStore::add_bytes(size_t n) {
+  if (used_.fetch_add(n) + n <= budget_) return;
   std::vector<std::shared_ptr<MemoryJournal>> touched;  // released after the lock
   std::lock_guard lock(mutex_);
-  used_ += n;
-  while (used_ > budget_ && !finished_.empty()) {
+  while (used_.load() > budget_ && !finished_.empty()) {
     FinishedTurn t = finished_.front();
     finished_.pop_front();
     if (auto j = t.journal.lock()) {
@@ -115,10 +112,7 @@ void MemoryJournalStore::add_bytes(size_t n) {
   }
 }
 
-void MemoryJournalStore::remove_bytes(size_t n) {
-  std::lock_guard lock(mutex_);
-  used_ -= n;
-}
+void MemoryJournalStore::remove_bytes(size_t n) { used_.fetch_sub(n); }
 
 void MemoryJournalStore::turn_ended(std::weak_ptr<MemoryJournal> journal, uint64_t through) {
   std::lock_guard lock(mutex_);

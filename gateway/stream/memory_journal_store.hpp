@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <atomic>
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -41,7 +42,9 @@ class MemoryJournalStore final : public JournalStore,
   const std::chrono::milliseconds retention_;
   mutable std::mutex mutex_;  // taken before any journal's own mutex, never after
   std::deque<FinishedTurn> finished_;
-  size_t used_ = 0;
+  // Appends only add to this counter; the mutex is taken when it passes the
+  // budget, never per token.
+  std::atomic<size_t> used_{0};
 };
 
 }  // namespace sluice
