@@ -49,11 +49,7 @@ void HttpChatStream::start() {
 }
 
 void HttpChatStream::on_session_events(const std::string&) {
-  if (pull_posted_.exchange(true)) return;
-  net::post(stream_.get_executor(), [self = shared_from_this()] {
-    self->pull_posted_ = false;
-    self->pull();
-  });
+  wakeup_.notify(stream_.get_executor(), [self = shared_from_this()] { self->pull(); });
 }
 
 void HttpChatStream::pull() {

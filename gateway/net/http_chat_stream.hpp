@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "gateway/protocol/openai_http.hpp"
+#include "gateway/stream/reader_wakeup.hpp"
 #include "gateway/stream/session.hpp"
 #include "gateway/stream/session_reader.hpp"
 
@@ -58,7 +59,7 @@ class HttpChatStream : public std::enable_shared_from_this<HttpChatStream>,
   std::shared_ptr<Session> session_;
   uint64_t cursor_;
   Options options_;
-  std::atomic<bool> pull_posted_{false};
+  ReaderWakeup wakeup_;
   bool writing_ = false;
   bool done_ = false;      // the turn's done was written (or the reply was)
   bool stopped_ = false;

@@ -264,11 +264,7 @@ void WsConnection::send_error(ErrorCode code, std::string_view message,
 
 void WsConnection::on_session_events(const std::string&) {
   // One pull per burst of events, however many sessions and deltas.
-  if (pull_posted_.exchange(true)) return;
-  net::post(ws_.get_executor(), [self = shared_from_this()] {
-    self->pull_posted_ = false;
-    self->schedule_pull();
-  });
+  wakeup_.notify(ws_.get_executor(), [self = shared_from_this()] { self->schedule_pull(); });
 }
 
 void WsConnection::schedule_pull() {

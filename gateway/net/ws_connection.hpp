@@ -22,6 +22,7 @@
 #include <unordered_map>
 
 #include "gateway/protocol/client_parser.hpp"
+#include "gateway/stream/reader_wakeup.hpp"
 #include "gateway/stream/session.hpp"
 #include "gateway/stream/session_reader.hpp"
 
@@ -95,7 +96,7 @@ class WsConnection : public std::enable_shared_from_this<WsConnection>, public S
   std::deque<std::string> queue_;
   size_t queued_bytes_ = 0;
   bool writing_ = false;
-  std::atomic<bool> pull_posted_{false};
+  ReaderWakeup wakeup_;
   std::chrono::milliseconds coalesce_{0};
   bool coalesce_armed_ = false;
   boost::asio::steady_timer coalesce_timer_;
