@@ -9,6 +9,7 @@ packages=(
   libcurl4-openssl-dev libssl-dev
   libsimdjson-dev libtomlplusplus-dev libspdlog-dev libfmt-dev libcli11-dev
   libgtest-dev libgmock-dev
+  clang libclang-rt-14-dev
   curl procps
 )
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the dependencies, builds Sluice and runs every test: the release
-# build, then the same suite under AddressSanitizer + UndefinedBehaviorSanitizer.
-# Usage: scripts/test.sh [preset...]   (default: release asan)
+# build, then the same suite under AddressSanitizer + UndefinedBehaviorSanitizer,
+# then a short smoke run of each libFuzzer target.
+# Usage: scripts/test.sh [preset...]   (default: release asan, then the fuzz smoke)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,7 +10,11 @@ bash scripts/install-deps.sh
 # Real third-party clients for the end-to-end tests, pinned by package-lock.json.
 npm ci --prefix tests/e2e --no-audit --no-fund --loglevel=error
 presets=("$@")
-[ ${#presets[@]} -gt 0 ] || presets=(release asan)
+fuzz_smoke=0
+if [ ${#presets[@]} -eq 0 ]; then
+  presets=(release asan)
+  fuzz_smoke=1
+fi
 jobs=$(nproc)
 for preset in "${presets[@]}"; do
   echo "=== ${preset}: configure and build"
@@ -18,3 +23,7 @@ for preset in "${presets[@]}"; do
   echo "=== ${preset}: tests"
   ctest --preset "$preset" -j "$jobs"
 done
+if [ "$fuzz_smoke" = 1 ]; then
+  echo "=== fuzz smoke"
+  bash tools/fuzz.sh "${SLUICE_FUZZ_SECONDS:-20}"
+fi

@@ -81,10 +81,11 @@ struct Config {
 // Where configuration comes from, in increasing priority: defaults, the
 // TOML file, SLUICE_* environment variables, command-line flags.
 struct ConfigSources {
-  std::string file;                     // empty: defaults only
+  std::string file;                     // empty: `text`, or defaults only
   std::vector<std::string> env;         // "NAME=value" entries (environ)
   std::string listen;                   // --listen HOST:PORT
   std::string upstream;                 // --upstream URL[,URL...]
+  std::string text;                     // TOML text, when no file is given (tests, fuzzing)
 };
 
 struct ConfigResult {

@@ -313,16 +313,18 @@ std::string env_name_for_key(const std::string& key) {
 
 ConfigResult load_config(const ConfigSources& sources) {
   ConfigResult r;
-  if (!sources.file.empty()) {
+  if (!sources.file.empty() || !sources.text.empty()) {
+    const std::string name = sources.file.empty() ? "<config text>" : sources.file;
     try {
-      const toml::table doc = toml::parse_file(sources.file);
+      const toml::table doc = sources.file.empty() ? toml::parse(sources.text, std::string_view("<config text>"))
+                                                   : toml::parse_file(sources.file);
       if (auto err = apply_table(doc, "", r.config); !err.empty()) {
-        r.error = sources.file + ": " + err;
+        r.error = name + ": " + err;
         return r;
       }
     } catch (const toml::parse_error& e) {
       std::ostringstream os;
-      os << sources.file << ":" << e.source().begin.line << ":" << e.source().begin.column
+      os << name << ":" << e.source().begin.line << ":" << e.source().begin.column
          << ": not valid TOML: " << e.description();
       r.error = os.str();
       return r;

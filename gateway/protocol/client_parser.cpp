@@ -73,8 +73,9 @@ std::optional<ProtocolError> read_chat_params(element e, ChatParams& out) {
       out.fields.emplace_back("stop", simdjson::minify(value));
       continue;
     }
+    const std::string_view name = key;  // (clang 14 cannot capture a structured binding)
     const auto rule = std::find_if(kNumberParams.begin(), kNumberParams.end(),
-                                   [&](const NumberRule& r) { return r.name == key; });
+                                   [&](const NumberRule& r) { return r.name == name; });
     if (rule == kNumberParams.end()) {
       return bad("params." + std::string(key) +
                  " is not supported; allowed: temperature, top_p, max_tokens, stop, seed, "
