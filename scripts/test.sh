@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the dependencies, builds Sluice and runs every test: the release
 # build, then the same suite under AddressSanitizer + UndefinedBehaviorSanitizer,
-# then a short smoke run of each libFuzzer target.
+# after a short smoke run of each libFuzzer target.
 # Usage: scripts/test.sh [preset...]   (default: release asan, then the fuzz smoke)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +16,10 @@ if [ ${#presets[@]} -eq 0 ]; then
   fuzz_smoke=1
 fi
 jobs=$(nproc)
+if [ "$fuzz_smoke" = 1 ]; then
+  echo "=== fuzz smoke"
+  bash tools/fuzz.sh "${SLUICE_FUZZ_SECONDS:-20}"
+fi
 for preset in "${presets[@]}"; do
   echo "=== ${preset}: configure and build"
   cmake --preset "$preset" >/dev/null
@@ -23,7 +27,3 @@ for preset in "${presets[@]}"; do
   echo "=== ${preset}: tests"
   ctest --preset "$preset" -j "$jobs"
 done
-if [ "$fuzz_smoke" = 1 ]; then
-  echo "=== fuzz smoke"
-  bash tools/fuzz.sh "${SLUICE_FUZZ_SECONDS:-20}"
-fi
