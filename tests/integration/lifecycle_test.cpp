@@ -61,7 +61,7 @@ TEST(Lifecycle, SigtermClosesClientsWith1001AndExitsCleanly) {
   EXPECT_EQ(idle.close_code(), 1001);
   const auto status = gw->wait(5s);
   ASSERT_TRUE(status);
-  EXPECT_EQ(*status, 0);
+  EXPECT_EQ(*status, 0) << gw->stderr_text();
   EXPECT_EQ(sim_stats(*sim, "?wait_aborted=1&timeout_ms=1000").aborted, 1);
 }
 
