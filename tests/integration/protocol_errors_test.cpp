@@ -1,5 +1,8 @@
 // Bad client input gets an `error` with a stable code, and the connection and
 // its other sessions carry on.
+#include <atomic>
+#include <thread>
+
 #include "tests/integration/gateway_fixture.hpp"
 
 namespace sluice::test {
@@ -120,6 +123,44 @@ TEST_F(ProtocolErrors, SessionLimitPerConnection) {
   const Frame e = error_for(c, chat("three", "r3"));
   EXPECT_EQ(e.code, "too_many_sessions");
   EXPECT_EQ(e.request_id, "r3");
+}
+
+}  // namespace
+}  // namespace sluice::test
+
+namespace sluice::test {
+namespace {
+
+TEST(HostileInput, FloodOfBadFramesLeavesOtherClientsUndisturbed) {
+  auto sim = start_sim({"--rate", "200"});
+  auto gw = start_gateway(sim_url(*sim));
+  WsClient victim(gw->port());
+  victim.send(chat("我在正常聊天 🙂", "ok"));
+  auto session = victim.read_until("session");
+  ASSERT_TRUE(session);
+
+  std::atomic<bool> stop{false};
+  std::thread attacker([&] {
+    WsClient bad(gw->port());
+    const std::vector<std::string> junk = {
+        "{", "null", std::string(200, '['), R"({"type":"chat","input":""})",
+        R"({"type":"resume","session_id":"s_x","offset":-1,"resume_token":"t"})",
+        std::string("\xff\xfe\xfd", 3), R"({"type":"cancel","session_id":")" + std::string(500, 'x') + "\"}"};
+    for (int i = 0; !stop && i < 20000; ++i) {
+      try {
+        bad.send(junk[i % junk.size()]);
+      } catch (const std::exception&) {
+        break;  // the gateway may cut a client that sends without reading
+      }
+    }
+  });
+  auto turn = read_turn(victim, session->session_id);
+  stop = true;
+  attacker.join();
+  ASSERT_TRUE(turn.done);
+  EXPECT_EQ(turn.text, expected_text("我在正常聊天 🙂"));
+  EXPECT_EQ(turn.done->finish_reason, "stop");
+  EXPECT_EQ(http_get(gw->port(), "/healthz").status, 200);
 }
 
 }  // namespace
