@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Installs the dependencies, builds Sluice and runs every test: the release
-# build, then the same suite under AddressSanitizer + UndefinedBehaviorSanitizer,
-# after a short smoke run of each libFuzzer target.
-# Usage: scripts/test.sh [preset...]   (default: release asan, then the fuzz smoke)
+# Installs the dependencies, builds Sluice and runs every test: a short smoke
+# run of each libFuzzer target, then the whole suite on the release build,
+# under AddressSanitizer + UndefinedBehaviorSanitizer, and under TSan.
+# Usage: scripts/test.sh [preset...]   (default: the fuzz smoke, release asan tsan)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,7 +12,7 @@ npm ci --prefix tests/e2e --no-audit --no-fund --loglevel=error
 presets=("$@")
 fuzz_smoke=0
 if [ ${#presets[@]} -eq 0 ]; then
-  presets=(release asan)
+  presets=(release asan tsan)
   fuzz_smoke=1
 fi
 jobs=$(nproc)
