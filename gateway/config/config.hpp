@@ -17,6 +17,9 @@ struct ServerConfig {
   uint16_t listen_port = 8080;
   int threads = 0;  // 0: one per CPU core
   Millis drain_timeout{5000};
+  // Browser origins allowed to connect ("https://shop.example"); empty: any.
+  // Requests without an Origin header (non-browser clients) are not affected.
+  std::vector<std::string> allowed_origins;
 };
 
 struct LimitsConfig {

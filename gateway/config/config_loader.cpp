@@ -147,6 +147,37 @@ Option urls_option(std::string key) {
           }};
 }
 
+Option origins_option() {
+  return {"server.allowed_origins", [](const toml::node& n, Config& c) -> std::string {
+            std::vector<std::string> out;
+            auto add = [&](std::string o) -> std::string {
+              while (!o.empty() && o.back() == '/') o.pop_back();
+              if (o != "*" && o.rfind("http://", 0) != 0 && o.rfind("https://", 0) != 0) {
+                return "entries must be origins such as \"https://shop.example\" (got \"" + o +
+                       "\")";
+              }
+              out.push_back(std::move(o));
+              return {};
+            };
+            if (const auto* s = n.as_string()) {
+              std::stringstream ss(s->get());
+              for (std::string part; std::getline(ss, part, ',');) {
+                if (part.empty()) continue;
+                if (auto err = add(part); !err.empty()) return err;
+              }
+            } else if (const auto* arr = n.as_array()) {
+              for (const auto& e : *arr) {
+                if (!e.is_string()) return "must be a list of origin strings (got " + describe(e) + ")";
+                if (auto err = add(e.as_string()->get()); !err.empty()) return err;
+              }
+            } else {
+              return "must be a list of origin strings (got " + describe(n) + ")";
+            }
+            c.server.allowed_origins = std::move(out);
+            return {};
+          }};
+}
+
 Option listen_option() {
   return {"server.listen", [](const toml::node& n, Config& c) -> std::string {
             const auto v = n.value<std::string>();
@@ -214,6 +245,7 @@ const std::vector<Option>& schema() {
   constexpr int64_t kMaxI = std::numeric_limits<int32_t>::max();
   static const std::vector<Option> options = {
       listen_option(),
+      origins_option(),
       integer<int>("server.threads", 0, 256, [](Config& c) -> int& { return c.server.threads; }),
       millis("server.drain_timeout_ms", 0, 600'000,
              [](Config& c) -> Millis& { return c.server.drain_timeout; }),

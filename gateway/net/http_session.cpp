@@ -6,6 +6,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
+#include <algorithm>
 #include <charconv>
 #include <optional>
 
@@ -86,6 +87,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       return reply(http::status::bad_request, false, error_json("bad_request", ec.message()));
     }
     auto req = parser_->release();
+    // Browsers send Origin; other clients do not, and are not affected.
+    if (const auto origin = req[http::field::origin]; !origin.empty() && !origin_allowed(origin)) {
+      return reply(http::status::forbidden, false,
+                   error_json("origin_not_allowed",
+                              "this page's origin is not in server.allowed_origins"));
+    }
     const std::string_view target = req.target();
     const std::string_view path = target.substr(0, target.find('?'));
 
@@ -253,6 +260,13 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     stream_.expires_never();
     std::make_shared<HttpChatStream>(std::move(stream_), state_, session, cursor, std::move(o))
         ->start();
+  }
+
+  bool origin_allowed(std::string_view origin) const {
+    const auto& allowed = state_->config.server.allowed_origins;
+    if (allowed.empty()) return true;
+    return std::any_of(allowed.begin(), allowed.end(),
+                       [&](const std::string& a) { return a == "*" || a == origin; });
   }
 
   static std::string error_json(std::string_view code, std::string_view message) {

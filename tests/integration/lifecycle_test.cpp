@@ -193,3 +193,28 @@ TEST(Lifecycle, OneJsonLogLinePerTurn) {
 
 }  // namespace
 }  // namespace sluice::test
+
+namespace sluice::test {
+namespace {
+
+TEST(Lifecycle, OriginAllowList) {
+  auto sim = start_sim();
+  auto gw = start_gateway(sim_url(*sim),
+                          {R"(SLUICE_SERVER_ALLOWED_ORIGINS=["https://shop.example", "http://localhost:3000"])"});
+  // An allowed page connects and chats.
+  WsClient ok(gw->port(), "/v1/ws", 0, "https://shop.example");
+  ok.send(R"({"type":"ping","request_id":"o"})");
+  EXPECT_TRUE(ok.read_until("pong"));
+  // Another page's script is refused at the upgrade.
+  EXPECT_THROW(WsClient(gw->port(), "/v1/ws", 0, "https://evil.example"), std::exception);
+  const auto refused = http_get(gw->port(), "/healthz", "https://evil.example");
+  EXPECT_EQ(refused.status, 403);
+  EXPECT_NE(refused.body.find("origin_not_allowed"), std::string::npos);
+  // Clients that send no Origin (servers, SDKs) are not affected.
+  WsClient plain(gw->port());
+  plain.send(R"({"type":"ping"})");
+  EXPECT_TRUE(plain.read_until("pong"));
+}
+
+}  // namespace
+}  // namespace sluice::test

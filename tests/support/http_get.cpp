@@ -6,7 +6,7 @@
 
 namespace sluice::test {
 
-HttpReply http_get(uint16_t port, std::string target) {
+HttpReply http_get(uint16_t port, std::string target, std::string origin) {
   namespace net = boost::asio;
   namespace beast = boost::beast;
   namespace http = beast::http;
@@ -15,6 +15,7 @@ HttpReply http_get(uint16_t port, std::string target) {
   stream.connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
   http::request<http::empty_body> req{http::verb::get, target, 11};
   req.set(http::field::host, "127.0.0.1");
+  if (!origin.empty()) req.set(http::field::origin, origin);
   http::write(stream, req);
   beast::flat_buffer buffer;
   http::response<http::string_body> res;

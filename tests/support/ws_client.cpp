@@ -58,8 +58,12 @@ struct WsClient::Impl {
   std::string reason;
 };
 
-WsClient::WsClient(uint16_t port, std::string target, int receive_buffer)
+WsClient::WsClient(uint16_t port, std::string target, int receive_buffer, std::string origin)
     : impl_(std::make_unique<Impl>()) {
+  if (!origin.empty()) {
+    impl_->ws.set_option(websocket::stream_base::decorator(
+        [origin](websocket::request_type& req) { req.set(beast::http::field::origin, origin); }));
+  }
   auto& socket = beast::get_lowest_layer(impl_->ws).socket();
   socket.open(tcp::v4());
   if (receive_buffer > 0) socket.set_option(net::socket_base::receive_buffer_size(receive_buffer));

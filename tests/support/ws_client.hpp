@@ -34,7 +34,8 @@ class WsClient {
  public:
   // `receive_buffer` > 0 fixes SO_RCVBUF (no autotuning): a client that does
   // not read then fills up after that many bytes, as a stalled phone would.
-  explicit WsClient(uint16_t port, std::string target = "/v1/ws", int receive_buffer = 0);
+  explicit WsClient(uint16_t port, std::string target = "/v1/ws", int receive_buffer = 0,
+                    std::string origin = "");
   ~WsClient();
 
   void send(std::string_view text);
@@ -64,6 +65,6 @@ struct HttpReply {
   std::string body;
 };
 
-HttpReply http_get(uint16_t port, std::string target);
+HttpReply http_get(uint16_t port, std::string target, std::string origin = "");
 
 }  // namespace sluice::test
