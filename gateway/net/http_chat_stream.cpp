@@ -45,7 +45,6 @@ void HttpChatStream::start() {
   head += "\r\n";
   write(std::move(head), false);
   if (options_.role_chunk) pending_ += sse_role_chunk(options_.ids);
-  pull();
 }
 
 void HttpChatStream::on_session_events(const std::string&) {
@@ -53,7 +52,9 @@ void HttpChatStream::on_session_events(const std::string&) {
 }
 
 void HttpChatStream::pull() {
-  if (stopped_ || done_) return;
+  // While a write is in flight the cursor waits: at most one batch is ever
+  // buffered for a slow client; on_written pulls again.
+  if (stopped_ || done_ || (options_.sse && writing_)) return;
   JournalRead r = session_->journal().read(cursor_, kPullBytes);
   if (r.status != JournalStatus::kOk) return stop("journal no longer holds the cursor");
   for (const auto& e : r.events) {
