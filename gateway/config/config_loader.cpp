@@ -119,22 +119,32 @@ std::string normalize_url(std::string url, std::string& error) {
   return url;
 }
 
+// A list of strings, given as a TOML array or as one comma-separated string
+// (the form environment variables and flags use); `what` names the items.
+std::string read_string_list(const toml::node& n, std::string_view what,
+                             std::vector<std::string>& out) {
+  if (const auto* s = n.as_string()) {
+    std::stringstream ss(s->get());
+    for (std::string part; std::getline(ss, part, ',');) {
+      if (!part.empty()) out.push_back(part);
+    }
+    return {};
+  }
+  const auto* arr = n.as_array();
+  if (!arr) return "must be a list of " + std::string(what) + " strings (got " + describe(n) + ")";
+  for (const auto& e : *arr) {
+    if (!e.is_string()) {
+      return "must be a list of " + std::string(what) + " strings (got " + describe(e) + ")";
+    }
+    out.push_back(e.as_string()->get());
+  }
+  return {};
+}
+
 Option urls_option(std::string key) {
   return {key, [](const toml::node& n, Config& c) -> std::string {
             std::vector<std::string> raw;
-            if (const auto* s = n.as_string()) {
-              std::stringstream ss(s->get());
-              for (std::string part; std::getline(ss, part, ',');) {
-                if (!part.empty()) raw.push_back(part);
-              }
-            } else if (const auto* arr = n.as_array()) {
-              for (const auto& e : *arr) {
-                if (!e.is_string()) return "must be a list of URL strings (got " + describe(e) + ")";
-                raw.push_back(e.as_string()->get());
-              }
-            } else {
-              return "must be a list of URL strings (got " + describe(n) + ")";
-            }
+            if (auto err = read_string_list(n, "URL", raw); !err.empty()) return err;
             if (raw.empty()) return "must name at least one upstream base URL";
             std::vector<std::string> out;
             for (auto& u : raw) {
@@ -150,28 +160,13 @@ Option urls_option(std::string key) {
 Option origins_option() {
   return {"server.allowed_origins", [](const toml::node& n, Config& c) -> std::string {
             std::vector<std::string> out;
-            auto add = [&](std::string o) -> std::string {
+            if (auto err = read_string_list(n, "origin", out); !err.empty()) return err;
+            for (auto& o : out) {
               while (!o.empty() && o.back() == '/') o.pop_back();
               if (o != "*" && o.rfind("http://", 0) != 0 && o.rfind("https://", 0) != 0) {
                 return "entries must be origins such as \"https://shop.example\" (got \"" + o +
                        "\")";
               }
-              out.push_back(std::move(o));
-              return {};
-            };
-            if (const auto* s = n.as_string()) {
-              std::stringstream ss(s->get());
-              for (std::string part; std::getline(ss, part, ',');) {
-                if (part.empty()) continue;
-                if (auto err = add(part); !err.empty()) return err;
-              }
-            } else if (const auto* arr = n.as_array()) {
-              for (const auto& e : *arr) {
-                if (!e.is_string()) return "must be a list of origin strings (got " + describe(e) + ")";
-                if (auto err = add(e.as_string()->get()); !err.empty()) return err;
-              }
-            } else {
-              return "must be a list of origin strings (got " + describe(n) + ")";
             }
             c.server.allowed_origins = std::move(out);
             return {};

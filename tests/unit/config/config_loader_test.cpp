@@ -94,6 +94,9 @@ TEST(ConfigLoader, BadValuesNameTheKeyAndWhatIsAllowed) {
       {"[log]\naccess_log = 1", "log.access_log: must be true or false"},
       {"[limits]\nmax_frame_bytes = 10", "limits.max_frame_bytes: must be an integer from 256"},
       {"[server\nthreads = 1", "not valid TOML"},
+      {"[server]\nallowed_origins = [\"shop.example\"]",
+       "server.allowed_origins: entries must be origins"},
+      {"[server]\nallowed_origins = [1]", "server.allowed_origins: must be a list of origin strings"},
   };
   for (const auto& c : cases) {
     const auto r = load_toml(c.toml);
