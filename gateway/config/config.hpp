@@ -65,6 +65,22 @@ struct OpenAiConfig {
   int shards = 0;  // curl multi handles; 0: one per I/O thread
 };
 
+struct ApiKeyEntry {
+  std::string principal;
+  std::string sha256_hex;  // SHA-256 of the key, lowercase hex: keys are never stored
+};
+
+struct AuthConfig {
+  std::string mode = "none";  // "none" | "token"
+  std::vector<ApiKeyEntry> api_keys;
+  std::string jwt_hs256_secret;          // HS256 shared secret (or SLUICE_AUTH_JWT_HS256_SECRET)
+  std::string jwt_rs256_public_key_file; // PEM public key for RS256
+  std::string jwt_issuer;                // checked when set
+  std::string jwt_audience;              // checked when set
+  std::string jwt_principal_claim = "sub";
+  Millis jwt_leeway{30'000};             // clock skew allowed on exp / nbf
+};
+
 struct LogConfig {
   std::string level = "info";
   bool access_log = true;
@@ -78,6 +94,7 @@ struct Config {
   ResumeConfig resume;
   SessionConfig session;
   StreamConfig stream;
+  AuthConfig auth;
   LogConfig log;
 };
 

@@ -173,6 +173,32 @@ Option origins_option() {
           }};
 }
 
+Option api_keys_option() {
+  return {"auth.api_keys", [](const toml::node& n, Config& c) -> std::string {
+            const auto* arr = n.as_array();
+            if (!arr) return "must be a list of {principal, sha256} tables";
+            std::vector<ApiKeyEntry> keys;
+            for (const auto& e : *arr) {
+              const auto* t = e.as_table();
+              const auto principal = t ? t->get_as<std::string>("principal") : nullptr;
+              const auto hash = t ? t->get_as<std::string>("sha256") : nullptr;
+              if (!principal || !hash || t->size() != 2) {
+                return "each entry must be {principal = \"name\", sha256 = \"<64 hex digits>\"}";
+              }
+              std::string hex = hash->get();
+              std::transform(hex.begin(), hex.end(), hex.begin(), ::tolower);
+              if (hex.size() != 64 || hex.find_first_not_of("0123456789abcdef") != std::string::npos) {
+                return "sha256 must be 64 hex digits (sha256sum of the key), for principal \"" +
+                       principal->get() + "\"";
+              }
+              if (principal->get().empty()) return "principal must not be empty";
+              keys.push_back({principal->get(), hex});
+            }
+            c.auth.api_keys = std::move(keys);
+            return {};
+          }};
+}
+
 Option listen_option() {
   return {"server.listen", [](const toml::node& n, Config& c) -> std::string {
             const auto v = n.value<std::string>();
@@ -288,6 +314,16 @@ const std::vector<Option>& schema() {
       integer<size_t>("openai.max_event_bytes", 1024, 64 << 20,
                       [](Config& c) -> size_t& { return c.openai.max_event_bytes; }),
       integer<int>("openai.shards", 0, 256, [](Config& c) -> int& { return c.openai.shards; }),
+      one_of("auth.mode", {"none", "token"}, [](Config& c) -> std::string& { return c.auth.mode; }),
+      api_keys_option(),
+      string("auth.jwt_hs256_secret", [](Config& c) -> std::string& { return c.auth.jwt_hs256_secret; }),
+      string("auth.jwt_rs256_public_key_file",
+             [](Config& c) -> std::string& { return c.auth.jwt_rs256_public_key_file; }),
+      string("auth.jwt_issuer", [](Config& c) -> std::string& { return c.auth.jwt_issuer; }),
+      string("auth.jwt_audience", [](Config& c) -> std::string& { return c.auth.jwt_audience; }),
+      string("auth.jwt_principal_claim",
+             [](Config& c) -> std::string& { return c.auth.jwt_principal_claim; }),
+      millis("auth.jwt_leeway_ms", 0, 600'000, [](Config& c) -> Millis& { return c.auth.jwt_leeway; }),
       one_of("log.level", {"trace", "debug", "info", "warn", "error", "critical", "off"},
              [](Config& c) -> std::string& { return c.log.level; }),
       boolean("log.access_log", [](Config& c) -> bool& { return c.log.access_log; }),
@@ -387,6 +423,13 @@ ConfigResult load_config(const ConfigSources& sources) {
       r.error = "--upstream: " + err;
       return r;
     }
+  }
+  const auto& a = r.config.auth;
+  if (a.mode == "token" && a.api_keys.empty() && a.jwt_hs256_secret.empty() &&
+      a.jwt_rs256_public_key_file.empty()) {
+    r.error = "auth.mode: \"token\" needs auth.api_keys, auth.jwt_hs256_secret or "
+              "auth.jwt_rs256_public_key_file";
+    return r;
   }
   r.ok = true;
   return r;

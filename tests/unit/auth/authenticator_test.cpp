@@ -1,0 +1,193 @@
+#include "gateway/auth/authenticator.hpp"
+
+#include <gtest/gtest.h>
+#include <jwt.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <unistd.h>
+
+#include <fstream>
+
+namespace sluice {
+namespace {
+
+using Clock = std::chrono::system_clock;
+const long kNow = 1'800'000'000;  // a fixed "now", injected
+const Clock::time_point kNowTp{std::chrono::seconds(kNow)};
+const std::string kSecret = "test-secret-密钥-🔑";
+
+struct Claims {
+  std::string sub = "shop-a";
+  long exp = kNow + 3600;
+  long nbf = 0;
+  std::string aud;
+  std::string iss;
+};
+
+std::string make_jwt(jwt_alg_t alg, const std::string& key, const Claims& c) {
+  jwt_t* jwt = nullptr;
+  jwt_new(&jwt);
+  if (!c.sub.empty()) jwt_add_grant(jwt, "sub", c.sub.c_str());
+  if (c.exp) jwt_add_grant_int(jwt, "exp", c.exp);
+  if (c.nbf) jwt_add_grant_int(jwt, "nbf", c.nbf);
+  if (!c.aud.empty()) jwt_add_grant(jwt, "aud", c.aud.c_str());
+  if (!c.iss.empty()) jwt_add_grant(jwt, "iss", c.iss.c_str());
+  jwt_set_alg(jwt, alg, reinterpret_cast<const unsigned char*>(key.data()),
+              static_cast<int>(key.size()));
+  char* s = jwt_encode_str(jwt);
+  std::string out = s ? s : "";
+  free(s);
+  jwt_free(jwt);
+  return out;
+}
+
+std::string b64url(const std::string& in) {
+  static constexpr char kA[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string out;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (unsigned char ch : in) {
+    acc = (acc << 8) | ch;
+    bits += 8;
+    while (bits >= 6) {
+      bits -= 6;
+      out.push_back(kA[(acc >> bits) & 0x3F]);
+    }
+  }
+  if (bits > 0) out.push_back(kA[(acc << (6 - bits)) & 0x3F]);
+  return out;
+}
+
+AuthConfig hs256_config() {
+  AuthConfig c;
+  c.mode = "token";
+  c.jwt_hs256_secret = kSecret;
+  c.jwt_audience = "sluice";
+  c.jwt_issuer = "https://id.example";
+  return c;
+}
+
+Claims good_claims() {
+  Claims c;
+  c.aud = "sluice";
+  c.iss = "https://id.example";
+  return c;
+}
+
+TEST(Authenticator, ApiKeysAreComparedByHash) {
+  AuthConfig c;
+  c.mode = "token";
+  c.api_keys = {{"shop-a", sha256_hex("sk-live-abc")}, {"shop-b", sha256_hex("sk-live-xyz")}};
+  Authenticator auth(c);
+  EXPECT_TRUE(auth.required());
+  auto ok = auth.verify("sk-live-xyz", kNowTp);
+  ASSERT_TRUE(ok.ok);
+  EXPECT_EQ(ok.principal, "shop-b");
+  EXPECT_FALSE(ok.expires);
+  EXPECT_FALSE(auth.verify("sk-live-abd", kNowTp).ok);
+  EXPECT_FALSE(auth.verify("", kNowTp).ok);
+  EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+TEST(Authenticator, Hs256TokenGivesItsSubject) {
+  Authenticator auth(hs256_config());
+  auto r = auth.verify(make_jwt(JWT_ALG_HS256, kSecret, good_claims()), kNowTp);
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(r.principal, "shop-a");
+  ASSERT_TRUE(r.expires);
+}
+
+TEST(Authenticator, RefusesBadTokens) {
+  Authenticator auth(hs256_config());
+  struct Case {
+    const char* what;
+    std::string token;
+    const char* error;
+  };
+  Claims expired = good_claims();
+  expired.exp = kNow - 31;  // beyond the 30 s leeway
+  Claims not_yet = good_claims();
+  not_yet.nbf = kNow + 31;
+  Claims wrong_aud = good_claims();
+  wrong_aud.aud = "another-service";
+  Claims wrong_iss = good_claims();
+  wrong_iss.iss = "https://evil.example";
+  Claims no_exp = good_claims();
+  no_exp.exp = 0;
+  Claims no_sub = good_claims();
+  no_sub.sub = "";
+  const std::string none_token =
+      b64url(R"({"alg":"none","typ":"JWT"})") + "." +
+      b64url(R"({"sub":"admin","aud":"sluice","iss":"https://id.example","exp":1900000000})") + ".";
+  const std::vector<Case> cases = {
+      {"expired", make_jwt(JWT_ALG_HS256, kSecret, expired), "expired"},
+      {"not yet valid", make_jwt(JWT_ALG_HS256, kSecret, not_yet), "not valid yet"},
+      {"wrongly signed", make_jwt(JWT_ALG_HS256, "another secret", good_claims()), "signature"},
+      {"wrong audience", make_jwt(JWT_ALG_HS256, kSecret, wrong_aud), "audience"},
+      {"wrong issuer", make_jwt(JWT_ALG_HS256, kSecret, wrong_iss), "issuer"},
+      {"no exp", make_jwt(JWT_ALG_HS256, kSecret, no_exp), "no exp"},
+      {"no subject", make_jwt(JWT_ALG_HS256, kSecret, no_sub), "claim"},
+      {"alg none", none_token, "not accepted"},
+      {"HS512", make_jwt(JWT_ALG_HS512, kSecret, good_claims()), "not accepted"},
+      {"garbage", "a.b.c", "not accepted"},
+  };
+  for (const auto& c : cases) {
+    const auto r = auth.verify(c.token, kNowTp);
+    EXPECT_FALSE(r.ok) << c.what;
+    EXPECT_NE(r.error.find(c.error), std::string::npos) << c.what << ": " << r.error;
+  }
+  // Within the leeway an expired token still passes.
+  Claims just_expired = good_claims();
+  just_expired.exp = kNow - 10;
+  EXPECT_TRUE(auth.verify(make_jwt(JWT_ALG_HS256, kSecret, just_expired), kNowTp).ok);
+}
+
+class Rs256 : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    EVP_PKEY* key = EVP_RSA_gen(2048);
+    ASSERT_TRUE(key);
+    BIO* priv = BIO_new(BIO_s_mem());
+    PEM_write_bio_PrivateKey(priv, key, nullptr, nullptr, 0, nullptr, nullptr);
+    BIO* pub = BIO_new(BIO_s_mem());
+    PEM_write_bio_PUBKEY(pub, key);
+    char* p = nullptr;
+    const long priv_len = BIO_get_mem_data(priv, &p);
+    private_pem_.assign(p, static_cast<size_t>(priv_len));
+    const long pub_len = BIO_get_mem_data(pub, &p);
+    public_pem_.assign(p, static_cast<size_t>(pub_len));
+    BIO_free(priv);
+    BIO_free(pub);
+    EVP_PKEY_free(key);
+    char tmpl[] = "/tmp/sluice-rsa-XXXXXX";
+    const int fd = mkstemp(tmpl);
+    close(fd);
+    path_ = tmpl;
+    std::ofstream(path_) << public_pem_;
+  }
+  void TearDown() override { unlink(path_.c_str()); }
+  std::string private_pem_, public_pem_, path_;
+};
+
+TEST_F(Rs256, SignedWithThePrivateKeyVerifiesWithThePublicOne) {
+  AuthConfig c;
+  c.mode = "token";
+  c.jwt_rs256_public_key_file = path_;
+  Authenticator auth(c);
+  auto r = auth.verify(make_jwt(JWT_ALG_RS256, private_pem_, Claims{}), kNowTp);
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(r.principal, "shop-a");
+  // Algorithm confusion: an HS256 token whose secret is the public key.
+  auto confused = auth.verify(make_jwt(JWT_ALG_HS256, public_pem_, Claims{}), kNowTp);
+  EXPECT_FALSE(confused.ok);
+}
+
+TEST(Authenticator, MissingKeyFileIsAStartupError) {
+  AuthConfig c;
+  c.mode = "token";
+  c.jwt_rs256_public_key_file = "/nonexistent/key.pem";
+  EXPECT_THROW(Authenticator{c}, std::runtime_error);
+}
+
+}  // namespace
+}  // namespace sluice
