@@ -11,6 +11,7 @@
 #include <fstream>
 #include <thread>
 
+#include "gateway/auth/authenticator.hpp"
 #include "gateway/common/logging.hpp"
 #include "gateway/common/port_file.hpp"
 #include "gateway/config/config.hpp"
@@ -45,12 +46,22 @@ int main(int argc, char** argv) {
   }
   const sluice::Config& config = loaded.config;
   if (check_only) {
+    for (const auto& w : sluice::config_warnings(config)) std::fprintf(stderr, "warning: %s\n", w.c_str());
     std::printf("configuration is valid\n");
     return 0;
   }
   sluice::init_logging(config.log.level, config.log.access_log);
   std::signal(SIGPIPE, SIG_IGN);
   curl_global_init(CURL_GLOBAL_DEFAULT);
+
+  std::shared_ptr<const sluice::Authenticator> auth;
+  try {
+    auth = std::make_shared<const sluice::Authenticator>(config.auth);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "sluice: configuration error: %s\n", e.what());
+    return 2;
+  }
+  for (const auto& w : sluice::config_warnings(config)) spdlog::warn("{}", w);
 
   const int threads = config.server.threads > 0
                           ? config.server.threads
@@ -67,7 +78,7 @@ int main(int argc, char** argv) {
         sluice::SessionSettings{config.resume.grace, config.session.history_max_bytes},
         config.resume.retention);
     sessions->start();
-    sluice::Server server(ioc, config, engine, sessions);
+    sluice::Server server(ioc, config, engine, sessions, auth);
     std::string error;
     if (!server.start(error)) {
       spdlog::critical("{}", error);

@@ -116,6 +116,10 @@ struct ConfigResult {
 
 ConfigResult load_config(const ConfigSources& sources);
 
+// Settings that are valid but probably not meant, one sentence each (the
+// gateway logs them at start; --check-config prints them).
+std::vector<std::string> config_warnings(const Config& config);
+
 // The environment variable that overrides `key` ("server.threads" ->
 // "SLUICE_SERVER_THREADS").
 std::string env_name_for_key(const std::string& key);

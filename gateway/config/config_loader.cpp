@@ -368,6 +368,17 @@ std::string apply_env_value(const Option& o, const std::string& value, Config& c
 
 }  // namespace
 
+std::vector<std::string> config_warnings(const Config& config) {
+  std::vector<std::string> out;
+  const auto& host = config.server.listen_host;
+  const bool loopback = host == "::1" || host == "localhost" || host.rfind("127.", 0) == 0;
+  if (config.auth.mode == "none" && !loopback) {
+    out.push_back("listening on " + host + " with auth.mode = \"none\": anyone who can reach "
+                  "this address can use the gateway and its upstream");
+  }
+  return out;
+}
+
 std::string env_name_for_key(const std::string& key) {
   std::string name = "SLUICE_";
   for (char ch : key) name.push_back(ch == '.' ? '_' : static_cast<char>(std::toupper(ch)));

@@ -12,6 +12,7 @@
 
 #include "gateway/common/json_writer.hpp"
 #include "gateway/net/server_state.hpp"
+#include "gateway/auth/authenticator.hpp"
 #include "gateway/net/http_chat_stream.hpp"
 #include "gateway/net/ws_connection.hpp"
 #include "gateway/protocol/openai_http.hpp"
@@ -96,6 +97,13 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     const std::string_view target = req.target();
     const std::string_view path = target.substr(0, target.find('?'));
 
+    if (path == "/v1/ws" || path == "/v1/chat/completions" || path.rfind("/v1/sessions/", 0) == 0) {
+      who_ = authenticate(req, path == "/v1/ws");
+      if (!who_.ok) {
+        auto body = error_json("unauthorized", who_.error);
+        return reply(http::status::unauthorized, false, std::move(body), true);
+      }
+    }
     if (path == "/v1/ws") {
       if (!websocket::is_upgrade(req)) {
         return reply(http::status::upgrade_required, req.keep_alive(),
@@ -111,7 +119,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
                                 "the gateway holds limits.max_connections connections"));
       }
       stream_.expires_never();
-      auto conn = std::make_shared<WsConnection>(std::move(stream_), state_);
+      auto conn = std::make_shared<WsConnection>(std::move(stream_), state_, who_.principal,
+                                                 who_.expires);
       conn->run(std::move(req));
       return;
     }
@@ -163,7 +172,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     const std::string sid(req["X-Sluice-Session-Id"]);
     if (!sid.empty()) {
       SessionRegistry::Lookup why{};
-      session = state_->sessions->find(sid, kAnonymousPrincipal, why);
+      session = state_->sessions->find(sid, who_.principal, why);
       if (!session) {
         return reply(http::status::not_found, false,
                      openai_error_json(why == SessionRegistry::Lookup::kExpired ? "expired" : "unknown_session",
@@ -174,7 +183,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
                      openai_error_json("bad_token", "X-Sluice-Resume-Token does not match the session"));
       }
     } else {
-      session = state_->sessions->create(kAnonymousPrincipal);
+      session = state_->sessions->create(who_.principal);
     }
     if (!state_->try_admit()) return too_many_connections();
     const uint64_t cursor = session->journal().last_offset();
@@ -218,7 +227,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       }
     }
     SessionRegistry::Lookup why{};
-    auto session = state_->sessions->find(sid, kAnonymousPrincipal, why);
+    auto session = state_->sessions->find(sid, who_.principal, why);
     if (!session) {
       const bool expired = why == SessionRegistry::Lookup::kExpired;
       return reply(expired ? http::status::gone : http::status::not_found, false,
@@ -275,8 +284,45 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     return w.end_object().end_object().take();
   }
 
-  void reply(http::status status, bool keep_alive, std::string body) {
+  // Who sent the request: the principal of its token (Authorization: Bearer;
+  // for the WebSocket upgrade also a "bearer.<token>" subprotocol or
+  // ?token=, as browsers cannot set headers there), or "anonymous" when
+  // auth.mode = "none".
+  AuthResult authenticate(const http::request<http::string_body>& req, bool websocket) const {
+    if (!state_->auth->required()) {
+      AuthResult anyone;
+      anyone.ok = true;
+      anyone.principal = kAnonymousPrincipal;
+      return anyone;
+    }
+    std::string token;
+    const std::string_view authorization = req[http::field::authorization];
+    if (authorization.rfind("Bearer ", 0) == 0) token = std::string(authorization.substr(7));
+    if (token.empty() && websocket) {
+      const std::string_view protocols = req[http::field::sec_websocket_protocol];
+      for (size_t pos = 0; pos < protocols.size();) {
+        const auto comma = protocols.find(',', pos);
+        std::string_view p = protocols.substr(pos, comma == std::string_view::npos ? comma : comma - pos);
+        while (!p.empty() && p.front() == ' ') p.remove_prefix(1);
+        while (!p.empty() && p.back() == ' ') p.remove_suffix(1);
+        if (p.rfind("bearer.", 0) == 0) token = std::string(p.substr(7));
+        if (comma == std::string_view::npos) break;
+        pos = comma + 1;
+      }
+      if (token.empty()) token = query_param(req.target(), "token");
+    }
+    if (token.empty()) {
+      AuthResult none;
+      none.error = "a token is required (Authorization: Bearer, or for WebSockets the "
+                   "\"bearer.<token>\" subprotocol or ?token=)";
+      return none;
+    }
+    return state_->auth->verify(token, std::chrono::system_clock::now());
+  }
+
+  void reply(http::status status, bool keep_alive, std::string body, bool challenge = false) {
     auto res = std::make_shared<http::response<http::string_body>>(status, 11);
+    if (challenge) res->set(http::field::www_authenticate, "Bearer");
     res->set(http::field::server, "sluice");
     res->set(http::field::content_type, "application/json");
     res->set(http::field::cache_control, "no-store");
@@ -299,6 +345,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::shared_ptr<ServerState> state_;
+  AuthResult who_;  // of the request being handled
 };
 
 }  // namespace

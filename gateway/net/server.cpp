@@ -119,8 +119,9 @@ class Server::Listener : public std::enable_shared_from_this<Listener> {
 };
 
 Server::Server(net::io_context& ioc, const Config& config, Engine& engine,
-               std::shared_ptr<SessionRegistry> sessions)
-    : ioc_(ioc), state_(std::make_shared<ServerState>(config, engine, std::move(sessions))) {}
+               std::shared_ptr<SessionRegistry> sessions, std::shared_ptr<const Authenticator> auth)
+    : ioc_(ioc),
+      state_(std::make_shared<ServerState>(config, engine, std::move(sessions), std::move(auth))) {}
 
 Server::~Server() = default;
 

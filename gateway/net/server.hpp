@@ -17,11 +17,12 @@ namespace sluice {
 
 struct ServerState;
 class SessionRegistry;
+class Authenticator;
 
 class Server {
  public:
   Server(boost::asio::io_context& ioc, const Config& config, Engine& engine,
-         std::shared_ptr<SessionRegistry> sessions);
+         std::shared_ptr<SessionRegistry> sessions, std::shared_ptr<const Authenticator> auth);
   ~Server();
 
   // Binds server.listen and starts accepting; false (with `error` filled)

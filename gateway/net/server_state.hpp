@@ -18,17 +18,20 @@ namespace sluice {
 
 class WsConnection;
 class SessionRegistry;
+class Authenticator;
 
-// Until authentication arrives, every client is this one principal.
+// With auth.mode = "none", every client is this one principal.
 inline const std::string kAnonymousPrincipal = "anonymous";
 
 struct ServerState {
-  ServerState(const Config& c, Engine& e, std::shared_ptr<SessionRegistry> s)
-      : config(c), engine(e), sessions(std::move(s)) {}
+  ServerState(const Config& c, Engine& e, std::shared_ptr<SessionRegistry> s,
+              std::shared_ptr<const Authenticator> a)
+      : config(c), engine(e), sessions(std::move(s)), auth(std::move(a)) {}
 
   const Config& config;
   Engine& engine;
   const std::shared_ptr<SessionRegistry> sessions;
+  const std::shared_ptr<const Authenticator> auth;
   std::atomic<bool> draining{false};
 
   // WebSocket connections, for limits and for draining.

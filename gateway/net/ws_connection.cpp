@@ -57,15 +57,19 @@ std::string_view reason_text(JournalStatus s) {
 }
 }  // namespace
 
-WsConnection::WsConnection(beast::tcp_stream stream, std::shared_ptr<ServerState> state)
+WsConnection::WsConnection(beast::tcp_stream stream, std::shared_ptr<ServerState> state,
+                           std::string principal,
+                           std::optional<std::chrono::system_clock::time_point> expires)
     : ws_(std::move(stream)),
       state_(std::move(state)),
       id_(state_->next_id()),
-      principal_(kAnonymousPrincipal),
+      principal_(std::move(principal)),
       coalesce_(state_->config.stream.coalesce),
       coalesce_timer_(ws_.get_executor()),
       slow_timer_(ws_.get_executor()),
-      idle_timer_(ws_.get_executor()) {}
+      idle_timer_(ws_.get_executor()),
+      expires_(expires),
+      expiry_timer_(ws_.get_executor()) {}
 
 WsConnection::~WsConnection() { state_->remove(id_); }
 
@@ -78,8 +82,14 @@ void WsConnection::run(beast::http::request<beast::http::string_body> upgrade) {
   timeouts.idle_timeout = limits.idle_timeout;
   timeouts.keep_alive_pings = true;  // a dead peer is found within idle_timeout
   ws_.set_option(timeouts);
-  ws_.set_option(websocket::stream_base::decorator(
-      [](websocket::response_type& res) { res.set(beast::http::field::server, "sluice"); }));
+  // A browser that offered subprotocols (the token travels as one) needs
+  // one chosen in the answer.
+  const std::string_view offered = upgrade[beast::http::field::sec_websocket_protocol];
+  const bool v1 = offered.find("sluice.v1") != std::string_view::npos;
+  ws_.set_option(websocket::stream_base::decorator([v1](websocket::response_type& res) {
+    res.set(beast::http::field::server, "sluice");
+    if (v1) res.set(beast::http::field::sec_websocket_protocol, "sluice.v1");
+  }));
   ws_.read_message_max(std::max(kHardMessageCap, limits.max_frame_bytes * 4));
   beast::get_lowest_layer(ws_).expires_never();  // the websocket timeouts take over
   auto req = std::make_shared<beast::http::request<beast::http::string_body>>(std::move(upgrade));
@@ -94,8 +104,19 @@ void WsConnection::on_accept(beast::error_code ec) {
     draining_ = true;
     return close({websocket::close_code::going_away, "server shutting down"});
   }
+  if (expires_) {
+    expiry_timer_.expires_at(*expires_);
+    expiry_timer_.async_wait(
+        beast::bind_front_handler(&WsConnection::on_credential_expired, shared_from_this()));
+  }
   arm_idle_timer();
   do_read();
+}
+
+void WsConnection::on_credential_expired(beast::error_code ec) {
+  if (ec || ended_) return;
+  // Its sessions stay resumable with a fresh token.
+  close({static_cast<websocket::close_code>(4001), "token expired"});
 }
 
 // ---- reading client frames ----
@@ -442,6 +463,7 @@ void WsConnection::end(std::string_view why, bool abortive) {
   ended_ = true;
   spdlog::debug("connection {}: {}", id_, why);
   idle_timer_.cancel();
+  expiry_timer_.cancel();
   slow_timer_.cancel();
   coalesce_timer_.cancel();
   // Detaching does not stop the turns: they run on for resume.grace_ms.

@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/system_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/message.hpp>
@@ -32,8 +33,12 @@ struct ServerState;
 
 class WsConnection : public std::enable_shared_from_this<WsConnection>, public SessionReader {
  public:
-  // The stream's connection was already counted by ServerState::try_admit.
-  WsConnection(boost::beast::tcp_stream stream, std::shared_ptr<ServerState> state);
+  // The stream's connection was already counted by ServerState::try_admit;
+  // `principal` was authenticated at the upgrade, and the connection closes
+  // (4001) when its credential `expires`.
+  WsConnection(boost::beast::tcp_stream stream, std::shared_ptr<ServerState> state,
+               std::string principal,
+               std::optional<std::chrono::system_clock::time_point> expires);
   ~WsConnection() override;
 
   void run(boost::beast::http::request<boost::beast::http::string_body> upgrade);
@@ -77,6 +82,7 @@ class WsConnection : public std::enable_shared_from_this<WsConnection>, public S
   void close(boost::beast::websocket::close_reason reason);
   void do_close();
   void on_close(boost::beast::error_code ec);
+  void on_credential_expired(boost::beast::error_code ec);
   void arm_idle_timer();
   void on_idle(boost::beast::error_code ec);
   // Tears the connection down; `abortive` resets it (RST) instead of a FIN
@@ -109,6 +115,8 @@ class WsConnection : public std::enable_shared_from_this<WsConnection>, public S
   bool draining_ = false;
   bool ended_ = false;
   boost::asio::steady_timer idle_timer_;
+  std::optional<std::chrono::system_clock::time_point> expires_;
+  boost::asio::system_timer expiry_timer_;
 };
 
 }  // namespace sluice

@@ -18,6 +18,7 @@ std::string_view to_string(ErrorCode code) {
     case ErrorCode::kUpstreamDisconnected: return "upstream_disconnected";
     case ErrorCode::kUpstreamProtocol: return "upstream_protocol";
     case ErrorCode::kShuttingDown: return "shutting_down";
+    case ErrorCode::kUnauthorized: return "unauthorized";
     case ErrorCode::kInternal: return "internal";
   }
   return "internal";

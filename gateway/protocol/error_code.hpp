@@ -21,6 +21,7 @@ enum class ErrorCode {
   kUpstreamDisconnected,// the upstream stream ended before the answer did
   kUpstreamProtocol,    // the upstream sent something that is not an OpenAI stream
   kShuttingDown,        // the gateway is draining
+  kUnauthorized,        // no valid token (auth.mode = "token")
   kInternal,            // a bug: reported, never silent
 };
 

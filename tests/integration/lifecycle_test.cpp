@@ -202,11 +202,12 @@ TEST(Lifecycle, OriginAllowList) {
   auto gw = start_gateway(sim_url(*sim),
                           {R"(SLUICE_SERVER_ALLOWED_ORIGINS=["https://shop.example", "http://localhost:3000"])"});
   // An allowed page connects and chats.
-  WsClient ok(gw->port(), "/v1/ws", 0, "https://shop.example");
+  WsClient ok(gw->port(), "/v1/ws", 0, {{"Origin", "https://shop.example"}});
   ok.send(R"({"type":"ping","request_id":"o"})");
   EXPECT_TRUE(ok.read_until("pong"));
   // Another page's script is refused at the upgrade.
-  EXPECT_THROW(WsClient(gw->port(), "/v1/ws", 0, "https://evil.example"), std::exception);
+  EXPECT_THROW(WsClient(gw->port(), "/v1/ws", 0, {{"Origin", "https://evil.example"}}),
+               std::exception);
   const auto refused = http_get(gw->port(), "/healthz", "https://evil.example");
   EXPECT_EQ(refused.status, 403);
   EXPECT_NE(refused.body.find("origin_not_allowed"), std::string::npos);

@@ -58,11 +58,13 @@ struct WsClient::Impl {
   std::string reason;
 };
 
-WsClient::WsClient(uint16_t port, std::string target, int receive_buffer, std::string origin)
+WsClient::WsClient(uint16_t port, std::string target, int receive_buffer,
+                   std::vector<std::pair<std::string, std::string>> headers)
     : impl_(std::make_unique<Impl>()) {
-  if (!origin.empty()) {
-    impl_->ws.set_option(websocket::stream_base::decorator(
-        [origin](websocket::request_type& req) { req.set(beast::http::field::origin, origin); }));
+  if (!headers.empty()) {
+    impl_->ws.set_option(websocket::stream_base::decorator([headers](websocket::request_type& req) {
+      for (const auto& [k, v] : headers) req.set(k, v);
+    }));
   }
   auto& socket = beast::get_lowest_layer(impl_->ws).socket();
   socket.open(tcp::v4());

@@ -8,6 +8,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace sluice::test {
 
@@ -34,8 +36,9 @@ class WsClient {
  public:
   // `receive_buffer` > 0 fixes SO_RCVBUF (no autotuning): a client that does
   // not read then fills up after that many bytes, as a stalled phone would.
+  // `headers` go on the upgrade request (Origin, Sec-WebSocket-Protocol, ...).
   explicit WsClient(uint16_t port, std::string target = "/v1/ws", int receive_buffer = 0,
-                    std::string origin = "");
+                    std::vector<std::pair<std::string, std::string>> headers = {});
   ~WsClient();
 
   void send(std::string_view text);
@@ -66,5 +69,10 @@ struct HttpReply {
 };
 
 HttpReply http_get(uint16_t port, std::string target, std::string origin = "");
+// A POST with a JSON body and extra headers; the whole response.
+HttpReply http_post(uint16_t port, std::string target, std::string body,
+                    std::vector<std::pair<std::string, std::string>> headers = {});
+HttpReply http_get_with(uint16_t port, std::string target,
+                        std::vector<std::pair<std::string, std::string>> headers);
 
 }  // namespace sluice::test
