@@ -79,6 +79,7 @@ struct AuthConfig {
   std::string jwt_audience;              // checked when set
   std::string jwt_principal_claim = "sub";
   Millis jwt_leeway{30'000};             // clock skew allowed on exp / nbf
+  Millis hello_timeout{5000};  // a WebSocket without a token at the upgrade must send hello by then
 };
 
 struct LogConfig {

@@ -324,6 +324,8 @@ const std::vector<Option>& schema() {
       string("auth.jwt_principal_claim",
              [](Config& c) -> std::string& { return c.auth.jwt_principal_claim; }),
       millis("auth.jwt_leeway_ms", 0, 600'000, [](Config& c) -> Millis& { return c.auth.jwt_leeway; }),
+      millis("auth.hello_timeout_ms", 100, 600'000,
+             [](Config& c) -> Millis& { return c.auth.hello_timeout; }),
       one_of("log.level", {"trace", "debug", "info", "warn", "error", "critical", "off"},
              [](Config& c) -> std::string& { return c.log.level; }),
       boolean("log.access_log", [](Config& c) -> bool& { return c.log.access_log; }),

@@ -98,10 +98,18 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     const std::string_view path = target.substr(0, target.find('?'));
 
     if (path == "/v1/ws" || path == "/v1/chat/completions" || path.rfind("/v1/sessions/", 0) == 0) {
-      who_ = authenticate(req, path == "/v1/ws");
-      if (!who_.ok) {
-        auto body = error_json("unauthorized", who_.error);
+      const bool websocket = path == "/v1/ws";
+      auto who = authenticate(req, websocket);
+      if (!who && websocket) {
+        // No token at the upgrade: the client may send it in a hello frame.
+        who_ = AuthResult{};
+      } else if (!who || !who->ok) {
+        auto body = error_json("unauthorized",
+                               who ? who->error
+                                   : "a token is required (Authorization: Bearer)");
         return reply(http::status::unauthorized, false, std::move(body), true);
+      } else {
+        who_ = std::move(*who);
       }
     }
     if (path == "/v1/ws") {
@@ -288,7 +296,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   // for the WebSocket upgrade also a "bearer.<token>" subprotocol or
   // ?token=, as browsers cannot set headers there), or "anonymous" when
   // auth.mode = "none".
-  AuthResult authenticate(const http::request<http::string_body>& req, bool websocket) const {
+  // nullopt: the request carries no token at all.
+  std::optional<AuthResult> authenticate(const http::request<http::string_body>& req,
+                                         bool websocket) const {
     if (!state_->auth->required()) {
       AuthResult anyone;
       anyone.ok = true;
@@ -311,12 +321,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       }
       if (token.empty()) token = query_param(req.target(), "token");
     }
-    if (token.empty()) {
-      AuthResult none;
-      none.error = "a token is required (Authorization: Bearer, or for WebSockets the "
-                   "\"bearer.<token>\" subprotocol or ?token=)";
-      return none;
-    }
+    if (token.empty()) return std::nullopt;
     return state_->auth->verify(token, std::chrono::system_clock::now());
   }
 

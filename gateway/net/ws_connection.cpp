@@ -8,6 +8,8 @@
 #include <boost/beast/websocket.hpp>
 #include <charconv>
 
+#include "gateway/auth/authenticator.hpp"
+#include "gateway/common/json_writer.hpp"
 #include "gateway/net/server_state.hpp"
 #include "gateway/protocol/server_messages.hpp"
 #include "gateway/protocol/stream_event.hpp"
@@ -26,6 +28,8 @@ constexpr size_t kReadChunk = 16 * 1024;
 constexpr size_t kHardMessageCap = 64 * 1024 * 1024;
 // Close code for a reader that stayed behind past slow_consumer_timeout.
 constexpr auto kCloseSlowConsumer = static_cast<websocket::close_code>(4008);
+// Close code for a connection without valid credentials (none in time, or expired).
+constexpr auto kCloseUnauthorized = static_cast<websocket::close_code>(4001);
 // After deciding to close a slow consumer, how long its stuck write may take.
 constexpr auto kSlowCloseGrace = std::chrono::seconds(5);
 
@@ -104,19 +108,59 @@ void WsConnection::on_accept(beast::error_code ec) {
     draining_ = true;
     return close({websocket::close_code::going_away, "server shutting down"});
   }
-  if (expires_) {
-    expiry_timer_.expires_at(*expires_);
-    expiry_timer_.async_wait(
-        beast::bind_front_handler(&WsConnection::on_credential_expired, shared_from_this()));
+  if (principal_.empty()) {
+    arm_expiry(std::chrono::system_clock::now() + state_->config.auth.hello_timeout);
+  } else if (expires_) {
+    arm_expiry(*expires_);
   }
   arm_idle_timer();
   do_read();
 }
 
+void WsConnection::arm_expiry(std::chrono::system_clock::time_point at) {
+  expiry_timer_.expires_at(at);
+  expiry_timer_.async_wait(
+      beast::bind_front_handler(&WsConnection::on_credential_expired, shared_from_this()));
+}
+
 void WsConnection::on_credential_expired(beast::error_code ec) {
   if (ec || ended_) return;
   // Its sessions stay resumable with a fresh token.
-  close({static_cast<websocket::close_code>(4001), "token expired"});
+  close({kCloseUnauthorized, principal_.empty() ? "no hello with a token in time" : "token expired"});
+}
+
+void WsConnection::handle_hello(const HelloCommand& h) {
+  JsonWriter limits;
+  const auto& l = state_->config.limits;
+  limits.begin_object()
+      .field("max_frame_bytes", static_cast<uint64_t>(l.max_frame_bytes))
+      .field("max_sessions_per_connection", static_cast<uint64_t>(l.max_sessions_per_connection))
+      .field("send_queue_bytes", static_cast<uint64_t>(l.send_queue_bytes))
+      .field("idle_timeout_ms", static_cast<int64_t>(l.idle_timeout.count()))
+      .end_object();
+  if (h.token.empty()) {
+    if (!principal_.empty()) return send(ready_message(principal_, limits.str(), h.request_id));
+    send_error(ErrorCode::kUnauthorized, "hello needs a token", "", h.request_id);
+    return close({kCloseUnauthorized, "unauthorized"});
+  }
+  if (!state_->auth->required()) return send(ready_message(principal_, limits.str(), h.request_id));
+  const AuthResult r = state_->auth->verify(h.token, std::chrono::system_clock::now());
+  if (!r.ok) {
+    send_error(ErrorCode::kUnauthorized, r.error, "", h.request_id);
+    // A failed refresh leaves the connection on its current token.
+    if (principal_.empty()) close({kCloseUnauthorized, "unauthorized"});
+    return;
+  }
+  if (!principal_.empty() && r.principal != principal_) {
+    return send_error(ErrorCode::kUnauthorized,
+                      "a refresh must be for the same principal as the connection", "",
+                      h.request_id);
+  }
+  principal_ = r.principal;
+  expires_ = r.expires;
+  expiry_timer_.cancel();
+  if (expires_) arm_expiry(*expires_);
+  send(ready_message(principal_, limits.str(), h.request_id));
 }
 
 // ---- reading client frames ----
@@ -163,6 +207,14 @@ void WsConnection::on_read(beast::error_code ec, std::size_t) {
 
 void WsConnection::handle_frame(std::string_view frame) {
   ClientMessage msg = parser_.parse(frame);
+  if (auto* hello = std::get_if<HelloCommand>(&msg)) return handle_hello(*hello);
+  if (principal_.empty()) {
+    // auth.mode = "token" and no token yet: only hello is accepted.
+    const auto* err = std::get_if<ProtocolError>(&msg);
+    send_error(ErrorCode::kUnauthorized, "send hello with a token first", "",
+               err ? err->request_id : "");
+    return close({kCloseUnauthorized, "unauthorized"});
+  }
   if (auto* chat = std::get_if<ChatCommand>(&msg)) return handle_chat(*chat);
   if (auto* resume = std::get_if<ResumeCommand>(&msg)) return handle_resume(*resume);
   if (auto* cancel = std::get_if<CancelCommand>(&msg)) return handle_cancel(*cancel);

@@ -34,8 +34,9 @@ struct ServerState;
 class WsConnection : public std::enable_shared_from_this<WsConnection>, public SessionReader {
  public:
   // The stream's connection was already counted by ServerState::try_admit;
-  // `principal` was authenticated at the upgrade, and the connection closes
-  // (4001) when its credential `expires`.
+  // `principal` was authenticated at the upgrade ("" when the client will
+  // send its token in a hello frame), and the connection closes (4001) when
+  // its credential `expires` unless a hello refreshes it.
   WsConnection(boost::beast::tcp_stream stream, std::shared_ptr<ServerState> state,
                std::string principal,
                std::optional<std::chrono::system_clock::time_point> expires);
@@ -63,6 +64,8 @@ class WsConnection : public std::enable_shared_from_this<WsConnection>, public S
   void handle_chat(const ChatCommand& chat);
   void handle_resume(const ResumeCommand& resume);
   void handle_cancel(const CancelCommand& cancel);
+  void handle_hello(const HelloCommand& hello);
+  void arm_expiry(std::chrono::system_clock::time_point at);
   void send_error(ErrorCode code, std::string_view message, std::string_view session_id,
                   std::string_view request_id);
   // Makes room for one more attachment; false when all are running turns.

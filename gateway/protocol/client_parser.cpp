@@ -207,6 +207,18 @@ ClientMessage ClientParser::Impl::parse_object(object obj, std::string request_i
 
   if (type == "ping") return PingCommand{std::move(request_id)};
 
+  if (type == "hello") {
+    HelloCommand h;
+    h.request_id = std::move(request_id);
+    std::optional<std::string> token;
+    if (auto e = read_string(obj, "token", 8192, token)) return *e;
+    std::optional<std::string> client;
+    if (auto e = read_string(obj, "client", 256, client)) return *e;
+    h.token = token.value_or("");
+    h.client = client.value_or("");
+    return h;
+  }
+
   if (type == "resume") {
     if (!session_id) return bad("resume needs \"session_id\"");
     ResumeCommand r;
@@ -258,7 +270,7 @@ ClientMessage ClientParser::Impl::parse_object(object obj, std::string request_i
 
   ProtocolError e{ErrorCode::kUnknownType,
                   "unknown message type \"" + std::string(type.substr(0, 64)) +
-                      "\"; protocol v1 accepts chat, resume, cancel and ping",
+                      "\"; protocol v1 accepts hello, chat, resume, cancel and ping",
                   {}, {}};
   return e;
 }

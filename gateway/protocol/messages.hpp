@@ -42,6 +42,12 @@ struct ResumeCommand {
   std::string request_id;
 };
 
+struct HelloCommand {
+  std::string token;   // "" when the connection authenticated at the upgrade
+  std::string client;  // free text naming the client, for logs
+  std::string request_id;
+};
+
 struct PingCommand {
   std::string request_id;
 };
@@ -54,6 +60,7 @@ struct ProtocolError {
 };
 
 using ClientMessage =
-    std::variant<ChatCommand, CancelCommand, ResumeCommand, PingCommand, ProtocolError>;
+    std::variant<ChatCommand, CancelCommand, ResumeCommand, HelloCommand, PingCommand,
+                 ProtocolError>;
 
 }  // namespace sluice

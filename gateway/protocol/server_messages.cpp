@@ -91,6 +91,15 @@ std::string error_message(ErrorCode code, std::string_view message, std::string_
   return w.end_object().take();
 }
 
+std::string ready_message(std::string_view principal, std::string_view limits_json,
+                          std::string_view request_id) {
+  JsonWriter w;
+  w.begin_object().field("type", "ready").field("principal", principal);
+  w.key("limits").raw(limits_json);
+  maybe(w, "request_id", request_id);
+  return w.end_object().take();
+}
+
 std::string pong_message(std::string_view request_id) {
   JsonWriter w;
   w.begin_object().field("type", "pong");

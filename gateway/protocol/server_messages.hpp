@@ -28,5 +28,8 @@ std::string done_message(std::string_view session_id, uint64_t offset, std::stri
 std::string error_message(ErrorCode code, std::string_view message, std::string_view session_id,
                           std::string_view request_id, uint64_t offset = 0);
 std::string pong_message(std::string_view request_id);
+// `limits_json` is a JSON object of the limits that apply to the connection.
+std::string ready_message(std::string_view principal, std::string_view limits_json,
+                          std::string_view request_id);
 
 }  // namespace sluice

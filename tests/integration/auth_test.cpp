@@ -39,6 +39,7 @@ class Auth : public ::testing::Test {
     gw_ = start_gateway(sim_url(*sim_),
                         {"SLUICE_AUTH_MODE=token", "SLUICE_AUTH_JWT_HS256_SECRET=" + kSecret,
                          "SLUICE_AUTH_JWT_AUDIENCE=sluice", "SLUICE_AUTH_JWT_LEEWAY_MS=0",
+                         "SLUICE_AUTH_HELLO_TIMEOUT_MS=1000",
                          R"(SLUICE_AUTH_API_KEYS=[{principal = "shop-b", sha256 = ")" +
                              sha256_hex(kShopBKey) + R"("}])"});
   }
@@ -46,14 +47,60 @@ class Auth : public ::testing::Test {
   std::unique_ptr<Process> gw_;
 };
 
-TEST_F(Auth, NoOrBadTokenIsRefusedAtTheUpgrade) {
-  EXPECT_THROW(WsClient(gw_->port()), std::exception);
+TEST_F(Auth, BadTokenIsRefusedAtTheUpgrade) {
   EXPECT_THROW(WsClient(gw_->port(), "/v1/ws?token=" + jwt_for("shop-a", -60)), std::exception);
   EXPECT_THROW(WsClient(gw_->port(), "/v1/ws?token=sk-wrong"), std::exception);
-  const auto refused = http_get(gw_->port(), "/v1/ws");
+  const auto refused = http_get_with(gw_->port(), "/v1/ws", {{"Authorization", "Bearer sk-wrong"}});
   EXPECT_EQ(refused.status, 401);
   EXPECT_NE(refused.body.find("unauthorized"), std::string::npos);
   EXPECT_EQ(http_get(gw_->port(), "/healthz").status, 200);  // probes need no token
+}
+
+TEST_F(Auth, WithoutATokenOnlyHelloIsAccepted) {
+  WsClient c(gw_->port());
+  c.send(chat("sneaky"));
+  auto err = c.read_until("error");
+  ASSERT_TRUE(err);
+  EXPECT_EQ(err->code, "unauthorized");
+  EXPECT_FALSE(c.read());
+  EXPECT_EQ(c.close_code(), 4001);
+}
+
+TEST_F(Auth, HelloAuthenticatesAndRefreshes) {
+  WsClient c(gw_->port());
+  JsonWriter hello;
+  hello.begin_object().field("type", "hello").field("token", jwt_for("shop-a", 600))
+      .field("client", "widget/1.0").field("request_id", "h1").end_object();
+  c.send(hello.str());
+  auto ready = c.read_until("ready");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->request_id, "h1");
+  EXPECT_NE(ready->raw.find(R"("principal":"shop-a")"), std::string::npos);
+  EXPECT_NE(ready->raw.find(R"("max_frame_bytes")"), std::string::npos);
+  c.send(chat("after hello"));
+  auto session = c.read_until("session");
+  ASSERT_TRUE(session);
+  EXPECT_EQ(read_turn(c, session->session_id).text, expected_text("after hello"));
+
+  // Refresh: the same principal is accepted, another one is not.
+  JsonWriter same;
+  same.begin_object().field("type", "hello").field("token", jwt_for("shop-a", 1200)).end_object();
+  c.send(same.str());
+  EXPECT_TRUE(c.read_until("ready"));
+  JsonWriter other;
+  other.begin_object().field("type", "hello").field("token", kShopBKey).end_object();
+  c.send(other.str());
+  auto refused = c.read_until("error");
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->code, "unauthorized");
+  c.send(R"({"type":"ping"})");
+  EXPECT_TRUE(c.read_until("pong"));  // still connected, as shop-a
+}
+
+TEST_F(Auth, NoHelloInTimeClosesTheConnection) {
+  WsClient c(gw_->port());
+  EXPECT_FALSE(c.read(std::chrono::seconds(15)));
+  EXPECT_EQ(c.close_code(), 4001);
 }
 
 TEST_F(Auth, SessionsBelongToTheirPrincipal) {
