@@ -99,7 +99,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
     if (path == "/v1/ws" || path == "/v1/chat/completions" || path.rfind("/v1/sessions/", 0) == 0) {
       const bool websocket = path == "/v1/ws";
-      auto who = authenticate(req, websocket);
+      // Browsers cannot set headers on a WebSocket or an EventSource: those
+      // two may carry the token in the URL.
+      auto who = authenticate(req, websocket, websocket || req.method() == http::verb::get);
       if (!who && websocket) {
         // No token at the upgrade: the client may send it in a hello frame.
         who_ = AuthResult{};
@@ -298,7 +300,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   // auth.mode = "none".
   // nullopt: the request carries no token at all.
   std::optional<AuthResult> authenticate(const http::request<http::string_body>& req,
-                                         bool websocket) const {
+                                         bool websocket, bool token_in_url) const {
     if (!state_->auth->required()) {
       AuthResult anyone;
       anyone.ok = true;
@@ -319,8 +321,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
         if (comma == std::string_view::npos) break;
         pos = comma + 1;
       }
-      if (token.empty()) token = query_param(req.target(), "token");
     }
+    if (token.empty() && token_in_url) token = query_param(req.target(), "token");
     if (token.empty()) return std::nullopt;
     return state_->auth->verify(token, std::chrono::system_clock::now());
   }
