@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "gateway/auth/authenticator.hpp"
+#include "gateway/auth/principal_limits.hpp"
 #include "gateway/common/logging.hpp"
 #include "gateway/common/port_file.hpp"
 #include "gateway/config/config.hpp"
@@ -73,12 +74,17 @@ int main(int argc, char** argv) {
                                 config.openai.shards > 0 ? config.openai.shards : threads);
     auto store = std::make_shared<sluice::MemoryJournalStore>(config.resume.memory_budget_bytes,
                                                              config.resume.retention);
+    const auto& l = config.limits;
+    auto principal_limits = std::make_shared<sluice::PrincipalLimits>(sluice::PrincipalLimitsConfig{
+        l.principal_connections, l.principal_concurrent_turns, l.principal_turns_per_minute,
+        l.principal_tokens_per_minute});
     auto sessions = std::make_shared<sluice::SessionRegistry>(
         ioc, store, engine,
-        sluice::SessionSettings{config.resume.grace, config.session.history_max_bytes},
+        sluice::SessionSettings{config.resume.grace, config.session.history_max_bytes,
+                                principal_limits},
         config.resume.retention);
     sessions->start();
-    sluice::Server server(ioc, config, engine, sessions, auth);
+    sluice::Server server(ioc, config, engine, sessions, auth, principal_limits);
     std::string error;
     if (!server.start(error)) {
       spdlog::critical("{}", error);

@@ -31,6 +31,12 @@ struct LimitsConfig {
   // A reader whose send queue stays full this long is closed (4008); it can resume.
   Millis slow_consumer_timeout{30'000};
   size_t max_http_header_bytes = 8192;
+  uint32_t messages_per_second = 0;  // per connection, bursts of twice that; 0: unlimited
+  // Per principal, counted once across WebSocket and HTTP; 0: unlimited.
+  uint32_t principal_connections = 0;
+  uint32_t principal_concurrent_turns = 0;
+  uint32_t principal_turns_per_minute = 0;
+  uint32_t principal_tokens_per_minute = 0;
 };
 
 struct ResumeConfig {

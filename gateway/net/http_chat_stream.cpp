@@ -7,6 +7,7 @@
 #include <boost/beast/core/bind_handler.hpp>
 #include <boost/beast/http.hpp>
 
+#include "gateway/auth/principal_limits.hpp"
 #include "gateway/net/server_state.hpp"
 
 namespace sluice {
@@ -24,15 +25,20 @@ unsigned status_for(ErrorCode code) {
 }  // namespace
 
 HttpChatStream::HttpChatStream(beast::tcp_stream stream, std::shared_ptr<ServerState> state,
-                               std::shared_ptr<Session> session, uint64_t cursor, Options options)
+                               std::string principal, std::shared_ptr<Session> session,
+                               uint64_t cursor, Options options)
     : stream_(std::move(stream)),
       state_(std::move(state)),
       id_(state_->next_id()),
+      principal_(std::move(principal)),
       session_(std::move(session)),
       cursor_(cursor),
       options_(std::move(options)) {}
 
-HttpChatStream::~HttpChatStream() { state_->remove(id_); }
+HttpChatStream::~HttpChatStream() {
+  state_->principal_limits->close_connection(principal_);
+  state_->remove(id_);
+}
 
 void HttpChatStream::start() {
   session_->attach(shared_from_this());

@@ -36,8 +36,10 @@ class HttpChatStream : public std::enable_shared_from_this<HttpChatStream>,
 
   // The connection was already counted by ServerState::try_admit; the
   // stream releases it when it goes.
+  // `principal`'s connection was counted too (PrincipalLimits); released here.
   HttpChatStream(boost::beast::tcp_stream stream, std::shared_ptr<ServerState> state,
-                 std::shared_ptr<Session> session, uint64_t cursor, Options options);
+                 std::string principal, std::shared_ptr<Session> session, uint64_t cursor,
+                 Options options);
   ~HttpChatStream() override;
 
   // Sends the response head (SSE) and starts reading the journal.
@@ -56,6 +58,7 @@ class HttpChatStream : public std::enable_shared_from_this<HttpChatStream>,
   boost::beast::tcp_stream stream_;
   std::shared_ptr<ServerState> state_;
   const uint64_t id_;
+  const std::string principal_;
   std::shared_ptr<Session> session_;
   uint64_t cursor_;
   Options options_;

@@ -13,6 +13,7 @@
 #include "gateway/common/json_writer.hpp"
 #include "gateway/net/server_state.hpp"
 #include "gateway/auth/authenticator.hpp"
+#include "gateway/auth/principal_limits.hpp"
 #include "gateway/net/http_chat_stream.hpp"
 #include "gateway/net/ws_connection.hpp"
 #include "gateway/protocol/openai_http.hpp"
@@ -196,11 +197,15 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       session = state_->sessions->create(who_.principal);
     }
     if (!state_->try_admit()) return too_many_connections();
-    const uint64_t cursor = session->journal().last_offset();
-    if (!session->start_turn(r.chat)) {
+    if (const Admission a = state_->principal_limits->open_connection(who_.principal); !a.ok) {
       state_->remove(0);  // id 0 is no connection: this only gives the admission back
-      return reply(http::status::conflict, false,
-                   openai_error_json("session_busy", "a turn is already running on this session"));
+      return refuse(a);
+    }
+    const uint64_t cursor = session->journal().last_offset();
+    if (const Admission a = session->start_turn(r.chat); !a.ok) {
+      state_->remove(0);
+      state_->principal_limits->close_connection(who_.principal);
+      return refuse(a);
     }
     HttpChatStream::Options o;
     o.sse = r.stream;
@@ -260,11 +265,34 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
                      openai_error_json("evicted", "the events after this offset were evicted"));
     }
     if (!state_->try_admit()) return too_many_connections();
+    if (const Admission a = state_->principal_limits->open_connection(who_.principal); !a.ok) {
+      state_->remove(0);
+      return refuse(a);
+    }
     HttpChatStream::Options o;
     o.role_chunk = false;
     o.ids = {"chatcmpl-" + session->id(), state_->config.openai.model, unix_seconds()};
     o.headers = {{"X-Sluice-Session-Id", session->id()}};
     hand_over(session, offset, std::move(o));
+  }
+
+  // A refused turn or connection: 409 for a busy session, else 429 with
+  // Retry-After.
+  void refuse(const Admission& a) {
+    if (a.code == ErrorCode::kSessionBusy) {
+      return reply(http::status::conflict, false, openai_error_json("session_busy", a.message));
+    }
+    auto res = std::make_shared<http::response<http::string_body>>(http::status::too_many_requests, 11);
+    res->set(http::field::server, "sluice");
+    res->set(http::field::content_type, "application/json");
+    res->set(http::field::retry_after,
+             std::to_string(std::max<int64_t>(1, (a.retry_after.count() + 999) / 1000)));
+    res->keep_alive(false);
+    res->body() = openai_error_json(to_string(a.code), a.message);
+    res->prepare_payload();
+    http::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code, std::size_t) {
+      self->shutdown();
+    });
   }
 
   void too_many_connections() {
@@ -277,7 +305,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void hand_over(const std::shared_ptr<Session>& session, uint64_t cursor,
                  HttpChatStream::Options o) {
     stream_.expires_never();
-    std::make_shared<HttpChatStream>(std::move(stream_), state_, session, cursor, std::move(o))
+    std::make_shared<HttpChatStream>(std::move(stream_), state_, who_.principal, session, cursor,
+                                     std::move(o))
         ->start();
   }
 

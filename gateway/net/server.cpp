@@ -119,9 +119,11 @@ class Server::Listener : public std::enable_shared_from_this<Listener> {
 };
 
 Server::Server(net::io_context& ioc, const Config& config, Engine& engine,
-               std::shared_ptr<SessionRegistry> sessions, std::shared_ptr<const Authenticator> auth)
+               std::shared_ptr<SessionRegistry> sessions, std::shared_ptr<const Authenticator> auth,
+               std::shared_ptr<PrincipalLimits> principal_limits)
     : ioc_(ioc),
-      state_(std::make_shared<ServerState>(config, engine, std::move(sessions), std::move(auth))) {}
+      state_(std::make_shared<ServerState>(config, engine, std::move(sessions), std::move(auth),
+                                           std::move(principal_limits))) {}
 
 Server::~Server() = default;
 

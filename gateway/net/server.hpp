@@ -18,11 +18,13 @@ namespace sluice {
 struct ServerState;
 class SessionRegistry;
 class Authenticator;
+class PrincipalLimits;
 
 class Server {
  public:
   Server(boost::asio::io_context& ioc, const Config& config, Engine& engine,
-         std::shared_ptr<SessionRegistry> sessions, std::shared_ptr<const Authenticator> auth);
+         std::shared_ptr<SessionRegistry> sessions, std::shared_ptr<const Authenticator> auth,
+         std::shared_ptr<PrincipalLimits> principal_limits);
   ~Server();
 
   // Binds server.listen and starts accepting; false (with `error` filled)

@@ -19,19 +19,25 @@ namespace sluice {
 class WsConnection;
 class SessionRegistry;
 class Authenticator;
+class PrincipalLimits;
 
 // With auth.mode = "none", every client is this one principal.
 inline const std::string kAnonymousPrincipal = "anonymous";
 
 struct ServerState {
   ServerState(const Config& c, Engine& e, std::shared_ptr<SessionRegistry> s,
-              std::shared_ptr<const Authenticator> a)
-      : config(c), engine(e), sessions(std::move(s)), auth(std::move(a)) {}
+              std::shared_ptr<const Authenticator> a, std::shared_ptr<PrincipalLimits> l)
+      : config(c),
+        engine(e),
+        sessions(std::move(s)),
+        auth(std::move(a)),
+        principal_limits(std::move(l)) {}
 
   const Config& config;
   Engine& engine;
   const std::shared_ptr<SessionRegistry> sessions;
   const std::shared_ptr<const Authenticator> auth;
+  const std::shared_ptr<PrincipalLimits> principal_limits;
   std::atomic<bool> draining{false};
 
   // WebSocket connections, for limits and for draining.

@@ -30,6 +30,8 @@ constexpr size_t kHardMessageCap = 64 * 1024 * 1024;
 constexpr auto kCloseSlowConsumer = static_cast<websocket::close_code>(4008);
 // Close code for a connection without valid credentials (none in time, or expired).
 constexpr auto kCloseUnauthorized = static_cast<websocket::close_code>(4001);
+// Close code for a principal over limits.principal_connections.
+constexpr auto kCloseTooMany = static_cast<websocket::close_code>(4029);
 // After deciding to close a slow consumer, how long its stuck write may take.
 constexpr auto kSlowCloseGrace = std::chrono::seconds(5);
 
@@ -75,7 +77,21 @@ WsConnection::WsConnection(beast::tcp_stream stream, std::shared_ptr<ServerState
       expires_(expires),
       expiry_timer_(ws_.get_executor()) {}
 
-WsConnection::~WsConnection() { state_->remove(id_); }
+WsConnection::~WsConnection() {
+  if (counted_principal_) state_->principal_limits->close_connection(principal_);
+  state_->remove(id_);
+}
+
+bool WsConnection::count_principal() {
+  const Admission a = state_->principal_limits->open_connection(principal_);
+  if (!a.ok) {
+    send(error_message(a.code, a.message, "", "", 0, a.retry_after.count()));
+    close({kCloseTooMany, "too many connections"});
+    return false;
+  }
+  counted_principal_ = true;
+  return true;
+}
 
 void WsConnection::run(beast::http::request<beast::http::string_body> upgrade) {
   state_->add(id_, weak_from_this());
@@ -110,8 +126,9 @@ void WsConnection::on_accept(beast::error_code ec) {
   }
   if (principal_.empty()) {
     arm_expiry(std::chrono::system_clock::now() + state_->config.auth.hello_timeout);
-  } else if (expires_) {
-    arm_expiry(*expires_);
+  } else {
+    if (!count_principal()) return;
+    if (expires_) arm_expiry(*expires_);
   }
   arm_idle_timer();
   do_read();
@@ -156,8 +173,10 @@ void WsConnection::handle_hello(const HelloCommand& h) {
                       "a refresh must be for the same principal as the connection", "",
                       h.request_id);
   }
+  const bool first = principal_.empty();
   principal_ = r.principal;
   expires_ = r.expires;
+  if (first && !count_principal()) return;
   expiry_timer_.cancel();
   if (expires_) arm_expiry(*expires_);
   send(ready_message(principal_, limits.str(), h.request_id));
@@ -205,7 +224,30 @@ void WsConnection::on_read(beast::error_code ec, std::size_t) {
   if (!ended_) do_read();
 }
 
+bool WsConnection::within_message_rate() {
+  const uint32_t rate = state_->config.limits.messages_per_second;
+  if (rate == 0) return true;
+  const auto now = Clock::now();
+  const double burst = 2.0 * rate;
+  if (message_budget_ < 0) {
+    message_budget_ = burst;
+  } else {
+    message_budget_ = std::min(
+        burst, message_budget_ + std::chrono::duration<double>(now - message_budget_at_).count() * rate);
+  }
+  message_budget_at_ = now;
+  if (message_budget_ < 1) return false;
+  message_budget_ -= 1;
+  return true;
+}
+
 void WsConnection::handle_frame(std::string_view frame) {
+  if (!within_message_rate()) {
+    const auto wait = std::chrono::milliseconds(1000 / std::max<uint32_t>(1, state_->config.limits.messages_per_second));
+    return send(error_message(ErrorCode::kRateLimited,
+                              "more than limits.messages_per_second messages; this one was dropped",
+                              "", "", 0, std::max<int64_t>(1, wait.count())));
+  }
   ClientMessage msg = parser_.parse(frame);
   if (auto* hello = std::get_if<HelloCommand>(&msg)) return handle_hello(*hello);
   if (principal_.empty()) {
@@ -244,10 +286,9 @@ void WsConnection::handle_chat(const ChatCommand& chat) {
     send(session_message(session->id(), session->resume_token(), chat.request_id));
     attach(session, 0);
   }
-  if (!session->start_turn(chat)) {
-    send_error(ErrorCode::kSessionBusy,
-               "a turn is already running on this session; wait for its done or cancel it",
-               session->id(), chat.request_id);
+  if (const Admission a = session->start_turn(chat); !a.ok) {
+    send(error_message(a.code, a.message, session->id(), chat.request_id, 0,
+                       a.retry_after.count()));
   }
 }
 

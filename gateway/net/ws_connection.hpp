@@ -65,6 +65,9 @@ class WsConnection : public std::enable_shared_from_this<WsConnection>, public S
   void handle_resume(const ResumeCommand& resume);
   void handle_cancel(const CancelCommand& cancel);
   void handle_hello(const HelloCommand& hello);
+  bool within_message_rate();
+  // Counts the connection against its principal's limit; false (and closing) when over.
+  bool count_principal();
   void arm_expiry(std::chrono::system_clock::time_point at);
   void send_error(ErrorCode code, std::string_view message, std::string_view session_id,
                   std::string_view request_id);
@@ -119,6 +122,9 @@ class WsConnection : public std::enable_shared_from_this<WsConnection>, public S
   bool ended_ = false;
   boost::asio::steady_timer idle_timer_;
   std::optional<std::chrono::system_clock::time_point> expires_;
+  bool counted_principal_ = false;
+  double message_budget_ = -1;  // limits.messages_per_second token bucket
+  Clock::time_point message_budget_at_;
   boost::asio::system_timer expiry_timer_;
 };
 

@@ -19,6 +19,9 @@ std::string_view to_string(ErrorCode code) {
     case ErrorCode::kUpstreamProtocol: return "upstream_protocol";
     case ErrorCode::kShuttingDown: return "shutting_down";
     case ErrorCode::kUnauthorized: return "unauthorized";
+    case ErrorCode::kTooManyConnections: return "too_many_connections";
+    case ErrorCode::kTooManyTurns: return "too_many_turns";
+    case ErrorCode::kRateLimited: return "rate_limited";
     case ErrorCode::kInternal: return "internal";
   }
   return "internal";

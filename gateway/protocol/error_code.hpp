@@ -22,6 +22,9 @@ enum class ErrorCode {
   kUpstreamProtocol,    // the upstream sent something that is not an OpenAI stream
   kShuttingDown,        // the gateway is draining
   kUnauthorized,        // no valid token (auth.mode = "token")
+  kTooManyConnections,  // limits.max_connections, or the principal's connections
+  kTooManyTurns,        // the principal's concurrent turns
+  kRateLimited,         // the principal's turns or tokens per minute, or messages per second
   kInternal,            // a bug: reported, never silent
 };
 

@@ -82,11 +82,12 @@ std::string done_message(std::string_view session_id, uint64_t offset, std::stri
 }
 
 std::string error_message(ErrorCode code, std::string_view message, std::string_view session_id,
-                          std::string_view request_id, uint64_t offset) {
+                          std::string_view request_id, uint64_t offset, int64_t retry_after_ms) {
   JsonWriter w;
   w.begin_object().field("type", "error").field("code", to_string(code)).field("message", message);
   maybe(w, "session_id", session_id);
   if (offset != 0) w.field("offset", offset);
+  if (retry_after_ms > 0) w.field("retry_after_ms", retry_after_ms);
   maybe(w, "request_id", request_id);
   return w.end_object().take();
 }

@@ -24,9 +24,11 @@ std::string resume_failed_message(std::string_view session_id, std::string_view 
 std::string delta_message(std::string_view session_id, uint64_t offset, std::string_view text);
 std::string done_message(std::string_view session_id, uint64_t offset, std::string_view request_id,
                          std::string_view finish_reason, const Usage& usage);
-// `offset` 0 means the error is not part of a session's stream.
+// `offset` 0 means the error is not part of a session's stream;
+// `retry_after_ms` > 0 tells a rate-limited client when to try again.
 std::string error_message(ErrorCode code, std::string_view message, std::string_view session_id,
-                          std::string_view request_id, uint64_t offset = 0);
+                          std::string_view request_id, uint64_t offset = 0,
+                          int64_t retry_after_ms = 0);
 std::string pong_message(std::string_view request_id);
 // `limits_json` is a JSON object of the limits that apply to the connection.
 std::string ready_message(std::string_view principal, std::string_view limits_json,

@@ -66,12 +66,18 @@ bool Session::token_matches(std::string_view token) const {
   return diff == 0;
 }
 
-bool Session::start_turn(const ChatCommand& chat) {
+Admission Session::start_turn(const ChatCommand& chat) {
   TurnRequest req;
   uint64_t number = 0;
   {
     std::lock_guard lock(mutex_);
-    if (turn_) return false;
+    if (turn_) {
+      return {false, ErrorCode::kSessionBusy,
+              "a turn is already running on this session; wait for its done or cancel it", {}};
+    }
+    if (settings_.limits) {
+      if (auto a = settings_.limits->start_turn(principal_, Clock::now()); !a.ok) return a;
+    }
     auto t = std::make_unique<TurnState>();
     t->number = number = ++turns_started_;
     t->request_id = chat.request_id;
@@ -97,7 +103,7 @@ bool Session::start_turn(const ChatCommand& chat) {
     }
   }
   review_grace();
-  return true;
+  return {};
 }
 
 void Session::cancel(std::optional<TurnError> why) {
@@ -194,6 +200,9 @@ void Session::on_end(uint64_t turn, TurnResult result) {
   }
   notify_readers();
   review_grace();
+  if (settings_.limits) {
+    settings_.limits->end_turn(principal_, result.usage.completion_tokens, Clock::now());
+  }
 
   using Ms = std::chrono::duration<double, std::milli>;
   TurnLogEntry log;

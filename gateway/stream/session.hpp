@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "gateway/auth/principal_limits.hpp"
 #include "gateway/engine/engine.hpp"
 #include "gateway/stream/journal.hpp"
 #include "gateway/stream/session_reader.hpp"
@@ -25,6 +26,7 @@ namespace sluice {
 struct SessionSettings {
   std::chrono::milliseconds grace{600'000};
   size_t history_max_bytes = 64 * 1024;
+  std::shared_ptr<PrincipalLimits> limits;  // may be null: no per-principal limits
 };
 
 class Session : public std::enable_shared_from_this<Session> {
@@ -41,8 +43,9 @@ class Session : public std::enable_shared_from_this<Session> {
   bool token_matches(std::string_view token) const;  // constant time
   Journal& journal() const { return *journal_; }
 
-  // Starts a turn; false when one is running.
-  bool start_turn(const ChatCommand& chat);
+  // Starts a turn. Refused with kSessionBusy when one is running, or with the
+  // principal's limit that stands in the way.
+  Admission start_turn(const ChatCommand& chat);
   // Stops the running turn; its `done` says "cancelled" (with `why` as the
   // error before it when given).
   void cancel(std::optional<TurnError> why = std::nullopt);
