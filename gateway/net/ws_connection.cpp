@@ -99,8 +99,10 @@ void WsConnection::run(beast::http::request<beast::http::string_body> upgrade) {
   const auto& limits = state_->config.limits;
   websocket::stream_base::timeout timeouts{};
   timeouts.handshake_timeout = std::chrono::seconds(10);
-  timeouts.idle_timeout = limits.idle_timeout;
-  timeouts.keep_alive_pings = true;  // a dead peer is found within idle_timeout
+  // Beast pings a silent peer and drops a dead one; twice the idle timeout so
+  // that an idle but live client always gets the clean 1000 close first.
+  timeouts.idle_timeout = 2 * limits.idle_timeout;
+  timeouts.keep_alive_pings = true;
   ws_.set_option(timeouts);
   // A browser that offered subprotocols (the token travels as one) needs
   // one chosen in the answer.
