@@ -157,7 +157,7 @@ TEST(UpstreamFailure, DisconnectKeepsTheTurnForTheGraceThenAbortsTheUpstream) {
   const auto elapsed = std::chrono::steady_clock::now() - t0;
   EXPECT_EQ(stats.aborted, 1);
   EXPECT_GE(elapsed, 500ms);
-  EXPECT_LT(elapsed, 1600ms);
+  EXPECT_LT(elapsed, 3s);
   // The turn log records that the client went away.
   gw->signal(SIGTERM);
   ASSERT_TRUE(gw->wait(5s));
