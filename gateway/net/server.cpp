@@ -154,4 +154,8 @@ void Server::drain(std::function<void()> on_drained) {
   state_->call_when_empty(std::move(on_drained));
 }
 
+void Server::abort_connections() {
+  for (const auto& c : state_->snapshot()) c->abort();
+}
+
 }  // namespace sluice

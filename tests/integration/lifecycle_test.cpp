@@ -141,7 +141,7 @@ TEST(Lifecycle, DrainDeadlineBoundsShutdownWhenAClientNeverAnswersTheClose) {
   gw->signal(SIGTERM);
   const auto status = gw->wait(5s);
   ASSERT_TRUE(status);
-  EXPECT_EQ(*status, 0);
+  EXPECT_EQ(*status, 0) << gw->stderr_text();
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 3s);
   EXPECT_NE(gw->stderr_text().find("drain deadline passed"), std::string::npos);
 }
