@@ -99,9 +99,10 @@ void WsConnection::run(beast::http::request<beast::http::string_body> upgrade) {
   const auto& limits = state_->config.limits;
   websocket::stream_base::timeout timeouts{};
   timeouts.handshake_timeout = std::chrono::seconds(10);
-  // Beast pings a silent peer and drops a dead one; twice the idle timeout so
-  // that an idle but live client always gets the clean 1000 close first.
-  timeouts.idle_timeout = 2 * limits.idle_timeout;
+  // Beast pings a silent peer (at half its timeout) and drops a dead one.
+  // Three times the idle timeout: an idle but live client gets the clean
+  // 1000 close first, and Beast's ping never coincides with that close.
+  timeouts.idle_timeout = 3 * limits.idle_timeout;
   timeouts.keep_alive_pings = true;
   ws_.set_option(timeouts);
   // A browser that offered subprotocols (the token travels as one) needs
