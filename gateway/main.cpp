@@ -119,10 +119,7 @@ int main(int argc, char** argv) {
             if (e) return;
             spdlog::warn("drain deadline passed with {} connections open; stopping",
                          server.open_connections());
-            server.abort_connections();
-            // Give the aborts a moment to run on their strands, then stop.
-            deadline.expires_after(std::chrono::milliseconds(100));
-            deadline.async_wait([&](const boost::system::error_code&) { ioc.stop(); });
+            ioc.stop();
           });
           sessions->stop();
           server.drain([&] {

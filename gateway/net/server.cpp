@@ -154,8 +154,4 @@ void Server::drain(std::function<void()> on_drained) {
   state_->call_when_empty(std::move(on_drained));
 }
 
-void Server::abort_connections() {
-  for (const auto& c : state_->snapshot()) c->abort();
-}
-
 }  // namespace sluice

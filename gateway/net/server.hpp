@@ -35,9 +35,6 @@ class Server {
   // Stops accepting, cancels every turn, closes every client with 1001 and
   // calls `on_drained` when the last connection is gone.
   void drain(std::function<void()> on_drained);
-  // After the drain deadline: drops every connection still open, each on
-  // its own strand, so that nothing is mid-operation when the loop stops.
-  void abort_connections();
   size_t open_connections() const;
 
  private:

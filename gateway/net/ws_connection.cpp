@@ -524,10 +524,6 @@ void WsConnection::shutdown() {
   });
 }
 
-void WsConnection::abort() {
-  net::post(ws_.get_executor(), [self = shared_from_this()] { self->end("drain deadline", true); });
-}
-
 void WsConnection::close(websocket::close_reason reason) {
   if (close_reason_ || ended_) return;
   close_reason_ = std::move(reason);

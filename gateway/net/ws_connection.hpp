@@ -46,8 +46,6 @@ class WsConnection : public std::enable_shared_from_this<WsConnection>, public S
   // Drain: the running turns end (the server cancels them), their last
   // events are delivered, then the connection closes with 1001.
   void shutdown();
-  // Drain deadline: drop the connection now, on its own strand.
-  void abort();
 
   void on_session_events(const std::string& session_id) override;
 
