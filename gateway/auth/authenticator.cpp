@@ -1,5 +1,7 @@
 #include "gateway/auth/authenticator.hpp"
 
+#include "gateway/common/base64url.hpp"
+
 #include <jwt.h>
 #include <openssl/evp.h>
 #include <simdjson.h>
@@ -16,29 +18,6 @@ namespace sluice {
 namespace {
 
 using Clock = std::chrono::system_clock;
-
-std::string base64url_decode(std::string_view in) {
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (char c : in) {
-    int v;
-    if (c >= 'A' && c <= 'Z') v = c - 'A';
-    else if (c >= 'a' && c <= 'z') v = c - 'a' + 26;
-    else if (c >= '0' && c <= '9') v = c - '0' + 52;
-    else if (c == '-') v = 62;
-    else if (c == '_') v = 63;
-    else if (c == '=') break;
-    else return {};
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((acc >> bits) & 0xFF));
-    }
-  }
-  return out;
-}
 
 // The "alg" of a JWT's header, read before any key is chosen.
 std::string header_alg(std::string_view token) {

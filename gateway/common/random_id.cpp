@@ -1,5 +1,7 @@
 #include "gateway/common/random_id.hpp"
 
+#include "gateway/common/base64url.hpp"
+
 #include <sys/random.h>
 
 #include <array>
@@ -23,23 +25,10 @@ void fill_random(void* data, size_t size) {
 }
 
 std::string make_random_id(std::string_view prefix) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
   std::array<unsigned char, 16> bytes{};
   fill_random(bytes.data(), bytes.size());
-  std::string out(prefix);
-  uint32_t acc = 0;
-  int bits = 0;
-  for (unsigned char b : bytes) {
-    acc = (acc << 8) | b;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out.push_back(kAlphabet[(acc >> bits) & 0x3F]);
-    }
-  }
-  if (bits > 0) out.push_back(kAlphabet[(acc << (6 - bits)) & 0x3F]);
-  return out;
+  return std::string(prefix) +
+         base64url_encode({reinterpret_cast<const char*>(bytes.data()), bytes.size()});
 }
 
 std::string make_trace_id() {

@@ -198,12 +198,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     }
     if (!state_->try_admit()) return too_many_connections();
     if (const Admission a = state_->principal_limits->open_connection(who_.principal); !a.ok) {
-      state_->remove(0);  // id 0 is no connection: this only gives the admission back
+      state_->release_admission();
       return refuse(a);
     }
     const uint64_t cursor = session->journal().last_offset();
     if (const Admission a = session->start_turn(r.chat); !a.ok) {
-      state_->remove(0);
+      state_->release_admission();
       state_->principal_limits->close_connection(who_.principal);
       return refuse(a);
     }
@@ -266,7 +266,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     }
     if (!state_->try_admit()) return too_many_connections();
     if (const Admission a = state_->principal_limits->open_connection(who_.principal); !a.ok) {
-      state_->remove(0);
+      state_->release_admission();
       return refuse(a);
     }
     HttpChatStream::Options o;

@@ -45,6 +45,8 @@ struct ServerState {
   bool try_admit();  // false when limits.max_connections are open
   void add(uint64_t id, std::weak_ptr<WsConnection> conn);
   void remove(uint64_t id);  // releases the admission (and forgets a WebSocket)
+  // Gives back an admission that never became a connection.
+  void release_admission() { remove(0); }  // ids start at 1: 0 names none
   std::vector<std::shared_ptr<WsConnection>> snapshot();
   size_t open_connections() const { return open_.load(); }
   uint64_t next_id() { return ++last_id_; }

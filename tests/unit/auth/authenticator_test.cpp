@@ -1,5 +1,7 @@
 #include "gateway/auth/authenticator.hpp"
 
+#include "gateway/common/base64url.hpp"
+
 #include <gtest/gtest.h>
 #include <jwt.h>
 #include <openssl/evp.h>
@@ -38,23 +40,6 @@ std::string make_jwt(jwt_alg_t alg, const std::string& key, const Claims& c) {
   std::string out = s ? s : "";
   free(s);
   jwt_free(jwt);
-  return out;
-}
-
-std::string b64url(const std::string& in) {
-  static constexpr char kA[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (unsigned char ch : in) {
-    acc = (acc << 8) | ch;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out.push_back(kA[(acc >> bits) & 0x3F]);
-    }
-  }
-  if (bits > 0) out.push_back(kA[(acc << (6 - bits)) & 0x3F]);
   return out;
 }
 
@@ -117,8 +102,8 @@ TEST(Authenticator, RefusesBadTokens) {
   Claims no_sub = good_claims();
   no_sub.sub = "";
   const std::string none_token =
-      b64url(R"({"alg":"none","typ":"JWT"})") + "." +
-      b64url(R"({"sub":"admin","aud":"sluice","iss":"https://id.example","exp":1900000000})") + ".";
+      base64url_encode(R"({"alg":"none","typ":"JWT"})") + "." +
+      base64url_encode(R"({"sub":"admin","aud":"sluice","iss":"https://id.example","exp":1900000000})") + ".";
   const std::vector<Case> cases = {
       {"expired", make_jwt(JWT_ALG_HS256, kSecret, expired), "expired"},
       {"not yet valid", make_jwt(JWT_ALG_HS256, kSecret, not_yet), "not valid yet"},

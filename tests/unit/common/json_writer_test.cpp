@@ -36,3 +36,21 @@ TEST(RandomId, ShapeAndUniqueness) {
 
 }  // namespace
 }  // namespace sluice
+
+#include "gateway/common/base64url.hpp"
+
+namespace sluice {
+namespace {
+
+TEST(Base64Url, RoundTripsAndRejectsOtherAlphabets) {
+  const std::string bytes = std::string("\x00\xff\xfe", 3) + "你好🚀";
+  const std::string text = base64url_encode(bytes);
+  EXPECT_EQ(text.find_first_of("+/="), std::string::npos);
+  EXPECT_EQ(base64url_decode(text), bytes);
+  EXPECT_EQ(base64url_encode("{\"alg\":\"HS256\"}"), "eyJhbGciOiJIUzI1NiJ9");
+  EXPECT_EQ(base64url_decode("eyJhbGciOiJIUzI1NiJ9"), "{\"alg\":\"HS256\"}");
+  EXPECT_EQ(base64url_decode("ab+c"), "");  // standard base64, not base64url
+}
+
+}  // namespace
+}  // namespace sluice
