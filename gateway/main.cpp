@@ -7,6 +7,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <csignal>
 #include <fstream>
 #include <thread>
@@ -18,6 +19,7 @@
 #include "gateway/config/config.hpp"
 #include "gateway/engine/openai/openai_engine.hpp"
 #include "gateway/net/server.hpp"
+#include "gateway/net/tls_context.hpp"
 #include "gateway/stream/memory_journal_store.hpp"
 #include "gateway/stream/session_registry.hpp"
 
@@ -46,6 +48,15 @@ int main(int argc, char** argv) {
     return 2;
   }
   const sluice::Config& config = loaded.config;
+  std::shared_ptr<sluice::TlsContextStore> tls;
+  if (config.tls.enabled()) {
+    tls = std::make_shared<sluice::TlsContextStore>(config.tls);
+    std::string error;
+    if (!tls->reload(error)) {
+      std::fprintf(stderr, "sluice: configuration error: %s\n", error.c_str());
+      return 2;
+    }
+  }
   if (check_only) {
     for (const auto& w : sluice::config_warnings(config)) std::fprintf(stderr, "warning: %s\n", w.c_str());
     std::printf("configuration is valid\n");
@@ -85,6 +96,7 @@ int main(int argc, char** argv) {
         config.resume.retention);
     sessions->start();
     sluice::Server server(ioc, config, engine, sessions, auth, principal_limits);
+    if (tls) server.use_tls(tls);
     std::string error;
     if (!server.start(error)) {
       spdlog::critical("{}", error);
@@ -94,8 +106,9 @@ int main(int argc, char** argv) {
     const auto ep = server.local_endpoint();
     std::string upstreams;
     for (const auto& u : config.openai.urls) upstreams += (upstreams.empty() ? "" : ", ") + u;
-    spdlog::info("sluice listening on {}:{} ({} I/O threads), engine openai -> {}",
-                 ep.address().to_string(), ep.port(), threads, upstreams);
+    spdlog::info("sluice listening on {}:{}{} ({} I/O threads), engine openai -> {}",
+                 ep.address().to_string(), ep.port(), tls ? " with TLS" : "", threads, upstreams);
+    if (tls) spdlog::info("tls: serving {}", tls->describe());
     if (!port_file.empty() && !sluice::write_port_file(port_file, ep.port())) {
       spdlog::warn("cannot write the port to {}", port_file);
     }
@@ -132,10 +145,34 @@ int main(int argc, char** argv) {
         };
     signals.async_wait(on_signal);
 
+    // SIGHUP re-reads the TLS certificate and key, on a thread of its own:
+    // file reads never run on an I/O thread.
+    net::thread_pool blocking(1);
+    net::signal_set hangup(ioc, SIGHUP);
+    std::function<void(const boost::system::error_code&, int)> on_hangup =
+        [&](const boost::system::error_code& ec, int) {
+          if (ec) return;
+          if (!tls) {
+            spdlog::info("SIGHUP: nothing to reload (TLS is off)");
+          } else {
+            net::post(blocking, [&] {
+              std::string error;
+              if (tls->reload(error)) {
+                spdlog::info("tls: reloaded; serving {} to new connections", tls->describe());
+              } else {
+                spdlog::error("tls: reload failed, still serving {}: {}", tls->describe(), error);
+              }
+            });
+          }
+          hangup.async_wait(on_hangup);
+        };
+    hangup.async_wait(on_hangup);
+
     std::vector<std::thread> pool;
     for (int i = 1; i < threads; ++i) pool.emplace_back([&] { ioc.run(); });
     ioc.run();
     for (auto& t : pool) t.join();
+    blocking.join();
   }
   curl_global_cleanup();
   spdlog::info("sluice stopped");

@@ -22,6 +22,15 @@ struct ServerConfig {
   std::vector<std::string> allowed_origins;
 };
 
+// TLS on the listener: on when both files are set. PEM files; the
+// certificate file may hold the chain after the leaf. Re-read on SIGHUP.
+struct TlsConfig {
+  std::string cert_file;
+  std::string key_file;
+  std::string min_version = "1.2";  // "1.2" | "1.3"
+  bool enabled() const { return !cert_file.empty(); }
+};
+
 struct LimitsConfig {
   size_t max_frame_bytes = 64 * 1024;
   size_t max_connections = 10000;
@@ -95,6 +104,7 @@ struct LogConfig {
 
 struct Config {
   ServerConfig server;
+  TlsConfig tls;
   LimitsConfig limits;
   std::string engine = "openai";
   OpenAiConfig openai;

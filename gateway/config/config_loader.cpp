@@ -268,6 +268,9 @@ const std::vector<Option>& schema() {
       listen_option(),
       origins_option(),
       integer<int>("server.threads", 0, 256, [](Config& c) -> int& { return c.server.threads; }),
+      string("tls.cert_file", [](Config& c) -> std::string& { return c.tls.cert_file; }),
+      string("tls.key_file", [](Config& c) -> std::string& { return c.tls.key_file; }),
+      one_of("tls.min_version", {"1.2", "1.3"}, [](Config& c) -> std::string& { return c.tls.min_version; }),
       millis("server.drain_timeout_ms", 0, 600'000,
              [](Config& c) -> Millis& { return c.server.drain_timeout; }),
       integer<size_t>("limits.max_frame_bytes", 256, 64 << 20,
@@ -446,6 +449,10 @@ ConfigResult load_config(const ConfigSources& sources) {
       r.error = "--upstream: " + err;
       return r;
     }
+  }
+  if (r.config.tls.cert_file.empty() != r.config.tls.key_file.empty()) {
+    r.error = "tls: set both tls.cert_file and tls.key_file (TLS on), or neither (plain TCP)";
+    return r;
   }
   const auto& a = r.config.auth;
   if (a.mode == "token" && a.api_keys.empty() && a.jwt_hs256_secret.empty() &&

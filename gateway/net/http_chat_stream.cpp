@@ -24,7 +24,8 @@ unsigned status_for(ErrorCode code) {
 }
 }  // namespace
 
-HttpChatStream::HttpChatStream(beast::tcp_stream stream, std::shared_ptr<ServerState> state,
+template <class Stream>
+HttpChatStream<Stream>::HttpChatStream(Stream stream, std::shared_ptr<ServerState> state,
                                std::string principal, std::shared_ptr<Session> session,
                                uint64_t cursor, Options options)
     : stream_(std::move(stream)),
@@ -33,15 +34,18 @@ HttpChatStream::HttpChatStream(beast::tcp_stream stream, std::shared_ptr<ServerS
       principal_(std::move(principal)),
       session_(std::move(session)),
       cursor_(cursor),
-      options_(std::move(options)) {}
+      options_(std::move(options)),
+      write_deadline_(stream_.get_executor()) {}
 
-HttpChatStream::~HttpChatStream() {
+template <class Stream>
+HttpChatStream<Stream>::~HttpChatStream() {
   state_->principal_limits->close_connection(principal_);
   state_->remove(id_);
 }
 
-void HttpChatStream::start() {
-  session_->attach(shared_from_this());
+template <class Stream>
+void HttpChatStream<Stream>::start() {
+  session_->attach(this->shared_from_this());
   watch_peer();
   if (!options_.sse) return pull();
   std::string head = "HTTP/1.1 200 OK\r\nServer: sluice\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
@@ -53,11 +57,13 @@ void HttpChatStream::start() {
   if (options_.role_chunk) pending_ += sse_role_chunk(options_.ids);
 }
 
-void HttpChatStream::on_session_events(const std::string&) {
-  wakeup_.notify(stream_.get_executor(), [self = shared_from_this()] { self->pull(); });
+template <class Stream>
+void HttpChatStream<Stream>::on_session_events(const std::string&) {
+  wakeup_.notify(stream_.get_executor(), [self = this->shared_from_this()] { self->pull(); });
 }
 
-void HttpChatStream::pull() {
+template <class Stream>
+void HttpChatStream<Stream>::pull() {
   // While a write is in flight the cursor waits: at most one batch is ever
   // buffered for a slow client; on_written pulls again.
   if (stopped_ || done_ || (options_.sse && writing_)) return;
@@ -93,13 +99,14 @@ void HttpChatStream::pull() {
   if (options_.sse && !writing_ && !pending_.empty()) write(std::exchange(pending_, {}), true);
 }
 
-void HttpChatStream::write(std::string bytes, bool chunk) {
+template <class Stream>
+void HttpChatStream<Stream>::write(std::string bytes, bool chunk) {
   writing_ = true;
   auto buf = std::make_shared<std::string>(std::move(bytes));
   // A client that takes nothing for this long is given up on; it can
   // resume with Last-Event-ID.
-  stream_.expires_after(state_->config.limits.slow_consumer_timeout);
-  auto done = [self = shared_from_this(), buf](beast::error_code ec, std::size_t) {
+  arm_write_deadline(state_->config.limits.slow_consumer_timeout);
+  auto done = [self = this->shared_from_this(), buf](beast::error_code ec, std::size_t) {
     self->on_written(ec);
   };
   if (chunk) {
@@ -109,8 +116,11 @@ void HttpChatStream::write(std::string bytes, bool chunk) {
   }
 }
 
-void HttpChatStream::on_written(beast::error_code ec) {
+template <class Stream>
+void HttpChatStream<Stream>::on_written(beast::error_code ec) {
   writing_ = false;
+  ++writes_;  // a deadline already on its way is for this write: void it
+  write_deadline_.cancel();
   if (ec) return stop("write failed: " + ec.message());
   if (!pending_.empty()) return write(std::exchange(pending_, {}), true);
   if (done_) {
@@ -120,15 +130,17 @@ void HttpChatStream::on_written(beast::error_code ec) {
   pull();
 }
 
-void HttpChatStream::finish_sse() {
-  stream_.expires_after(std::chrono::seconds(5));
+template <class Stream>
+void HttpChatStream<Stream>::finish_sse() {
+  arm_write_deadline(std::chrono::seconds(5));
   net::async_write(stream_, http::make_chunk_last(),
-                   [self = shared_from_this()](beast::error_code, std::size_t) {
+                   [self = this->shared_from_this()](beast::error_code, std::size_t) {
                      self->stop("answered");
                    });
 }
 
-void HttpChatStream::reply_json(unsigned status, std::string body) {
+template <class Stream>
+void HttpChatStream<Stream>::reply_json(unsigned status, std::string body) {
   auto res = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(status), 11);
   res->set(http::field::server, "sluice");
   res->set(http::field::content_type, "application/json");
@@ -138,18 +150,19 @@ void HttpChatStream::reply_json(unsigned status, std::string body) {
   res->body() = std::move(body);
   res->prepare_payload();
   writing_ = true;
-  stream_.expires_after(state_->config.limits.slow_consumer_timeout);
-  http::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code, std::size_t) {
+  arm_write_deadline(state_->config.limits.slow_consumer_timeout);
+  http::async_write(stream_, *res, [self = this->shared_from_this(), res](beast::error_code, std::size_t) {
     self->writing_ = false;
     self->stop("answered");
   });
 }
 
-void HttpChatStream::watch_peer() {
+template <class Stream>
+void HttpChatStream<Stream>::watch_peer() {
   // The client sends nothing more on this connection; a read that ends tells
   // us it went away, even while the turn is quiet.
-  stream_.socket().async_read_some(
-      net::buffer(&probe_, 1), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+  stream_.async_read_some(
+      net::buffer(&probe_, 1), [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
         if (ec && !self->stopped_) {
           net::post(self->stream_.get_executor(), [self] { self->stop("client went away"); });
         } else if (!ec) {
@@ -158,15 +171,28 @@ void HttpChatStream::watch_peer() {
       });
 }
 
-void HttpChatStream::stop(std::string_view why) {
+template <class Stream>
+void HttpChatStream<Stream>::stop(std::string_view why) {
   if (stopped_) return;
   stopped_ = true;
   spdlog::debug("http stream for session {}: {}", session_->id(), why);
   // Detaching does not stop the turn: it runs on for resume.grace_ms.
   session_->detach(this);
-  beast::error_code ignored;
-  stream_.socket().shutdown(net::socket_base::shutdown_both, ignored);
-  stream_.socket().close(ignored);
+  write_deadline_.cancel();
+  close_now(stream_);
 }
+
+template <class Stream>
+void HttpChatStream<Stream>::arm_write_deadline(std::chrono::steady_clock::duration d) {
+  const uint64_t write = ++writes_;
+  write_deadline_.expires_after(d);
+  write_deadline_.async_wait([self = this->shared_from_this(), write](beast::error_code ec) {
+    if (ec || write != self->writes_) return;
+    self->stop("the client took nothing for limits.slow_consumer_timeout_ms");
+  });
+}
+
+template class HttpChatStream<PlainStream>;
+template class HttpChatStream<TlsStream>;
 
 }  // namespace sluice

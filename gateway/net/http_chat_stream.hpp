@@ -4,16 +4,19 @@
 // cursor and writes either SSE chunks (each with "id: <session>:<offset>")
 // or, when not streaming, one chat.completion object at the turn's end.
 //
+// Stream is PlainStream or TlsStream (transport.hpp).
+//
 // Threads: runs on its socket's strand; on_session_events from any thread.
 #pragma once
 
 #include <atomic>
-#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "gateway/net/transport.hpp"
 #include "gateway/protocol/openai_http.hpp"
 #include "gateway/stream/reader_wakeup.hpp"
 #include "gateway/stream/session.hpp"
@@ -23,21 +26,25 @@ namespace sluice {
 
 struct ServerState;
 
-class HttpChatStream : public std::enable_shared_from_this<HttpChatStream>,
+// What the answer looks like; the same for both transports.
+struct HttpChatOptions {
+  bool sse = true;             // false: one chat.completion JSON at the end
+  bool include_usage = false;  // SSE: the usage chunk before [DONE]
+  bool role_chunk = true;      // SSE: start with the role-only chunk (new turns)
+  CompletionIds ids;
+  std::vector<std::pair<std::string, std::string>> headers;  // extra response headers
+};
+
+template <class Stream>
+class HttpChatStream : public std::enable_shared_from_this<HttpChatStream<Stream>>,
                        public SessionReader {
  public:
-  struct Options {
-    bool sse = true;             // false: one chat.completion JSON at the end
-    bool include_usage = false;  // SSE: the usage chunk before [DONE]
-    bool role_chunk = true;      // SSE: start with the role-only chunk (new turns)
-    CompletionIds ids;
-    std::vector<std::pair<std::string, std::string>> headers;  // extra response headers
-  };
+  using Options = HttpChatOptions;
 
   // The connection was already counted by ServerState::try_admit; the
   // stream releases it when it goes.
   // `principal`'s connection was counted too (PrincipalLimits); released here.
-  HttpChatStream(boost::beast::tcp_stream stream, std::shared_ptr<ServerState> state,
+  HttpChatStream(Stream stream, std::shared_ptr<ServerState> state,
                  std::string principal, std::shared_ptr<Session> session, uint64_t cursor,
                  Options options);
   ~HttpChatStream() override;
@@ -55,7 +62,9 @@ class HttpChatStream : public std::enable_shared_from_this<HttpChatStream>,
   void watch_peer();
   void stop(std::string_view why);
 
-  boost::beast::tcp_stream stream_;
+  void arm_write_deadline(std::chrono::steady_clock::duration d);
+
+  Stream stream_;
   std::shared_ptr<ServerState> state_;
   const uint64_t id_;
   const std::string principal_;
@@ -69,6 +78,11 @@ class HttpChatStream : public std::enable_shared_from_this<HttpChatStream>,
   std::string pending_;    // SSE bytes waiting for the current write
   std::string text_;       // non-streaming: the answer so far
   char probe_ = 0;         // one byte for noticing the client leave
+  // A write that takes longer than this (limits.slow_consumer_timeout) ends
+  // the stream; the socket's own timeouts stay off, as the probe read is
+  // always pending.
+  boost::asio::steady_timer write_deadline_;
+  uint64_t writes_ = 0;    // writes started, to match a deadline to its write
 };
 
 }  // namespace sluice

@@ -5,6 +5,7 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <algorithm>
 #include <charconv>
@@ -15,6 +16,7 @@
 #include "gateway/auth/authenticator.hpp"
 #include "gateway/auth/principal_limits.hpp"
 #include "gateway/net/http_chat_stream.hpp"
+#include "gateway/net/tls_context.hpp"
 #include "gateway/net/ws_connection.hpp"
 #include "gateway/protocol/openai_http.hpp"
 #include "gateway/protocol/server_messages.hpp"
@@ -30,6 +32,7 @@ namespace net = boost::asio;
 namespace {
 
 constexpr auto kRequestTimeout = std::chrono::seconds(30);
+constexpr auto kHandshakeTimeout = std::chrono::seconds(10);
 constexpr size_t kMaxBody = 1 << 20;  // OpenAI-style requests carry whole conversations
 
 // The value of `key` in the query string of `target` ("" when absent).
@@ -56,14 +59,30 @@ int64_t unix_seconds() {
       .count();
 }
 
-class HttpSession : public std::enable_shared_from_this<HttpSession> {
+template <class Stream>
+class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
  public:
-  HttpSession(net::ip::tcp::socket&& socket, std::shared_ptr<ServerState> state)
-      : stream_(std::move(socket)), state_(std::move(state)) {}
+  HttpSession(Stream&& stream, std::shared_ptr<ServerState> state)
+      : stream_(std::move(stream)), state_(std::move(state)) {}
 
   void run() {
-    net::dispatch(stream_.get_executor(),
-                  beast::bind_front_handler(&HttpSession::do_read, shared_from_this()));
+    if constexpr (kIsTls<Stream>) {
+      net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
+        beast::get_lowest_layer(self->stream_).expires_after(kHandshakeTimeout);
+        self->stream_.async_handshake(net::ssl::stream_base::server,
+                                      [self](beast::error_code ec) {
+                                        if (ec) {
+                                          // Scanners, plain HTTP on the TLS port, untrusted certs.
+                                          spdlog::debug("tls handshake: {}", ec.message());
+                                          return;
+                                        }
+                                        self->do_read();
+                                      });
+      });
+    } else {
+      net::dispatch(stream_.get_executor(),
+                    beast::bind_front_handler(&HttpSession::do_read, this->shared_from_this()));
+    }
   }
 
  private:
@@ -71,9 +90,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     parser_.emplace();
     parser_->header_limit(static_cast<uint32_t>(state_->config.limits.max_http_header_bytes));
     parser_->body_limit(kMaxBody);
-    stream_.expires_after(kRequestTimeout);
+    beast::get_lowest_layer(stream_).expires_after(kRequestTimeout);
     http::async_read(stream_, buffer_, *parser_,
-                     beast::bind_front_handler(&HttpSession::on_read, shared_from_this()));
+                     beast::bind_front_handler(&HttpSession::on_read, this->shared_from_this()));
   }
 
   void on_read(beast::error_code ec, std::size_t) {
@@ -129,8 +148,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
                      error_json("too_many_connections",
                                 "the gateway holds limits.max_connections connections"));
       }
-      stream_.expires_never();
-      auto conn = std::make_shared<WsConnection>(std::move(stream_), state_, who_.principal,
+      beast::get_lowest_layer(stream_).expires_never();
+      auto conn = std::make_shared<WsConnection<Stream>>(std::move(stream_), state_, who_.principal,
                                                  who_.expires);
       conn->run(std::move(req));
       return;
@@ -207,7 +226,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       state_->principal_limits->close_connection(who_.principal);
       return refuse(a);
     }
-    HttpChatStream::Options o;
+    HttpChatOptions o;
     o.sse = r.stream;
     o.include_usage = r.include_usage;
     o.ids = {"chatcmpl-" + session->id() + "-" + std::to_string(cursor + 1),
@@ -269,7 +288,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       state_->release_admission();
       return refuse(a);
     }
-    HttpChatStream::Options o;
+    HttpChatOptions o;
     o.role_chunk = false;
     o.ids = {"chatcmpl-" + session->id(), state_->config.openai.model, unix_seconds()};
     o.headers = {{"X-Sluice-Session-Id", session->id()}};
@@ -290,7 +309,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     res->keep_alive(false);
     res->body() = openai_error_json(to_string(a.code), a.message);
     res->prepare_payload();
-    http::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code, std::size_t) {
+    http::async_write(stream_, *res, [self = this->shared_from_this(), res](beast::error_code, std::size_t) {
       self->shutdown();
     });
   }
@@ -303,9 +322,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
   // Gives the socket to the stream that answers; admitted already.
   void hand_over(const std::shared_ptr<Session>& session, uint64_t cursor,
-                 HttpChatStream::Options o) {
-    stream_.expires_never();
-    std::make_shared<HttpChatStream>(std::move(stream_), state_, who_.principal, session, cursor,
+                 HttpChatOptions o) {
+    beast::get_lowest_layer(stream_).expires_never();
+    std::make_shared<HttpChatStream<Stream>>(std::move(stream_), state_, who_.principal, session, cursor,
                                      std::move(o))
         ->start();
   }
@@ -366,18 +385,27 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     res->body() = std::move(body);
     res->prepare_payload();
     http::async_write(stream_, *res,
-                      [self = shared_from_this(), res](beast::error_code ec, std::size_t) {
+                      [self = this->shared_from_this(), res](beast::error_code ec, std::size_t) {
                         if (ec || !res->keep_alive()) return self->shutdown();
                         self->do_read();
                       });
   }
 
+  // Ends the connection after the last response: the client reads it all.
   void shutdown() {
-    beast::error_code ignored;
-    stream_.socket().shutdown(net::ip::tcp::socket::shutdown_send, ignored);
+    if constexpr (kIsTls<Stream>) {
+      // close_notify, then wait (briefly) for the client's.
+      beast::get_lowest_layer(stream_).expires_after(kHandshakeTimeout);
+      stream_.async_shutdown([self = this->shared_from_this()](beast::error_code) {
+        close_now(self->stream_);
+      });
+    } else {
+      beast::error_code ignored;
+      stream_.socket().shutdown(net::ip::tcp::socket::shutdown_send, ignored);
+    }
   }
 
-  beast::tcp_stream stream_;
+  Stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::shared_ptr<ServerState> state_;
@@ -387,7 +415,14 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 }  // namespace
 
 void run_http_session(net::ip::tcp::socket socket, std::shared_ptr<ServerState> state) {
-  std::make_shared<HttpSession>(std::move(socket), std::move(state))->run();
+  if (state->tls) {
+    // The context of the moment: a reload changes it for later connections.
+    const auto context = state->tls->current();
+    TlsStream stream(std::move(socket), *context);
+    std::make_shared<HttpSession<TlsStream>>(std::move(stream), std::move(state))->run();
+    return;
+  }
+  std::make_shared<HttpSession<PlainStream>>(PlainStream(std::move(socket)), std::move(state))->run();
 }
 
 }  // namespace sluice

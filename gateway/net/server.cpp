@@ -24,7 +24,7 @@ bool ServerState::try_admit() {
   return false;
 }
 
-void ServerState::add(uint64_t id, std::weak_ptr<WsConnection> conn) {
+void ServerState::add(uint64_t id, std::weak_ptr<DrainableConnection> conn) {
   std::lock_guard lock(mutex_);
   connections_.emplace(id, std::move(conn));
 }
@@ -54,9 +54,9 @@ bool ServerState::call_when_empty(std::function<void()> cb) {
   return true;
 }
 
-std::vector<std::shared_ptr<WsConnection>> ServerState::snapshot() {
+std::vector<std::shared_ptr<DrainableConnection>> ServerState::snapshot() {
   std::lock_guard lock(mutex_);
-  std::vector<std::shared_ptr<WsConnection>> out;
+  std::vector<std::shared_ptr<DrainableConnection>> out;
   for (auto& [id, weak] : connections_) {
     if (auto c = weak.lock()) out.push_back(std::move(c));
   }
@@ -126,6 +126,8 @@ Server::Server(net::io_context& ioc, const Config& config, Engine& engine,
                                            std::move(principal_limits))) {}
 
 Server::~Server() = default;
+
+void Server::use_tls(std::shared_ptr<TlsContextStore> tls) { state_->tls = std::move(tls); }
 
 bool Server::start(std::string& error) {
   boost::system::error_code ec;

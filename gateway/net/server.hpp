@@ -1,4 +1,4 @@
-// Server: the listening port. Serves GET /healthz, GET /readyz and the
+// Server: the listening port, plain or TLS. Serves GET /healthz, GET /readyz and the
 // WebSocket upgrade at /v1/ws (docs/protocol.md), and drains on request.
 //
 // Threads: start() and drain() from any one thread; the work runs on the
@@ -19,6 +19,7 @@ struct ServerState;
 class SessionRegistry;
 class Authenticator;
 class PrincipalLimits;
+class TlsContextStore;
 
 class Server {
  public:
@@ -26,6 +27,9 @@ class Server {
          std::shared_ptr<SessionRegistry> sessions, std::shared_ptr<const Authenticator> auth,
          std::shared_ptr<PrincipalLimits> principal_limits);
   ~Server();
+
+  // Serve TLS with the store's current context (call before start).
+  void use_tls(std::shared_ptr<TlsContextStore> tls);
 
   // Binds server.listen and starts accepting; false (with `error` filled)
   // when the address cannot be bound.

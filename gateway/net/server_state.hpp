@@ -16,10 +16,20 @@
 
 namespace sluice {
 
-class WsConnection;
 class SessionRegistry;
+class TlsContextStore;
 class Authenticator;
 class PrincipalLimits;
+
+// A WebSocket connection as the server sees it when draining (the
+// connection classes are templates over the transport).
+class DrainableConnection {
+ public:
+  virtual ~DrainableConnection() = default;
+  // Drain: the running turns end, their last events are delivered, then the
+  // connection closes with 1001. Any thread.
+  virtual void shutdown() = 0;
+};
 
 // With auth.mode = "none", every client is this one principal.
 inline const std::string kAnonymousPrincipal = "anonymous";
@@ -39,15 +49,16 @@ struct ServerState {
   const std::shared_ptr<const Authenticator> auth;
   const std::shared_ptr<PrincipalLimits> principal_limits;
   std::atomic<bool> draining{false};
+  // Set when the listener speaks TLS (tls.* in the config).
+  std::shared_ptr<TlsContextStore> tls;
 
-  // WebSocket connections, for limits and for draining.
   // Client connections (WebSocket, and HTTP while it streams an answer).
   bool try_admit();  // false when limits.max_connections are open
-  void add(uint64_t id, std::weak_ptr<WsConnection> conn);
+  void add(uint64_t id, std::weak_ptr<DrainableConnection> conn);
   void remove(uint64_t id);  // releases the admission (and forgets a WebSocket)
   // Gives back an admission that never became a connection.
   void release_admission() { remove(0); }  // ids start at 1: 0 names none
-  std::vector<std::shared_ptr<WsConnection>> snapshot();
+  std::vector<std::shared_ptr<DrainableConnection>> snapshot();
   size_t open_connections() const { return open_.load(); }
   uint64_t next_id() { return ++last_id_; }
 
@@ -60,7 +71,7 @@ struct ServerState {
   std::atomic<size_t> open_{0};
   std::atomic<uint64_t> last_id_{0};
   std::mutex mutex_;
-  std::unordered_map<uint64_t, std::weak_ptr<WsConnection>> connections_;
+  std::unordered_map<uint64_t, std::weak_ptr<DrainableConnection>> connections_;
 };
 
 }  // namespace sluice

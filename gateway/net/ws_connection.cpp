@@ -6,6 +6,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/beast/core/bind_handler.hpp>
 #include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
 #include <charconv>
 
 #include "gateway/auth/authenticator.hpp"
@@ -63,7 +64,8 @@ std::string_view reason_text(JournalStatus s) {
 }
 }  // namespace
 
-WsConnection::WsConnection(beast::tcp_stream stream, std::shared_ptr<ServerState> state,
+template <class Stream>
+WsConnection<Stream>::WsConnection(Stream stream, std::shared_ptr<ServerState> state,
                            std::string principal,
                            std::optional<std::chrono::system_clock::time_point> expires)
     : ws_(std::move(stream)),
@@ -77,12 +79,14 @@ WsConnection::WsConnection(beast::tcp_stream stream, std::shared_ptr<ServerState
       expires_(expires),
       expiry_timer_(ws_.get_executor()) {}
 
-WsConnection::~WsConnection() {
+template <class Stream>
+WsConnection<Stream>::~WsConnection() {
   if (counted_principal_) state_->principal_limits->close_connection(principal_);
   state_->remove(id_);
 }
 
-bool WsConnection::count_principal() {
+template <class Stream>
+bool WsConnection<Stream>::count_principal() {
   const Admission a = state_->principal_limits->open_connection(principal_);
   if (!a.ok) {
     send(error_message(a.code, a.message, "", "", 0, a.retry_after.count()));
@@ -93,8 +97,9 @@ bool WsConnection::count_principal() {
   return true;
 }
 
-void WsConnection::run(beast::http::request<beast::http::string_body> upgrade) {
-  state_->add(id_, weak_from_this());
+template <class Stream>
+void WsConnection<Stream>::run(beast::http::request<beast::http::string_body> upgrade) {
+  state_->add(id_, this->weak_from_this());
   if (auto c = coalesce_param(upgrade.target())) coalesce_ = *c;
   const auto& limits = state_->config.limits;
   websocket::stream_base::timeout timeouts{};
@@ -116,12 +121,13 @@ void WsConnection::run(beast::http::request<beast::http::string_body> upgrade) {
   ws_.read_message_max(std::max(kHardMessageCap, limits.max_frame_bytes * 4));
   beast::get_lowest_layer(ws_).expires_never();  // the websocket timeouts take over
   auto req = std::make_shared<beast::http::request<beast::http::string_body>>(std::move(upgrade));
-  ws_.async_accept(*req, [self = shared_from_this(), req](beast::error_code ec) {
+  ws_.async_accept(*req, [self = this->shared_from_this(), req](beast::error_code ec) {
     self->on_accept(ec);
   });
 }
 
-void WsConnection::on_accept(beast::error_code ec) {
+template <class Stream>
+void WsConnection<Stream>::on_accept(beast::error_code ec) {
   if (ec) return end("handshake failed: " + ec.message());
   if (state_->draining) {
     draining_ = true;
@@ -137,19 +143,22 @@ void WsConnection::on_accept(beast::error_code ec) {
   do_read();
 }
 
-void WsConnection::arm_expiry(std::chrono::system_clock::time_point at) {
+template <class Stream>
+void WsConnection<Stream>::arm_expiry(std::chrono::system_clock::time_point at) {
   expiry_timer_.expires_at(at);
   expiry_timer_.async_wait(
-      beast::bind_front_handler(&WsConnection::on_credential_expired, shared_from_this()));
+      beast::bind_front_handler(&WsConnection<Stream>::on_credential_expired, this->shared_from_this()));
 }
 
-void WsConnection::on_credential_expired(beast::error_code ec) {
+template <class Stream>
+void WsConnection<Stream>::on_credential_expired(beast::error_code ec) {
   if (ec || ended_) return;
   // Its sessions stay resumable with a fresh token.
   close({kCloseUnauthorized, principal_.empty() ? "no hello with a token in time" : "token expired"});
 }
 
-void WsConnection::handle_hello(const HelloCommand& h) {
+template <class Stream>
+void WsConnection<Stream>::handle_hello(const HelloCommand& h) {
   JsonWriter limits;
   const auto& l = state_->config.limits;
   limits.begin_object()
@@ -187,12 +196,14 @@ void WsConnection::handle_hello(const HelloCommand& h) {
 
 // ---- reading client frames ----
 
-void WsConnection::do_read() {
+template <class Stream>
+void WsConnection<Stream>::do_read() {
   ws_.async_read_some(buffer_, kReadChunk,
-                      beast::bind_front_handler(&WsConnection::on_read, shared_from_this()));
+                      beast::bind_front_handler(&WsConnection<Stream>::on_read, this->shared_from_this()));
 }
 
-void WsConnection::on_read(beast::error_code ec, std::size_t) {
+template <class Stream>
+void WsConnection<Stream>::on_read(beast::error_code ec, std::size_t) {
   if (ec) {
     if (ec == websocket::error::message_too_big) {
       spdlog::info("connection {}: message over {} bytes, closing", id_, kHardMessageCap);
@@ -227,7 +238,8 @@ void WsConnection::on_read(beast::error_code ec, std::size_t) {
   if (!ended_) do_read();
 }
 
-bool WsConnection::within_message_rate() {
+template <class Stream>
+bool WsConnection<Stream>::within_message_rate() {
   const uint32_t rate = state_->config.limits.messages_per_second;
   if (rate == 0) return true;
   const auto now = Clock::now();
@@ -244,7 +256,8 @@ bool WsConnection::within_message_rate() {
   return true;
 }
 
-void WsConnection::handle_frame(std::string_view frame) {
+template <class Stream>
+void WsConnection<Stream>::handle_frame(std::string_view frame) {
   if (!within_message_rate()) {
     const auto wait = std::chrono::milliseconds(1000 / std::max<uint32_t>(1, state_->config.limits.messages_per_second));
     return send(error_message(ErrorCode::kRateLimited,
@@ -268,7 +281,8 @@ void WsConnection::handle_frame(std::string_view frame) {
   send_error(err.code, err.message, err.session_id, err.request_id);
 }
 
-void WsConnection::handle_chat(const ChatCommand& chat) {
+template <class Stream>
+void WsConnection<Stream>::handle_chat(const ChatCommand& chat) {
   if (draining_ || state_->draining) {
     return send_error(ErrorCode::kShuttingDown, "the gateway is shutting down; reconnect later",
                       chat.session_id.value_or(""), chat.request_id);
@@ -295,7 +309,8 @@ void WsConnection::handle_chat(const ChatCommand& chat) {
   }
 }
 
-void WsConnection::handle_resume(const ResumeCommand& r) {
+template <class Stream>
+void WsConnection<Stream>::handle_resume(const ResumeCommand& r) {
   auto fail = [&](std::string_view reason, std::string_view message) {
     send(resume_failed_message(r.session_id, reason, message, r.request_id));
   };
@@ -332,7 +347,8 @@ void WsConnection::handle_resume(const ResumeCommand& r) {
   pull();
 }
 
-void WsConnection::handle_cancel(const CancelCommand& cancel) {
+template <class Stream>
+void WsConnection<Stream>::handle_cancel(const CancelCommand& cancel) {
   if (const auto it = attached_.find(cancel.session_id); it != attached_.end()) {
     return it->second.session->cancel();  // its `done` with "cancelled" answers
   }
@@ -346,7 +362,8 @@ void WsConnection::handle_cancel(const CancelCommand& cancel) {
              cancel.request_id);
 }
 
-bool WsConnection::make_room(std::string_view request_id) {
+template <class Stream>
+bool WsConnection<Stream>::make_room(std::string_view request_id) {
   const size_t max = state_->config.limits.max_sessions_per_connection;
   if (attached_.size() < max) return true;
   // Detach the idle session used least recently; it stays resumable.
@@ -367,35 +384,40 @@ bool WsConnection::make_room(std::string_view request_id) {
   return true;
 }
 
-void WsConnection::attach(const std::shared_ptr<Session>& session, uint64_t cursor) {
+template <class Stream>
+void WsConnection<Stream>::attach(const std::shared_ptr<Session>& session, uint64_t cursor) {
   attached_[session->id()] = Attachment{session, cursor, Clock::now()};
-  session->attach(shared_from_this());
+  session->attach(this->shared_from_this());
 }
 
-void WsConnection::send_error(ErrorCode code, std::string_view message,
+template <class Stream>
+void WsConnection<Stream>::send_error(ErrorCode code, std::string_view message,
                               std::string_view session_id, std::string_view request_id) {
   send(error_message(code, message, session_id, request_id));
 }
 
 // ---- journal -> send queue ----
 
-void WsConnection::on_session_events(const std::string&) {
+template <class Stream>
+void WsConnection<Stream>::on_session_events(const std::string&) {
   // One pull per burst of events, however many sessions and deltas.
-  wakeup_.notify(ws_.get_executor(), [self = shared_from_this()] { self->schedule_pull(); });
+  wakeup_.notify(ws_.get_executor(), [self = this->shared_from_this()] { self->schedule_pull(); });
 }
 
-void WsConnection::schedule_pull() {
+template <class Stream>
+void WsConnection<Stream>::schedule_pull() {
   if (coalesce_.count() == 0) return pull();
   if (coalesce_armed_) return;
   coalesce_armed_ = true;
   coalesce_timer_.expires_after(coalesce_);
-  coalesce_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+  coalesce_timer_.async_wait([self = this->shared_from_this()](beast::error_code ec) {
     self->coalesce_armed_ = false;
     if (!ec) self->pull();
   });
 }
 
-void WsConnection::pull() {
+template <class Stream>
+void WsConnection<Stream>::pull() {
   if (ended_ || close_reason_) return;
   const size_t limit = state_->config.limits.send_queue_bytes;
   bool behind = false;
@@ -429,13 +451,15 @@ void WsConnection::pull() {
   }
 }
 
-bool WsConnection::caught_up() const {
+template <class Stream>
+bool WsConnection<Stream>::caught_up() const {
   return std::all_of(attached_.begin(), attached_.end(), [](const auto& kv) {
     return kv.second.cursor >= kv.second.session->journal().last_offset();
   });
 }
 
-void WsConnection::review_slow_consumer(bool behind) {
+template <class Stream>
+void WsConnection<Stream>::review_slow_consumer(bool behind) {
   if (!behind) {
     if (slow_armed_) slow_timer_.cancel();
     slow_armed_ = false;
@@ -446,10 +470,11 @@ void WsConnection::review_slow_consumer(bool behind) {
   last_write_done_ = Clock::now();
   slow_timer_.expires_after(state_->config.limits.slow_consumer_timeout);
   slow_timer_.async_wait(
-      beast::bind_front_handler(&WsConnection::on_slow_timeout, shared_from_this()));
+      beast::bind_front_handler(&WsConnection<Stream>::on_slow_timeout, this->shared_from_this()));
 }
 
-void WsConnection::on_slow_timeout(beast::error_code ec) {
+template <class Stream>
+void WsConnection<Stream>::on_slow_timeout(beast::error_code ec) {
   if (ec || ended_) return;
   if (close_reason_) return end("slow consumer did not take its close frame", true);
   // Behind but still taking frames is catching up, not stalled.
@@ -458,7 +483,7 @@ void WsConnection::on_slow_timeout(beast::error_code ec) {
   if (since < timeout) {
     slow_timer_.expires_after(timeout - since);
     slow_timer_.async_wait(
-        beast::bind_front_handler(&WsConnection::on_slow_timeout, shared_from_this()));
+        beast::bind_front_handler(&WsConnection<Stream>::on_slow_timeout, this->shared_from_this()));
     return;
   }
   slow_armed_ = false;
@@ -473,12 +498,13 @@ void WsConnection::on_slow_timeout(beast::error_code ec) {
   slow_armed_ = true;
   slow_timer_.expires_after(kSlowCloseGrace);
   slow_timer_.async_wait(
-      beast::bind_front_handler(&WsConnection::on_slow_timeout, shared_from_this()));
+      beast::bind_front_handler(&WsConnection<Stream>::on_slow_timeout, this->shared_from_this()));
 }
 
 // ---- writing ----
 
-void WsConnection::send(std::string frame) {
+template <class Stream>
+void WsConnection<Stream>::send(std::string frame) {
   if (ended_ || close_reason_) return;
   // Replies to the client's own messages are not paced by the journal; a
   // client that sends without reading is cut off at twice the queue limit.
@@ -491,15 +517,17 @@ void WsConnection::send(std::string frame) {
   do_write();
 }
 
-void WsConnection::do_write() {
+template <class Stream>
+void WsConnection<Stream>::do_write() {
   if (writing_ || queue_.empty() || ended_) return;
   writing_ = true;
   ws_.text(true);
   ws_.async_write(net::buffer(queue_.front()),
-                  beast::bind_front_handler(&WsConnection::on_write, shared_from_this()));
+                  beast::bind_front_handler(&WsConnection<Stream>::on_write, this->shared_from_this()));
 }
 
-void WsConnection::on_write(beast::error_code ec, std::size_t) {
+template <class Stream>
+void WsConnection<Stream>::on_write(beast::error_code ec, std::size_t) {
   writing_ = false;
   if (ec) {
     if (!is_normal_end(ec)) spdlog::debug("connection {}: write: {}", id_, ec.message());
@@ -516,45 +544,53 @@ void WsConnection::on_write(beast::error_code ec, std::size_t) {
   if (!close_reason_) pull();  // room again: catch up from the journal
 }
 
-void WsConnection::shutdown() {
-  net::post(ws_.get_executor(), [self = shared_from_this()] {
+template <class Stream>
+void WsConnection<Stream>::shutdown() {
+  net::post(ws_.get_executor(), [self = this->shared_from_this()] {
     if (self->ended_) return;
     self->draining_ = true;
     self->pull();  // closes at once when nothing is running or undelivered
   });
 }
 
-void WsConnection::close(websocket::close_reason reason) {
+template <class Stream>
+void WsConnection<Stream>::close(websocket::close_reason reason) {
   if (close_reason_ || ended_) return;
   close_reason_ = std::move(reason);
   if (!writing_ && queue_.empty()) do_close();
 }
 
-void WsConnection::do_close() {
+template <class Stream>
+void WsConnection<Stream>::do_close() {
   close_sent_ = true;
   ws_.async_close(*close_reason_,
-                  beast::bind_front_handler(&WsConnection::on_close, shared_from_this()));
+                  beast::bind_front_handler(&WsConnection<Stream>::on_close, this->shared_from_this()));
 }
 
-void WsConnection::on_close(beast::error_code) { end("closed"); }
+template <class Stream>
+void WsConnection<Stream>::on_close(beast::error_code) { end("closed"); }
 
-void WsConnection::arm_idle_timer() {
+template <class Stream>
+void WsConnection<Stream>::arm_idle_timer() {
   idle_timer_.expires_after(state_->config.limits.idle_timeout);
-  idle_timer_.async_wait(beast::bind_front_handler(&WsConnection::on_idle, shared_from_this()));
+  idle_timer_.async_wait(beast::bind_front_handler(&WsConnection<Stream>::on_idle, this->shared_from_this()));
 }
 
-void WsConnection::on_idle(beast::error_code ec) {
+template <class Stream>
+void WsConnection<Stream>::on_idle(beast::error_code ec) {
   if (ec || ended_) return;
   if (any_busy()) return arm_idle_timer();  // a running turn is not idleness
   close({websocket::close_code::normal, "idle timeout"});
 }
 
-bool WsConnection::any_busy() const {
+template <class Stream>
+bool WsConnection<Stream>::any_busy() const {
   return std::any_of(attached_.begin(), attached_.end(),
                      [](const auto& kv) { return kv.second.session->busy(); });
 }
 
-void WsConnection::end(std::string_view why, bool abortive) {
+template <class Stream>
+void WsConnection<Stream>::end(std::string_view why, bool abortive) {
   if (ended_) return;
   ended_ = true;
   spdlog::debug("connection {}: {}", id_, why);
@@ -577,5 +613,8 @@ void WsConnection::end(std::string_view why, bool abortive) {
   }
   socket.close(ignored);
 }
+
+template class WsConnection<PlainStream>;
+template class WsConnection<TlsStream>;
 
 }  // namespace sluice

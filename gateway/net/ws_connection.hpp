@@ -4,6 +4,8 @@
 // journals from its own cursors into one bounded send queue, as fast as the
 // client reads and no faster.
 //
+// Stream is PlainStream or TlsStream (transport.hpp).
+//
 // Threads: all members run on the connection's strand, except
 // on_session_events and shutdown, which may be called from any thread.
 #pragma once
@@ -12,7 +14,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/system_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/websocket/stream.hpp>
@@ -22,6 +23,8 @@
 #include <string>
 #include <unordered_map>
 
+#include "gateway/net/server_state.hpp"
+#include "gateway/net/transport.hpp"
 #include "gateway/protocol/client_parser.hpp"
 #include "gateway/stream/reader_wakeup.hpp"
 #include "gateway/stream/session.hpp"
@@ -29,15 +32,16 @@
 
 namespace sluice {
 
-struct ServerState;
-
-class WsConnection : public std::enable_shared_from_this<WsConnection>, public SessionReader {
+template <class Stream>
+class WsConnection : public std::enable_shared_from_this<WsConnection<Stream>>,
+                     public SessionReader,
+                     public DrainableConnection {
  public:
   // The stream's connection was already counted by ServerState::try_admit;
   // `principal` was authenticated at the upgrade ("" when the client will
   // send its token in a hello frame), and the connection closes (4001) when
   // its credential `expires` unless a hello refreshes it.
-  WsConnection(boost::beast::tcp_stream stream, std::shared_ptr<ServerState> state,
+  WsConnection(Stream stream, std::shared_ptr<ServerState> state,
                std::string principal,
                std::optional<std::chrono::system_clock::time_point> expires);
   ~WsConnection() override;
@@ -45,7 +49,7 @@ class WsConnection : public std::enable_shared_from_this<WsConnection>, public S
   void run(boost::beast::http::request<boost::beast::http::string_body> upgrade);
   // Drain: the running turns end (the server cancels them), their last
   // events are delivered, then the connection closes with 1001.
-  void shutdown();
+  void shutdown() override;
 
   void on_session_events(const std::string& session_id) override;
 
@@ -96,7 +100,7 @@ class WsConnection : public std::enable_shared_from_this<WsConnection>, public S
   void end(std::string_view why, bool abortive = false);
   bool any_busy() const;
 
-  boost::beast::websocket::stream<boost::beast::tcp_stream> ws_;
+  boost::beast::websocket::stream<Stream> ws_;
   std::shared_ptr<ServerState> state_;
   const uint64_t id_;
   std::string principal_;
