@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs the dependencies, builds Sluice and runs every test: a short smoke
-# run of each libFuzzer target, then the whole suite on the release build and
-# under AddressSanitizer + UndefinedBehaviorSanitizer.
-# Usage: scripts/test.sh [preset...]   (default: the fuzz smoke, release asan;
-# `scripts/test.sh tsan` runs the suite under ThreadSanitizer)
+# run of each libFuzzer target, then the whole suite on the release build,
+# under AddressSanitizer + UndefinedBehaviorSanitizer and under ThreadSanitizer.
+# Usage: scripts/test.sh [preset...]   (default: the fuzz smoke, release asan tsan;
+# e.g. `scripts/test.sh tsan` runs only the ThreadSanitizer suite)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,7 +13,7 @@ npm ci --prefix tests/e2e --no-audit --no-fund --loglevel=error
 presets=("$@")
 fuzz_smoke=0
 if [ ${#presets[@]} -eq 0 ]; then
-  presets=(release asan)
+  presets=(release asan tsan)
   fuzz_smoke=1
 fi
 jobs=$(nproc)

@@ -129,6 +129,7 @@ void WsConnection<Stream>::run(beast::http::request<beast::http::string_body> up
 template <class Stream>
 void WsConnection<Stream>::on_accept(beast::error_code ec) {
   if (ec) return end("handshake failed: " + ec.message());
+  accepted_ = true;
   if (state_->draining) {
     draining_ = true;
     return close({websocket::close_code::going_away, "server shutting down"});
@@ -547,7 +548,9 @@ void WsConnection<Stream>::on_write(beast::error_code ec, std::size_t) {
 template <class Stream>
 void WsConnection<Stream>::shutdown() {
   net::post(ws_.get_executor(), [self = this->shared_from_this()] {
-    if (self->ended_) return;
+    // Before the handshake is done no close may start (Beast allows no
+    // write beside the handshake's own); on_accept sees the drain instead.
+    if (self->ended_ || !self->accepted_) return;
     self->draining_ = true;
     self->pull();  // closes at once when nothing is running or undelivered
   });

@@ -122,6 +122,7 @@ class WsConnection : public std::enable_shared_from_this<WsConnection<Stream>>,
 
   std::optional<boost::beast::websocket::close_reason> close_reason_;  // closing once flushed
   bool close_sent_ = false;
+  bool accepted_ = false;  // the WebSocket handshake is done
   bool draining_ = false;
   bool ended_ = false;
   boost::asio::steady_timer idle_timer_;

@@ -44,6 +44,22 @@ TEST(ConfigLoader, ShippedConfigsLoad) {
   }
 }
 
+TEST(ConfigLoader, TlsNeedsBothFilesAndAKnownVersion) {
+  const auto on = load_toml("[tls]\ncert_file = \"/c.pem\"\nkey_file = \"/k.pem\"\nmin_version = \"1.3\"\n");
+  ASSERT_TRUE(on.ok) << on.error;
+  EXPECT_TRUE(on.config.tls.enabled());
+  EXPECT_EQ(on.config.tls.min_version, "1.3");
+  EXPECT_FALSE(load_config({}).config.tls.enabled());
+
+  const auto half = load_toml("[tls]\ncert_file = \"/c.pem\"\n");
+  EXPECT_FALSE(half.ok);
+  EXPECT_NE(half.error.find("set both tls.cert_file and tls.key_file"), std::string::npos) << half.error;
+
+  const auto old = load_toml("", {"SLUICE_TLS_MIN_VERSION=1.0"});
+  EXPECT_FALSE(old.ok);
+  EXPECT_NE(old.error.find("tls.min_version"), std::string::npos) << old.error;
+}
+
 TEST(ConfigLoader, ReadsEveryKindOfValue) {
   const auto r = load_toml(R"(
 engine = "openai"
