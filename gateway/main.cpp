@@ -20,6 +20,7 @@
 #include "gateway/engine/openai/openai_engine.hpp"
 #include "gateway/net/server.hpp"
 #include "gateway/net/tls_context.hpp"
+#include "gateway/plugin/plugin_host.hpp"
 #include "gateway/stream/memory_journal_store.hpp"
 #include "gateway/stream/session_registry.hpp"
 
@@ -75,6 +76,14 @@ int main(int argc, char** argv) {
   }
   for (const auto& w : sluice::config_warnings(config)) spdlog::warn("{}", w);
 
+  std::string plugin_error;
+  std::shared_ptr<const sluice::PluginHost> plugins = sluice::PluginHost::load(config, plugin_error);
+  if (!plugins) {
+    spdlog::critical("{}", plugin_error);
+    sluice::shutdown_logging();
+    return 2;
+  }
+
   const int threads = config.server.threads > 0
                           ? config.server.threads
                           : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -92,7 +101,7 @@ int main(int argc, char** argv) {
     auto sessions = std::make_shared<sluice::SessionRegistry>(
         ioc, store, engine,
         sluice::SessionSettings{config.resume.grace, config.session.history_max_bytes,
-                                principal_limits},
+                                principal_limits, plugins},
         config.resume.retention);
     sessions->start();
     sluice::Server server(ioc, config, engine, sessions, auth, principal_limits);

@@ -97,6 +97,28 @@ struct AuthConfig {
   Millis hello_timeout{5000};  // a WebSocket without a token at the upgrade must send hello by then
 };
 
+// One plugin shared object to load ([[plugins]] in TOML).
+struct PluginConfig {
+  std::string path;                     // the .so; relative paths are from the working directory
+  std::string on_error = "fail_start";  // "fail_start" | "skip": when it cannot be loaded
+  bool fail_open = false;               // moderators: a failing call lets text through (default: stop)
+  std::string settings_json = "{}";     // [plugins.settings] as one JSON object
+};
+
+struct ModerationConfig {
+  size_t max_hold_bytes = 1024;  // text a moderator may hold back before it must decide
+  Millis max_hold{500};          // ... and for how long
+};
+
+struct ToolsConfig {
+  int workers = 4;             // threads running tool calls (never the I/O threads)
+  Millis timeout{5000};        // per call; past it the model is told the tool timed out
+  int max_in_flight = 16;      // calls running at once per plugin; more are refused
+  int max_rounds = 4;          // tool rounds per turn before the answer must be final
+  int breaker_failures = 5;    // consecutive failures that open a plugin's breaker
+  Millis breaker_cooldown{30'000};  // how long an open breaker refuses calls
+};
+
 struct LogConfig {
   std::string level = "info";
   bool access_log = true;
@@ -112,6 +134,9 @@ struct Config {
   SessionConfig session;
   StreamConfig stream;
   AuthConfig auth;
+  std::vector<PluginConfig> plugins;
+  ModerationConfig moderation;
+  ToolsConfig tools;
   LogConfig log;
 };
 

@@ -262,6 +262,42 @@ Option extra_option() {
           }};
 }
 
+Option plugins_option() {
+  return {"plugins", [](const toml::node& n, Config& c) -> std::string {
+            const auto* arr = n.as_array();
+            if (!arr) return "must be a list of [[plugins]] tables (got " + describe(n) + ")";
+            std::vector<PluginConfig> out;
+            for (const auto& e : *arr) {
+              const auto* t = e.as_table();
+              if (!t) return "each entry must be a table with at least path = \"...\"";
+              PluginConfig p;
+              for (const auto& [k, v] : *t) {
+                const std::string_view key = k.str();
+                if (key == "path" && v.is_string()) {
+                  p.path = v.as_string()->get();
+                } else if (key == "on_error" && v.is_string() &&
+                           (v.as_string()->get() == "fail_start" || v.as_string()->get() == "skip")) {
+                  p.on_error = v.as_string()->get();
+                } else if (key == "fail_open" && v.is_boolean()) {
+                  p.fail_open = v.as_boolean()->get();
+                } else if (key == "settings" && v.is_table()) {
+                  JsonWriter w;
+                  if (auto err = to_json(v, w); !err.empty()) return "settings: " + err;
+                  p.settings_json = w.take();
+                } else {
+                  return "\"" + std::string(key) + "\" = " + describe(v) +
+                         " is not a plugin setting (path = \"FILE.so\", on_error = \"fail_start\" | "
+                         "\"skip\", fail_open = true | false, [plugins.settings] table)";
+                }
+              }
+              if (p.path.empty()) return "each entry needs path = \"FILE.so\"";
+              out.push_back(std::move(p));
+            }
+            c.plugins = std::move(out);
+            return {};
+          }};
+}
+
 const std::vector<Option>& schema() {
   constexpr int64_t kMaxI = std::numeric_limits<int32_t>::max();
   static const std::vector<Option> options = {
@@ -339,6 +375,18 @@ const std::vector<Option>& schema() {
       millis("auth.jwt_leeway_ms", 0, 600'000, [](Config& c) -> Millis& { return c.auth.jwt_leeway; }),
       millis("auth.hello_timeout_ms", 100, 600'000,
              [](Config& c) -> Millis& { return c.auth.hello_timeout; }),
+      plugins_option(),
+      integer<size_t>("moderation.max_hold_bytes", 16, 1 << 20,
+                      [](Config& c) -> size_t& { return c.moderation.max_hold_bytes; }),
+      millis("moderation.max_hold_ms", 1, 60'000, [](Config& c) -> Millis& { return c.moderation.max_hold; }),
+      integer<int>("tools.workers", 1, 256, [](Config& c) -> int& { return c.tools.workers; }),
+      millis("tools.timeout_ms", 10, 600'000, [](Config& c) -> Millis& { return c.tools.timeout; }),
+      integer<int>("tools.max_in_flight", 1, 100'000, [](Config& c) -> int& { return c.tools.max_in_flight; }),
+      integer<int>("tools.max_rounds", 1, 32, [](Config& c) -> int& { return c.tools.max_rounds; }),
+      integer<int>("tools.breaker_failures", 1, 1000,
+                   [](Config& c) -> int& { return c.tools.breaker_failures; }),
+      millis("tools.breaker_cooldown_ms", 0, 3'600'000,
+             [](Config& c) -> Millis& { return c.tools.breaker_cooldown; }),
       one_of("log.level", {"trace", "debug", "info", "warn", "error", "critical", "off"},
              [](Config& c) -> std::string& { return c.log.level; }),
       boolean("log.access_log", [](Config& c) -> bool& { return c.log.access_log; }),

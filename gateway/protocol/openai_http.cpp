@@ -94,6 +94,15 @@ std::string sse_event(const CompletionIds& ids, std::string_view session_id,
       w.key("delta").begin_object().field("content", event.text).end_object();
       w.key("finish_reason").null().end_object().end_array().end_object();
       break;
+    case StreamEventType::kModeration:
+      // A named event: OpenAI clients skip it, an EventSource can listen for it.
+      w.begin_object()
+          .field("action", event.action)
+          .field("reason", event.text)
+          .field("plugin", event.plugin)
+          .end_object();
+      out += "event: moderation\n";
+      break;
     case StreamEventType::kError:
       w.begin_object().key("error").begin_object()
           .field("message", event.text)

@@ -30,8 +30,24 @@ std::string event_message(std::string_view session_id, const StreamEvent& event)
     case StreamEventType::kDone:
       return done_message(session_id, event.offset, event.request_id, event.finish_reason,
                           event.usage);
+    case StreamEventType::kModeration:
+      return moderation_message(session_id, event.offset, event.action, event.text, event.plugin);
   }
   return {};
+}
+
+std::string moderation_message(std::string_view session_id, uint64_t offset,
+                               std::string_view action, std::string_view reason,
+                               std::string_view plugin) {
+  JsonWriter w;
+  w.begin_object()
+      .field("type", "moderation")
+      .field("session_id", session_id)
+      .field("offset", offset)
+      .field("action", action)
+      .field("reason", reason)
+      .field("plugin", plugin);
+  return w.end_object().take();
 }
 
 std::string resumed_message(std::string_view session_id, uint64_t from_offset,

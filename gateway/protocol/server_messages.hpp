@@ -22,6 +22,9 @@ std::string resumed_message(std::string_view session_id, uint64_t from_offset,
 std::string resume_failed_message(std::string_view session_id, std::string_view reason,
                                   std::string_view message, std::string_view request_id);
 std::string delta_message(std::string_view session_id, uint64_t offset, std::string_view text);
+std::string moderation_message(std::string_view session_id, uint64_t offset,
+                               std::string_view action, std::string_view reason,
+                               std::string_view plugin);
 std::string done_message(std::string_view session_id, uint64_t offset, std::string_view request_id,
                          std::string_view finish_reason, const Usage& usage);
 // `offset` 0 means the error is not part of a session's stream;

@@ -10,21 +10,25 @@
 
 namespace sluice {
 
-enum class StreamEventType { kDelta, kError, kDone };
+// kModeration: a moderator redacted text (action "redact") or stopped the
+// answer ("stop"); never carries the original text.
+enum class StreamEventType { kDelta, kError, kDone, kModeration };
 
 struct StreamEvent {
   uint64_t offset = 0;  // given by the journal
   StreamEventType type = StreamEventType::kDelta;
-  std::string text;           // delta: the text; error: the message
+  std::string text;           // delta: the text; error: the message; moderation: the reason
   std::string request_id;     // error, done: the chat that started the turn
   std::string finish_reason;  // done
   Usage usage;                // done
   ErrorCode code = ErrorCode::kInternal;  // error
+  std::string action;         // moderation: "redact" | "stop"
+  std::string plugin;         // moderation: the plugin that acted
 
   // Bytes this event holds in memory, for the journal's budget.
   size_t footprint() const {
     return sizeof(StreamEvent) + text.capacity() + request_id.capacity() +
-           finish_reason.capacity();
+           finish_reason.capacity() + action.capacity() + plugin.capacity();
   }
 };
 

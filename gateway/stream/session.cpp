@@ -30,17 +30,91 @@ struct Session::TurnState {
   std::optional<TurnError> cancel_error;   // why it was cancelled, when not by the client
 };
 
-// Engine events go straight to the session (its mutex serializes them).
-class Session::Sink final : public TurnSink {
+// Engine events go to the session (its mutex serializes them), through the
+// plugins' moderation chain when there is one: no text reaches the journal
+// before every moderator has passed it.
+class Session::Sink final : public TurnSink, public std::enable_shared_from_this<Sink> {
  public:
-  Sink(std::shared_ptr<Session> session, uint64_t turn)
-      : session_(std::move(session)), turn_(turn) {}
-  void on_delta(std::string text) override { session_->on_delta(turn_, std::move(text)); }
-  void on_end(TurnResult result) override { session_->on_end(turn_, std::move(result)); }
+  Sink(std::shared_ptr<Session> session, uint64_t turn, std::unique_ptr<ModerationChain> chain)
+      : session_(std::move(session)),
+        turn_(turn),
+        chain_(std::move(chain)),
+        hold_timer_(session_->executor_) {}
+
+  void on_delta(std::string text) override {
+    if (!chain_) return session_->on_delta(turn_, std::move(text));
+    std::lock_guard lock(mutex_);
+    if (ended_) return;
+    std::vector<ModerationOutput> out;
+    chain_->feed(text, out);
+    deliver(out);
+    arm_hold_timer();
+  }
+
+  void on_end(TurnResult result) override {
+    if (chain_) {
+      std::lock_guard lock(mutex_);
+      ended_ = true;
+      std::vector<ModerationOutput> out;
+      chain_->finish(out);
+      deliver(out);
+      hold_timer_.cancel();
+      if (chain_->stopped()) {
+        // The cancel that followed the stop is not the client's.
+        result.finish_reason = "content_filter";
+        result.error.reset();
+      }
+    }
+    session_->on_end(turn_, std::move(result));
+  }
 
  private:
+  // Under mutex_, so that outputs reach the journal in order.
+  void deliver(std::vector<ModerationOutput>& out) {
+    for (auto& o : out) {
+      switch (o.kind) {
+        case ModerationOutput::Kind::kText:
+          session_->on_delta(turn_, std::move(o.text));
+          break;
+        case ModerationOutput::Kind::kNotice:
+          session_->on_moderation(turn_, o);
+          break;
+        case ModerationOutput::Kind::kStop:
+          session_->on_moderation(turn_, o);
+          // Not from inside the engine's callback: it may end the turn at once.
+          net::post(session_->executor_, [session = session_] { session->cancel(); });
+          break;
+      }
+    }
+    out.clear();
+  }
+
+  // Text held back longer than moderation.max_hold_ms is decided on.
+  void arm_hold_timer() {
+    if (timer_armed_ || chain_->held_bytes() == 0 || chain_->stopped()) return;
+    timer_armed_ = true;
+    hold_timer_.expires_at(chain_->held_since() + chain_->limits().max_hold);
+    hold_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+      std::lock_guard lock(self->mutex_);
+      self->timer_armed_ = false;
+      if (ec || self->ended_) return;
+      if (self->chain_->held_bytes() > 0 &&
+          Clock::now() >= self->chain_->held_since() + self->chain_->limits().max_hold) {
+        std::vector<ModerationOutput> out;
+        self->chain_->flush(out);
+        self->deliver(out);
+      }
+      self->arm_hold_timer();
+    });
+  }
+
   std::shared_ptr<Session> session_;
   uint64_t turn_;
+  std::unique_ptr<ModerationChain> chain_;
+  std::mutex mutex_;  // the chain's: engine callbacks and the hold timer
+  bool ended_ = false;
+  bool timer_armed_ = false;
+  net::steady_timer hold_timer_;
 };
 
 Session::Session(std::string id, std::string principal, std::shared_ptr<Journal> journal,
@@ -94,7 +168,9 @@ Admission Session::start_turn(const ChatCommand& chat) {
     turn_ = std::move(t);
   }
   // Outside the lock: the engine may call back at once.
-  auto handle = engine_.start(std::move(req), std::make_shared<Sink>(shared_from_this(), number));
+  auto chain = settings_.plugins ? settings_.plugins->make_chain() : nullptr;
+  auto handle = engine_.start(std::move(req),
+                              std::make_shared<Sink>(shared_from_this(), number, std::move(chain)));
   {
     std::lock_guard lock(mutex_);
     if (turn_ && turn_->number == number) {
@@ -164,6 +240,20 @@ void Session::on_delta(uint64_t turn, std::string text) {
     StreamEvent e;
     e.type = StreamEventType::kDelta;
     e.text = std::move(text);
+    journal_->append(std::move(e));
+  }
+  notify_readers();
+}
+
+void Session::on_moderation(uint64_t turn, const ModerationOutput& what) {
+  {
+    std::lock_guard lock(mutex_);
+    if (!turn_ || turn_->number != turn) return;
+    StreamEvent e;
+    e.type = StreamEventType::kModeration;
+    e.action = what.action;
+    e.text = what.reason;
+    e.plugin = what.plugin;
     journal_->append(std::move(e));
   }
   notify_readers();

@@ -18,6 +18,7 @@
 
 #include "gateway/auth/principal_limits.hpp"
 #include "gateway/engine/engine.hpp"
+#include "gateway/plugin/plugin_host.hpp"
 #include "gateway/stream/journal.hpp"
 #include "gateway/stream/session_reader.hpp"
 
@@ -27,6 +28,7 @@ struct SessionSettings {
   std::chrono::milliseconds grace{600'000};
   size_t history_max_bytes = 64 * 1024;
   std::shared_ptr<PrincipalLimits> limits;  // may be null: no per-principal limits
+  std::shared_ptr<const PluginHost> plugins;  // may be null: no moderation
 };
 
 class Session : public std::enable_shared_from_this<Session> {
@@ -60,6 +62,8 @@ class Session : public std::enable_shared_from_this<Session> {
   struct TurnState;
 
   void on_delta(uint64_t turn, std::string text);
+  // A moderator redacted text ("redact") or stopped the answer ("stop").
+  void on_moderation(uint64_t turn, const ModerationOutput& what);
   void on_end(uint64_t turn, TurnResult result);
   void notify_readers();
   // Arms the grace timer when nobody is attached to a running turn, and
