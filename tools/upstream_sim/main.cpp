@@ -9,7 +9,7 @@
 //
 // Per-request overrides: a last user message containing
 // "[[sim key=value ...]]" (keys: status, drop_after, stall_after, rate,
-// first_delay_ms, tokens, repeat) overrides the command-line settings for that
+// first_delay_ms, tokens, repeat, by_char=1) overrides the command-line settings for that
 // request; the directive is removed before the text is echoed.
 #include <CLI/CLI.hpp>
 #include <simdjson.h>
@@ -57,6 +57,7 @@ struct Behaviour {
   int first_delay_ms = 0;     // wait before the first content event
   int tokens = -1;            // stop after N tokens (finish_reason "length")
   int repeat = 1;             // the text, this many times over
+  bool by_char = false;       // one token per character: every boundary is a token boundary
   bool split_writes = false;  // write each event in small pieces
   int random_split = -1;      // >= 0: write in pieces of random size, with this seed
   bool stamp = false;         // each token's text is its send time: "<steady ns>|"
@@ -146,6 +147,7 @@ void apply_directive(std::string& prompt, Behaviour& b) {
       else if (k == "first_delay_ms") b.first_delay_ms = std::stoi(v);
       else if (k == "tokens") b.tokens = std::stoi(v);
       else if (k == "repeat") b.repeat = std::clamp(std::stoi(v), 1, 1'000'000);
+      else if (k == "by_char") b.by_char = v == "1";
     } catch (const std::exception&) {
     }
   }
@@ -318,7 +320,19 @@ class Simulator {
     for (size_t pos; (pos = once.find("{prompt}")) != std::string::npos;) {
       once.replace(pos, 8, prompt);
     }
-    const auto one = tokenize(once);
+    auto one = tokenize(once);
+    if (b.by_char) {
+      std::vector<std::string> chars;
+      for (const auto& t : one) {
+        for (size_t i = 0; i < t.size();) {
+          const auto c = static_cast<unsigned char>(t[i]);
+          const size_t n = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+          chars.push_back(t.substr(i, n));
+          i += n;
+        }
+      }
+      one = std::move(chars);
+    }
     std::vector<std::string> tokens;
     tokens.reserve(one.size() * static_cast<size_t>(b.repeat));
     for (int r = 0; r < b.repeat; ++r) tokens.insert(tokens.end(), one.begin(), one.end());
