@@ -37,6 +37,8 @@ Frame parse_frame(std::string_view json) {
   str("finish_reason", f.finish_reason);
   str("resume_token", f.resume_token);
   str("reason", f.reason);
+  str("action", f.action);
+  str("plugin", f.plugin);
   uint64_t offset = 0;
   if (doc["offset"].get(offset) == simdjson::SUCCESS) f.offset = offset;
   if (doc["from_offset"].get(offset) == simdjson::SUCCESS) f.from_offset = offset;

@@ -23,7 +23,9 @@ struct Frame {
   std::string message;
   std::string finish_reason;
   std::string resume_token;
-  std::string reason;  // resume_failed
+  std::string reason;  // resume_failed, moderation
+  std::string action;  // moderation
+  std::string plugin;  // moderation
   uint64_t offset = 0;
   uint64_t from_offset = 0;  // resumed
   int64_t prompt_tokens = -1;
