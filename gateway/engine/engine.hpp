@@ -24,6 +24,14 @@ struct TurnRequest {
   std::string model;  // empty: the engine's configured model
   std::vector<ChatMessage> messages;
   ChatParams params;
+  std::string tools_json;  // an OpenAI "tools" array offered to the model; "" for none
+};
+
+// A tool call the model asked for, gathered from the stream's fragments.
+struct ToolCall {
+  std::string id;
+  std::string name;
+  std::string arguments;  // JSON text, as the model wrote it (not yet checked)
 };
 
 struct TurnError {
@@ -32,9 +40,10 @@ struct TurnError {
 };
 
 struct TurnResult {
-  // "stop", "length", ... as the model reported it; "cancelled" after
-  // TurnHandle::cancel; "error" when `error` is set.
+  // "stop", "length", "tool_calls", ... as the model reported it;
+  // "cancelled" after TurnHandle::cancel; "error" when `error` is set.
   std::string finish_reason;
+  std::vector<ToolCall> tool_calls;  // with finish_reason "tool_calls"
   Usage usage;
   bool has_usage = false;  // false: usage is the gateway's own count
   std::optional<TurnError> error;

@@ -31,7 +31,17 @@ std::unique_ptr<PluginHost> PluginHost::load(const Config& config, std::string& 
     }
     host->plugins_.push_back(std::move(plugin));
   }
+  std::vector<const LoadedPlugin*> loaded;
+  for (const auto& p : host->plugins_) loaded.push_back(p.get());
+  auto runner = std::make_unique<ToolRunner>(loaded, config.tools);
+  if (!runner->empty()) host->tools_ = std::move(runner);
   return host;
+}
+
+PluginHost::~PluginHost() {
+  if (tools_ && !tools_->stop()) {
+    for (auto& p : plugins_) (void)p.release();  // still in use by an abandoned call
+  }
 }
 
 std::unique_ptr<ModerationChain> PluginHost::make_chain() const {

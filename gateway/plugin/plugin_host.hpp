@@ -1,6 +1,6 @@
 // PluginHost: the plugins listed in the config ([[plugins]]), loaded at
 // start. It hands each answer a moderation chain over every loaded
-// moderator, in config order.
+// moderator, in config order, and runs their tools.
 //
 // Threads: constructed on the main thread before the server starts; then
 // read-only, so make_chain may be called from any thread.
@@ -13,6 +13,7 @@
 #include "gateway/config/config.hpp"
 #include "gateway/plugin/loaded_plugin.hpp"
 #include "gateway/plugin/moderation_chain.hpp"
+#include "gateway/plugin/tool_runner.hpp"
 
 namespace sluice {
 
@@ -25,15 +26,21 @@ class PluginHost {
 
   // An empty host (no plugins).
   PluginHost() = default;
+  // Stops the tool workers, then destroys the plugins' instances (not when a
+  // hung tool call is still inside one: that plugin is left alive).
+  ~PluginHost();
 
   // A chain for one answer; null when no plugin moderates.
   std::unique_ptr<ModerationChain> make_chain() const;
   bool moderates() const { return !stages_.empty(); }
+  // The tools of every plugin; null when none offers any.
+  ToolRunner* tools() const { return tools_.get(); }
   const std::vector<std::unique_ptr<LoadedPlugin>>& plugins() const { return plugins_; }
 
  private:
   std::vector<std::unique_ptr<LoadedPlugin>> plugins_;
   std::vector<ModerationChain::Stage> stages_;
+  std::unique_ptr<ToolRunner> tools_;  // declared after plugins_: stops before they go
   ModerationLimits limits_;
 };
 

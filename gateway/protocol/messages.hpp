@@ -12,8 +12,10 @@
 namespace sluice {
 
 struct ChatMessage {
-  std::string role;  // "system" | "user" | "assistant"
+  std::string role;  // "system" | "user" | "assistant" | "tool"
   std::string content;
+  std::string tool_calls_json;  // assistant: the OpenAI "tool_calls" array it made
+  std::string tool_call_id;     // tool: the call this result answers
 };
 
 struct ChatParams {

@@ -4,6 +4,7 @@
 
 #include "gateway/common/json_writer.hpp"
 #include "gateway/protocol/chat_fields.hpp"
+#include "gateway/protocol/server_messages.hpp"
 
 namespace sluice {
 
@@ -103,6 +104,17 @@ std::string sse_event(const CompletionIds& ids, std::string_view session_id,
           .end_object();
       out += "event: moderation\n";
       break;
+    case StreamEventType::kToolCall:
+    case StreamEventType::kToolResult:
+    case StreamEventType::kSources: {
+      // Named events, as for moderation; the data is the WebSocket message.
+      const std::string message = tool_event_message(session_id, event);
+      out += event.type == StreamEventType::kToolCall     ? "event: tool_call\n"
+             : event.type == StreamEventType::kToolResult ? "event: tool_result\n"
+                                                          : "event: sources\n";
+      out += "data: " + message + "\n\n";
+      return out;
+    }
     case StreamEventType::kError:
       w.begin_object().key("error").begin_object()
           .field("message", event.text)

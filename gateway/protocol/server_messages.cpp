@@ -32,6 +32,10 @@ std::string event_message(std::string_view session_id, const StreamEvent& event)
                           event.usage);
     case StreamEventType::kModeration:
       return moderation_message(session_id, event.offset, event.action, event.text, event.plugin);
+    case StreamEventType::kToolCall:
+    case StreamEventType::kToolResult:
+    case StreamEventType::kSources:
+      return tool_event_message(session_id, event);
   }
   return {};
 }
@@ -47,6 +51,32 @@ std::string moderation_message(std::string_view session_id, uint64_t offset,
       .field("action", action)
       .field("reason", reason)
       .field("plugin", plugin);
+  return w.end_object().take();
+}
+
+std::string tool_event_message(std::string_view session_id, const StreamEvent& e) {
+  JsonWriter w;
+  w.begin_object();
+  switch (e.type) {
+    case StreamEventType::kToolCall:
+      w.field("type", "tool_call").field("session_id", session_id).field("offset", e.offset);
+      w.field("id", e.call_id).field("name", e.name).field("plugin", e.plugin);
+      w.key("arguments").raw(e.json.empty() ? "null" : e.json);
+      break;
+    case StreamEventType::kToolResult:
+      w.field("type", "tool_result").field("session_id", session_id).field("offset", e.offset);
+      w.field("id", e.call_id).field("name", e.name).field("plugin", e.plugin).field("ok", e.ok);
+      if (e.ok) {
+        w.key("result").raw(e.json.empty() ? "null" : e.json);
+      } else {
+        w.field("error", e.text);
+      }
+      break;
+    default:
+      w.field("type", "sources").field("session_id", session_id).field("offset", e.offset);
+      w.key("items").raw(e.json.empty() ? "[]" : e.json);
+      break;
+  }
   return w.end_object().take();
 }
 

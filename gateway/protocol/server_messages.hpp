@@ -25,6 +25,9 @@ std::string delta_message(std::string_view session_id, uint64_t offset, std::str
 std::string moderation_message(std::string_view session_id, uint64_t offset,
                                std::string_view action, std::string_view reason,
                                std::string_view plugin);
+// tool_call, tool_result and sources events (their JSON parts are kept
+// already serialized and checked).
+std::string tool_event_message(std::string_view session_id, const StreamEvent& event);
 std::string done_message(std::string_view session_id, uint64_t offset, std::string_view request_id,
                          std::string_view finish_reason, const Usage& usage);
 // `offset` 0 means the error is not part of a session's stream;

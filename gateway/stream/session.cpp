@@ -6,7 +6,9 @@
 #include <boost/asio/post.hpp>
 
 #include "gateway/common/logging.hpp"
+#include "gateway/common/json_writer.hpp"
 #include "gateway/common/random_id.hpp"
+#include "gateway/plugin/json_schema.hpp"
 #include "gateway/stream/conversation.hpp"
 #include "gateway/stream/turn_log.hpp"
 
@@ -22,7 +24,16 @@ struct Session::TurnState {
   Clock::time_point started;
   Clock::time_point first_token;
   bool got_first_token = false;
-  std::string output;  // the answer so far, for the conversation
+  std::string output;  // the answer so far, over all rounds
+  std::string round_output;  // the text of the current engine round
+  std::string model;   // what the client asked for, for every round
+  ChatParams params;
+  int round = 1;       // engine rounds: one, plus one after each batch of tool calls
+  Usage usage;         // of the rounds before the current one
+  bool tools_running = false;
+  size_t tools_pending = 0;
+  std::vector<ToolCall> calls;           // of the current tool round
+  std::vector<ToolOutcome> outcomes;     // by call
   int detaches = 0;    // readers that left during the turn
   int attaches = 0;    // readers that came (back) during the turn
   std::unique_ptr<TurnHandle> handle;
@@ -160,36 +171,65 @@ Admission Session::start_turn(const ChatCommand& chat) {
     for (const auto& m : chat.messages) t->input_bytes += m.content.size();
     history_.insert(history_.end(), chat.messages.begin(), chat.messages.end());
     fit_history(history_, settings_.history_max_bytes);
-    req.trace_id = t->trace_id;
-    req.model = chat.model;
-    req.messages = history_;
-    req.params = chat.params;
+    t->model = chat.model;
+    t->params = chat.params;
     last_active_ = t->started;
     turn_ = std::move(t);
+    req = round_request();
   }
-  // Outside the lock: the engine may call back at once.
-  auto chain = settings_.plugins ? settings_.plugins->make_chain() : nullptr;
-  auto handle = engine_.start(std::move(req),
-                              std::make_shared<Sink>(shared_from_this(), number, std::move(chain)));
-  {
-    std::lock_guard lock(mutex_);
-    if (turn_ && turn_->number == number) {
-      turn_->handle = std::move(handle);
-      if (turn_->cancel_pending) turn_->handle->cancel();
-    }
-  }
+  start_round(number, std::move(req));
   review_grace();
   return {};
 }
 
-void Session::cancel(std::optional<TurnError> why) {
+// Under mutex_: the request of the current round, from the conversation.
+TurnRequest Session::round_request() const {
+  TurnRequest req;
+  req.trace_id = turn_->trace_id;
+  req.model = turn_->model;
+  req.messages = history_;
+  req.params = turn_->params;
+  const ToolRunner* tools = settings_.plugins ? settings_.plugins->tools() : nullptr;
+  // The last round offers no tools: the model has to answer.
+  if (tools && turn_->round <= tools->config().max_rounds) req.tools_json = tools->tools_json();
+  return req;
+}
+
+void Session::start_round(uint64_t number, TurnRequest req) {
+  // Outside the lock: the engine may call back at once.
+  auto chain = settings_.plugins ? settings_.plugins->make_chain() : nullptr;
+  auto handle = engine_.start(std::move(req),
+                              std::make_shared<Sink>(shared_from_this(), number, std::move(chain)));
   std::lock_guard lock(mutex_);
-  if (!turn_) return;
-  if (why) turn_->cancel_error = std::move(why);
-  if (turn_->handle) {
-    turn_->handle->cancel();
-  } else {
-    turn_->cancel_pending = true;  // start_turn has not stored the handle yet
+  if (turn_ && turn_->number == number) {
+    turn_->handle = std::move(handle);
+    if (turn_->cancel_pending) turn_->handle->cancel();
+  }
+}
+
+void Session::cancel(std::optional<TurnError> why) {
+  uint64_t ended_in_tools = 0;
+  {
+    std::lock_guard lock(mutex_);
+    if (!turn_) return;
+    if (why) turn_->cancel_error = std::move(why);
+    if (turn_->tools_running) {
+      // No engine round is running: the turn ends here; late tool outcomes
+      // find it gone.
+      turn_->tools_running = false;
+      ended_in_tools = turn_->number;
+    } else if (turn_->handle) {
+      turn_->handle->cancel();
+    } else {
+      turn_->cancel_pending = true;  // the round's handle is not stored yet
+    }
+  }
+  if (ended_in_tools) {
+    TurnResult r;
+    r.finish_reason = "cancelled";
+    net::post(executor_, [self = shared_from_this(), ended_in_tools, r]() mutable {
+      self->on_end(ended_in_tools, std::move(r));
+    });
   }
 }
 
@@ -237,6 +277,7 @@ void Session::on_delta(uint64_t turn, std::string text) {
       turn_->first_token = Clock::now();
     }
     turn_->output += text;
+    turn_->round_output += text;
     StreamEvent e;
     e.type = StreamEventType::kDelta;
     e.text = std::move(text);
@@ -259,12 +300,104 @@ void Session::on_moderation(uint64_t turn, const ModerationOutput& what) {
   notify_readers();
 }
 
+bool Session::begin_tools(uint64_t turn, TurnResult& result) {
+  ToolRunner* runner = settings_.plugins ? settings_.plugins->tools() : nullptr;
+  if (!runner || result.error || result.tool_calls.empty()) return false;
+  std::vector<ToolCall> calls;
+  {
+    std::lock_guard lock(mutex_);
+    if (!turn_ || turn_->number != turn) return true;  // gone: nothing to finish
+    if (turn_->round > runner->config().max_rounds) return false;
+    turn_->usage.prompt_tokens += result.usage.prompt_tokens;
+    turn_->usage.completion_tokens += result.usage.completion_tokens;
+    // The assistant's message that made the calls, for the next round.
+    JsonWriter w;
+    w.begin_array();
+    for (auto& c : result.tool_calls) {
+      if (c.id.empty()) c.id = make_random_id("call_");
+      w.begin_object().field("id", c.id).field("type", "function").key("function").begin_object();
+      w.field("name", c.name).field("arguments", c.arguments).end_object().end_object();
+    }
+    history_.push_back({"assistant", std::exchange(turn_->round_output, {}), w.end_array().take(), {}});
+    for (const auto& c : result.tool_calls) {
+      StreamEvent e;
+      e.type = StreamEventType::kToolCall;
+      e.call_id = c.id;
+      e.name = c.name;
+      e.json = json_or_string(c.arguments);
+      journal_->append(std::move(e));
+    }
+    turn_->calls = result.tool_calls;
+    turn_->outcomes.assign(turn_->calls.size(), {});
+    turn_->tools_pending = turn_->calls.size();
+    turn_->tools_running = true;
+    turn_->handle.reset();
+    calls = turn_->calls;
+  }
+  notify_readers();
+  for (size_t i = 0; i < calls.size(); ++i) {
+    runner->run(std::move(calls[i]), executor_,
+                [self = shared_from_this(), turn, i](ToolOutcome o) { self->on_tool_outcome(turn, i, std::move(o)); });
+  }
+  return true;
+}
+
+void Session::on_tool_outcome(uint64_t turn, size_t index, ToolOutcome o) {
+  std::optional<TurnRequest> next;
+  {
+    std::lock_guard lock(mutex_);
+    if (!turn_ || turn_->number != turn || !turn_->tools_running) return;
+    StreamEvent e;
+    e.type = StreamEventType::kToolResult;
+    e.call_id = o.call_id;
+    e.name = o.name;
+    e.plugin = o.plugin;
+    e.ok = o.ok;
+    if (o.ok) {
+      e.json = o.result_json;
+    } else {
+      e.text = o.error;
+    }
+    journal_->append(std::move(e));
+    if (o.ok && !o.sources.empty()) {
+      JsonWriter w;
+      w.begin_array();
+      for (const auto& src : o.sources) {
+        w.begin_object().field("title", src.title).field("url", src.url).field("snippet", src.snippet).end_object();
+      }
+      StreamEvent s;
+      s.type = StreamEventType::kSources;
+      s.json = w.end_array().take();
+      journal_->append(std::move(s));
+    }
+    turn_->outcomes[index] = std::move(o);
+    if (--turn_->tools_pending == 0) {
+      // Every result is in: the model reads them in the next round.
+      for (const auto& r : turn_->outcomes) {
+        JsonWriter err;
+        const std::string content =
+            r.ok ? r.result_json : err.begin_object().field("error", r.error).end_object().take();
+        history_.push_back({"tool", content, {}, r.call_id});
+      }
+      turn_->tools_running = false;
+      turn_->outcomes.clear();
+      ++turn_->round;
+      next = round_request();
+    }
+  }
+  notify_readers();
+  if (next) start_round(turn, std::move(*next));
+}
+
 void Session::on_end(uint64_t turn, TurnResult result) {
+  if (result.finish_reason == "tool_calls" && begin_tools(turn, result)) return;
   std::unique_ptr<TurnState> t;
   {
     std::lock_guard lock(mutex_);
     if (!turn_ || turn_->number != turn) return;
     t = std::move(turn_);
+    result.usage.prompt_tokens += t->usage.prompt_tokens;
+    result.usage.completion_tokens += t->usage.completion_tokens;
     const auto error = result.error ? result.error : t->cancel_error;
     if (error) {
       StreamEvent e;
@@ -281,10 +414,10 @@ void Session::on_end(uint64_t turn, TurnResult result) {
     done.usage = result.usage;
     journal_->append(std::move(done));
     journal_->end_turn();
-    if (!t->output.empty()) {
-      history_.push_back({"assistant", t->output});
-      fit_history(history_, settings_.history_max_bytes);
+    if (!t->round_output.empty()) {
+      history_.push_back({"assistant", t->round_output, {}, {}});
     }
+    fit_history(history_, settings_.history_max_bytes);
     last_active_ = Clock::now();
     if (!result.error && t->cancel_error) result.error = t->cancel_error;
   }

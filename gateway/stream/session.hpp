@@ -61,6 +61,12 @@ class Session : public std::enable_shared_from_this<Session> {
   class Sink;
   struct TurnState;
 
+  TurnRequest round_request() const;  // under mutex_
+  void start_round(uint64_t turn, TurnRequest request);
+  // A round that ended with tool calls: runs them (true), or false when the
+  // turn ends here (no tools, or the round cap reached).
+  bool begin_tools(uint64_t turn, TurnResult& result);
+  void on_tool_outcome(uint64_t turn, size_t index, ToolOutcome outcome);
   void on_delta(uint64_t turn, std::string text);
   // A moderator redacted text ("redact") or stopped the answer ("stop").
   void on_moderation(uint64_t turn, const ModerationOutput& what);

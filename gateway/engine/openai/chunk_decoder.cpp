@@ -88,6 +88,18 @@ StreamChunk ChunkDecoder::decode(std::string_view data) {
   if (choice["delta"].get(delta) == simdjson::SUCCESS) {
     std::string_view content;
     if (delta["content"].get(content) == simdjson::SUCCESS) out.content = content;
+    simdjson::dom::array calls;
+    if (delta["tool_calls"].get(calls) == simdjson::SUCCESS) {
+      for (element c : calls) {
+        ToolCallFragment f;
+        std::string_view v;
+        if (c["index"].get(f.index) != simdjson::SUCCESS) f.index = 0;
+        if (c["id"].get(v) == simdjson::SUCCESS) f.id = v;
+        if (c["function"]["name"].get(v) == simdjson::SUCCESS) f.name = v;
+        if (c["function"]["arguments"].get(v) == simdjson::SUCCESS) f.arguments = v;
+        out.tool_calls.push_back(std::move(f));
+      }
+    }
   }
   std::string_view finish;
   if (choice["finish_reason"].get(finish) == simdjson::SUCCESS) out.finish_reason = finish;

@@ -7,10 +7,20 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "gateway/protocol/server_messages.hpp"
 
 namespace sluice {
+
+// One fragment of a streamed tool call: fragments with the same index are
+// one call; id and name come once, arguments arrive in pieces.
+struct ToolCallFragment {
+  int64_t index = 0;
+  std::string id;
+  std::string name;
+  std::string arguments;
+};
 
 struct StreamChunk {
   enum class Kind {
@@ -21,6 +31,7 @@ struct StreamChunk {
   };
   Kind kind = Kind::kMalformed;
   std::string content;        // choices[0].delta.content, "" if none
+  std::vector<ToolCallFragment> tool_calls;  // choices[0].delta.tool_calls
   std::string finish_reason;  // choices[0].finish_reason, "" while null
   std::optional<Usage> usage; // the usage chunk (stream_options.include_usage)
   std::string message;        // kError / kMalformed: what was wrong

@@ -24,6 +24,7 @@ namespace {
 class Turn;
 
 constexpr size_t kMaxErrorBody = 64 * 1024;
+constexpr int64_t kMaxToolCalls = 64;  // parallel tool calls in one answer
 
 struct Shard {
   explicit Shard(net::io_context& ioc) : strand(net::make_strand(ioc)), multi(strand) {}
@@ -58,9 +59,22 @@ std::string build_body(const OpenAiConfig& config, const TurnRequest& request) {
   w.begin_object().field("model", request.model.empty() ? config.model : request.model);
   w.key("messages").begin_array();
   for (const auto& m : request.messages) {
-    w.begin_object().field("role", m.role).field("content", m.content).end_object();
+    w.begin_object().field("role", m.role);
+    if (!m.tool_calls_json.empty()) {
+      if (m.content.empty()) {
+        w.key("content").null();
+      } else {
+        w.field("content", m.content);
+      }
+      w.key("tool_calls").raw(m.tool_calls_json);
+    } else {
+      w.field("content", m.content);
+    }
+    if (!m.tool_call_id.empty()) w.field("tool_call_id", m.tool_call_id);
+    w.end_object();
   }
   w.end_array();
+  if (!request.tools_json.empty()) w.key("tools").raw(request.tools_json);
   w.field("stream", true);
   w.key("stream_options").begin_object().field("include_usage", true).end_object();
   for (const auto& [key, json] : request.params.fields) {
@@ -137,6 +151,7 @@ class Turn : public std::enable_shared_from_this<Turn> {
     endpoint_ = shared_->pool.pick(Clock::now(), last_failed_);
     status_ = 0;
     error_body_.clear();
+    tool_calls_.clear();
     parser_ = SseParser(config_.max_event_bytes);
     pending_.reset();
     finish_reason_.clear();
@@ -229,6 +244,23 @@ class Turn : public std::enable_shared_from_this<Turn> {
       has_usage_ = true;
     }
     if (!chunk.finish_reason.empty()) finish_reason_ = chunk.finish_reason;
+    for (auto& f : chunk.tool_calls) {
+      if (f.index < 0 || f.index >= kMaxToolCalls) {
+        pending_ = Failure{{ErrorCode::kUpstreamProtocol, "tool call index out of range"}, false, true};
+        return;
+      }
+      if (tool_calls_.size() <= static_cast<size_t>(f.index)) tool_calls_.resize(f.index + 1);
+      ToolCall& call = tool_calls_[f.index];
+      if (!f.id.empty()) call.id = std::move(f.id);
+      if (!f.name.empty()) call.name = std::move(f.name);
+      call.arguments += f.arguments;
+      if (call.arguments.size() > config_.max_event_bytes) {
+        pending_ = Failure{{ErrorCode::kUpstreamProtocol, "tool call arguments over openai.max_event_bytes"},
+                           false, true};
+        return;
+      }
+      if (!first_token_sent_) first_token_sent_ = true;  // no retry once the model has answered
+    }
     if (!chunk.content.empty()) {
       if (!first_token_sent_) first_token_sent_ = true;
       ++deltas_;
@@ -331,6 +363,7 @@ class Turn : public std::enable_shared_from_this<Turn> {
     r.attempts = attempts_;
     r.has_usage = has_usage_;
     r.usage = usage_;
+    if (r.finish_reason == "tool_calls") r.tool_calls = std::move(tool_calls_);
     if (!has_usage_) r.usage.completion_tokens = deltas_;
     auto sink = std::move(sink_);
     sink->on_end(std::move(r));
@@ -380,6 +413,7 @@ class Turn : public std::enable_shared_from_this<Turn> {
   int attempts_ = 0;
   int64_t deltas_ = 0;
   std::string finish_reason_;
+  std::vector<ToolCall> tool_calls_;  // by index, gathered from the fragments
   Usage usage_;
   bool has_usage_ = false;
   bool first_token_sent_ = false;
