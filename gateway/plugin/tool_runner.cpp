@@ -37,7 +37,7 @@ ToolRunner::ToolRunner(const std::vector<const LoadedPlugin*>& plugins, ToolsCon
       tools_[t->name] = {p, t};
       w.begin_object().field("type", "function").key("function").begin_object();
       w.field("name", t->name).field("description", t->description ? t->description : "");
-      w.key("parameters").raw(t->parameters_schema_json);
+      w.key("parameters").raw(json_or_string(t->parameters_schema_json));  // checked at load: an object
       w.end_object().end_object();
     }
   }

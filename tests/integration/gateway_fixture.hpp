@@ -5,6 +5,9 @@
 #include <gtest/gtest.h>
 #include <simdjson.h>
 
+#include <unistd.h>
+
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -71,6 +74,19 @@ inline std::string resume(const std::string& session_id, uint64_t offset, const 
   if (!request_id.empty()) w.field("request_id", request_id);
   return w.end_object().take();
 }
+
+// A config file for one test, removed at the end.
+struct TempConfig {
+  std::string path;
+  explicit TempConfig(const std::string& toml) {
+    char tmpl[] = "/tmp/sluice-config-XXXXXX";
+    const int fd = mkstemp(tmpl);
+    close(fd);
+    path = tmpl;
+    std::ofstream(path) << toml;
+  }
+  ~TempConfig() { unlink(path.c_str()); }
+};
 
 struct Turn {
   std::string text;

@@ -27,19 +27,6 @@ action = "redact"
 phrases = ["idiot", "笨蛋"]
 )";
 
-// A config file for one test, removed at the end.
-struct TempConfig {
-  std::string path;
-  explicit TempConfig(const std::string& toml) {
-    char tmpl[] = "/tmp/sluice-moderation-XXXXXX";
-    const int fd = mkstemp(tmpl);
-    close(fd);
-    path = tmpl;
-    std::ofstream(path) << toml;
-  }
-  ~TempConfig() { unlink(path.c_str()); }
-};
-
 struct Moderated {
   std::string text;
   std::vector<Frame> moderation;

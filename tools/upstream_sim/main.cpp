@@ -11,6 +11,12 @@
 // "[[sim key=value ...]]" (keys: status, drop_after, stall_after, rate,
 // first_delay_ms, tokens, repeat, by_char=1) overrides the command-line settings for that
 // request; the directive is removed before the text is echoed.
+//
+// Tool calls, as vLLM streams them: when the request offers a tool named
+// lookup_order and the user's message names an order ("A1001"), the answer
+// is a call of lookup_order (arguments in fragments, finish_reason
+// "tool_calls"); "[[sim tool=NAME args=JSON]]" calls any offered tool. When
+// the last message is a tool result, the answer reports it in words.
 #include <CLI/CLI.hpp>
 #include <simdjson.h>
 
@@ -32,6 +38,7 @@
 #include <iostream>
 #include <mutex>
 #include <random>
+#include <regex>
 #include <sstream>
 #include <thread>
 
@@ -63,6 +70,8 @@ struct Behaviour {
   bool stamp = false;         // each token's text is its send time: "<steady ns>|"
   bool usage = true;
   std::string model = "sim-model";
+  std::string tool;       // call this tool instead of answering in text
+  std::string tool_args;  // ... with these arguments (JSON)
 };
 
 struct Stats {
@@ -148,12 +157,34 @@ void apply_directive(std::string& prompt, Behaviour& b) {
       else if (k == "tokens") b.tokens = std::stoi(v);
       else if (k == "repeat") b.repeat = std::clamp(std::stoi(v), 1, 1'000'000);
       else if (k == "by_char") b.by_char = v == "1";
+      else if (k == "tool") b.tool = v;
+      else if (k == "args") b.tool_args = v;
     } catch (const std::exception&) {
     }
   }
   prompt.erase(open, close + 2 - open);
   while (!prompt.empty() && prompt.back() == ' ') prompt.pop_back();
   while (!prompt.empty() && prompt.front() == ' ') prompt.erase(0, 1);
+}
+
+// The simulated model's words about a tool result (JSON text).
+std::string describe_tool_result(std::string_view content) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (parser.parse(std::string(content)).get(doc) != simdjson::SUCCESS) {
+    return "The tool answered: " + std::string(content);
+  }
+  std::string_view error, id, status;
+  bool found = true;
+  if (doc["error"].get(error) == simdjson::SUCCESS) return "Sorry, the tool failed: " + std::string(error);
+  if (doc["order_id"].get(id) != simdjson::SUCCESS) id = "?";
+  if (doc["found"].get(found) == simdjson::SUCCESS && !found) {
+    return "I could not find order " + std::string(id) + ".";
+  }
+  if (doc["status"].get(status) == simdjson::SUCCESS) {
+    return "Order " + std::string(id) + " is " + std::string(status) + ".";
+  }
+  return "The tool answered: " + simdjson::minify(doc);
 }
 
 class Simulator {
@@ -283,19 +314,55 @@ class Simulator {
       bool s = false;
       if (doc["stream"].get(s) == simdjson::SUCCESS) stream = s;
       simdjson::dom::array messages;
+      std::string_view last_role;
+      std::string tool_content;
       if (doc["messages"].get(messages) == simdjson::SUCCESS) {
         for (auto m : messages) {
           std::string_view role, content;
-          if (m["role"].get(role) == simdjson::SUCCESS && role == "user" &&
-              m["content"].get(content) == simdjson::SUCCESS) {
-            prompt = content;
-          }
+          if (m["role"].get(role) != simdjson::SUCCESS) continue;
+          last_role = role;
+          if (m["content"].get(content) != simdjson::SUCCESS) continue;
+          if (role == "user") prompt = content;
+          if (role == "tool") tool_content = content;
+        }
+      }
+      std::vector<std::string> offered;
+      simdjson::dom::array tools;
+      if (doc["tools"].get(tools) == simdjson::SUCCESS) {
+        for (auto t : tools) {
+          std::string_view name;
+          if (t["function"]["name"].get(name) == simdjson::SUCCESS) offered.emplace_back(name);
+        }
+      }
+      if (last_role == "tool") {
+        b.text = describe_tool_result(tool_content);
+      } else if (!offered.empty()) {
+        Behaviour probe;
+        std::string copy = prompt;
+        apply_directive(copy, probe);
+        const auto has = [&](const std::string& n) {
+          return std::find(offered.begin(), offered.end(), n) != offered.end();
+        };
+        std::smatch order;
+        if (!probe.tool.empty() && has(probe.tool)) {
+          b.tool = probe.tool;
+          b.tool_args = probe.tool_args.empty() ? "{}" : probe.tool_args;
+        } else if (has("lookup_order") &&
+                   std::regex_search(copy, order, std::regex("\\b[A-Z][0-9]{4,}\\b"))) {
+          b.tool = "lookup_order";
+          b.tool_args = R"({"order_id": ")" + order.str() + R"("})";
         }
       }
       std::string_view model;
       if (doc["model"].get(model) == simdjson::SUCCESS) b.model = model;
     }
-    apply_directive(prompt, b);
+    {
+      // The tool choice above is the request's, not the directive's.
+      const std::string tool = b.tool, args = b.tool_args;
+      apply_directive(prompt, b);
+      b.tool = tool;
+      b.tool_args = args;
+    }
     if (b.status != 200) {
       ++stats_.errors_sent;
       std::string body = R"x({"object":"error","message":"simulated failure (HTTP )x" +
@@ -415,6 +482,28 @@ class Simulator {
     if (b.first_delay_ms > 0) {
       timer.expires_after(std::chrono::milliseconds(b.first_delay_ms));
       co_await timer.async_wait(net::as_tuple(use_awaitable));
+    }
+    if (!b.tool.empty()) {
+      // vLLM's shape: the call's id and name first, then the arguments in pieces.
+      std::string head = R"([{"index":0,"delta":{"tool_calls":[{"id":"chatcmpl-tool-)" + id.substr(9) +
+                         R"(","type":"function","index":0,"function":{"name":)";
+      sluice::append_json_string(head, b.tool);
+      head += R"(,"arguments":""}}]},"logprobs":null,"finish_reason":null}])";
+      if (!co_await send(chunk_json(id, created, b, head))) co_return fail_abort();
+      const size_t third = std::max<size_t>(1, b.tool_args.size() / 3);
+      for (size_t at = 0, len = 0; at < b.tool_args.size(); at += len) {
+        len = std::min(third, b.tool_args.size() - at);
+        // Pieces end on character boundaries: each is a JSON string of its own.
+        while (at + len < b.tool_args.size() && (static_cast<unsigned char>(b.tool_args[at + len]) & 0xC0) == 0x80) {
+          ++len;
+        }
+        std::string piece = R"([{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":)";
+        sluice::append_json_string(piece, b.tool_args.substr(at, len));
+        piece += R"(}}]},"logprobs":null,"finish_reason":null}])";
+        if (!co_await send(chunk_json(id, created, b, piece))) co_return fail_abort();
+      }
+      tokens.clear();
+      finish = "tool_calls";
     }
     const auto interval = b.rate > 0 ? std::chrono::duration<double>(b.chunk_tokens / b.rate)
                                      : std::chrono::duration<double>(0);

@@ -49,6 +49,30 @@ inline const sluice_host_v1*& host_table() {
 inline sluice_str view(std::string_view s) { return {s.data(), s.size()}; }
 }  // namespace detail
 
+// `s` as a quoted JSON string (for building tool results).
+inline std::string json_string(std::string_view s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          static const char* hex = "0123456789abcdef";
+          out += "\\u00";
+          out += hex[c >> 4];
+          out += hex[c & 15];
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  return out + "\"";
+}
+
 // Thrown by a constructor for settings it cannot accept (SLUICE_ERR_INVALID_ARGUMENT).
 struct ConfigError : std::runtime_error {
   using std::runtime_error::runtime_error;
