@@ -134,7 +134,7 @@ std::optional<ProtocolError> read_chat_messages(element e, size_t max_messages,
     } else {
       return bad("messages[].content must be a string or a list of text parts");
     }
-    out.push_back({std::string(role), std::move(content)});
+    out.push_back({std::string(role), std::move(content), {}, {}});
   }
   return std::nullopt;
 }
@@ -254,7 +254,7 @@ ClientMessage ClientParser::Impl::parse_object(object obj, std::string request_i
       std::string_view text;
       if (input.get(text) != simdjson::SUCCESS) return bad("input must be a string");
       if (text.empty()) return bad("input must not be empty");
-      chat.messages.push_back({"user", std::string(text)});
+      chat.messages.push_back({"user", std::string(text), {}, {}});
     } else if (auto e = read_chat_messages(messages, limits.max_messages, chat.messages)) {
       return *e;
     }

@@ -7,7 +7,7 @@ namespace {
 
 std::vector<ChatMessage> msgs(std::initializer_list<std::pair<const char*, std::string>> list) {
   std::vector<ChatMessage> out;
-  for (const auto& [role, content] : list) out.push_back({role, content});
+  for (const auto& [role, content] : list) out.push_back({role, content, {}, {}});
   return out;
 }
 
@@ -36,6 +36,20 @@ TEST(Conversation, LastMessageStaysEvenOverBudget) {
   fit_history(m, 100);
   ASSERT_EQ(m.size(), 1u);
   EXPECT_EQ(m[0].content.size(), 500u);
+}
+
+TEST(Conversation, AToolResultNeverOutlivesTheCallThatAskedForIt) {
+  std::vector<ChatMessage> m = {
+      {"user", std::string(60, 'q'), {}, {}},
+      {"assistant", "", R"([{"id":"call_1","type":"function","function":{"name":"lookup_order","arguments":"{}"}}])", {}},
+      {"tool", R"({"status":"shipped","note":"已发货"})", {}, "call_1"},
+      {"assistant", "Order A1001 is shipped.", {}, {}},
+      {"user", "谢谢", {}, {}}};
+  // Room for the last two messages and the tool result, not for the call.
+  fit_history(m, 80);
+  ASSERT_FALSE(m.empty());
+  EXPECT_NE(m.front().role, "tool");
+  EXPECT_EQ(m.back().content, "谢谢");
 }
 
 }  // namespace
