@@ -54,6 +54,11 @@ class ToolRunner {
   // The OpenAI "tools" array offered to the model.
   const std::string& tools_json() const { return tools_json_; }
   const ToolsConfig& config() const { return config_; }
+  // The plugin offering `tool` ("" for none).
+  std::string plugin_of(const std::string& tool) const {
+    const auto it = tools_.find(tool);
+    return it == tools_.end() ? std::string() : it->second.plugin->name();
+  }
 
   void run(ToolCall call, boost::asio::any_io_executor executor,
            std::function<void(ToolOutcome)> done);

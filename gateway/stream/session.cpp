@@ -324,6 +324,7 @@ bool Session::begin_tools(uint64_t turn, TurnResult& result) {
       e.type = StreamEventType::kToolCall;
       e.call_id = c.id;
       e.name = c.name;
+      e.plugin = runner->plugin_of(c.name);
       e.json = json_or_string(c.arguments);
       journal_->append(std::move(e));
     }

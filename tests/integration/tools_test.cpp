@@ -79,6 +79,7 @@ TEST(Tools, AnOrderQuestionRunsLookupOrderAgainstSqliteAndTheAnswerUsesIt) {
     ASSERT_TRUE(t.done);
     EXPECT_EQ(t.done->finish_reason, "stop");
     ASSERT_EQ(t.calls.size(), 1u);
+    EXPECT_EQ(t.calls[0].plugin, "order_lookup");
     EXPECT_NE(t.calls[0].raw.find(R"("name":"lookup_order")"), std::string::npos) << t.calls[0].raw;
     EXPECT_NE(t.calls[0].raw.find(R"("arguments":{"order_id":")" + ask.order + "\"}"), std::string::npos)
         << t.calls[0].raw;

@@ -1,0 +1,98 @@
+// An example Sluice plugin: a tool that quotes shipping cost and days for a
+// destination, and a tiny moderator that keeps internal ticket references
+// ("INT-1234") out of answers. Settings:
+//   [plugins.settings]
+//   base_fee_cents = 500
+//
+// Build: see ../CMakeLists.txt. Check: sluice-plugin-check shipping_quote.so
+#include <cctype>
+#include <charconv>
+#include <string>
+
+#include "sluice/plugin.hpp"
+
+class ShippingQuote {
+ public:
+  static constexpr const char* kName = "shipping_quote";
+  static constexpr const char* kVersion = "1.0.0";
+  static constexpr const char* kDescription = "Shipping quotes, and internal ticket references kept out";
+
+  // Settings arrive as JSON; this example reads one number without a parser.
+  explicit ShippingQuote(sluice::Context ctx) : ctx_(ctx) {
+    const std::string_view json = ctx.config_json();
+    if (const auto at = json.find("\"base_fee_cents\""); at != std::string_view::npos) {
+      const auto colon = json.find(':', at);
+      const char* first = json.data() + colon + 1;
+      while (*first == ' ') ++first;
+      if (std::from_chars(first, json.data() + json.size(), base_fee_cents_).ec != std::errc()) {
+        throw sluice::ConfigError("base_fee_cents must be a whole number of cents");
+      }
+    }
+  }
+
+  static constexpr auto tools() {
+    return std::array{sluice::tool<&ShippingQuote::quote>(
+        "quote_shipping", "Quote the shipping cost and delivery days to a country.",
+        R"({"type":"object","properties":{"country":{"type":"string","minLength":2,"maxLength":2,
+            "description":"ISO 3166 country code, such as CN or US"}},"required":["country"]})")};
+  }
+
+  void quote(std::string_view args_json, sluice::ToolResult& result) {
+    const auto at = args_json.find("\"country\"");
+    const auto open = args_json.find('"', args_json.find(':', at) + 1);
+    if (at == std::string_view::npos || open == std::string_view::npos) {
+      throw sluice::ToolError(SLUICE_ERR_INVALID_ARGUMENT, "country is required");
+    }
+    std::string country(args_json.substr(open + 1, 2));
+    for (auto& c : country) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    const bool domestic = country == "CN";
+    const int cents = base_fee_cents_ + (domestic ? 0 : 1500);
+    const int days = domestic ? 3 : 9;
+    result.set_json(R"({"country":)" + sluice::json_string(country) + R"(,"cost":")" +
+                    std::to_string(cents / 100) + "." + (cents % 100 < 10 ? "0" : "") +
+                    std::to_string(cents % 100) + R"( USD","days":)" + std::to_string(days) + "}");
+    result.add_source("Shipping rates", "https://shop.example/shipping", "Rates and delivery times by country");
+    ctx_.counter_add("quotes");
+  }
+
+  // The moderator: one stream per answer. "INT-" followed by digits is
+  // replaced; a trailing "I", "IN", "INT", "INT-" or digits are held until
+  // the next text shows what they are.
+  struct Stream {};
+  void on_text(Stream&, std::string_view pending, size_t, uint32_t flags, sluice::Verdict& verdict) {
+    const bool final = flags & (SLUICE_TEXT_FINAL | SLUICE_TEXT_FLUSH);
+    std::string out;
+    size_t i = 0;
+    bool replaced = false;
+    size_t hold = 0;
+    while (i < pending.size()) {
+      if (pending.compare(i, 4, "INT-") == 0 || (!final && std::string_view("INT-").substr(0, pending.size() - i) == pending.substr(i))) {
+        size_t j = i + 4;
+        while (j < pending.size() && std::isdigit(static_cast<unsigned char>(pending[j]))) ++j;
+        if (j >= pending.size() && !final) {  // may go on: hold from here
+          hold = pending.size() - i;
+          break;
+        }
+        if (j > i + 4) {
+          out += "[internal reference]";
+          replaced = true;
+          i = j;
+          continue;
+        }
+      }
+      out += pending[i++];
+    }
+    if (replaced) return verdict.replace(out, hold, "internal_reference");
+    verdict.pass(hold);
+  }
+
+  void self_test() {
+    if (base_fee_cents_ < 0) throw std::runtime_error("base_fee_cents is negative");
+  }
+
+ private:
+  sluice::Context ctx_;
+  int base_fee_cents_ = 500;
+};
+
+SLUICE_PLUGIN(ShippingQuote)
