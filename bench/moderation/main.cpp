@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "gateway/plugin/moderation_chain.hpp"
+#include "tools/upstream_sim/tokenize.hpp"
 
 namespace {
 
@@ -31,30 +32,6 @@ const char* kParagraphs[] = {
     "我们的客服电话是 138 0013 8000，工作时间是早上九点到晚上六点。",
 };
 
-// Token-like pieces: a word with its leading space, a punctuation mark, or
-// one non-ASCII character, as the upstream simulator splits text.
-std::vector<std::string> tokenize(const std::string& text) {
-  std::vector<std::string> out;
-  size_t i = 0;
-  auto alnum = [&](size_t k) { return k < text.size() && std::isalnum(static_cast<unsigned char>(text[k])); };
-  while (i < text.size()) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    size_t j = i + 1;
-    if (c >= 0xF0) {
-      j = i + 4;
-    } else if (c >= 0xE0) {
-      j = i + 3;
-    } else if (c >= 0xC0) {
-      j = i + 2;
-    } else if (alnum(i) || (c == ' ' && alnum(i + 1))) {
-      j = i + 1;
-      while (alnum(j)) ++j;
-    }
-    out.push_back(text.substr(i, j - i));
-    i = j;
-  }
-  return out;
-}
 
 double percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
@@ -152,7 +129,7 @@ int main(int argc, char** argv) {
   for (int k = 0; k < 4; ++k) {
     for (const char* p : kParagraphs) text += p;
   }
-  const auto tokens = tokenize(text);
+  const auto tokens = sluice::sim::tokenize(text);
   const sluice::ModerationLimits limits{1024, std::chrono::milliseconds(500)};
   const double token_ms = 1000.0 / rate;
 

@@ -44,6 +44,7 @@
 
 #include "gateway/common/json_writer.hpp"
 #include "gateway/common/port_file.hpp"
+#include "tools/upstream_sim/tokenize.hpp"
 
 namespace net = boost::asio;
 namespace beast = boost::beast;
@@ -89,33 +90,6 @@ struct Stats {
   std::string last_authorization;
 };
 
-// Splits text into token-like pieces: a word with its leading space, a
-// punctuation mark, or one non-ASCII character (CJK, emoji) each.
-std::vector<std::string> tokenize(std::string_view text) {
-  auto alnum = [&](size_t k) {
-    return k < text.size() && std::isalnum(static_cast<unsigned char>(text[k]));
-  };
-  std::vector<std::string> out;
-  size_t i = 0;
-  while (i < text.size()) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    size_t j = i + 1;
-    if (c >= 0xF0) {
-      j = i + 4;
-    } else if (c >= 0xE0) {
-      j = i + 3;
-    } else if (c >= 0xC0) {
-      j = i + 2;
-    } else if (alnum(i) || (c == ' ' && alnum(i + 1))) {
-      j = i + 1;
-      while (alnum(j)) ++j;
-    }
-    j = std::min(j, text.size());
-    out.emplace_back(text.substr(i, j - i));
-    i = j;
-  }
-  return out;
-}
 
 std::string chunk_json(const std::string& id, int64_t created, const Behaviour& b,
                        std::string_view body) {
@@ -387,7 +361,7 @@ class Simulator {
     for (size_t pos; (pos = once.find("{prompt}")) != std::string::npos;) {
       once.replace(pos, 8, prompt);
     }
-    auto one = tokenize(once);
+    auto one = sluice::sim::tokenize(once);
     if (b.by_char) {
       std::vector<std::string> chars;
       for (const auto& t : one) {
@@ -550,7 +524,7 @@ class Simulator {
       co_return fail_abort();
     }
     if (b.usage) {
-      const size_t prompt_tokens = tokenize(prompt).size();
+      const size_t prompt_tokens = sluice::sim::tokenize(prompt).size();
       std::string usage = R"({"id":")" + id +
                           R"(","object":"chat.completion.chunk","created":)" +
                           std::to_string(created) + R"(,"model":)";

@@ -40,6 +40,28 @@ TEST(ChunkDecoder, FinishReasonAndUsageChunk) {
   EXPECT_EQ(plain.content, "a");
 }
 
+// vLLM's tool-call stream (hermes parser): the id and name come first, the
+// arguments in pieces; two parallel calls by index.
+TEST(ChunkDecoder, ToolCallFragments) {
+  ChunkDecoder d;
+  auto head = d.decode(
+      R"({"choices":[{"index":0,"delta":{"tool_calls":[{"id":"chatcmpl-tool-1a2b","type":"function","index":0,"function":{"name":"lookup_order","arguments":""}}]},"logprobs":null,"finish_reason":null}]})");
+  ASSERT_EQ(head.tool_calls.size(), 1u);
+  EXPECT_EQ(head.tool_calls[0].index, 0);
+  EXPECT_EQ(head.tool_calls[0].id, "chatcmpl-tool-1a2b");
+  EXPECT_EQ(head.tool_calls[0].name, "lookup_order");
+  EXPECT_EQ(head.content, "");
+  auto piece = d.decode(
+      R"({"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"function":{"arguments":"{\"order_id\": \"订单"}}]},"finish_reason":null}]})");
+  ASSERT_EQ(piece.tool_calls.size(), 1u);
+  EXPECT_EQ(piece.tool_calls[0].index, 1);
+  EXPECT_EQ(piece.tool_calls[0].id, "");
+  EXPECT_EQ(piece.tool_calls[0].arguments, "{\"order_id\": \"订单");
+  auto fin = d.decode(R"({"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]})");
+  EXPECT_EQ(fin.finish_reason, "tool_calls");
+  EXPECT_TRUE(fin.tool_calls.empty());
+}
+
 TEST(ChunkDecoder, DoneAndErrors) {
   ChunkDecoder d;
   EXPECT_EQ(d.decode("[DONE]").kind, StreamChunk::Kind::kDone);
