@@ -18,6 +18,7 @@
 #include "gateway/common/port_file.hpp"
 #include "gateway/config/config.hpp"
 #include "gateway/engine/openai/openai_engine.hpp"
+#include "gateway/metrics/gateway_metrics.hpp"
 #include "gateway/net/server.hpp"
 #include "gateway/net/tls_context.hpp"
 #include "gateway/plugin/plugin_host.hpp"
@@ -76,6 +77,11 @@ int main(int argc, char** argv) {
   }
   for (const auto& w : sluice::config_warnings(config)) spdlog::warn("{}", w);
 
+  if (config.metrics.enabled) {
+    auto& m = sluice::metrics::install();
+    m.build_info.with({SLUICE_VERSION}).set(1);
+  }
+
   std::string plugin_error;
   std::shared_ptr<const sluice::PluginHost> plugins = sluice::PluginHost::load(config, plugin_error);
   if (!plugins) {
@@ -104,6 +110,18 @@ int main(int argc, char** argv) {
                                 principal_limits, plugins},
         config.resume.retention);
     sessions->start();
+    if (auto* m = sluice::metrics::active()) {
+      std::weak_ptr<const sluice::PluginHost> weak = plugins;
+      m->registry.collected({"sluice_plugin_counter_total", "Counters plugins keep (host counter_add)",
+                             sluice::metrics::Type::kCounter, {"plugin", "counter"},
+                             [weak](const auto& emit) {
+                               auto host = weak.lock();
+                               if (!host) return;
+                               for (const auto& p : host->plugins()) {
+                                 for (const auto& [name, value] : p->counters()) emit({p->name(), name}, value);
+                               }
+                             }});
+    }
     sluice::Server server(ioc, config, engine, sessions, auth, principal_limits);
     if (tls) server.use_tls(tls);
     std::string error;
@@ -118,6 +136,9 @@ int main(int argc, char** argv) {
     spdlog::info("sluice listening on {}:{}{} ({} I/O threads), engine openai -> {}",
                  ep.address().to_string(), ep.port(), tls ? " with TLS" : "", threads, upstreams);
     if (tls) spdlog::info("tls: serving {}", tls->describe());
+    if (const auto mep = server.metrics_endpoint()) {
+      spdlog::info("metrics on http://{}:{}/metrics", mep->address().to_string(), mep->port());
+    }
     if (!port_file.empty() && !sluice::write_port_file(port_file, ep.port())) {
       spdlog::warn("cannot write the port to {}", port_file);
     }

@@ -119,6 +119,12 @@ struct ToolsConfig {
   Millis breaker_cooldown{30'000};  // how long an open breaker refuses calls
 };
 
+struct MetricsConfig {
+  bool enabled = true;
+  std::string listen_host;  // set: /metrics is served there only, not on server.listen
+  uint16_t listen_port = 0;
+};
+
 struct LogConfig {
   std::string level = "info";
   bool access_log = true;
@@ -137,6 +143,7 @@ struct Config {
   std::vector<PluginConfig> plugins;
   ModerationConfig moderation;
   ToolsConfig tools;
+  MetricsConfig metrics;
   LogConfig log;
 };
 

@@ -199,10 +199,17 @@ Option api_keys_option() {
           }};
 }
 
-Option listen_option() {
-  return {"server.listen", [](const toml::node& n, Config& c) -> std::string {
+Option listen_option(std::string key = "server.listen") {
+  const bool metrics = key == "metrics.listen";
+  return {key, [metrics](const toml::node& n, Config& c) -> std::string {
             const auto v = n.value<std::string>();
-            if (!n.is_string() || !parse_listen(*v, c.server.listen_host, c.server.listen_port)) {
+            if (metrics && v && v->empty()) {
+              c.metrics.listen_host.clear();
+              return {};
+            }
+            auto& host = metrics ? c.metrics.listen_host : c.server.listen_host;
+            auto& port = metrics ? c.metrics.listen_port : c.server.listen_port;
+            if (!n.is_string() || !parse_listen(*v, host, port)) {
               return "must be HOST:PORT such as \"127.0.0.1:8080\" or \"[::1]:8080\" (got " +
                      describe(n) + ")";
             }
@@ -389,6 +396,8 @@ const std::vector<Option>& schema() {
              [](Config& c) -> Millis& { return c.tools.breaker_cooldown; }),
       one_of("log.level", {"trace", "debug", "info", "warn", "error", "critical", "off"},
              [](Config& c) -> std::string& { return c.log.level; }),
+      boolean("metrics.enabled", [](Config& c) -> bool& { return c.metrics.enabled; }),
+      listen_option("metrics.listen"),
       boolean("log.access_log", [](Config& c) -> bool& { return c.log.access_log; }),
   };
   return options;

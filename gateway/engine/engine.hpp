@@ -73,6 +73,8 @@ class Engine {
   virtual ~Engine() = default;
   virtual std::unique_ptr<TurnHandle> start(TurnRequest request,
                                             std::shared_ptr<TurnSink> sink) = 0;
+  // "openai", "local": the engine label of metrics and logs.
+  virtual std::string_view name() const = 0;
   // False while the engine cannot serve turns (every upstream ejected).
   virtual bool ready() const = 0;
   // Cancels every running turn; called once when the gateway drains.

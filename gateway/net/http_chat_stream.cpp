@@ -8,6 +8,7 @@
 #include <boost/beast/http.hpp>
 
 #include "gateway/auth/principal_limits.hpp"
+#include "gateway/metrics/gateway_metrics.hpp"
 #include "gateway/net/server_state.hpp"
 
 namespace sluice {
@@ -45,6 +46,7 @@ HttpChatStream<Stream>::~HttpChatStream() {
 
 template <class Stream>
 void HttpChatStream<Stream>::start() {
+  if (auto* m = metrics::active()) m->connections_total.with({"http"}).inc();
   session_->attach(this->shared_from_this());
   watch_peer();
   if (!options_.sse) return pull();
@@ -188,6 +190,7 @@ void HttpChatStream<Stream>::arm_write_deadline(std::chrono::steady_clock::durat
   write_deadline_.expires_after(d);
   write_deadline_.async_wait([self = this->shared_from_this(), write](beast::error_code ec) {
     if (ec || write != self->writes_) return;
+    if (auto* m = metrics::active()) m->slow_consumer_closes.with({"http"}).inc();
     self->stop("the client took nothing for limits.slow_consumer_timeout_ms");
   });
 }

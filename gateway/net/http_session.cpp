@@ -15,6 +15,7 @@
 #include "gateway/net/server_state.hpp"
 #include "gateway/auth/authenticator.hpp"
 #include "gateway/auth/principal_limits.hpp"
+#include "gateway/metrics/gateway_metrics.hpp"
 #include "gateway/net/http_chat_stream.hpp"
 #include "gateway/net/tls_context.hpp"
 #include "gateway/net/ws_connection.hpp"
@@ -33,6 +34,7 @@ namespace {
 
 constexpr auto kRequestTimeout = std::chrono::seconds(30);
 constexpr auto kHandshakeTimeout = std::chrono::seconds(10);
+constexpr std::string_view kPrometheusText = "text/plain; version=0.0.4; charset=utf-8";
 constexpr size_t kMaxBody = 1 << 20;  // OpenAI-style requests carry whole conversations
 
 // The value of `key` in the query string of `target` ("" when absent).
@@ -62,8 +64,8 @@ int64_t unix_seconds() {
 template <class Stream>
 class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
  public:
-  HttpSession(Stream&& stream, std::shared_ptr<ServerState> state)
-      : stream_(std::move(stream)), state_(std::move(state)) {}
+  HttpSession(Stream&& stream, std::shared_ptr<ServerState> state, bool metrics_only)
+      : stream_(std::move(stream)), state_(std::move(state)), metrics_only_(metrics_only) {}
 
   void run() {
     if constexpr (kIsTls<Stream>) {
@@ -116,6 +118,18 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
     }
     const std::string_view target = req.target();
     const std::string_view path = target.substr(0, target.find('?'));
+    const bool keep_alive = req.keep_alive();
+
+    // Prometheus: here, or only on metrics.listen when that is set.
+    if (path == "/metrics" && (metrics_only_ || state_->config.metrics.listen_host.empty())) {
+      auto* m = metrics::active();
+      if (!m) return reply(http::status::not_found, keep_alive, error_json("not_found", "metrics.enabled is false"));
+      return reply(http::status::ok, keep_alive, m->registry.expose(), false, kPrometheusText);
+    }
+    if (metrics_only_ && path != "/healthz") {
+      return reply(http::status::not_found, keep_alive,
+                   error_json("not_found", "this address serves /metrics and /healthz only"));
+    }
 
     if (path == "/v1/ws" || path == "/v1/chat/completions" || path.rfind("/v1/sessions/", 0) == 0) {
       const bool websocket = path == "/v1/ws";
@@ -260,28 +274,32 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
                      openai_error_json("bad_message", "offset / Last-Event-ID must be a number"));
       }
     }
+    // A refused resume: counted by reason, like the WebSocket's resume_failed.
+    auto fail = [&](http::status status, std::string_view reason, std::string_view message) {
+      if (auto* m = metrics::active()) m->resumes.with({reason}).inc();
+      reply(status, false, openai_error_json(reason, message));
+    };
     SessionRegistry::Lookup why{};
     auto session = state_->sessions->find(sid, who_.principal, why);
     if (!session) {
-      const bool expired = why == SessionRegistry::Lookup::kExpired;
-      return reply(expired ? http::status::gone : http::status::not_found, false,
-                   openai_error_json(expired ? "expired" : "unknown_session", "no such session"));
+      if (why == SessionRegistry::Lookup::kExpired) return fail(http::status::gone, "expired", "no such session");
+      return fail(http::status::not_found, "unknown_session", "no such session");
     }
     if (!session->token_matches(token)) {
-      return reply(http::status::forbidden, false,
-                   openai_error_json("bad_token", "resume_token does not match the session"));
+      return fail(http::status::forbidden, "bad_token", "resume_token does not match the session");
     }
     switch (session->journal().check(offset)) {
       case JournalStatus::kOk: break;
       case JournalStatus::kAhead:
-        return reply(http::status::bad_request, false,
-                     openai_error_json("offset_ahead", "offset is beyond the session's last event"));
+        return fail(http::status::bad_request, "offset_ahead", "offset is beyond the session's last event");
       case JournalStatus::kExpired:
-        return reply(http::status::gone, false,
-                     openai_error_json("expired", "the events after this offset passed resume.retention_ms"));
+        return fail(http::status::gone, "expired", "the events after this offset passed resume.retention_ms");
       case JournalStatus::kEvicted:
-        return reply(http::status::gone, false,
-                     openai_error_json("evicted", "the events after this offset were evicted"));
+        return fail(http::status::gone, "evicted", "the events after this offset were evicted");
+    }
+    if (auto* m = metrics::active()) {
+      m->resumes.with({"resumed"}).inc();
+      m->replayed_events.get().inc(static_cast<double>(session->journal().last_offset() - offset));
     }
     if (!state_->try_admit()) return too_many_connections();
     if (const Admission a = state_->principal_limits->open_connection(who_.principal); !a.ok) {
@@ -375,11 +393,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
     return state_->auth->verify(token, std::chrono::system_clock::now());
   }
 
-  void reply(http::status status, bool keep_alive, std::string body, bool challenge = false) {
+  void reply(http::status status, bool keep_alive, std::string body, bool challenge = false,
+             std::string_view content_type = "application/json") {
     auto res = std::make_shared<http::response<http::string_body>>(status, 11);
     if (challenge) res->set(http::field::www_authenticate, "Bearer");
     res->set(http::field::server, "sluice");
-    res->set(http::field::content_type, "application/json");
+    res->set(http::field::content_type, content_type);
     res->set(http::field::cache_control, "no-store");
     res->keep_alive(keep_alive && !state_->draining);
     res->body() = std::move(body);
@@ -409,20 +428,22 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::shared_ptr<ServerState> state_;
+  const bool metrics_only_;  // the metrics.listen address
   AuthResult who_;  // of the request being handled
 };
 
 }  // namespace
 
-void run_http_session(net::ip::tcp::socket socket, std::shared_ptr<ServerState> state) {
-  if (state->tls) {
+void run_http_session(net::ip::tcp::socket socket, std::shared_ptr<ServerState> state, bool metrics_only) {
+  if (state->tls && !metrics_only) {
     // The context of the moment: a reload changes it for later connections.
     const auto context = state->tls->current();
     TlsStream stream(std::move(socket), *context);
-    std::make_shared<HttpSession<TlsStream>>(std::move(stream), std::move(state))->run();
+    std::make_shared<HttpSession<TlsStream>>(std::move(stream), std::move(state), false)->run();
     return;
   }
-  std::make_shared<HttpSession<PlainStream>>(PlainStream(std::move(socket)), std::move(state))->run();
+  std::make_shared<HttpSession<PlainStream>>(PlainStream(std::move(socket)), std::move(state), metrics_only)
+      ->run();
 }
 
 }  // namespace sluice

@@ -9,6 +9,9 @@ namespace sluice {
 
 struct ServerState;
 
-void run_http_session(boost::asio::ip::tcp::socket socket, std::shared_ptr<ServerState> state);
+// `metrics_only`: the metrics.listen address (plain HTTP, /metrics and
+// /healthz only).
+void run_http_session(boost::asio::ip::tcp::socket socket, std::shared_ptr<ServerState> state,
+                      bool metrics_only = false);
 
 }  // namespace sluice

@@ -5,6 +5,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core/bind_handler.hpp>
 
+#include "gateway/metrics/gateway_metrics.hpp"
 #include "gateway/net/http_session.hpp"
 #include "gateway/net/server_state.hpp"
 #include "gateway/net/ws_connection.hpp"
@@ -65,8 +66,8 @@ std::vector<std::shared_ptr<DrainableConnection>> ServerState::snapshot() {
 
 class Server::Listener : public std::enable_shared_from_this<Listener> {
  public:
-  Listener(net::io_context& ioc, std::shared_ptr<ServerState> state)
-      : ioc_(ioc), acceptor_(net::make_strand(ioc)), state_(std::move(state)) {}
+  Listener(net::io_context& ioc, std::shared_ptr<ServerState> state, bool metrics_only = false)
+      : ioc_(ioc), acceptor_(net::make_strand(ioc)), state_(std::move(state)), metrics_only_(metrics_only) {}
 
   bool open(const tcp::endpoint& ep, std::string& error) {
     boost::system::error_code ec;
@@ -108,7 +109,7 @@ class Server::Listener : public std::enable_shared_from_this<Listener> {
       // EMFILE and friends: log and keep accepting; never stop the listener.
       spdlog::warn("accept: {}", ec.message());
     } else {
-      run_http_session(std::move(socket), state_);
+      run_http_session(std::move(socket), state_, metrics_only_);
     }
     do_accept();
   }
@@ -116,6 +117,7 @@ class Server::Listener : public std::enable_shared_from_this<Listener> {
   net::io_context& ioc_;
   tcp::acceptor acceptor_;
   std::shared_ptr<ServerState> state_;
+  const bool metrics_only_;
 };
 
 Server::Server(net::io_context& ioc, const Config& config, Engine& engine,
@@ -139,17 +141,50 @@ bool Server::start(std::string& error) {
   }
   listener_ = std::make_shared<Listener>(ioc_, state_);
   if (!listener_->open({address, state_->config.server.listen_port}, error)) return false;
+  const auto& mc = state_->config.metrics;
+  if (mc.enabled && !mc.listen_host.empty()) {
+    const auto maddress = net::ip::make_address(mc.listen_host, ec);
+    if (ec) {
+      error = "metrics.listen: \"" + mc.listen_host + "\" is not an IP address";
+      return false;
+    }
+    metrics_listener_ = std::make_shared<Listener>(ioc_, state_, true);
+    if (!metrics_listener_->open({maddress, mc.listen_port}, error)) return false;
+    metrics_listener_->run();
+  }
   listener_->run();
+  register_metrics();
   return true;
 }
 
 tcp::endpoint Server::local_endpoint() const { return listener_->local_endpoint(); }
+
+std::optional<tcp::endpoint> Server::metrics_endpoint() const {
+  if (!metrics_listener_) return std::nullopt;
+  return metrics_listener_->local_endpoint();
+}
+
+void Server::register_metrics() {
+  auto* m = metrics::active();
+  if (!m) return;
+  std::weak_ptr<ServerState> weak = state_;
+  m->registry.collected({"sluice_connections", "Client connections open (WebSocket and streaming HTTP)",
+                         metrics::Type::kGauge, {}, [weak](const auto& emit) {
+                           if (auto s = weak.lock()) emit({}, static_cast<double>(s->open_connections()));
+                         }});
+  std::weak_ptr<SessionRegistry> sessions = state_->sessions;
+  m->registry.collected({"sluice_sessions", "Sessions held (running a turn, or resumable)",
+                         metrics::Type::kGauge, {}, [sessions](const auto& emit) {
+                           if (auto s = sessions.lock()) emit({}, static_cast<double>(s->size()));
+                         }});
+}
 
 size_t Server::open_connections() const { return state_->open_connections(); }
 
 void Server::drain(std::function<void()> on_drained) {
   if (state_->draining.exchange(true)) return;
   if (listener_) listener_->stop();
+  if (metrics_listener_) metrics_listener_->stop();
   state_->sessions->cancel_all({ErrorCode::kShuttingDown, "the gateway is shutting down"});
   state_->engine.shutdown();
   for (const auto& c : state_->snapshot()) c->shutdown();

@@ -9,6 +9,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <functional>
 #include <memory>
+#include <optional>
 
 #include "gateway/config/config.hpp"
 #include "gateway/engine/engine.hpp"
@@ -35,6 +36,8 @@ class Server {
   // when the address cannot be bound.
   bool start(std::string& error);
   boost::asio::ip::tcp::endpoint local_endpoint() const;
+  // The metrics.listen address, when set.
+  std::optional<boost::asio::ip::tcp::endpoint> metrics_endpoint() const;
 
   // Stops accepting, cancels every turn, closes every client with 1001 and
   // calls `on_drained` when the last connection is gone.
@@ -46,6 +49,8 @@ class Server {
   boost::asio::io_context& ioc_;
   std::shared_ptr<ServerState> state_;
   std::shared_ptr<Listener> listener_;
+  std::shared_ptr<Listener> metrics_listener_;
+  void register_metrics();
 };
 
 }  // namespace sluice

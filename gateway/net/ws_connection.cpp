@@ -11,6 +11,7 @@
 
 #include "gateway/auth/authenticator.hpp"
 #include "gateway/common/json_writer.hpp"
+#include "gateway/metrics/gateway_metrics.hpp"
 #include "gateway/net/server_state.hpp"
 #include "gateway/protocol/server_messages.hpp"
 #include "gateway/protocol/stream_event.hpp"
@@ -80,7 +81,14 @@ WsConnection<Stream>::WsConnection(Stream stream, std::shared_ptr<ServerState> s
       expiry_timer_(ws_.get_executor()) {}
 
 template <class Stream>
+void WsConnection<Stream>::add_queued(int64_t bytes) {
+  queued_bytes_ = static_cast<size_t>(static_cast<int64_t>(queued_bytes_) + bytes);
+  if (auto* m = metrics::active()) m->send_queue_bytes.get().add(static_cast<double>(bytes));
+}
+
+template <class Stream>
 WsConnection<Stream>::~WsConnection() {
+  if (auto* m = metrics::active()) m->send_queue_bytes.get().add(-static_cast<double>(queued_bytes_));
   if (counted_principal_) state_->principal_limits->close_connection(principal_);
   state_->remove(id_);
 }
@@ -99,6 +107,7 @@ bool WsConnection<Stream>::count_principal() {
 
 template <class Stream>
 void WsConnection<Stream>::run(beast::http::request<beast::http::string_body> upgrade) {
+  if (auto* m = metrics::active()) m->connections_total.with({"websocket"}).inc();
   state_->add(id_, this->weak_from_this());
   if (auto c = coalesce_param(upgrade.target())) coalesce_ = *c;
   const auto& limits = state_->config.limits;
@@ -313,6 +322,7 @@ void WsConnection<Stream>::handle_chat(const ChatCommand& chat) {
 template <class Stream>
 void WsConnection<Stream>::handle_resume(const ResumeCommand& r) {
   auto fail = [&](std::string_view reason, std::string_view message) {
+    if (auto* m = metrics::active()) m->resumes.with({reason}).inc();
     send(resume_failed_message(r.session_id, reason, message, r.request_id));
   };
   SessionRegistry::Lookup why{};
@@ -343,6 +353,10 @@ void WsConnection<Stream>::handle_resume(const ResumeCommand& r) {
   } else {
     if (!make_room(r.request_id)) return;
     attach(session, r.offset);
+  }
+  if (auto* m = metrics::active()) {
+    m->resumes.with({"resumed"}).inc();
+    m->replayed_events.get().inc(static_cast<double>(session->journal().last_offset() - r.offset));
   }
   send(resumed_message(r.session_id, r.offset + 1, r.request_id));
   pull();
@@ -429,6 +443,7 @@ void WsConnection<Stream>::pull() {
         // This reader fell so far behind that its events are gone.
         spdlog::info("connection {}: session {} lost events ({}); closing", id_, id,
                      reason_text(r.status));
+        if (auto* m = metrics::active()) m->slow_consumer_closes.with({"websocket"}).inc();
         return close({kCloseSlowConsumer, "slow consumer: events " + std::string(reason_text(r.status))});
       }
       if (r.events.empty()) break;
@@ -492,9 +507,10 @@ void WsConnection<Stream>::on_slow_timeout(beast::error_code ec) {
                state_->config.limits.slow_consumer_timeout.count());
   // Keep only the frame being written; the client resumes from its offsets.
   while (queue_.size() > (writing_ ? 1u : 0u)) {
-    queued_bytes_ -= queue_.back().size();
+    add_queued(-static_cast<int64_t>(queue_.back().size()));
     queue_.pop_back();
   }
+  if (auto* m = metrics::active()) m->slow_consumer_closes.with({"websocket"}).inc();
   close({kCloseSlowConsumer, "slow consumer"});
   slow_armed_ = true;
   slow_timer_.expires_after(kSlowCloseGrace);
@@ -513,7 +529,7 @@ void WsConnection<Stream>::send(std::string frame) {
     spdlog::info("connection {}: send queue over twice limits.send_queue_bytes; closing", id_);
     return end("send queue full", true);
   }
-  queued_bytes_ += frame.size();
+  add_queued(static_cast<int64_t>(frame.size()));
   queue_.push_back(std::move(frame));
   do_write();
 }
@@ -534,7 +550,7 @@ void WsConnection<Stream>::on_write(beast::error_code ec, std::size_t) {
     if (!is_normal_end(ec)) spdlog::debug("connection {}: write: {}", id_, ec.message());
     return end("write failed");
   }
-  queued_bytes_ -= queue_.front().size();
+  add_queued(-static_cast<int64_t>(queue_.front().size()));
   queue_.pop_front();
   last_write_done_ = Clock::now();
   if (!queue_.empty()) {

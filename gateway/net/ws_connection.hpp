@@ -87,6 +87,8 @@ class WsConnection : public std::enable_shared_from_this<WsConnection<Stream>>,
   bool caught_up() const;
 
   void send(std::string frame);
+  // Changes queued_bytes_ (and the send-queue gauge) by `bytes`.
+  void add_queued(int64_t bytes);
   void do_write();
   void on_write(boost::beast::error_code ec, std::size_t bytes);
   void close(boost::beast::websocket::close_reason reason);

@@ -48,7 +48,11 @@ bool valid_utf8(std::string_view s) {
 
 ModerationChain::ModerationChain(std::vector<Stage> stages, ModerationLimits limits)
     : limits_(limits) {
-  for (auto& s : stages) stages_.push_back({s});
+  auto* m = metrics::active();
+  for (auto& s : stages) {
+    stages_.push_back({s});
+    if (m) stages_.back().duration = &m->plugin_call_duration.with({s.plugin->name(), "moderation"});
+  }
 }
 
 ModerationChain::~ModerationChain() {
@@ -112,8 +116,12 @@ void ModerationChain::run(size_t i, std::string_view text, uint32_t flags,
     return;
   }
   sluice_verdict v;
+  const auto started = r.duration ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
   const int32_t status = m->on_text(instance, r.stream, {r.pending.data(), r.pending.size()},
                                     new_from, flags, &v);
+  if (r.duration) {
+    r.duration->observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  }
   const bool bad_replacement = v.action == SLUICE_REPLACE && !valid_utf8(v.text);
   if (status != SLUICE_OK || v.calls != 1 || v.action < SLUICE_PASS || v.action > SLUICE_STOP ||
       bad_replacement) {

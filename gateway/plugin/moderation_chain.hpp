@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "gateway/metrics/gateway_metrics.hpp"
 #include "gateway/plugin/loaded_plugin.hpp"
 
 namespace sluice {
@@ -63,6 +64,7 @@ class ModerationChain {
     Stage stage;
     void* stream = nullptr;
     bool open = false;
+    metrics::Histogram* duration = nullptr;  // plugin_call_duration{plugin, "moderation"}
     std::string pending;
   };
 

@@ -8,6 +8,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "gateway/common/json_writer.hpp"
+#include "gateway/metrics/gateway_metrics.hpp"
 #include "gateway/plugin/json_schema.hpp"
 #include "gateway/plugin/moderation_chain.hpp"
 
@@ -105,26 +106,32 @@ void ToolRunner::run(ToolCall call, net::any_io_executor executor,
   ToolOutcome base;
   base.call_id = call.id;
   base.name = call.name;
-  auto fail_now = [&](std::string why) {
+  // Outcomes are counted once, by tool and result; a name the model made up
+  // counts as "unknown" (label values stay a bounded set).
+  auto count = [](const std::string& tool, std::string_view result) {
+    if (auto* m = metrics::active()) m->tool_calls.with({tool, result}).inc();
+  };
+  auto fail_now = [&](std::string why, std::string_view result) {
+    count(tools_.count(base.name) ? base.name : "unknown", result);
     base.error = std::move(why);
     net::post(executor, [done = std::move(done), o = std::move(base)]() mutable { done(std::move(o)); });
   };
   const auto it = tools_.find(call.name);
-  if (it == tools_.end()) return fail_now("there is no tool named \"" + call.name + "\"");
+  if (it == tools_.end()) return fail_now("there is no tool named \"" + call.name + "\"", "unknown_tool");
   const Tool tool = it->second;
   base.plugin = tool.plugin->name();
   if (call.arguments.empty()) call.arguments = "{}";
   if (auto why = check_json_schema(tool.tool->parameters_schema_json, call.arguments); !why.empty()) {
-    return fail_now("invalid arguments: " + why);
+    return fail_now("invalid arguments: " + why, "invalid_arguments");
   }
   {
     std::lock_guard lock(mutex_);
     auto& s = states_[base.plugin];
     if (s.failures >= config_.breaker_failures && Clock::now() < s.open_until) {
-      return fail_now("the tool is unavailable for now (it failed repeatedly); answer without it");
+      return fail_now("the tool is unavailable for now (it failed repeatedly); answer without it", "breaker_open");
     }
     if (s.in_flight >= config_.max_in_flight) {
-      return fail_now("the tool is busy (tools.max_in_flight calls running); try again later");
+      return fail_now("the tool is busy (tools.max_in_flight calls running); try again later", "busy");
     }
     ++s.in_flight;
   }
@@ -150,6 +157,7 @@ void ToolRunner::run(ToolCall call, net::any_io_executor executor,
                  config_.timeout.count());
     base.error = "the tool did not answer within " + std::to_string(config_.timeout.count()) + " ms";
     base.ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
+    if (auto* m = metrics::active()) m->tool_calls.with({base.name, "timeout"}).inc();
     pending->done(std::move(base));
   });
 
@@ -180,6 +188,9 @@ void ToolRunner::run(ToolCall call, net::any_io_executor executor,
       std::lock_guard lock(mutex_);
       --states_[o.plugin].in_flight;
     }
+    if (auto* m = metrics::active()) {
+      m->plugin_call_duration.with({o.plugin, "tool"}).observe(o.ms / 1000);
+    }
     net::post(executor, [this, pending, o = std::move(o)]() mutable {
       if (pending->settled.exchange(true)) return;  // the deadline answered already
       pending->timer.cancel();
@@ -187,6 +198,7 @@ void ToolRunner::run(ToolCall call, net::any_io_executor executor,
         std::lock_guard lock(mutex_);
         record(o.plugin, o.ok);
       }
+      if (auto* m = metrics::active()) m->tool_calls.with({o.name, o.ok ? "ok" : "error"}).inc();
       pending->done(std::move(o));
     });
   });

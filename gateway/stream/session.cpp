@@ -8,6 +8,7 @@
 #include "gateway/common/logging.hpp"
 #include "gateway/common/json_writer.hpp"
 #include "gateway/common/random_id.hpp"
+#include "gateway/metrics/gateway_metrics.hpp"
 #include "gateway/plugin/json_schema.hpp"
 #include "gateway/stream/conversation.hpp"
 #include "gateway/stream/turn_log.hpp"
@@ -23,7 +24,9 @@ struct Session::TurnState {
   size_t input_bytes = 0;
   Clock::time_point started;
   Clock::time_point first_token;
+  Clock::time_point last_token;
   bool got_first_token = false;
+  metrics::Histogram* inter_token = nullptr;  // this engine's, when metrics are on
   std::string output;  // the answer so far, over all rounds
   std::string round_output;  // the text of the current engine round
   std::string model;   // what the client asked for, for every round
@@ -173,6 +176,10 @@ Admission Session::start_turn(const ChatCommand& chat) {
     fit_history(history_, settings_.history_max_bytes);
     t->model = chat.model;
     t->params = chat.params;
+    if (auto* m = metrics::active()) {
+      m->turns_active.get().add(1);
+      t->inter_token = &m->inter_token.with({engine_.name()});
+    }
     last_active_ = t->started;
     turn_ = std::move(t);
     req = round_request();
@@ -272,10 +279,14 @@ void Session::on_delta(uint64_t turn, std::string text) {
   {
     std::lock_guard lock(mutex_);
     if (!turn_ || turn_->number != turn) return;
+    const auto now = Clock::now();
     if (!turn_->got_first_token) {
       turn_->got_first_token = true;
-      turn_->first_token = Clock::now();
+      turn_->first_token = now;
+    } else if (turn_->inter_token) {
+      turn_->inter_token->observe(std::chrono::duration<double>(now - turn_->last_token).count());
     }
+    turn_->last_token = now;
     turn_->output += text;
     turn_->round_output += text;
     StreamEvent e;
@@ -287,6 +298,7 @@ void Session::on_delta(uint64_t turn, std::string text) {
 }
 
 void Session::on_moderation(uint64_t turn, const ModerationOutput& what) {
+  if (auto* m = metrics::active()) m->moderation_actions.with({what.plugin, what.action}).inc();
   {
     std::lock_guard lock(mutex_);
     if (!turn_ || turn_->number != turn) return;
@@ -426,6 +438,16 @@ void Session::on_end(uint64_t turn, TurnResult result) {
   review_grace();
   if (settings_.limits) {
     settings_.limits->end_turn(principal_, result.usage.completion_tokens, Clock::now());
+  }
+
+  if (auto* m = metrics::active()) {
+    const std::string_view engine = result.engine.empty() ? engine_.name() : std::string_view(result.engine);
+    using Seconds = std::chrono::duration<double>;
+    m->turns_active.get().add(-1);
+    m->turns.with({engine, result.finish_reason}).inc();
+    m->tokens.with({engine}).inc(static_cast<double>(std::max<int64_t>(0, result.usage.completion_tokens)));
+    if (t->got_first_token) m->ttft.with({engine}).observe(Seconds(t->first_token - t->started).count());
+    m->turn_duration.with({engine}).observe(Seconds(Clock::now() - t->started).count());
   }
 
   using Ms = std::chrono::duration<double, std::milli>;

@@ -1,3 +1,4 @@
+#include "gateway/metrics/gateway_metrics.hpp"
 #include "gateway/engine/openai/openai_engine.hpp"
 
 #include <spdlog/spdlog.h>
@@ -158,6 +159,7 @@ class Turn : public std::enable_shared_from_this<Turn> {
 
     easy_ = curl_easy_init();
     url_ = shared_->pool.url(endpoint_) + "/chat/completions";
+    if (auto* m = metrics::active()) m->upstream_requests.with({shared_->pool.url(endpoint_)}).inc();
     curl_easy_setopt(easy_, CURLOPT_URL, url_.c_str());
     curl_easy_setopt(easy_, CURLOPT_POST, 1L);
     curl_easy_setopt(easy_, CURLOPT_POSTFIELDS, body_.data());
@@ -332,6 +334,7 @@ class Turn : public std::enable_shared_from_this<Turn> {
 
   // An attempt failed: try another endpoint if that is still safe, or end.
   void conclude(const Failure& f) {
+    if (auto* m = metrics::active()) m->upstream_errors.with({to_string(f.error.code)}).inc();
     if (f.endpoint_fault) shared_->pool.report_failure(endpoint_, Clock::now());
     last_failed_ = endpoint_;
     const bool retry = f.retryable && !first_token_sent_ && !cancelled_ &&

@@ -21,6 +21,7 @@ class OpenAiEngine final : public Engine {
 
   std::unique_ptr<TurnHandle> start(TurnRequest request, std::shared_ptr<TurnSink> sink) override;
   bool ready() const override;
+  std::string_view name() const override { return "openai"; }
   void shutdown() override;
 
   struct Shared;  // configuration and state shared by every shard and turn

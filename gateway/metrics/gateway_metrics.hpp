@@ -1,0 +1,44 @@
+// The gateway's metrics (docs/metrics.md lists them): one registry for the
+// process, reached through active(), which is null when metrics.enabled is
+// false so that every update costs one branch then.
+//
+// Label values are bounded sets (engines, finish reasons, error codes,
+// plugin and tool names from the config): never a session id or user text.
+#pragma once
+
+#include <string_view>
+
+#include "gateway/metrics/registry.hpp"
+
+namespace sluice::metrics {
+
+struct GatewayMetrics {
+  explicit GatewayMetrics(Registry& r);
+
+  Registry& registry;
+  Family<Gauge>& turns_active;
+  Family<Counter>& turns;                 // engine, finish_reason
+  Family<Counter>& tokens;                // engine
+  Family<Histogram>& ttft;                // engine
+  Family<Histogram>& inter_token;         // engine
+  Family<Histogram>& turn_duration;       // engine
+  Family<Counter>& upstream_requests;     // upstream
+  Family<Counter>& upstream_errors;       // reason
+  Family<Counter>& resumes;               // result
+  Family<Counter>& replayed_events;
+  Family<Counter>& slow_consumer_closes;  // face
+  Family<Gauge>& send_queue_bytes;
+  Family<Histogram>& plugin_call_duration;  // plugin, hook
+  Family<Counter>& tool_calls;            // tool, result
+  Family<Counter>& moderation_actions;    // plugin, action
+  Family<Counter>& connections_total;     // face
+  Family<Gauge>& build_info;              // version
+};
+
+// The process's metrics; null while disabled (or before install()).
+GatewayMetrics* active();
+// Makes the process registry and its gateway metrics (metrics.enabled).
+GatewayMetrics& install();
+void uninstall_for_tests();
+
+}  // namespace sluice::metrics
