@@ -121,6 +121,15 @@ int main(int argc, char** argv) {
                                  for (const auto& [name, value] : p->counters()) emit({p->name(), name}, value);
                                }
                              }});
+      m->registry.collected({"sluice_plugin_breaker_open",
+                             "1 while a plugin's tools are refused after repeated failures",
+                             sluice::metrics::Type::kGauge, {"plugin"}, [weak](const auto& emit) {
+                               auto host = weak.lock();
+                               if (!host || !host->tools()) return;
+                               for (const auto& [plugin, open] : host->tools()->breakers()) {
+                                 emit({plugin}, open ? 1 : 0);
+                               }
+                             }});
     }
     sluice::Server server(ioc, config, engine, sessions, auth, principal_limits);
     if (tls) server.use_tls(tls);

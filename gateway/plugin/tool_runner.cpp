@@ -1,6 +1,8 @@
 #include "gateway/plugin/tool_runner.hpp"
 
 #include <simdjson.h>
+
+#include <algorithm>
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/post.hpp>
@@ -84,6 +86,22 @@ void ToolRunner::work() {
     --busy_;
     if (busy_ == 0) idle_.notify_all();
   }
+}
+
+std::vector<std::pair<std::string, bool>> ToolRunner::breakers() {
+  std::vector<std::string> plugins;
+  for (const auto& [name, tool] : tools_) plugins.push_back(tool.plugin->name());
+  std::sort(plugins.begin(), plugins.end());
+  plugins.erase(std::unique(plugins.begin(), plugins.end()), plugins.end());
+  std::lock_guard lock(mutex_);
+  std::vector<std::pair<std::string, bool>> out;
+  for (const auto& p : plugins) {
+    const auto it = states_.find(p);
+    const bool open = it != states_.end() && it->second.failures >= config_.breaker_failures &&
+                      Clock::now() < it->second.open_until;
+    out.emplace_back(p, open);
+  }
+  return out;
 }
 
 void ToolRunner::record(const std::string& plugin, bool ok) {

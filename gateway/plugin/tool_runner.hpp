@@ -60,6 +60,9 @@ class ToolRunner {
     return it == tools_.end() ? std::string() : it->second.plugin->name();
   }
 
+  // Per plugin with tools: whether its circuit breaker is open now.
+  std::vector<std::pair<std::string, bool>> breakers();
+
   void run(ToolCall call, boost::asio::any_io_executor executor,
            std::function<void(ToolOutcome)> done);
 
