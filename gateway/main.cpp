@@ -64,7 +64,7 @@ int main(int argc, char** argv) {
     std::printf("configuration is valid\n");
     return 0;
   }
-  sluice::init_logging(config.log.level, config.log.access_log);
+  sluice::init_logging(config.log.level, config.log.access_log, config.log.format == "json");
   std::signal(SIGPIPE, SIG_IGN);
   curl_global_init(CURL_GLOBAL_DEFAULT);
 

@@ -10,8 +10,9 @@
 
 namespace sluice {
 
-// Returns false if `level` is not a spdlog level name.
-bool init_logging(std::string_view level, bool access_log_enabled);
+// Returns false if `level` is not a spdlog level name. `json`: diagnostics as
+// one JSON object per line ({"ts","level","msg"}) instead of text.
+bool init_logging(std::string_view level, bool access_log_enabled, bool json = false);
 
 // Writes one line, as is, to the access log (no-op when disabled).
 void write_access_line(std::string_view json_line);

@@ -127,6 +127,7 @@ struct MetricsConfig {
 
 struct LogConfig {
   std::string level = "info";
+  std::string format = "text";  // "text" | "json": the diagnostics on stderr
   bool access_log = true;
 };
 

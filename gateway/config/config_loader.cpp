@@ -398,6 +398,7 @@ const std::vector<Option>& schema() {
              [](Config& c) -> std::string& { return c.log.level; }),
       boolean("metrics.enabled", [](Config& c) -> bool& { return c.metrics.enabled; }),
       listen_option("metrics.listen"),
+      one_of("log.format", {"text", "json"}, [](Config& c) -> std::string& { return c.log.format; }),
       boolean("log.access_log", [](Config& c) -> bool& { return c.log.access_log; }),
   };
   return options;

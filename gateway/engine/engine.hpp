@@ -25,6 +25,7 @@ struct TurnRequest {
   std::vector<ChatMessage> messages;
   ChatParams params;
   std::string tools_json;  // an OpenAI "tools" array offered to the model; "" for none
+  std::string traceparent; // W3C trace context for the upstream request ("" for none)
 };
 
 // A tool call the model asked for, gathered from the stream's fragments.

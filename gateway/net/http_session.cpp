@@ -208,6 +208,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
       return reply(http::status::bad_request, false, openai_error_json(to_string(e->code), e->message));
     }
     auto& r = std::get<OpenAiChatRequest>(parsed);
+    r.chat.traceparent = std::string(req["traceparent"]);
     if (state_->draining) {
       return reply(http::status::service_unavailable, false,
                    openai_error_json("shutting_down", "the gateway is shutting down"));

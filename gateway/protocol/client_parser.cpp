@@ -261,6 +261,9 @@ ClientMessage ClientParser::Impl::parse_object(object obj, std::string request_i
     std::optional<std::string> model;
     if (auto e = read_string(obj, "model", 256, model)) return *e;
     chat.model = model.value_or("");
+    std::optional<std::string> traceparent;
+    if (auto e = read_string(obj, "traceparent", 256, traceparent)) return *e;
+    chat.traceparent = traceparent.value_or("");
     element params;
     if (obj["params"].get(params) == simdjson::SUCCESS) {
       if (auto e = read_chat_params(params, chat.params)) return *e;

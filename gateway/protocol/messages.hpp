@@ -30,6 +30,7 @@ struct ChatCommand {
   std::vector<ChatMessage> messages;
   std::string model;  // empty: the configured model
   ChatParams params;
+  std::string traceparent;  // W3C trace context from the client, as sent ("" if none)
 };
 
 struct CancelCommand {

@@ -8,6 +8,7 @@
 #include "gateway/common/logging.hpp"
 #include "gateway/common/json_writer.hpp"
 #include "gateway/common/random_id.hpp"
+#include "gateway/common/trace_context.hpp"
 #include "gateway/metrics/gateway_metrics.hpp"
 #include "gateway/plugin/json_schema.hpp"
 #include "gateway/stream/conversation.hpp"
@@ -21,6 +22,7 @@ struct Session::TurnState {
   uint64_t number = 0;
   std::string request_id;
   std::string trace_id;
+  std::string trace_flags = "01";
   size_t input_bytes = 0;
   Clock::time_point started;
   Clock::time_point first_token;
@@ -169,7 +171,13 @@ Admission Session::start_turn(const ChatCommand& chat) {
     auto t = std::make_unique<TurnState>();
     t->number = number = ++turns_started_;
     t->request_id = chat.request_id;
-    t->trace_id = make_trace_id();
+    // The client's trace goes on; without one (or with an invalid one) a new one starts.
+    if (auto tp = parse_traceparent(chat.traceparent)) {
+      t->trace_id = tp->trace_id;
+      t->trace_flags = tp->flags;
+    } else {
+      t->trace_id = make_trace_id();
+    }
     t->started = Clock::now();
     for (const auto& m : chat.messages) t->input_bytes += m.content.size();
     history_.insert(history_.end(), chat.messages.begin(), chat.messages.end());
@@ -193,6 +201,7 @@ Admission Session::start_turn(const ChatCommand& chat) {
 TurnRequest Session::round_request() const {
   TurnRequest req;
   req.trace_id = turn_->trace_id;
+  req.traceparent = format_traceparent(turn_->trace_id, make_span_id(), turn_->trace_flags);
   req.model = turn_->model;
   req.messages = history_;
   req.params = turn_->params;
@@ -454,6 +463,7 @@ void Session::on_end(uint64_t turn, TurnResult result) {
   TurnLogEntry log;
   log.trace_id = t->trace_id;
   log.session_id = id_;
+  log.principal = principal_;
   log.request_id = t->request_id;
   log.model = result.model;
   log.input_bytes = t->input_bytes;

@@ -23,7 +23,8 @@ std::string format_turn_log(const TurnLogEntry& e) {
       .field("ts", ts)
       .field("event", "turn")
       .field("trace_id", e.trace_id)
-      .field("session_id", e.session_id);
+      .field("session_id", e.session_id)
+      .field("principal", e.principal);
   if (!e.request_id.empty()) w.field("request_id", e.request_id);
   w.field("engine", r.engine).field("upstream", r.upstream).field("model", e.model);
   w.field("attempts", r.attempts).field("input_bytes", static_cast<uint64_t>(e.input_bytes));

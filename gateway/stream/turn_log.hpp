@@ -11,6 +11,7 @@ namespace sluice {
 struct TurnLogEntry {
   std::string trace_id;
   std::string session_id;
+  std::string principal;
   std::string request_id;
   std::string model;
   size_t input_bytes = 0;

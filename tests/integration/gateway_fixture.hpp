@@ -7,6 +7,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -44,7 +45,9 @@ inline std::unique_ptr<Process> start_gateway(const std::string& upstreams,
   std::vector<std::string> argv = {SLUICE_GATEWAY_BIN, "--listen", "127.0.0.1:0", "--upstream",
                                    upstreams};
   argv.insert(argv.end(), args.begin(), args.end());
-  env.push_back("SLUICE_LOG_LEVEL=debug");
+  const bool level_set = std::any_of(env.begin(), env.end(),
+                                    [](const std::string& e) { return e.rfind("SLUICE_LOG_LEVEL=", 0) == 0; });
+  if (!level_set) env.push_back("SLUICE_LOG_LEVEL=debug");
   return std::make_unique<Process>(argv, env);
 }
 
@@ -121,6 +124,7 @@ struct SimStats {
   int64_t connections = 0, requests = 0, completed = 0, aborted = 0, active = 0;
   std::string last_body;
   std::string last_authorization;
+  std::string last_traceparent;
 };
 
 inline SimStats sim_stats(const Process& sim, const std::string& query = "") {
@@ -139,6 +143,7 @@ inline SimStats sim_stats(const Process& sim, const std::string& query = "") {
   num("active", s.active);
   std::string_view auth;
   if (doc["last_authorization"].get(auth) == simdjson::SUCCESS) s.last_authorization = auth;
+  if (doc["last_traceparent"].get(auth) == simdjson::SUCCESS) s.last_traceparent = auth;
   simdjson::dom::element body;
   if (doc["last_body"].get(body) == simdjson::SUCCESS) s.last_body = simdjson::minify(body);
   return s;

@@ -194,5 +194,95 @@ TEST(Metrics, ARealPrometheusScrapesExactlyWhatWasStreamed) {
   fs::remove_all(dir);
 }
 
+// The access log's lines (stdout), parsed.
+std::vector<std::string> log_lines(const Process& gw) {
+  std::vector<std::string> lines;
+  std::istringstream out(gw.stdout_text());
+  for (std::string line; std::getline(out, line);) lines.push_back(line);
+  return lines;
+}
+
+std::string field(const std::string& json, const char* key) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  std::string_view v;
+  if (parser.parse(json).get(doc) != simdjson::SUCCESS || doc[key].get(v) != simdjson::SUCCESS) return {};
+  return std::string(v);
+}
+
+TEST(Tracing, AClientsTraceparentFollowsTheTurnUpstreamAndIntoTheLog) {
+  auto sim = start_sim();
+  auto gw = start_gateway(sim_url(*sim));
+  const std::string trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+  const std::string client = "00-" + trace + "-00f067aa0ba902b7-01";
+
+  // WebSocket: the chat's traceparent field.
+  WsClient c(gw->port());
+  c.send(R"({"type":"chat","input":"追踪 trace","traceparent":")" + client + R"("})");
+  auto session = c.read_until("session");
+  ASSERT_TRUE(session);
+  ASSERT_TRUE(read_turn(c, session->session_id).done);
+  std::string upstream = sim_stats(*sim).last_traceparent;
+  EXPECT_EQ(upstream.substr(0, 36), "00-" + trace + "-");
+  EXPECT_NE(upstream, client);  // the gateway's own span, under the client's trace
+  EXPECT_EQ(upstream.size(), 55u);
+  EXPECT_EQ(upstream.substr(52), "-01");
+
+  // HTTP: the traceparent header.
+  const std::string trace2 = "0af7651916cd43dd8448eb211c80319c";
+  const auto r = http_post(gw->port(), "/v1/chat/completions",
+                           R"({"stream":false,"messages":[{"role":"user","content":"hi"}]})",
+                           {{"traceparent", "00-" + trace2 + "-b7ad6b7169203331-00"}});
+  ASSERT_EQ(r.status, 200);
+  upstream = sim_stats(*sim).last_traceparent;
+  EXPECT_EQ(upstream.substr(0, 36), "00-" + trace2 + "-");
+  EXPECT_EQ(upstream.substr(52), "-00");
+
+  // An invalid one starts a new trace, which is still sent upstream.
+  c.send(R"({"type":"chat","input":"bad trace","traceparent":"00-00000000000000000000000000000000-00f067aa0ba902b7-01"})");
+  auto third = c.read_until("session");
+  ASSERT_TRUE(third);
+  ASSERT_TRUE(read_turn(c, third->session_id).done);
+  upstream = sim_stats(*sim).last_traceparent;
+  ASSERT_EQ(upstream.size(), 55u);
+  const std::string fresh = upstream.substr(3, 32);
+  EXPECT_NE(fresh, std::string(32, '0'));
+
+  c.close();
+  gw->signal(SIGTERM);
+  ASSERT_TRUE(gw->wait(10s));
+  const auto lines = log_lines(*gw);
+  ASSERT_EQ(lines.size(), 3u) << gw->stdout_text();
+  EXPECT_EQ(field(lines[0], "trace_id"), trace);
+  EXPECT_EQ(field(lines[0], "principal"), "anonymous");
+  EXPECT_EQ(field(lines[1], "trace_id"), trace2);
+  EXPECT_EQ(field(lines[2], "trace_id"), fresh);
+}
+
+TEST(Logs, JsonFormatWritesOneObjectPerLineAndNoUserTextAboveDebug) {
+  auto sim = start_sim();
+  auto gw = start_gateway(sim_url(*sim), {"SLUICE_LOG_FORMAT=json", "SLUICE_LOG_LEVEL=info"});
+  const std::string secret = "my password is hunter2 密码";
+  EXPECT_GT(stream_turn(gw->port(), secret), 0);
+  WsClient bad(gw->port());
+  bad.send("{not json " + secret);
+  EXPECT_TRUE(bad.read_until("error"));
+  bad.close();
+  gw->signal(SIGTERM);
+  ASSERT_TRUE(gw->wait(10s));
+  std::istringstream err(gw->stderr_text());
+  size_t n = 0;
+  for (std::string line; std::getline(err, line);) {
+    simdjson::dom::parser parser;
+    simdjson::dom::element doc;
+    ASSERT_EQ(parser.parse(line).get(doc), simdjson::SUCCESS) << line;
+    EXPECT_TRUE(doc["level"].is_string() && doc["msg"].is_string() && doc["ts"].is_string()) << line;
+    ++n;
+  }
+  EXPECT_GE(n, 2u);
+  EXPECT_EQ(gw->stderr_text().find("hunter2"), std::string::npos) << gw->stderr_text();
+  EXPECT_EQ(gw->stdout_text().find("hunter2"), std::string::npos) << gw->stdout_text();
+}
+
 }  // namespace
 }  // namespace sluice::test

@@ -88,6 +88,7 @@ struct Stats {
   std::mutex mutex;
   std::string last_body;
   std::string last_authorization;
+  std::string last_traceparent;
 };
 
 
@@ -221,6 +222,7 @@ class Simulator {
         .field("last_abort_ns", static_cast<int64_t>(stats_.last_abort_ns));
     std::lock_guard lock(stats_.mutex);
     w.field("last_authorization", stats_.last_authorization);
+    w.field("last_traceparent", stats_.last_traceparent);
     w.key("last_body");
     if (stats_.last_body.empty()) {
       w.null();
@@ -271,6 +273,7 @@ class Simulator {
       std::lock_guard lock(stats_.mutex);
       stats_.last_body = req.body();
       stats_.last_authorization = std::string(req[http::field::authorization]);
+      stats_.last_traceparent = std::string(req["traceparent"]);
     }
     Behaviour b = defaults_;
     std::string prompt;

@@ -108,6 +108,9 @@ class Turn : public std::enable_shared_from_this<Turn> {
     headers_ = curl_slist_append(headers_, "Content-Type: application/json");
     headers_ = curl_slist_append(headers_, "Accept: text/event-stream");
     headers_ = curl_slist_append(headers_, "Expect:");
+    if (!request.traceparent.empty()) {
+      headers_ = curl_slist_append(headers_, ("traceparent: " + request.traceparent).c_str());
+    }
     if (!config_.api_key.empty()) {
       headers_ = curl_slist_append(headers_, ("Authorization: Bearer " + config_.api_key).c_str());
     }
