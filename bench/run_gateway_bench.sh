@@ -2,7 +2,7 @@
 # Gateway benchmark: the release gateway in front of the upstream simulator,
 # driven by sluice-loadgen. Prints Markdown tables (bench/README.md keeps the
 # results). Everything runs on 127.0.0.1 and stops by itself.
-# Usage: bench/run_gateway_bench.sh [paced throughput cancel resume memory] (default: all)
+# Usage: bench/run_gateway_bench.sh [paced throughput cancel resume memory metrics] (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cmake --preset release >/dev/null
@@ -22,8 +22,8 @@ start_sim() {  # $1: rate (tokens/s per stream, 0 = unthrottled); extra args fol
   while [ ! -s "$work/sim.port" ]; do sleep 0.05; done
   sim_port=$(cat "$work/sim.port"); rm -f "$work/sim.port"
 }
-start_gateway() {
-  SLUICE_LOG_ACCESS_LOG=false SLUICE_SERVER_THREADS=$threads SLUICE_LIMITS_MAX_SESSIONS_PER_CONNECTION=64 \
+start_gateway() {  # extra environment (NAME=value ...) may be given
+  env "$@" SLUICE_LOG_ACCESS_LOG=false SLUICE_SERVER_THREADS=$threads SLUICE_LIMITS_MAX_SESSIONS_PER_CONNECTION=64 \
     "$bin/sluice" --listen 127.0.0.1:0 --port-file "$work/gw.port" \
     --upstream "http://127.0.0.1:${sim_port}/v1" 2>/dev/null &
   gw_pid=$!
@@ -79,6 +79,20 @@ section_resume() {
   stop_all
 }
 
+section_metrics() {
+  echo "### Metrics on and off (simulator unthrottled, 64-token answers, 50x20 sessions x 5 turns, 3 alternating rounds)"
+  echo
+  start_sim 0 --stamp --threads 1
+  start_gateway SLUICE_METRICS_ENABLED=true
+  local on_pid=$gw_pid on_port=$gw_port on_sim=$sim_pid
+  start_sim 0 --stamp --threads 1
+  start_gateway SLUICE_METRICS_ENABLED=false
+  "$bin/sluice-loadgen" --url "ws://127.0.0.1:${on_port}/v1/ws" --url "ws://127.0.0.1:${gw_port}/v1/ws" \
+    --label "metrics on" --label "metrics off" -c 50 -s 20 -t 5 --rounds 3
+  stop_all
+  kill "$on_pid" "$on_sim" 2>/dev/null || true; wait "$on_pid" "$on_sim" 2>/dev/null || true
+}
+
 section_memory() {
   echo "### Memory per retained turn (finished 65-token turns kept for resume)"
   echo
@@ -90,7 +104,7 @@ section_memory() {
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); gateway I/O threads: $threads"
 sections=("$@")
-[ ${#sections[@]} -gt 0 ] || sections=(paced throughput cancel resume memory)
+[ ${#sections[@]} -gt 0 ] || sections=(paced throughput cancel resume memory metrics)
 for s in "${sections[@]}"; do
   echo
   "section_$s"

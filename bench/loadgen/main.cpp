@@ -491,17 +491,22 @@ int say(const Target& t, const std::string& text) {
 
 int main(int argc, char** argv) {
   CLI::App app{"sluice-loadgen: load generator and probe for the Sluice gateway"};
-  std::string url = "ws://127.0.0.1:8080/v1/ws";
+  std::vector<std::string> urls{"ws://127.0.0.1:8080/v1/ws"};
+  std::vector<std::string> labels;
+  int rounds = 1;
   int connections = 10, sessions = 10, turns = 1, threads = 1, cancels = 0;
   std::string input = "Tell me about shipping times.";
-  std::string sim_url, say_text, label;
-  app.add_option("--url", url, "gateway WebSocket URL");
+  std::string sim_url, say_text;
+  app.add_option("--url", urls,
+                 "gateway WebSocket URL; several: the same load against each, one table row each");
   app.add_option("-c,--connections", connections, "WebSocket connections")->check(CLI::Range(1, 100000));
   app.add_option("-s,--sessions", sessions, "chat sessions per connection")->check(CLI::Range(1, 4096));
   app.add_option("-t,--turns", turns, "turns per session, one after the other")->check(CLI::Range(1, 100000));
   app.add_option("--threads", threads, "client I/O threads")->check(CLI::Range(1, 64));
   app.add_option("--input", input, "the user message of every turn");
-  app.add_option("--label", label, "text for the first column of the table row");
+  app.add_option("--label", labels, "text for the first column of the table rows (one per --url)");
+  app.add_option("--rounds", rounds, "with several --url: alternate between them this many times")
+      ->check(CLI::Range(1, 1000));
   app.add_option("--cancel-probe", cancels, "measure cancel -> upstream abort over N turns");
   app.add_option("--sim", sim_url, "the simulator's base URL (for --cancel-probe)");
   app.add_option("--say", say_text, "stream one answer to this message to the terminal");
@@ -514,11 +519,14 @@ int main(int argc, char** argv) {
   app.add_option("--gateway-pid", gateway_pid, "the gateway's pid, for --retained-probe");
   CLI11_PARSE(app, argc, argv);
 
-  Target t;
-  if (!parse_ws_url(url, t)) {
-    std::cerr << "--url must look like ws://HOST:PORT/v1/ws\n";
-    return 2;
+  std::vector<Target> targets(urls.size());
+  for (size_t i = 0; i < urls.size(); ++i) {
+    if (!parse_ws_url(urls[i], targets[i])) {
+      std::cerr << "--url must look like ws://HOST:PORT/v1/ws\n";
+      return 2;
+    }
   }
+  const Target& t = targets[0];
   if (!say_text.empty()) return say(t, say_text);
   if (resumes > 0) return resume_probe(t, resumes, missed, sim_rate);
   if (retained > 0) {
@@ -536,32 +544,47 @@ int main(int argc, char** argv) {
     return cancel_probe(t, sim_url, cancels);
   }
 
-  net::io_context ioc(threads);
-  Results results;
-  for (int c = 0; c < connections; ++c) {
-    net::co_spawn(net::make_strand(ioc), run_connection(t, c, sessions, turns, input, results),
-                  net::detached);
+  // The same load against each target; with several, alternating rounds so
+  // that drift on the machine (heat, other work) weighs on all alike.
+  std::vector<Results> results(targets.size());
+  std::vector<double> secs(targets.size(), 0);
+  for (int round = 0; round < (targets.size() > 1 ? rounds : 1); ++round) {
+    for (size_t i = 0; i < targets.size(); ++i) {
+      net::io_context ioc(threads);
+      for (int c = 0; c < connections; ++c) {
+        net::co_spawn(net::make_strand(ioc), run_connection(targets[i], c, sessions, turns, input, results[i]),
+                      net::detached);
+      }
+      const auto start = Clock::now();
+      std::vector<std::thread> pool;
+      for (int k = 1; k < threads; ++k) pool.emplace_back([&] { ioc.run(); });
+      ioc.run();
+      for (auto& th : pool) th.join();
+      secs[i] += std::chrono::duration<double>(Clock::now() - start).count();
+    }
   }
-  const auto start = Clock::now();
-  std::vector<std::thread> pool;
-  for (int i = 1; i < threads; ++i) pool.emplace_back([&] { ioc.run(); });
-  ioc.run();
-  for (auto& th : pool) th.join();
-  const double secs = std::chrono::duration<double>(Clock::now() - start).count();
 
   std::printf(
       "| %s | conns | sessions | turns | tokens | tokens/s | TTFT p50 (ms) | TTFT p99 (ms) | "
       "added p50 (us) | added p99 (us) | failed |\n",
-      label.empty() ? "run" : "scenario");
+      labels.empty() ? "run" : "scenario");
   std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-  std::printf("| %s | %d | %d | %llu | %llu | %.0f | %.2f | %.2f | %s | %s | %llu |\n",
-              label.empty() ? "-" : label.c_str(), connections, connections * sessions,
-              static_cast<unsigned long long>(results.turns_ok + results.turns_failed),
-              static_cast<unsigned long long>(results.tokens), results.tokens / secs,
-              percentile(results.ttft_ms, 50), percentile(results.ttft_ms, 99),
-              results.added_us.empty() ? "n/a" : std::to_string(static_cast<int>(percentile(results.added_us, 50))).c_str(),
-              results.added_us.empty() ? "n/a" : std::to_string(static_cast<int>(percentile(results.added_us, 99))).c_str(),
-              static_cast<unsigned long long>(results.turns_failed));
-  for (const auto& [k, v] : results.errors) std::fprintf(stderr, "error %s: %llu\n", k.c_str(), static_cast<unsigned long long>(v));
-  return results.turns_failed == 0 && results.errors.empty() ? 0 : 1;
+  bool ok = true;
+  for (size_t i = 0; i < targets.size(); ++i) {
+    const Results& r = results[i];
+    const std::string label = i < labels.size() ? labels[i] : "-";
+    std::printf("| %s | %d | %d | %llu | %llu | %.0f | %.2f | %.2f | %s | %s | %llu |\n", label.c_str(),
+                connections, connections * sessions,
+                static_cast<unsigned long long>(r.turns_ok + r.turns_failed),
+                static_cast<unsigned long long>(r.tokens), r.tokens / secs[i], percentile(r.ttft_ms, 50),
+                percentile(r.ttft_ms, 99),
+                r.added_us.empty() ? "n/a" : std::to_string(static_cast<int>(percentile(r.added_us, 50))).c_str(),
+                r.added_us.empty() ? "n/a" : std::to_string(static_cast<int>(percentile(r.added_us, 99))).c_str(),
+                static_cast<unsigned long long>(r.turns_failed));
+    for (const auto& [k, v] : r.errors) {
+      std::fprintf(stderr, "error %s: %llu\n", k.c_str(), static_cast<unsigned long long>(v));
+    }
+    ok = ok && r.turns_failed == 0 && r.errors.empty();
+  }
+  return ok ? 0 : 1;
 }
