@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs each libFuzzer target (client protocol parser, SSE parser + chunk
-# decoder, config loader) for SECONDS (default 60), starting from the seed
+# decoder, config loader, GGUF reader) for SECONDS (default 60), starting from the seed
 # corpora in tests/fuzz/corpus/. Crashes land in build/fuzz/artifacts/.
 # Usage: tools/fuzz.sh [SECONDS] [target...]
 set -euo pipefail
@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(client_parser sse_parser config)
+[ ${#targets[@]} -gt 0 ] || targets=(client_parser sse_parser config gguf)
 cmake --preset fuzz >/dev/null
 cmake --build --preset fuzz --target $(printf 'sluice_fuzz_%s ' "${targets[@]}")
 mkdir -p build/fuzz/artifacts
