@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build pkg-config ccache git
   libboost1.81-dev libboost-system1.81-dev libboost-url1.81-dev
   libcurl4-openssl-dev libssl-dev
-  libjwt-dev libsqlite3-dev libicu-dev python3 prometheus
+  libjwt-dev libsqlite3-dev libicu-dev python3 python3-torch prometheus
   libsimdjson-dev libtomlplusplus-dev libspdlog-dev libfmt-dev libcli11-dev
   libgtest-dev libgmock-dev
   clang libclang-rt-14-dev

@@ -1,0 +1,59 @@
+// CPU kernels of the local engine: weight rows in F32, F16, BF16 or Q8_0
+// (read in place from the mapped GGUF file) against F32 activations, and a
+// small pool of compute threads that splits work by rows. The engine's own
+// threads run these, never an I/O thread.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "gateway/engine/local/gguf.hpp"
+
+namespace sluice::kernels {
+
+// A weight matrix as the file holds it: `rows` rows of `cols` values each
+// (PyTorch's [out, in]; GGUF dims {cols, rows}).
+struct Weight {
+  gguf::TensorType type = gguf::TensorType::kF32;
+  const uint8_t* data = nullptr;
+  int64_t rows = 0, cols = 0;
+  size_t row_bytes() const;
+};
+
+float half_to_float(uint16_t h);
+float bf16_to_float(uint16_t b);
+
+// Row `r` of `w` as floats.
+void dequantize_row(const Weight& w, int64_t r, float* out);
+// dot(row r of w, x[0..cols)).
+float dot_row(const Weight& w, int64_t r, const float* x);
+
+class ThreadPool {
+ public:
+  explicit ThreadPool(int threads);
+  ~ThreadPool();
+  int size() const { return static_cast<int>(workers_.size()) + 1; }
+  // Calls fn(begin, end) over [0, n) in contiguous parts, one per thread
+  // (the caller's included), and returns when all are done.
+  void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
+
+ private:
+  void work(int index);
+  std::vector<std::thread> workers_;
+  std::mutex mutex_;
+  std::condition_variable start_, done_;
+  const std::function<void(int64_t, int64_t)>* job_ = nullptr;
+  int64_t n_ = 0;
+  uint64_t generation_ = 0;
+  int pending_ = 0;
+  bool stop_ = false;
+};
+
+// y[t][r] = dot(row r of w, x[t]) for t < tokens (x: tokens x cols, y: tokens x rows).
+void matmul(ThreadPool& pool, const Weight& w, const float* x, float* y, int64_t tokens);
+
+}  // namespace sluice::kernels

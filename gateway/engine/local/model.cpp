@@ -1,0 +1,227 @@
+#include "gateway/engine/local/model.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace sluice {
+
+using kernels::Weight;
+
+KvCache::KvCache(const ModelConfig& c, int64_t capacity)
+    : capacity_(capacity),
+      row_(c.kv_heads * c.head_dim),
+      k_(static_cast<size_t>(c.layers * capacity * row_)),
+      v_(static_cast<size_t>(c.layers * capacity * row_)) {}
+
+namespace {
+
+// A tensor of the given shape (PyTorch order: rows, cols), or an error.
+bool weight(const gguf::File& f, const std::string& name, int64_t rows, int64_t cols, Weight& out,
+            std::string& error) {
+  const gguf::TensorInfo* t = f.tensor(name);
+  if (!t) {
+    error = "tensor " + name + " is missing";
+    return false;
+  }
+  if (t->dims.size() != 2 || static_cast<int64_t>(t->dims[0]) != cols || static_cast<int64_t>(t->dims[1]) != rows) {
+    std::string dims;
+    for (auto d : t->dims) dims += (dims.empty() ? "" : "x") + std::to_string(d);
+    error = "tensor " + name + " is " + dims + "; the model's shape needs " + std::to_string(cols) + "x" +
+            std::to_string(rows);
+    return false;
+  }
+  out = {t->type, f.data(*t), rows, cols};
+  return true;
+}
+
+// A vector (norm weights, biases), as floats whatever its type.
+bool vec(const gguf::File& f, const std::string& name, int64_t n, std::vector<float>& out, std::string& error) {
+  const gguf::TensorInfo* t = f.tensor(name);
+  if (!t) {
+    error = "tensor " + name + " is missing";
+    return false;
+  }
+  if (t->dims.size() != 1 || static_cast<int64_t>(t->dims[0]) != n) {
+    error = "tensor " + name + " must have " + std::to_string(n) + " values";
+    return false;
+  }
+  out.resize(static_cast<size_t>(n));
+  kernels::dequantize_row({t->type, f.data(*t), 1, n}, 0, out.data());
+  return true;
+}
+
+void rms_norm(const float* x, const std::vector<float>& w, float eps, float* out, int64_t n) {
+  double ss = 0;
+  for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
+  const float scale = 1.0f / std::sqrt(static_cast<float>(ss / static_cast<double>(n)) + eps);
+  for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * w[static_cast<size_t>(i)];
+}
+
+void rope(float* v, int64_t heads, int64_t head_dim, int64_t pos, float base, bool halves) {
+  const int64_t half = head_dim / 2;
+  for (int64_t h = 0; h < heads; ++h) {
+    float* x = v + h * head_dim;
+    for (int64_t i = 0; i < half; ++i) {
+      const float theta = static_cast<float>(pos) * std::pow(base, -2.0f * static_cast<float>(i) / static_cast<float>(head_dim));
+      const float c = std::cos(theta), s = std::sin(theta);
+      float& a = halves ? x[i] : x[2 * i];
+      float& b = halves ? x[i + half] : x[2 * i + 1];
+      const float a0 = a, b0 = b;
+      a = a0 * c - b0 * s;
+      b = a0 * s + b0 * c;
+    }
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<Model> Model::load(std::shared_ptr<const gguf::File> file, std::string& error) {
+  std::unique_ptr<Model> m(new Model());
+  const gguf::File& f = *file;
+  m->file_ = std::move(file);
+  ModelConfig& c = m->c_;
+  c.arch = std::string(f.get_string("general.architecture").value_or(""));
+  if (c.arch != "llama" && c.arch != "qwen2") {
+    error = "general.architecture \"" + c.arch + "\" is not supported (llama, qwen2)";
+    return nullptr;
+  }
+  auto need = [&](const char* key, int64_t& out) {
+    const auto v = f.get_uint(c.arch + "." + key);
+    if (!v || *v == 0 || *v > (1u << 24)) {
+      error = c.arch + "." + key + " is missing or out of range";
+      return false;
+    }
+    out = static_cast<int64_t>(*v);
+    return true;
+  };
+  if (!need("embedding_length", c.dim) || !need("block_count", c.layers) ||
+      !need("attention.head_count", c.heads) || !need("feed_forward_length", c.ffn) ||
+      !need("context_length", c.context)) {
+    return nullptr;
+  }
+  c.kv_heads = static_cast<int64_t>(f.get_uint(c.arch + ".attention.head_count_kv").value_or(c.heads));
+  if (c.kv_heads == 0 || c.heads % c.kv_heads != 0 || c.dim % c.heads != 0) {
+    error = "attention heads (" + std::to_string(c.heads) + ", " + std::to_string(c.kv_heads) +
+            " for keys and values) do not divide the embedding (" + std::to_string(c.dim) + ")";
+    return nullptr;
+  }
+  c.head_dim = c.dim / c.heads;
+  if (c.head_dim % 2 != 0) {
+    error = "the head dimension must be even for rotary embeddings";
+    return nullptr;
+  }
+  c.eps = static_cast<float>(f.get_float(c.arch + ".attention.layer_norm_rms_epsilon").value_or(1e-5));
+  c.rope_base = static_cast<float>(f.get_float(c.arch + ".rope.freq_base").value_or(10000.0));
+  c.rope_halves = c.arch == "qwen2";
+  c.qkv_bias = c.arch == "qwen2";
+  const gguf::TensorInfo* embd = f.tensor("token_embd.weight");
+  if (!embd || embd->dims.size() != 2) {
+    error = "tensor token_embd.weight is missing";
+    return nullptr;
+  }
+  c.vocab = static_cast<int64_t>(embd->dims[1]);
+  if (!weight(f, "token_embd.weight", c.vocab, c.dim, m->embed_, error)) return nullptr;
+  if (f.tensor("output.weight")) {
+    if (!weight(f, "output.weight", c.vocab, c.dim, m->output_, error)) return nullptr;
+  } else {
+    m->output_ = m->embed_;  // tied embeddings
+  }
+  if (!vec(f, "output_norm.weight", c.dim, m->output_norm_, error)) return nullptr;
+  const int64_t kv_dim = c.kv_heads * c.head_dim;
+  m->layers_.resize(static_cast<size_t>(c.layers));
+  for (int64_t l = 0; l < c.layers; ++l) {
+    Layer& L = m->layers_[static_cast<size_t>(l)];
+    const std::string p = "blk." + std::to_string(l) + ".";
+    if (!weight(f, p + "attn_q.weight", c.dim, c.dim, L.wq, error) ||
+        !weight(f, p + "attn_k.weight", kv_dim, c.dim, L.wk, error) ||
+        !weight(f, p + "attn_v.weight", kv_dim, c.dim, L.wv, error) ||
+        !weight(f, p + "attn_output.weight", c.dim, c.dim, L.wo, error) ||
+        !weight(f, p + "ffn_gate.weight", c.ffn, c.dim, L.gate, error) ||
+        !weight(f, p + "ffn_up.weight", c.ffn, c.dim, L.up, error) ||
+        !weight(f, p + "ffn_down.weight", c.dim, c.ffn, L.down, error) ||
+        !vec(f, p + "attn_norm.weight", c.dim, L.attn_norm, error) ||
+        !vec(f, p + "ffn_norm.weight", c.dim, L.ffn_norm, error)) {
+      return nullptr;
+    }
+    if (c.qkv_bias && (!vec(f, p + "attn_q.bias", c.dim, L.bq, error) || !vec(f, p + "attn_k.bias", kv_dim, L.bk, error) ||
+                       !vec(f, p + "attn_v.bias", kv_dim, L.bv, error))) {
+      return nullptr;
+    }
+  }
+  return m;
+}
+
+void Model::forward(kernels::ThreadPool& pool, const int32_t* tokens, int64_t count, int64_t pos0, KvCache& cache,
+                    float* logits, bool all_logits) const {
+  const int64_t dim = c_.dim, kv_dim = c_.kv_heads * c_.head_dim, hd = c_.head_dim;
+  const int64_t group = c_.heads / c_.kv_heads;
+  std::vector<float> x(static_cast<size_t>(count * dim)), xn(x.size()), q(x.size()), att_out(x.size()), o(x.size());
+  std::vector<float> k(static_cast<size_t>(count * kv_dim)), v(k.size());
+  std::vector<float> gate(static_cast<size_t>(count * c_.ffn)), up(gate.size());
+  for (int64_t t = 0; t < count; ++t) kernels::dequantize_row(embed_, tokens[t], x.data() + t * dim);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+
+  for (int64_t l = 0; l < c_.layers; ++l) {
+    const Layer& L = layers_[static_cast<size_t>(l)];
+    for (int64_t t = 0; t < count; ++t) rms_norm(x.data() + t * dim, L.attn_norm, c_.eps, xn.data() + t * dim, dim);
+    kernels::matmul(pool, L.wq, xn.data(), q.data(), count);
+    kernels::matmul(pool, L.wk, xn.data(), k.data(), count);
+    kernels::matmul(pool, L.wv, xn.data(), v.data(), count);
+    for (int64_t t = 0; t < count; ++t) {
+      if (c_.qkv_bias) {
+        for (int64_t i = 0; i < dim; ++i) q[t * dim + i] += L.bq[i];
+        for (int64_t i = 0; i < kv_dim; ++i) {
+          k[t * kv_dim + i] += L.bk[i];
+          v[t * kv_dim + i] += L.bv[i];
+        }
+      }
+      rope(q.data() + t * dim, c_.heads, hd, pos0 + t, c_.rope_base, c_.rope_halves);
+      rope(k.data() + t * kv_dim, c_.kv_heads, hd, pos0 + t, c_.rope_base, c_.rope_halves);
+      std::copy_n(k.data() + t * kv_dim, kv_dim, cache.k(l, pos0 + t));
+      std::copy_n(v.data() + t * kv_dim, kv_dim, cache.v(l, pos0 + t));
+    }
+    // Causal attention over the cache, one (token, head) per task.
+    pool.parallel_for(count * c_.heads, [&](int64_t begin, int64_t end) {
+      std::vector<float> scores(static_cast<size_t>(pos0 + count));
+      for (int64_t job = begin; job < end; ++job) {
+        const int64_t t = job / c_.heads, h = job % c_.heads, kvh = h / group;
+        const int64_t last = pos0 + t;
+        const float* qh = q.data() + t * dim + h * hd;
+        float max = -INFINITY;
+        for (int64_t p = 0; p <= last; ++p) {
+          const float* kp = cache.k(l, p) + kvh * hd;
+          float s = 0;
+          for (int64_t i = 0; i < hd; ++i) s += qh[i] * kp[i];
+          scores[static_cast<size_t>(p)] = s * scale;
+          max = std::max(max, scores[static_cast<size_t>(p)]);
+        }
+        float sum = 0;
+        for (int64_t p = 0; p <= last; ++p) {
+          scores[static_cast<size_t>(p)] = std::exp(scores[static_cast<size_t>(p)] - max);
+          sum += scores[static_cast<size_t>(p)];
+        }
+        float* out = att_out.data() + t * dim + h * hd;
+        std::fill(out, out + hd, 0.0f);
+        for (int64_t p = 0; p <= last; ++p) {
+          const float w = scores[static_cast<size_t>(p)] / sum;
+          const float* vp = cache.v(l, p) + kvh * hd;
+          for (int64_t i = 0; i < hd; ++i) out[i] += w * vp[i];
+        }
+      }
+    });
+    kernels::matmul(pool, L.wo, att_out.data(), o.data(), count);
+    for (size_t i = 0; i < x.size(); ++i) x[i] += o[i];
+    // SwiGLU feed-forward.
+    for (int64_t t = 0; t < count; ++t) rms_norm(x.data() + t * dim, L.ffn_norm, c_.eps, xn.data() + t * dim, dim);
+    kernels::matmul(pool, L.gate, xn.data(), gate.data(), count);
+    kernels::matmul(pool, L.up, xn.data(), up.data(), count);
+    for (size_t i = 0; i < gate.size(); ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+    kernels::matmul(pool, L.down, gate.data(), o.data(), count);
+    for (size_t i = 0; i < x.size(); ++i) x[i] += o[i];
+  }
+  const int64_t first = all_logits ? 0 : count - 1;
+  for (int64_t t = first; t < count; ++t) rms_norm(x.data() + t * dim, output_norm_, c_.eps, xn.data() + t * dim, dim);
+  kernels::matmul(pool, output_, xn.data() + first * dim, logits, count - first);
+}
+
+}  // namespace sluice

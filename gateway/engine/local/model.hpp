@@ -1,0 +1,70 @@
+// Model: a Llama-family decoder read from GGUF: the `llama` and `qwen2`
+// architectures (RMSNorm, rotary embeddings with adjacent pairs for llama
+// and split halves for qwen2, grouped-query attention, SwiGLU, Qwen2's QKV
+// biases, tied embeddings when there is no output.weight). Weights stay in
+// the mapped file in their own type (F32, F16, BF16, Q8_0).
+//
+// Threads: a Model is immutable; forward() uses the thread pool it is given
+// and the caller's KV cache, so one caller at a time per cache.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gateway/engine/local/gguf.hpp"
+#include "gateway/engine/local/kernels.hpp"
+
+namespace sluice {
+
+struct ModelConfig {
+  std::string arch;  // "llama" | "qwen2"
+  int64_t dim = 0, layers = 0, heads = 0, kv_heads = 0, head_dim = 0, ffn = 0, vocab = 0;
+  int64_t context = 0;
+  float eps = 1e-5f;
+  float rope_base = 10000.f;
+  bool rope_halves = false;  // qwen2 (NEOX): pairs (i, i + head_dim/2); llama: (2i, 2i+1)
+  bool qkv_bias = false;
+};
+
+// The keys and values of one sequence, position by position.
+class KvCache {
+ public:
+  KvCache(const ModelConfig& c, int64_t capacity);
+  int64_t capacity() const { return capacity_; }
+  float* k(int64_t layer, int64_t pos) { return k_.data() + (layer * capacity_ + pos) * row_; }
+  float* v(int64_t layer, int64_t pos) { return v_.data() + (layer * capacity_ + pos) * row_; }
+
+ private:
+  int64_t capacity_, row_;
+  std::vector<float> k_, v_;
+};
+
+class Model {
+ public:
+  // Checks the architecture, hyper-parameters and every tensor's shape;
+  // null with `error` naming what is missing or wrong.
+  static std::unique_ptr<Model> load(std::shared_ptr<const gguf::File> file, std::string& error);
+
+  const ModelConfig& config() const { return c_; }
+  // Runs `tokens` at positions pos0, pos0 + 1, ... through the model,
+  // storing their keys and values in `cache`. Writes vocab logits for every
+  // token to `logits` (tokens x vocab) when `all_logits`, else for the last.
+  void forward(kernels::ThreadPool& pool, const int32_t* tokens, int64_t count, int64_t pos0, KvCache& cache,
+               float* logits, bool all_logits) const;
+
+ private:
+  struct Layer {
+    kernels::Weight wq, wk, wv, wo, gate, up, down;
+    std::vector<float> attn_norm, ffn_norm, bq, bk, bv;
+  };
+  Model() = default;
+
+  std::shared_ptr<const gguf::File> file_;
+  ModelConfig c_;
+  kernels::Weight embed_, output_;
+  std::vector<float> output_norm_;
+  std::vector<Layer> layers_;
+};
+
+}  // namespace sluice

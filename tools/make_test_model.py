@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""Small Llama-family models with random weights, for checking the local
+engine against PyTorch: writes a GGUF file and is also the reference forward
+pass (tests/engine/check_logits.py imports it).
+
+Usage: tools/make_test_model.py OUT.gguf [--arch llama|qwen2] [--type f32|bf16|q8_0] [--seed N]
+"""
+import argparse
+import os
+import struct
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gguf_writer as g  # noqa: E402
+
+SHAPE = dict(dim=64, layers=2, heads=4, kv_heads=2, ffn=160, vocab=320, context=256, eps=1e-5, rope_base=10000.0)
+
+
+def make_weights(arch, seed, shape=SHAPE):
+    gen = torch.Generator().manual_seed(seed)
+    d, kv = shape["dim"], shape["kv_heads"] * (shape["dim"] // shape["heads"])
+
+    def rnd(*s, scale=0.08):
+        return torch.randn(*s, generator=gen, dtype=torch.float32) * scale
+
+    w = {"token_embd.weight": rnd(shape["vocab"], d, scale=0.5), "output_norm.weight": 1 + rnd(d, scale=0.1)}
+    if arch == "llama":
+        w["output.weight"] = rnd(shape["vocab"], d, scale=0.2)  # qwen2 here ties it to the embeddings
+    for l in range(shape["layers"]):
+        p = "blk.%d." % l
+        w[p + "attn_norm.weight"] = 1 + rnd(d, scale=0.1)
+        w[p + "ffn_norm.weight"] = 1 + rnd(d, scale=0.1)
+        w[p + "attn_q.weight"] = rnd(d, d)
+        w[p + "attn_k.weight"] = rnd(kv, d)
+        w[p + "attn_v.weight"] = rnd(kv, d)
+        w[p + "attn_output.weight"] = rnd(d, d)
+        w[p + "ffn_gate.weight"] = rnd(shape["ffn"], d)
+        w[p + "ffn_up.weight"] = rnd(shape["ffn"], d)
+        w[p + "ffn_down.weight"] = rnd(d, shape["ffn"])
+        if arch == "qwen2":
+            w[p + "attn_q.bias"] = rnd(d, scale=0.1)
+            w[p + "attn_k.bias"] = rnd(kv, scale=0.1)
+            w[p + "attn_v.bias"] = rnd(kv, scale=0.1)
+    return w
+
+
+def to_bf16_bytes(t):
+    bits = t.contiguous().view(torch.int32)
+    # round to nearest even, as torch's bfloat16 conversion does
+    return t.to(torch.bfloat16).view(torch.int16).numpy().tobytes()
+
+
+def to_q8_0(t):
+    """Q8_0 blocks of 32: an f16 scale (max|x|/127) and 32 int8; returns
+    (bytes, dequantized tensor)."""
+    rows = t.reshape(-1, 32)
+    amax = rows.abs().max(dim=1).values
+    d = (amax / 127.0).to(torch.float16)
+    df = d.to(torch.float32)
+    inv = torch.where(df > 0, 1.0 / df, torch.zeros_like(df))
+    q = torch.round(rows * inv[:, None]).clamp(-127, 127).to(torch.int8)
+    out = bytearray()
+    dbytes = d.view(torch.int16).numpy().tobytes()
+    qbytes = q.numpy().tobytes()
+    for i in range(rows.shape[0]):
+        out += dbytes[2 * i:2 * i + 2] + qbytes[32 * i:32 * i + 32]
+    return bytes(out), (q.to(torch.float32) * df[:, None]).reshape(t.shape)
+
+
+def write(path, arch, wtype, seed, shape=SHAPE):
+    """Writes the model; returns the weights as the file holds them (dequantized)."""
+    weights = make_weights(arch, seed, shape)
+    w = g.GGUFWriter()
+    w.add_string("general.architecture", arch)
+    w.add_string("general.name", "sluice-test-%s-%s" % (arch, wtype))
+    w.add("%s.embedding_length" % arch, g.UINT32, shape["dim"])
+    w.add("%s.block_count" % arch, g.UINT32, shape["layers"])
+    w.add("%s.attention.head_count" % arch, g.UINT32, shape["heads"])
+    w.add("%s.attention.head_count_kv" % arch, g.UINT32, shape["kv_heads"])
+    w.add("%s.feed_forward_length" % arch, g.UINT32, shape["ffn"])
+    w.add("%s.context_length" % arch, g.UINT32, shape["context"])
+    w.add("%s.attention.layer_norm_rms_epsilon" % arch, g.FLOAT32, shape["eps"])
+    w.add("%s.rope.freq_base" % arch, g.FLOAT32, shape["rope_base"])
+    stored = {}
+    for name, t in weights.items():
+        dims = list(reversed(t.shape))  # ggml order
+        if t.dim() == 1 or wtype == "f32":
+            w.add_tensor(name, dims, g.F32, t.contiguous().numpy().tobytes())
+            stored[name] = t
+        elif wtype == "bf16":
+            w.add_tensor(name, dims, g.BF16, to_bf16_bytes(t))
+            stored[name] = t.to(torch.bfloat16).to(torch.float32)
+        else:
+            data, deq = to_q8_0(t)
+            w.add_tensor(name, dims, g.Q8_0, data)
+            stored[name] = deq
+    w.write(path)
+    return stored
+
+
+def rmsnorm(x, w, eps):
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
+
+
+def rope(x, pos, base, halves):
+    """x: (T, H, D); pos: (T,)"""
+    D = x.shape[-1]
+    i = torch.arange(D // 2, dtype=torch.float64)
+    theta = pos[:, None].to(torch.float64) * base ** (-2.0 * i / D)
+    c, s = torch.cos(theta)[:, None, :], torch.sin(theta)[:, None, :]
+    if halves:
+        a, b = x[..., : D // 2], x[..., D // 2:]
+        return torch.cat([a * c - b * s, a * s + b * c], dim=-1)
+    a, b = x[..., 0::2], x[..., 1::2]
+    return torch.stack([a * c - b * s, a * s + b * c], dim=-1).flatten(-2)
+
+
+def forward(weights, arch, ids, shape=SHAPE):
+    """Logits (T, vocab) for token ids, in float64."""
+    W = {k: v.to(torch.float64) for k, v in weights.items()}
+    d, H, KV = shape["dim"], shape["heads"], shape["kv_heads"]
+    hd = d // H
+    T = len(ids)
+    pos = torch.arange(T)
+    x = W["token_embd.weight"][torch.tensor(ids)]
+    mask = torch.full((T, T), float("-inf"), dtype=torch.float64).triu(1)
+    for l in range(shape["layers"]):
+        p = "blk.%d." % l
+        h = rmsnorm(x, W[p + "attn_norm.weight"], shape["eps"])
+        q, k, v = h @ W[p + "attn_q.weight"].T, h @ W[p + "attn_k.weight"].T, h @ W[p + "attn_v.weight"].T
+        if arch == "qwen2":
+            q, k, v = q + W[p + "attn_q.bias"], k + W[p + "attn_k.bias"], v + W[p + "attn_v.bias"]
+        q = rope(q.view(T, H, hd), pos, shape["rope_base"], arch == "qwen2")
+        k = rope(k.view(T, KV, hd), pos, shape["rope_base"], arch == "qwen2")
+        v = v.view(T, KV, hd)
+        k = k.repeat_interleave(H // KV, dim=1)
+        v = v.repeat_interleave(H // KV, dim=1)
+        att = torch.einsum("thd,shd->hts", q, k) / hd ** 0.5 + mask
+        out = torch.einsum("hts,shd->thd", att.softmax(-1), v).reshape(T, d)
+        x = x + out @ W[p + "attn_output.weight"].T
+        h = rmsnorm(x, W[p + "ffn_norm.weight"], shape["eps"])
+        x = x + (torch.nn.functional.silu(h @ W[p + "ffn_gate.weight"].T) * (h @ W[p + "ffn_up.weight"].T)) @ W[p + "ffn_down.weight"].T
+    out = W.get("output.weight", W["token_embd.weight"])
+    return rmsnorm(x, W["output_norm.weight"], shape["eps"]) @ out.T
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out")
+    ap.add_argument("--arch", default="llama", choices=["llama", "qwen2"])
+    ap.add_argument("--type", default="f32", choices=["f32", "bf16", "q8_0"])
+    ap.add_argument("--seed", type=int, default=1)
+    a = ap.parse_args()
+    write(a.out, a.arch, a.type, a.seed)
+    print("wrote", a.out)
+
+
+if __name__ == "__main__":
+    main()
