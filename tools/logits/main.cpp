@@ -41,7 +41,7 @@ int main(int argc, char** argv) {
   for (auto p : doc["prompts"].get_array()) {
     std::vector<int32_t> ids;
     for (auto id : p.get_array()) ids.push_back(static_cast<int32_t>(id.get_int64().value()));
-    sluice::KvCache cache(c, static_cast<int64_t>(ids.size()) + generate + 1);
+    sluice::FlatKvCache cache(c, static_cast<int64_t>(ids.size()) + generate + 1);
     std::vector<float> logits(ids.size() * static_cast<size_t>(c.vocab));
     model->forward(pool, ids.data(), static_cast<int64_t>(ids.size()), 0, cache, logits.data(), true);
     std::printf("%s[", first_prompt ? "" : ",");

@@ -7,7 +7,7 @@ namespace sluice {
 
 using kernels::Weight;
 
-KvCache::KvCache(const ModelConfig& c, int64_t capacity)
+FlatKvCache::FlatKvCache(const ModelConfig& c, int64_t capacity)
     : capacity_(capacity),
       row_(c.kv_heads * c.head_dim),
       k_(static_cast<size_t>(c.layers * capacity * row_)),
@@ -153,6 +153,29 @@ std::unique_ptr<Model> Model::load(std::shared_ptr<const gguf::File> file, std::
 
 void Model::forward(kernels::ThreadPool& pool, const int32_t* tokens, int64_t count, int64_t pos0, KvCache& cache,
                     float* logits, bool all_logits) const {
+  if (!all_logits) return forward_batch(pool, {{tokens, count, pos0, &cache, logits}});
+  // Every position's logits: one chunk per token, in order, through one cache.
+  std::vector<BatchChunk> chunks;
+  for (int64_t t = 0; t < count; ++t) chunks.push_back({tokens + t, 1, pos0 + t, &cache, logits + t * c_.vocab});
+  forward_batch(pool, chunks);
+}
+
+void Model::forward_batch(kernels::ThreadPool& pool, const std::vector<BatchChunk>& chunks) const {
+  // The batch's tokens, each with its position and cache.
+  std::vector<int32_t> token_ids;
+  std::vector<int64_t> positions;
+  std::vector<KvCache*> caches;
+  for (const auto& ch : chunks) {
+    for (int64_t i = 0; i < ch.count; ++i) {
+      token_ids.push_back(ch.tokens[i]);
+      positions.push_back(ch.pos0 + i);
+      caches.push_back(ch.cache);
+    }
+  }
+  const int32_t* tokens = token_ids.data();
+  const int64_t count = static_cast<int64_t>(token_ids.size());
+  int64_t max_pos = 0;
+  for (int64_t p : positions) max_pos = std::max(max_pos, p);
   const int64_t dim = c_.dim, kv_dim = c_.kv_heads * c_.head_dim, hd = c_.head_dim;
   const int64_t group = c_.heads / c_.kv_heads;
   std::vector<float> x(static_cast<size_t>(count * dim)), xn(x.size()), q(x.size()), att_out(x.size()), o(x.size());
@@ -175,17 +198,18 @@ void Model::forward(kernels::ThreadPool& pool, const int32_t* tokens, int64_t co
           v[t * kv_dim + i] += L.bv[i];
         }
       }
-      rope(q.data() + t * dim, c_.heads, hd, pos0 + t, c_.rope_base, c_.rope_halves);
-      rope(k.data() + t * kv_dim, c_.kv_heads, hd, pos0 + t, c_.rope_base, c_.rope_halves);
-      std::copy_n(k.data() + t * kv_dim, kv_dim, cache.k(l, pos0 + t));
-      std::copy_n(v.data() + t * kv_dim, kv_dim, cache.v(l, pos0 + t));
+      rope(q.data() + t * dim, c_.heads, hd, positions[t], c_.rope_base, c_.rope_halves);
+      rope(k.data() + t * kv_dim, c_.kv_heads, hd, positions[t], c_.rope_base, c_.rope_halves);
+      std::copy_n(k.data() + t * kv_dim, kv_dim, caches[t]->k(l, positions[t]));
+      std::copy_n(v.data() + t * kv_dim, kv_dim, caches[t]->v(l, positions[t]));
     }
     // Causal attention over the cache, one (token, head) per task.
     pool.parallel_for(count * c_.heads, [&](int64_t begin, int64_t end) {
-      std::vector<float> scores(static_cast<size_t>(pos0 + count));
+      std::vector<float> scores(static_cast<size_t>(max_pos + 1));
       for (int64_t job = begin; job < end; ++job) {
         const int64_t t = job / c_.heads, h = job % c_.heads, kvh = h / group;
-        const int64_t last = pos0 + t;
+        const int64_t last = positions[t];
+        KvCache& cache = *caches[t];
         const float* qh = q.data() + t * dim + h * hd;
         float max = -INFINITY;
         for (int64_t p = 0; p <= last; ++p) {
@@ -219,9 +243,23 @@ void Model::forward(kernels::ThreadPool& pool, const int32_t* tokens, int64_t co
     kernels::matmul(pool, L.down, gate.data(), o.data(), count);
     for (size_t i = 0; i < x.size(); ++i) x[i] += o[i];
   }
-  const int64_t first = all_logits ? 0 : count - 1;
-  for (int64_t t = first; t < count; ++t) rms_norm(x.data() + t * dim, output_norm_, c_.eps, xn.data() + t * dim, dim);
-  kernels::matmul(pool, output_, xn.data() + first * dim, logits, count - first);
+  // Logits for the last token of each chunk that wants them.
+  std::vector<float> rows;
+  std::vector<float*> outs;
+  int64_t end = 0;
+  for (const auto& ch : chunks) {
+    end += ch.count;
+    if (!ch.logits) continue;
+    rows.resize(rows.size() + static_cast<size_t>(dim));
+    rms_norm(x.data() + (end - 1) * dim, output_norm_, c_.eps, rows.data() + rows.size() - static_cast<size_t>(dim), dim);
+    outs.push_back(ch.logits);
+  }
+  if (outs.empty()) return;
+  std::vector<float> logits(outs.size() * static_cast<size_t>(c_.vocab));
+  kernels::matmul(pool, output_, rows.data(), logits.data(), static_cast<int64_t>(outs.size()));
+  for (size_t i = 0; i < outs.size(); ++i) {
+    std::copy_n(logits.data() + i * static_cast<size_t>(c_.vocab), c_.vocab, outs[i]);
+  }
 }
 
 }  // namespace sluice

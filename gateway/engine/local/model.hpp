@@ -27,17 +27,33 @@ struct ModelConfig {
   bool qkv_bias = false;
 };
 
-// The keys and values of one sequence, position by position.
+// Where a sequence's keys and values live, position by position.
 class KvCache {
  public:
-  KvCache(const ModelConfig& c, int64_t capacity);
-  int64_t capacity() const { return capacity_; }
-  float* k(int64_t layer, int64_t pos) { return k_.data() + (layer * capacity_ + pos) * row_; }
-  float* v(int64_t layer, int64_t pos) { return v_.data() + (layer * capacity_ + pos) * row_; }
+  virtual ~KvCache() = default;
+  virtual float* k(int64_t layer, int64_t pos) = 0;
+  virtual float* v(int64_t layer, int64_t pos) = 0;
+};
+
+// One sequence's cache in one allocation (tools and tests).
+class FlatKvCache final : public KvCache {
+ public:
+  FlatKvCache(const ModelConfig& c, int64_t capacity);
+  float* k(int64_t layer, int64_t pos) override { return k_.data() + (layer * capacity_ + pos) * row_; }
+  float* v(int64_t layer, int64_t pos) override { return v_.data() + (layer * capacity_ + pos) * row_; }
 
  private:
   int64_t capacity_, row_;
   std::vector<float> k_, v_;
+};
+
+// Tokens of one sequence in a batch: `count` tokens at pos0, pos0 + 1, ...
+struct BatchChunk {
+  const int32_t* tokens = nullptr;
+  int64_t count = 0;
+  int64_t pos0 = 0;
+  KvCache* cache = nullptr;
+  float* logits = nullptr;  // vocab floats for the chunk's last token; null: none wanted
 };
 
 class Model {
@@ -52,6 +68,10 @@ class Model {
   // token to `logits` (tokens x vocab) when `all_logits`, else for the last.
   void forward(kernels::ThreadPool& pool, const int32_t* tokens, int64_t count, int64_t pos0, KvCache& cache,
                float* logits, bool all_logits) const;
+  // One step of continuous batching: every chunk's tokens go through each
+  // weight matrix together (the weights are read once for the whole batch);
+  // attention reads each token's own sequence cache.
+  void forward_batch(kernels::ThreadPool& pool, const std::vector<BatchChunk>& chunks) const;
 
  private:
   struct Layer {
