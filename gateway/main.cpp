@@ -17,6 +17,7 @@
 #include "gateway/common/logging.hpp"
 #include "gateway/common/port_file.hpp"
 #include "gateway/config/config.hpp"
+#include "gateway/engine/local/local_engine.hpp"
 #include "gateway/engine/openai/openai_engine.hpp"
 #include "gateway/metrics/gateway_metrics.hpp"
 #include "gateway/net/server.hpp"
@@ -96,8 +97,27 @@ int main(int argc, char** argv) {
   net::io_context ioc(threads);
 
   {
-    sluice::OpenAiEngine engine(ioc, config.openai,
-                                config.openai.shards > 0 ? config.openai.shards : threads);
+    std::unique_ptr<sluice::Engine> engine_owner;
+    std::string engine_text;
+    if (config.engine == "local") {
+      std::string error;
+      auto local = sluice::LocalEngine::create(config.local, error);
+      if (!local) {
+        spdlog::critical("{}", error);
+        sluice::shutdown_logging();
+        return 2;
+      }
+      const auto& mc = local->model_config();
+      engine_text = "local -> " + config.local.model + " (" + local->model_name() + ", " + mc.arch + ", " +
+                    std::to_string(mc.layers) + " layers, " + std::string(sluice::chat_format_name(local->chat_format())) +
+                    ")";
+      engine_owner = std::move(local);
+    } else {
+      engine_owner = std::make_unique<sluice::OpenAiEngine>(
+          ioc, config.openai, config.openai.shards > 0 ? config.openai.shards : threads);
+      for (const auto& u : config.openai.urls) engine_text += (engine_text.empty() ? "openai -> " : ", ") + u;
+    }
+    sluice::Engine& engine = *engine_owner;
     auto store = std::make_shared<sluice::MemoryJournalStore>(config.resume.memory_budget_bytes,
                                                              config.resume.retention);
     const auto& l = config.limits;
@@ -140,10 +160,8 @@ int main(int argc, char** argv) {
       return 1;
     }
     const auto ep = server.local_endpoint();
-    std::string upstreams;
-    for (const auto& u : config.openai.urls) upstreams += (upstreams.empty() ? "" : ", ") + u;
-    spdlog::info("sluice listening on {}:{}{} ({} I/O threads), engine openai -> {}",
-                 ep.address().to_string(), ep.port(), tls ? " with TLS" : "", threads, upstreams);
+    spdlog::info("sluice listening on {}:{}{} ({} I/O threads), engine {}", ep.address().to_string(), ep.port(),
+                 tls ? " with TLS" : "", threads, engine_text);
     if (tls) spdlog::info("tls: serving {}", tls->describe());
     if (const auto mep = server.metrics_endpoint()) {
       spdlog::info("metrics on http://{}:{}/metrics", mep->address().to_string(), mep->port());

@@ -3,7 +3,11 @@
 engine against PyTorch: writes a GGUF file and is also the reference forward
 pass (tests/engine/check_logits.py imports it).
 
-Usage: tools/make_test_model.py OUT.gguf [--arch llama|qwen2] [--type f32|bf16|q8_0] [--seed N]
+Usage: tools/make_test_model.py OUT.gguf [--arch llama|qwen2] [--type f32|bf16|q8_0] [--seed N] [--tokenizer]
+
+With --tokenizer the file also holds a byte-level tokenizer (one token per
+byte, <|im_start|>, <|im_end|>) and a ChatML template, so the gateway can run
+it as engine = "local": it streams random bytes, a test model, not a chatbot.
 """
 import argparse
 import os
@@ -69,10 +73,38 @@ def to_q8_0(t):
     return bytes(out), (q.to(torch.float32) * df[:, None]).reshape(t.shape)
 
 
-def write(path, arch, wtype, seed, shape=SHAPE):
+def byte_tokenizer(w, vocab):
+    """GPT-2 style byte tokens 0-255, then ChatML's special tokens."""
+    printable = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+    mapping, n = {}, 0
+    for b in range(256):
+        if b in printable:
+            mapping[b] = chr(b)
+        else:
+            mapping[b] = chr(256 + n)
+            n += 1
+    tokens = [mapping[b] for b in range(256)] + ["<|im_start|>", "<|im_end|>", "<|endoftext|>"]
+    types = [1] * 256 + [3, 3, 3]
+    while len(tokens) < vocab:
+        tokens.append("[PAD%d]" % len(tokens))
+        types.append(5)
+    w.add_string("tokenizer.ggml.model", "gpt2")
+    w.add_string("tokenizer.ggml.pre", "qwen2")
+    w.add_array("tokenizer.ggml.tokens", g.STRING, tokens)
+    w.add_array("tokenizer.ggml.token_type", g.INT32, types)
+    w.add_array("tokenizer.ggml.merges", g.STRING, [])
+    w.add("tokenizer.ggml.eos_token_id", g.UINT32, 257)
+    w.add_string("tokenizer.chat_template",
+                 "{% for message in messages %}<|im_start|>{{ message.role }}\n{{ message.content }}<|im_end|>\n"
+                 "{% endfor %}<|im_start|>assistant\n")
+
+
+def write(path, arch, wtype, seed, shape=SHAPE, tokenizer=False):
     """Writes the model; returns the weights as the file holds them (dequantized)."""
     weights = make_weights(arch, seed, shape)
     w = g.GGUFWriter()
+    if tokenizer:
+        byte_tokenizer(w, shape["vocab"])
     w.add_string("general.architecture", arch)
     w.add_string("general.name", "sluice-test-%s-%s" % (arch, wtype))
     w.add("%s.embedding_length" % arch, g.UINT32, shape["dim"])
@@ -152,8 +184,9 @@ def main():
     ap.add_argument("--arch", default="llama", choices=["llama", "qwen2"])
     ap.add_argument("--type", default="f32", choices=["f32", "bf16", "q8_0"])
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--tokenizer", action="store_true")
     a = ap.parse_args()
-    write(a.out, a.arch, a.type, a.seed)
+    write(a.out, a.arch, a.type, a.seed, tokenizer=a.tokenizer)
     print("wrote", a.out)
 
 

@@ -80,6 +80,20 @@ struct OpenAiConfig {
   int shards = 0;  // curl multi handles; 0: one per I/O thread
 };
 
+// engine = "local": a GGUF model run in process.
+struct LocalConfig {
+  std::string model;               // the .gguf file
+  int threads = 0;                 // compute threads; 0: one per core
+  int64_t context_length = 2048;   // positions per sequence (prompt + answer)
+  int max_batch = 16;              // sequences decoding at once
+  int64_t max_batch_tokens = 256;  // tokens per step (prefill is chunked to fit)
+  int64_t kv_cache_mb = 0;         // 0: enough for max_batch full contexts
+  std::string chat_format = "auto";  // auto | chatml | llama3 | llama2
+  int max_tokens = 512;            // per answer, unless the client asks for fewer
+  double temperature = 0.7, top_p = 0.95, repetition_penalty = 1.1;
+  int top_k = 40;
+};
+
 struct ApiKeyEntry {
   std::string principal;
   std::string sha256_hex;  // SHA-256 of the key, lowercase hex: keys are never stored
@@ -137,6 +151,7 @@ struct Config {
   LimitsConfig limits;
   std::string engine = "openai";
   OpenAiConfig openai;
+  LocalConfig local;
   ResumeConfig resume;
   SessionConfig session;
   StreamConfig stream;

@@ -61,6 +61,21 @@ Option millis(std::string key, int64_t min, int64_t max, Access access) {
   return ranged<Millis>(std::move(key), min, max, "a number of milliseconds", access);
 }
 
+// A number (integer or float) within [min, max].
+template <typename Access>
+Option real(std::string key, double min, double max, Access access) {
+  return {key, [=](const toml::node& n, Config& c) -> std::string {
+            const auto v = n.value<double>();
+            if (!(n.is_floating_point() || n.is_integer()) || !v || *v < min || *v > max) {
+              std::ostringstream os;
+              os << "must be a number from " << min << " to " << max << " (got " << describe(n) << ")";
+              return os.str();
+            }
+            access(c) = *v;
+            return {};
+          }};
+}
+
 template <typename Access>
 Option boolean(std::string key, Access access) {
   return {key, [=](const toml::node& n, Config& c) -> std::string {
@@ -348,7 +363,20 @@ const std::vector<Option>& schema() {
                         [](Config& c) -> uint32_t& { return c.limits.principal_tokens_per_minute; }),
       integer<size_t>("limits.max_http_header_bytes", 1024, 1 << 20,
                       [](Config& c) -> size_t& { return c.limits.max_http_header_bytes; }),
-      one_of("engine", {"openai"}, [](Config& c) -> std::string& { return c.engine; }),
+      one_of("engine", {"openai", "local"}, [](Config& c) -> std::string& { return c.engine; }),
+      string("local.model", [](Config& c) -> std::string& { return c.local.model; }),
+      integer<int>("local.threads", 0, 256, [](Config& c) -> int& { return c.local.threads; }),
+      integer<int64_t>("local.context_length", 16, 1 << 20, [](Config& c) -> int64_t& { return c.local.context_length; }),
+      integer<int>("local.max_batch", 1, 1024, [](Config& c) -> int& { return c.local.max_batch; }),
+      integer<int64_t>("local.max_batch_tokens", 1, 1 << 16, [](Config& c) -> int64_t& { return c.local.max_batch_tokens; }),
+      integer<int64_t>("local.kv_cache_mb", 0, 1 << 20, [](Config& c) -> int64_t& { return c.local.kv_cache_mb; }),
+      one_of("local.chat_format", {"auto", "chatml", "llama3", "llama2"},
+             [](Config& c) -> std::string& { return c.local.chat_format; }),
+      integer<int>("local.max_tokens", 1, 1 << 20, [](Config& c) -> int& { return c.local.max_tokens; }),
+      integer<int>("local.top_k", 0, 1 << 20, [](Config& c) -> int& { return c.local.top_k; }),
+      real("local.temperature", 0, 2, [](Config& c) -> double& { return c.local.temperature; }),
+      real("local.top_p", 0, 1, [](Config& c) -> double& { return c.local.top_p; }),
+      real("local.repetition_penalty", 0.5, 2, [](Config& c) -> double& { return c.local.repetition_penalty; }),
       urls_option("openai.urls"),
       string("openai.model", [](Config& c) -> std::string& { return c.openai.model; }),
       string("openai.api_key", [](Config& c) -> std::string& { return c.openai.api_key; }),
@@ -510,6 +538,10 @@ ConfigResult load_config(const ConfigSources& sources) {
   }
   if (r.config.tls.cert_file.empty() != r.config.tls.key_file.empty()) {
     r.error = "tls: set both tls.cert_file and tls.key_file (TLS on), or neither (plain TCP)";
+    return r;
+  }
+  if (r.config.engine == "local" && r.config.local.model.empty()) {
+    r.error = "engine = \"local\" needs local.model = \"FILE.gguf\"";
     return r;
   }
   const auto& a = r.config.auth;

@@ -1,6 +1,7 @@
 #include "gateway/engine/local/scheduler.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 namespace sluice {
 
@@ -196,6 +197,9 @@ void Scheduler::run() {
       std::vector<int32_t> recent(s->prompt.end() - std::min(s->prompt.size(), kPenaltyWindow), s->prompt.end());
       recent.insert(recent.end(), s->generated.end() - std::min(s->generated.size(), kPenaltyWindow),
                     s->generated.end());
+      for (int32_t b : config_.banned) {
+        if (b >= 0 && b < vocab) s->logits[static_cast<size_t>(b)] = -INFINITY;
+      }
       const int32_t token = s->sampler->sample(s->logits, recent);
       s->generated.push_back(token);
       std::string reason;

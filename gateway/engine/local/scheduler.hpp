@@ -35,6 +35,7 @@ struct SchedulerConfig {
   int max_batch = 16;             // sequences running at once
   int64_t max_batch_tokens = 256; // tokens per step (decode tokens count first)
   int64_t kv_blocks = 0;          // 0: enough for max_batch full contexts
+  std::vector<int32_t> banned;    // token ids never sampled (unused vocabulary entries)
 };
 
 class Scheduler {

@@ -276,6 +276,14 @@ std::optional<int32_t> Tokenizer::find(std::string_view token) const {
   return it->second;
 }
 
+std::vector<int32_t> Tokenizer::unused_tokens() const {
+  std::vector<int32_t> out;
+  for (size_t i = 0; i < types_.size(); ++i) {
+    if (types_[i] == 5) out.push_back(static_cast<int32_t>(i));
+  }
+  return out;
+}
+
 bool Tokenizer::is_end(int32_t id) const {
   if (id == eos_) return true;
   if (id < 0 || static_cast<size_t>(id) >= tokens_.size() || types_[id] != kControl) return false;
@@ -463,21 +471,29 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
 
 std::string StreamDecoder::push(int32_t id) {
   pending_ += t_.piece(id);
-  // Release everything up to the last complete character.
-  size_t cut = pending_.size();
-  size_t k = pending_.size();
-  int back = 0;
-  while (k > 0 && back < 4) {
-    --k;
-    ++back;
-    const auto c = static_cast<unsigned char>(pending_[k]);
-    if ((c & 0xC0) == 0x80) continue;  // a continuation byte: look further back
-    const size_t need = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 1;
-    cut = static_cast<size_t>(back) < need ? k : pending_.size();
-    break;
+  // Complete characters go out; a valid start of a character waits for the
+  // next token; bytes that can never be UTF-8 become U+FFFD.
+  std::string out;
+  size_t i = 0;
+  const auto* p = reinterpret_cast<const uint8_t*>(pending_.data());
+  const auto n = static_cast<int32_t>(pending_.size());
+  while (static_cast<int32_t>(i) < n) {
+    int32_t at = static_cast<int32_t>(i);
+    UChar32 c = 0;
+    U8_NEXT(p, at, n, c);
+    if (c >= 0) {
+      out.append(pending_, i, static_cast<size_t>(at) - i);
+      i = static_cast<size_t>(at);
+      continue;
+    }
+    // Invalid here: is it only cut short by the end of what we have?
+    const uint8_t lead = p[i];
+    const int32_t need = lead >= 0xF0 && lead <= 0xF4 ? 4 : lead >= 0xE0 && lead <= 0xEF ? 3 : lead >= 0xC2 && lead <= 0xDF ? 2 : 0;
+    if (need > 0 && static_cast<int32_t>(i) + need > n && at == n) break;
+    out += "\xEF\xBF\xBD";
+    i = static_cast<size_t>(std::max(at, static_cast<int32_t>(i) + 1));
   }
-  std::string out = pending_.substr(0, cut);
-  pending_.erase(0, cut);
+  pending_.erase(0, i);
   return out;
 }
 

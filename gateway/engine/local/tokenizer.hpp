@@ -45,6 +45,8 @@ class Tokenizer {
   // End of generation: EOS, or another control token such as <|im_end|>.
   bool is_end(int32_t id) const;
   std::optional<int32_t> find(std::string_view token) const;
+  // Tokens a model must never produce: unused and padding entries.
+  std::vector<int32_t> unused_tokens() const;
   const std::string& chat_template() const { return chat_template_; }
 
  private:

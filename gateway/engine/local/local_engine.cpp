@@ -1,0 +1,171 @@
+#include "gateway/engine/local/local_engine.hpp"
+
+#include <simdjson.h>
+
+#include <algorithm>
+#include <thread>
+
+namespace sluice {
+
+namespace {
+
+class Handle final : public TurnHandle {
+ public:
+  Handle(Scheduler& s, uint64_t id) : s_(s), id_(id) {}
+  void cancel() override { s_.cancel(id_); }
+
+ private:
+  Scheduler& s_;
+  uint64_t id_;
+};
+
+// One turn's text pipeline: token ids -> UTF-8 -> stop strings -> the sink.
+struct TurnText {
+  TurnText(const Tokenizer& t, std::vector<std::string> stops, std::shared_ptr<TurnSink> s)
+      : decoder(t), stop(std::move(stops)), sink(std::move(s)) {}
+  StreamDecoder decoder;
+  StopMatcher stop;
+  std::shared_ptr<TurnSink> sink;
+  void emit(const std::string& text) {
+    if (!text.empty()) sink->on_delta(text);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<LocalEngine> LocalEngine::create(const LocalConfig& config, std::string& error) {
+  std::unique_ptr<LocalEngine> e(new LocalEngine());
+  e->config_ = config;
+  std::string why;
+  std::shared_ptr<const gguf::File> file = gguf::File::open(config.model, why);
+  if (!file) {
+    error = "local.model: " + why;
+    return nullptr;
+  }
+  e->file_ = file;
+  auto model = Model::load(file, why);
+  if (!model) {
+    error = "local.model " + config.model + ": " + why;
+    return nullptr;
+  }
+  e->model_ = std::move(model);
+  e->tokenizer_ = Tokenizer::load(*file, why);
+  if (!e->tokenizer_) {
+    error = "local.model " + config.model + ": " + why;
+    return nullptr;
+  }
+  if (static_cast<int64_t>(e->tokenizer_->vocab_size()) > e->model_->config().vocab) {
+    error = "local.model " + config.model + ": the tokenizer has more tokens than the model's embeddings";
+    return nullptr;
+  }
+  if (config.chat_format != "auto") {
+    e->format_ = *chat_format_from_name(config.chat_format);
+  } else if (auto f = detect_chat_format(e->tokenizer_->chat_template())) {
+    e->format_ = *f;
+  } else if (e->tokenizer_->find("<|im_start|>")) {
+    e->format_ = ChatFormat::kChatML;
+  } else {
+    error = "local.model " + config.model +
+            ": its chat template is not one Sluice knows; set local.chat_format (chatml, llama3, llama2)";
+    return nullptr;
+  }
+  e->model_name_ = std::string(file->get_string("general.name").value_or("local"));
+  const int threads = config.threads > 0 ? config.threads
+                                         : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  SchedulerConfig sc;
+  sc.threads = threads;
+  sc.context = std::min<int64_t>(config.context_length, e->model_->config().context);
+  sc.max_batch = config.max_batch;
+  sc.max_batch_tokens = config.max_batch_tokens;
+  // Unused vocabulary entries, and model rows beyond the tokenizer's.
+  sc.banned = e->tokenizer_->unused_tokens();
+  for (int64_t id = static_cast<int64_t>(e->tokenizer_->vocab_size()); id < e->model_->config().vocab; ++id) {
+    sc.banned.push_back(static_cast<int32_t>(id));
+  }
+  if (config.kv_cache_mb > 0) {
+    const auto& c = e->model_->config();
+    const int64_t block_bytes = 2 * c.layers * KvPool::kBlockTokens * c.kv_heads * c.head_dim * 4;
+    sc.kv_blocks = std::max<int64_t>(1, config.kv_cache_mb * (1 << 20) / block_bytes);
+  }
+  e->scheduler_ = std::make_unique<Scheduler>(e->model_, sc);
+  return e;
+}
+
+LocalEngine::~LocalEngine() = default;
+
+void LocalEngine::shutdown() { scheduler_->cancel_all(); }
+
+SamplingParams LocalEngine::params_for(const TurnRequest& r) const {
+  SamplingParams p;
+  p.temperature = static_cast<float>(config_.temperature);
+  p.top_p = static_cast<float>(config_.top_p);
+  p.top_k = config_.top_k;
+  p.repetition_penalty = static_cast<float>(config_.repetition_penalty);
+  p.max_tokens = config_.max_tokens;
+  simdjson::dom::parser parser;
+  for (const auto& [key, json] : r.params.fields) {
+    simdjson::dom::element v;
+    if (parser.parse(json).get(v) != simdjson::SUCCESS) continue;
+    if (key == "temperature" && v.is_number()) p.temperature = static_cast<float>(double(v));
+    if (key == "top_p" && v.is_number()) p.top_p = static_cast<float>(double(v));
+    if (key == "max_tokens" && v.is_int64()) p.max_tokens = static_cast<int>(std::min<int64_t>(int64_t(v), config_.max_tokens));
+    if (key == "seed" && v.is_int64()) p.seed = static_cast<uint64_t>(int64_t(v));
+    if (key == "stop") {
+      if (v.is_string()) p.stop.emplace_back(std::string_view(v));
+      if (v.is_array()) {
+        for (auto s : v.get_array()) {
+          if (s.is_string()) p.stop.emplace_back(std::string_view(s));
+        }
+      }
+    }
+  }
+  return p;
+}
+
+std::unique_ptr<TurnHandle> LocalEngine::start(TurnRequest request, std::shared_ptr<TurnSink> sink) {
+  std::vector<int32_t> prompt;
+  for (const auto& seg : render_chat(format_, request.messages)) {
+    // Template text may hold special tokens; message content never does.
+    const auto ids = tokenizer_->encode(seg.text, false, seg.special);
+    prompt.insert(prompt.end(), ids.begin(), ids.end());
+  }
+  const SamplingParams params = params_for(request);
+  auto text = std::make_shared<TurnText>(*tokenizer_, params.stop, sink);
+  const Tokenizer* tok = tokenizer_.get();
+  const std::string model = model_name_;
+  Scheduler::Callbacks cb;
+  cb.on_token = [text, tok](int32_t id, std::string& reason) {
+    if (tok->is_end(id)) {
+      reason = "stop";
+      return false;
+    }
+    text->emit(text->stop.push(text->decoder.push(id)));
+    if (text->stop.stopped()) {
+      reason = "stop";
+      return false;
+    }
+    return true;
+  };
+  cb.on_end = [text, model](const std::string& reason, const std::string& error, int64_t prompt_tokens,
+                            int64_t generated) {
+    if (!text->stop.stopped()) {
+      text->emit(text->stop.push(text->decoder.finish()));
+      text->emit(text->stop.finish());
+    }
+    TurnResult r;
+    r.finish_reason = reason;
+    r.engine = "local";
+    r.model = model;
+    r.upstream = "local";
+    r.attempts = 1;
+    r.has_usage = true;
+    r.usage.prompt_tokens = prompt_tokens;
+    r.usage.completion_tokens = generated;
+    if (reason == "error") r.error = TurnError{ErrorCode::kUpstreamRejected, error};
+    text->sink->on_end(std::move(r));
+  };
+  const uint64_t id = scheduler_->submit(std::move(prompt), params, std::move(cb));
+  return std::make_unique<Handle>(*scheduler_, id);
+}
+
+}  // namespace sluice

@@ -1,0 +1,100 @@
+// engine = "local" through the running gateway, on a small random model made
+// by tools/make_test_model.py (it streams random bytes: a test model, not a
+// chatbot; the demo model is a later step).
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+
+#include "tests/integration/gateway_fixture.hpp"
+
+namespace sluice::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+const std::string& test_model() {
+  static const std::string path = [] {
+    const std::string p = "/tmp/sluice-local-" + std::to_string(getpid()) + ".gguf";
+    const std::string cmd = std::string(SLUICE_PYTHON) + " " + SLUICE_MAKE_TEST_MODEL + " " + p +
+                            " --arch qwen2 --type q8_0 --tokenizer >/dev/null";
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    return p;
+  }();
+  return path;
+}
+
+std::unique_ptr<Process> start_local(std::vector<std::string> env) {
+  env.push_back("SLUICE_ENGINE=local");
+  env.push_back("SLUICE_LOCAL_MODEL=" + test_model());
+  env.push_back("SLUICE_LOCAL_THREADS=1");
+  return std::make_unique<Process>(std::vector<std::string>{SLUICE_GATEWAY_BIN, "--listen", "127.0.0.1:0"}, env);
+}
+
+TEST(LocalEngine, StreamsValidUtf8GreedyAnswersThroughTheGateway) {
+  auto gw = start_local({"SLUICE_LOCAL_TEMPERATURE=0", "SLUICE_LOCAL_MAX_TOKENS=40"});
+  std::vector<std::string> answers;
+  for (int i = 0; i < 2; ++i) {
+    WsClient c(gw->port());
+    c.send(chat("你好, local engine 🚀"));
+    auto session = c.read_until("session");
+    ASSERT_TRUE(session);
+    const Turn t = read_turn(c, session->session_id, 60s);
+    ASSERT_TRUE(t.done) << t.text;
+    EXPECT_EQ(t.done->finish_reason, "length");
+    EXPECT_EQ(t.done->completion_tokens, 40);
+    EXPECT_GT(t.done->prompt_tokens, 10);
+    EXPECT_FALSE(t.text.empty());
+    answers.push_back(t.text);
+  }
+  EXPECT_EQ(answers[0], answers[1]);  // greedy: the same answer twice
+  EXPECT_NE(gw->stderr_text().find("engine local -> " + test_model()), std::string::npos) << gw->stderr_text();
+  const auto metrics = http_get(gw->port(), "/metrics");
+  EXPECT_NE(metrics.body.find("sluice_turns_total{engine=\"local\",finish_reason=\"length\"} 2"), std::string::npos)
+      << metrics.body.substr(0, 2000);
+}
+
+TEST(LocalEngine, CancelEndsAnAnswerAtOnceAndTheNextOneRuns) {
+  auto gw = start_local({"SLUICE_LOCAL_MAX_TOKENS=100000", "SLUICE_LOCAL_CONTEXT_LENGTH=256"});
+  WsClient c(gw->port());
+  c.send(chat("a long one"));
+  auto session = c.read_until("session");
+  ASSERT_TRUE(session);
+  ASSERT_TRUE(c.read_until("delta", session->session_id, 30s));
+  c.send(cancel(session->session_id));
+  auto done = c.read_until("done", session->session_id, 10s);
+  ASSERT_TRUE(done);
+  EXPECT_EQ(done->finish_reason, "cancelled");
+  // The context caps a turn: max_tokens here is larger than what fits.
+  c.send(chat("next", "", session->session_id));
+  const Turn t = read_turn(c, session->session_id, 60s);
+  ASSERT_TRUE(t.done);
+  EXPECT_EQ(t.done->finish_reason, "length");
+}
+
+TEST(LocalEngine, AMissingOrCorruptModelIsAClearStartError) {
+  Process missing({SLUICE_GATEWAY_BIN, "--listen", "127.0.0.1:0"},
+                  {"SLUICE_ENGINE=local", "SLUICE_LOCAL_MODEL=/nonexistent/model.gguf"}, false);
+  ASSERT_EQ(missing.wait(10s), 2);
+  EXPECT_NE(missing.stderr_text().find("local.model: /nonexistent/model.gguf: cannot open: No such file"),
+            std::string::npos)
+      << missing.stderr_text();
+  const std::string corrupt = "/tmp/sluice-corrupt-" + std::to_string(getpid()) + ".gguf";
+  {
+    std::ifstream in(test_model(), std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::ofstream(corrupt, std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+  }
+  Process cut({SLUICE_GATEWAY_BIN, "--listen", "127.0.0.1:0"}, {"SLUICE_ENGINE=local", "SLUICE_LOCAL_MODEL=" + corrupt},
+              false);
+  ASSERT_EQ(cut.wait(10s), 2);
+  EXPECT_NE(cut.stderr_text().find("truncated"), std::string::npos) << cut.stderr_text();
+  unlink(corrupt.c_str());
+  Process none({SLUICE_GATEWAY_BIN, "--check-config"}, {"SLUICE_ENGINE=local"}, false);
+  ASSERT_EQ(none.wait(10s), 2);
+  EXPECT_NE(none.stderr_text().find("needs local.model"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace sluice::test
