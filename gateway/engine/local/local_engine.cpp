@@ -123,13 +123,25 @@ SamplingParams LocalEngine::params_for(const TurnRequest& r) const {
 }
 
 std::unique_ptr<TurnHandle> LocalEngine::start(TurnRequest request, std::shared_ptr<TurnSink> sink) {
-  std::vector<int32_t> prompt;
-  for (const auto& seg : render_chat(format_, request.messages)) {
-    // Template text may hold special tokens; message content never does.
-    const auto ids = tokenizer_->encode(seg.text, false, seg.special);
-    prompt.insert(prompt.end(), ids.begin(), ids.end());
-  }
   const SamplingParams params = params_for(request);
+  // The conversation must leave room for an answer in the context: the
+  // oldest messages after the system prompt go first, the last one stays.
+  const int64_t context = std::min<int64_t>(config_.context_length, model_->config().context);
+  const int64_t room = std::min<int64_t>(params.max_tokens, context / 4);
+  std::vector<int32_t> prompt;
+  for (;;) {
+    prompt.clear();
+    for (const auto& seg : render_chat(format_, request.messages)) {
+      // Template text may hold special tokens; message content never does.
+      const auto ids = tokenizer_->encode(seg.text, false, seg.special);
+      prompt.insert(prompt.end(), ids.begin(), ids.end());
+    }
+    if (static_cast<int64_t>(prompt.size()) + room <= context) break;
+    auto first = std::find_if(request.messages.begin(), request.messages.end(),
+                              [](const ChatMessage& m) { return m.role != "system"; });
+    if (first == request.messages.end() || first + 1 == request.messages.end()) break;  // the scheduler refuses it
+    request.messages.erase(first);
+  }
   auto text = std::make_shared<TurnText>(*tokenizer_, params.stop, sink);
   const Tokenizer* tok = tokenizer_.get();
   const std::string model = model_name_;
