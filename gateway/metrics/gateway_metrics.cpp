@@ -49,11 +49,19 @@ GatewayMetrics::GatewayMetrics(Registry& r)
                                    {"plugin", "action"})),
       connections_total(r.counter("sluice_connections_total", "Client connections accepted, by face",
                                   {"face"})),
-      build_info(r.gauge("sluice_build_info", "Always 1; the labels say which build runs", {"version"})) {
+      build_info(r.gauge("sluice_build_info", "Always 1; the labels say which build runs", {"version"})),
+      local_batch_size(r.gauge("sluice_local_batch_size", "Sequences in the local engine's last batching step", {})),
+      local_kv_blocks_used(r.gauge("sluice_local_kv_blocks_used", "Local engine KV cache blocks in use (16 tokens each)", {})),
+      local_kv_blocks_total(r.gauge("sluice_local_kv_blocks_capacity", "Local engine KV cache blocks in all", {})),
+      local_steps(r.counter("sluice_local_steps_total", "Batching steps the local engine ran", {})) {
   // Unlabelled series exist from the start (0), as Prometheus expects.
   turns_active.get();
   replayed_events.get();
   send_queue_bytes.get();
+  local_batch_size.get();
+  local_kv_blocks_used.get();
+  local_kv_blocks_total.get();
+  local_steps.get();
 }
 
 GatewayMetrics* active() { return g_active.load(std::memory_order_acquire); }

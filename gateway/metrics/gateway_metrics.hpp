@@ -33,6 +33,10 @@ struct GatewayMetrics {
   Family<Counter>& moderation_actions;    // plugin, action
   Family<Counter>& connections_total;     // face
   Family<Gauge>& build_info;              // version
+  Family<Gauge>& local_batch_size;        // sequences in the local engine's last step
+  Family<Gauge>& local_kv_blocks_used;
+  Family<Gauge>& local_kv_blocks_total;
+  Family<Counter>& local_steps;           // batching steps run
 };
 
 // The process's metrics; null while disabled (or before install()).

@@ -53,6 +53,11 @@ TEST(LocalEngine, StreamsValidUtf8GreedyAnswersThroughTheGateway) {
   const auto metrics = http_get(gw->port(), "/metrics");
   EXPECT_NE(metrics.body.find("sluice_turns_total{engine=\"local\",finish_reason=\"length\"} 2"), std::string::npos)
       << metrics.body.substr(0, 2000);
+  // The engine's own gauges moved: steps ran, and the KV cache has blocks.
+  EXPECT_EQ(metrics.body.find("sluice_local_steps_total 0\n"), std::string::npos);
+  EXPECT_NE(metrics.body.find("sluice_local_steps_total "), std::string::npos);
+  EXPECT_EQ(metrics.body.find("sluice_local_kv_blocks_capacity 0\n"), std::string::npos);
+  EXPECT_NE(metrics.body.find("sluice_local_kv_blocks_used 0\n"), std::string::npos);  // all back after the turns
 }
 
 TEST(LocalEngine, CancelEndsAnAnswerAtOnceAndTheNextOneRuns) {

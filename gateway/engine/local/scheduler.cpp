@@ -1,5 +1,7 @@
 #include "gateway/engine/local/scheduler.hpp"
 
+#include "gateway/metrics/gateway_metrics.hpp"
+
 #include <algorithm>
 #include <cmath>
 
@@ -188,6 +190,12 @@ void Scheduler::run() {
       budget -= n;
     }
     model_->forward_batch(pool_, chunks);
+    if (auto* m = metrics::active()) {
+      m->local_batch_size.get().set(static_cast<double>(chunks.size()));
+      m->local_kv_blocks_used.get().set(static_cast<double>(kv_.total_blocks() - kv_.free_blocks()));
+      m->local_kv_blocks_total.get().set(static_cast<double>(kv_.total_blocks()));
+      m->local_steps.get().inc();
+    }
     for (const auto& ch : chunks) {
       for (auto& s : running_) {
         if (s->kv.get() == ch.cache) s->cached += ch.count;
