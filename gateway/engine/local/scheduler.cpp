@@ -82,6 +82,9 @@ void Scheduler::end(Seq& s, const std::string& reason, const std::string& error)
     std::lock_guard lock(mutex_);
     free_blocks_ = kv_.free_blocks();
   }
+  if (auto* m = metrics::active()) {
+    m->local_kv_blocks_used.get().set(static_cast<double>(kv_.total_blocks() - kv_.free_blocks()));
+  }
   s.cb.on_end(reason, error, static_cast<int64_t>(s.prompt.size()), static_cast<int64_t>(s.generated.size()));
 }
 
