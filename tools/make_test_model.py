@@ -3,7 +3,7 @@
 engine against PyTorch: writes a GGUF file and is also the reference forward
 pass (tests/engine/check_logits.py imports it).
 
-Usage: tools/make_test_model.py OUT.gguf [--arch llama|qwen2] [--type f32|bf16|q8_0] [--seed N] [--tokenizer]
+Usage: tools/make_test_model.py OUT.gguf [--arch llama|qwen2] [--type f32|f16|bf16|q8_0] [--seed N] [--tokenizer]
 
 With --tokenizer the file also holds a byte-level tokenizer (one token per
 byte, <|im_start|>, <|im_end|>) and a ChatML template, so the gateway can run
@@ -121,6 +121,9 @@ def write(path, arch, wtype, seed, shape=SHAPE, tokenizer=False):
         if t.dim() == 1 or wtype == "f32":
             w.add_tensor(name, dims, g.F32, t.contiguous().numpy().tobytes())
             stored[name] = t
+        elif wtype == "f16":
+            w.add_tensor(name, dims, g.F16, t.to(torch.float16).numpy().tobytes())
+            stored[name] = t.to(torch.float16).to(torch.float32)
         elif wtype == "bf16":
             w.add_tensor(name, dims, g.BF16, to_bf16_bytes(t))
             stored[name] = t.to(torch.bfloat16).to(torch.float32)
@@ -182,7 +185,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out")
     ap.add_argument("--arch", default="llama", choices=["llama", "qwen2"])
-    ap.add_argument("--type", default="f32", choices=["f32", "bf16", "q8_0"])
+    ap.add_argument("--type", default="f32", choices=["f32", "f16", "bf16", "q8_0"])
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--tokenizer", action="store_true")
     a = ap.parse_args()

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The local engine against PyTorch: for small random models of both
-architectures (llama, qwen2) in F32, BF16 and Q8_0, the engine's logits at
+architectures (llama, qwen2) in F32, F16, BF16 and Q8_0, the engine's logits at
 every position of several prompts match PyTorch's forward pass over the same
 weights (as the file holds them), and greedy generations match token for
 token.
@@ -22,7 +22,7 @@ PROMPTS = [[1, 17, 42, 300, 5, 5, 5, 99], [7], [250, 3, 77, 128, 64, 32, 16, 8, 
 GENERATE = 12
 # Largest |engine - PyTorch| allowed per logit: the engine computes in float32
 # over the same weights; PyTorch in float64.
-BOUND = {"f32": 1e-3, "bf16": 1e-3, "q8_0": 1e-3}
+BOUND = {"f32": 1e-3, "f16": 1e-3, "bf16": 1e-3, "q8_0": 1e-3}
 
 
 def main():
@@ -30,7 +30,7 @@ def main():
     failures = 0
     with tempfile.TemporaryDirectory() as work:
         for arch in ("llama", "qwen2"):
-            for wtype in ("f32", "bf16", "q8_0"):
+            for wtype in ("f32", "f16", "bf16", "q8_0"):
                 path = os.path.join(work, "%s-%s.gguf" % (arch, wtype))
                 weights = mtm.write(path, arch, wtype, seed=11)
                 out = subprocess.run([binary, path, "--threads", "2"], input=json.dumps({"prompts": PROMPTS, "generate": GENERATE}),

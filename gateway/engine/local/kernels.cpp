@@ -1,9 +1,99 @@
 #include "gateway/engine/local/kernels.hpp"
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cstring>
 
 namespace sluice::kernels {
+
+namespace {
+
+// AVX2 + FMA (+ F16C) versions, chosen at run time: the build targets any
+// x86-64, the machine it runs on may do better.
+bool has_avx2() {
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                          __builtin_cpu_supports("f16c");
+  return yes;
+}
+
+__attribute__((target("avx2,fma"))) float hsum(__m256 v) {
+  const __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+  __m128 s = _mm_add_ps(lo, hi);
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 0x55));
+  return _mm_cvtss_f32(s);
+}
+
+__attribute__((target("avx2,fma"))) float dot_f32_avx2(const float* a, const float* x, int64_t n) {
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(x + i), s0);
+    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(x + i + 8), s1);
+  }
+  float s = hsum(_mm256_add_ps(s0, s1));
+  for (; i < n; ++i) s += a[i] * x[i];
+  return s;
+}
+
+__attribute__((target("avx2,fma"))) float dot_bf16_avx2(const uint8_t* a, const float* x, int64_t n) {
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + 2 * i));
+    const __m256 w0 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(w)), 16));
+    const __m256 w1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(w, 1)), 16));
+    s0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i), s0);
+    s1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + i + 8), s1);
+  }
+  float s = hsum(_mm256_add_ps(s0, s1));
+  for (; i < n; ++i) {
+    uint16_t h;
+    std::memcpy(&h, a + 2 * i, 2);
+    s += bf16_to_float(h) * x[i];
+  }
+  return s;
+}
+
+__attribute__((target("avx2,fma,f16c"))) float dot_f16_avx2(const uint8_t* a, const float* x, int64_t n) {
+  __m256 s0 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 w = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + 2 * i)));
+    s0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + i), s0);
+  }
+  float s = hsum(s0);
+  for (; i < n; ++i) {
+    uint16_t h;
+    std::memcpy(&h, a + 2 * i, 2);
+    s += half_to_float(h) * x[i];
+  }
+  return s;
+}
+
+__attribute__((target("avx2,fma,f16c"))) float dot_q8_0_avx2(const uint8_t* a, const float* x, int64_t blocks) {
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < blocks; ++b) {
+    const uint8_t* block = a + b * 34;
+    uint16_t h;
+    std::memcpy(&h, block, 2);
+    const __m256 d = _mm256_set1_ps(_cvtsh_ss(h));
+    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 2));
+    const float* xb = x + b * 32;
+    __m256 part = _mm256_setzero_ps();
+    for (int k = 0; k < 4; ++k) {
+      const __m128i q8 = k < 2 ? _mm256_castsi256_si128(q) : _mm256_extracti128_si256(q, 1);
+      const __m128i bytes = (k % 2) ? _mm_srli_si128(q8, 8) : q8;
+      const __m256 qf = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes));
+      part = _mm256_fmadd_ps(qf, _mm256_loadu_ps(xb + 8 * k), part);
+    }
+    acc = _mm256_fmadd_ps(d, part, acc);
+  }
+  return hsum(acc);
+}
+
+}  // namespace
 
 float half_to_float(uint16_t h) {
   const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
@@ -79,6 +169,14 @@ void dequantize_row(const Weight& w, int64_t r, float* out) {
 float dot_row(const Weight& w, int64_t r, const float* x) {
   const uint8_t* row = w.data + static_cast<size_t>(r) * w.row_bytes();
   const int64_t n = w.cols;
+  if (has_avx2()) {
+    switch (w.type) {
+      case gguf::TensorType::kF32: return dot_f32_avx2(reinterpret_cast<const float*>(row), x, n);
+      case gguf::TensorType::kBF16: return dot_bf16_avx2(row, x, n);
+      case gguf::TensorType::kF16: return dot_f16_avx2(row, x, n);
+      case gguf::TensorType::kQ8_0: return dot_q8_0_avx2(row, x, n / 32);
+    }
+  }
   switch (w.type) {
     case gguf::TensorType::kF32: {
       const auto* a = reinterpret_cast<const float*>(row);
