@@ -20,6 +20,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gguf_writer as g  # noqa: E402
 
 SHAPE = dict(dim=64, layers=2, heads=4, kv_heads=2, ffn=160, vocab=320, context=256, eps=1e-5, rope_base=10000.0)
+# Qwen2-0.5B's shape, for the engine benchmark (random weights).
+SHAPE_05B = dict(dim=896, layers=24, heads=14, kv_heads=2, ffn=4864, vocab=151936, context=32768, eps=1e-6,
+                 rope_base=1000000.0)
 
 
 def make_weights(arch, seed, shape=SHAPE):
@@ -59,18 +62,17 @@ def to_bf16_bytes(t):
 def to_q8_0(t):
     """Q8_0 blocks of 32: an f16 scale (max|x|/127) and 32 int8; returns
     (bytes, dequantized tensor)."""
+    import numpy as np
     rows = t.reshape(-1, 32)
     amax = rows.abs().max(dim=1).values
     d = (amax / 127.0).to(torch.float16)
     df = d.to(torch.float32)
     inv = torch.where(df > 0, 1.0 / df, torch.zeros_like(df))
     q = torch.round(rows * inv[:, None]).clamp(-127, 127).to(torch.int8)
-    out = bytearray()
-    dbytes = d.view(torch.int16).numpy().tobytes()
-    qbytes = q.numpy().tobytes()
-    for i in range(rows.shape[0]):
-        out += dbytes[2 * i:2 * i + 2] + qbytes[32 * i:32 * i + 32]
-    return bytes(out), (q.to(torch.float32) * df[:, None]).reshape(t.shape)
+    blocks = np.empty((rows.shape[0], 34), dtype=np.uint8)
+    blocks[:, :2] = d.view(torch.int16).numpy().view(np.uint8).reshape(-1, 2)
+    blocks[:, 2:] = q.numpy().view(np.uint8)
+    return blocks.tobytes(), (q.to(torch.float32) * df[:, None]).reshape(t.shape)
 
 
 def byte_tokenizer(w, vocab):
@@ -188,8 +190,9 @@ def main():
     ap.add_argument("--type", default="f32", choices=["f32", "f16", "bf16", "q8_0"])
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--tokenizer", action="store_true")
+    ap.add_argument("--shape", default="test", choices=["test", "qwen2-0.5b"])
     a = ap.parse_args()
-    write(a.out, a.arch, a.type, a.seed, tokenizer=a.tokenizer)
+    write(a.out, a.arch, a.type, a.seed, shape=SHAPE_05B if a.shape == "qwen2-0.5b" else SHAPE, tokenizer=a.tokenizer)
     print("wrote", a.out)
 
 

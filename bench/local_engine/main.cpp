@@ -1,0 +1,144 @@
+// sluice-engine-bench: decode speed of the local engine on a GGUF model:
+// tokens/s at batch 1 and aggregate at larger batches (continuous batching,
+// greedy), beside the machine's memory read bandwidth and the batch-1
+// ceiling it sets (every weight byte is read once per decode step).
+//   sluice-engine-bench MODEL.gguf [--threads N] [--batches 1,8,32] [--tokens 32]
+#include <CLI/CLI.hpp>
+#include <immintrin.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include "gateway/engine/local/scheduler.hpp"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Read bandwidth over a buffer far larger than the caches, all threads.
+double read_bandwidth_gbs(int threads) {
+  const size_t bytes = size_t{1} << 30;
+  std::vector<float> buf(bytes / 4, 1.0f);
+  double best = 0;
+  for (int round = 0; round < 3; ++round) {
+    std::atomic<double> sink{0};
+    const auto t0 = Clock::now();
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t) {
+      pool.emplace_back([&, t] {
+        const size_t n = buf.size() / static_cast<size_t>(threads);
+        const float* p = buf.data() + n * static_cast<size_t>(t);
+        float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        for (size_t i = 0; i + 4 <= n; i += 4) {
+          s0 += p[i];
+          s1 += p[i + 1];
+          s2 += p[i + 2];
+          s3 += p[i + 3];
+        }
+        double cur = sink.load();
+        while (!sink.compare_exchange_weak(cur, cur + s0 + s1 + s2 + s3)) {
+        }
+      });
+    }
+    for (auto& th : pool) th.join();
+    const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    best = std::max(best, static_cast<double>(bytes) / secs / 1e9);
+  }
+  return best;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"sluice-engine-bench: local engine decode speed"};
+  std::string path;
+  int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  std::string batches = "1,8,32";
+  int tokens = 32;
+  app.add_option("model", path)->required();
+  app.add_option("--threads", threads);
+  app.add_option("--batches", batches);
+  app.add_option("--tokens", tokens, "tokens decoded per sequence");
+  CLI11_PARSE(app, argc, argv);
+  std::string error;
+  std::shared_ptr<const sluice::gguf::File> file = sluice::gguf::File::open(path, error);
+  if (!file) {
+    std::fprintf(stderr, "%s\n", error.c_str());
+    return 1;
+  }
+  std::shared_ptr<const sluice::Model> model = sluice::Model::load(file, error);
+  if (!model) {
+    std::fprintf(stderr, "%s: %s\n", path.c_str(), error.c_str());
+    return 1;
+  }
+  const auto& c = model->config();
+  // Bytes one decode step reads: every tensor but the embedding table (one
+  // row of it), plus the output matrix (the tied table, read whole).
+  double step_bytes = 0;
+  for (const auto& t : file->tensors()) {
+    if (t.name != "token_embd.weight") step_bytes += static_cast<double>(t.bytes);
+  }
+  if (!file->tensor("output.weight")) step_bytes += static_cast<double>(file->tensor("token_embd.weight")->bytes);
+  const double gbs = read_bandwidth_gbs(threads);
+  std::printf("model: %s (%s, %lld layers, dim %lld, %s weights), %.0f MB read per decode step\n", path.c_str(),
+              c.arch.c_str(), static_cast<long long>(c.layers), static_cast<long long>(c.dim),
+              std::string(sluice::gguf::type_name(file->tensor("blk.0.ffn_up.weight")->type)).c_str(), step_bytes / 1e6);
+  std::printf("memory read bandwidth: %.1f GB/s with %d threads -> batch-1 ceiling %.1f tokens/s\n\n", gbs, threads,
+              gbs * 1e9 / step_bytes);
+  std::printf("| engine | threads | sessions | tokens | tokens/s | tokens/s per session | %% of ceiling (batch 1) |\n");
+  std::printf("|---|---:|---:|---:|---:|---:|---:|\n");
+  std::stringstream ss(batches);
+  for (std::string item; std::getline(ss, item, ',');) {
+    const int batch = std::stoi(item);
+    sluice::SchedulerConfig sc;
+    sc.threads = threads;
+    sc.context = 256;
+    sc.max_batch = batch;
+    sc.max_batch_tokens = 64 * batch;
+    sluice::Scheduler sched(model, sc);
+    std::mutex mutex;
+    std::condition_variable cv;
+    int ended = 0;
+    int64_t generated = 0;
+    Clock::time_point first_decode{};
+    bool started = false;
+    for (int s = 0; s < batch; ++s) {
+      std::vector<int32_t> prompt = {1 + s % 50, 2, 3, 4};
+      sluice::SamplingParams p;
+      p.temperature = 0;
+      p.max_tokens = tokens + 1;
+      sluice::Scheduler::Callbacks cb;
+      cb.on_token = [&](int32_t, std::string&) {
+        std::lock_guard lock(mutex);
+        // The first token comes from the prompt; decode time starts there.
+        if (!started) {
+          started = true;
+          first_decode = Clock::now();
+        } else {
+          ++generated;
+        }
+        return true;
+      };
+      cb.on_end = [&](const std::string&, const std::string&, int64_t, int64_t) {
+        std::lock_guard lock(mutex);
+        ++ended;
+        cv.notify_all();
+      };
+      sched.submit(prompt, p, cb);
+    }
+    std::unique_lock lock(mutex);
+    cv.wait(lock, [&] { return ended == batch; });
+    const double secs = std::chrono::duration<double>(Clock::now() - first_decode).count();
+    const double tps = static_cast<double>(generated) / secs;
+    const double ceiling = gbs * 1e9 / step_bytes;
+    std::printf("| sluice | %d | %d | %lld | %.1f | %.1f | %s |\n", threads, batch, static_cast<long long>(generated), tps,
+                tps / batch, batch == 1 ? (std::to_string(static_cast<int>(100 * tps / ceiling)) + "%").c_str() : "");
+    std::fflush(stdout);
+  }
+  return 0;
+}
