@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gguf_writer as g  # noqa: E402
 
-SHAPE = dict(dim=64, layers=2, heads=4, kv_heads=2, ffn=160, vocab=320, context=256, eps=1e-5, rope_base=10000.0)
+SHAPE = dict(dim=64, layers=2, heads=4, kv_heads=2, ffn=160, vocab=320, context=4096, eps=1e-5, rope_base=10000.0)
 # Qwen2-0.5B's shape, for the engine benchmark (random weights).
 SHAPE_05B = dict(dim=896, layers=24, heads=14, kv_heads=2, ffn=4864, vocab=151936, context=32768, eps=1e-6,
                  rope_base=1000000.0)
