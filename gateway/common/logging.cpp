@@ -26,15 +26,9 @@ constexpr size_t kQueueLines = 16384;
 class JsonFormatter final : public spdlog::formatter {
  public:
   void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(msg.time.time_since_epoch());
-    const std::time_t secs = static_cast<std::time_t>(ms.count() / 1000);
-    std::tm tm{};
-    gmtime_r(&secs, &tm);
-    char ts[40];
-    const size_t n = std::strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-    std::snprintf(ts + n, sizeof ts - n, ".%03dZ", static_cast<int>(ms.count() % 1000));
+    const std::string ts = utc_timestamp(msg.time);
     const auto level = spdlog::level::to_string_view(msg.level);
-    std::string line = R"({"ts":")" + std::string(ts) + R"(","level":")" +
+    std::string line = R"({"ts":")" + ts + R"(","level":")" +
                        std::string(level.data(), level.size()) + R"(","msg":)";
     append_json_string(line, std::string_view(msg.payload.data(), msg.payload.size()));
     line += "}\n";
@@ -43,6 +37,17 @@ class JsonFormatter final : public spdlog::formatter {
   std::unique_ptr<spdlog::formatter> clone() const override { return std::make_unique<JsonFormatter>(); }
 };
 }  // namespace
+
+std::string utc_timestamp(std::chrono::system_clock::time_point t) {
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch());
+  const std::time_t secs = static_cast<std::time_t>(ms.count() / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char ts[40];
+  const size_t n = std::strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+  std::snprintf(ts + n, sizeof ts - n, ".%03dZ", static_cast<int>(ms.count() % 1000));
+  return ts;
+}
 
 bool init_logging(std::string_view level, bool access_log_enabled, bool json) {
   const auto lvl = spdlog::level::from_str(std::string(level));

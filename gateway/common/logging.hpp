@@ -6,6 +6,8 @@
 
 #include <spdlog/logger.h>
 
+#include <chrono>
+#include <string>
 #include <string_view>
 
 namespace sluice {
@@ -16,6 +18,9 @@ bool init_logging(std::string_view level, bool access_log_enabled, bool json = f
 
 // Writes one line, as is, to the access log (no-op when disabled).
 void write_access_line(std::string_view json_line);
+
+// "2026-11-21T07:03:10.123Z" (UTC, milliseconds), as every log line writes it.
+std::string utc_timestamp(std::chrono::system_clock::time_point t);
 
 // Flushes and stops logging; call once before exit.
 void shutdown_logging();

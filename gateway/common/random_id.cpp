@@ -4,7 +4,9 @@
 
 #include <sys/random.h>
 
+#include <algorithm>
 #include <array>
+#include <vector>
 #include <cerrno>
 #include <cstdint>
 #include <stdexcept>
@@ -31,19 +33,21 @@ std::string make_random_id(std::string_view prefix) {
          base64url_encode({reinterpret_cast<const char*>(bytes.data()), bytes.size()});
 }
 
-std::string make_trace_id() {
+std::string make_random_hex(size_t bytes) {
   static constexpr char kHex[] = "0123456789abcdef";
-  std::array<unsigned char, 16> bytes{};
+  std::vector<unsigned char> raw(bytes);
   do {
-    fill_random(bytes.data(), bytes.size());
-  } while (bytes == std::array<unsigned char, 16>{});
+    fill_random(raw.data(), raw.size());
+  } while (std::all_of(raw.begin(), raw.end(), [](unsigned char b) { return b == 0; }));
   std::string out;
-  out.reserve(32);
-  for (unsigned char b : bytes) {
+  out.reserve(2 * bytes);
+  for (unsigned char b : raw) {
     out.push_back(kHex[b >> 4]);
     out.push_back(kHex[b & 0xF]);
   }
   return out;
 }
+
+std::string make_trace_id() { return make_random_hex(16); }
 
 }  // namespace sluice

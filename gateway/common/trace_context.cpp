@@ -1,6 +1,5 @@
 #include "gateway/common/trace_context.hpp"
 
-#include <array>
 
 #include "gateway/common/random_id.hpp"
 
@@ -36,18 +35,6 @@ std::string format_traceparent(std::string_view trace_id, std::string_view span_
   return out;
 }
 
-std::string make_span_id() {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::array<unsigned char, 8> bytes{};
-  do {
-    fill_random(bytes.data(), bytes.size());
-  } while (bytes == std::array<unsigned char, 8>{});
-  std::string out;
-  for (unsigned char b : bytes) {
-    out.push_back(kHex[b >> 4]);
-    out.push_back(kHex[b & 0xF]);
-  }
-  return out;
-}
+std::string make_span_id() { return make_random_hex(8); }
 
 }  // namespace sluice

@@ -4,18 +4,12 @@
 #include <ctime>
 
 #include "gateway/common/json_writer.hpp"
+#include "gateway/common/logging.hpp"
 
 namespace sluice {
 
 std::string format_turn_log(const TurnLogEntry& e) {
-  const auto now = std::chrono::system_clock::now();
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch());
-  const std::time_t secs = static_cast<std::time_t>(ms.count() / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char ts[40];
-  const size_t n = std::strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::snprintf(ts + n, sizeof ts - n, ".%03dZ", static_cast<int>(ms.count() % 1000));
+  const std::string ts = utc_timestamp(std::chrono::system_clock::now());
 
   const TurnResult& r = *e.result;
   JsonWriter w;
