@@ -50,8 +50,10 @@ ModerationChain::ModerationChain(std::vector<Stage> stages, ModerationLimits lim
     : limits_(limits) {
   auto* m = metrics::active();
   for (auto& s : stages) {
-    stages_.push_back({s});
-    if (m) stages_.back().duration = &m->plugin_call_duration.with({s.plugin->name(), "moderation"});
+    Running r;
+    r.stage = s;
+    if (m) r.duration = &m->plugin_call_duration.with({s.plugin->name(), "moderation"});
+    stages_.push_back(std::move(r));
   }
 }
 
