@@ -40,7 +40,10 @@ std::unique_ptr<PluginHost> PluginHost::load(const Config& config, std::string& 
 
 PluginHost::~PluginHost() {
   if (tools_ && !tools_->stop()) {
-    for (auto& p : plugins_) (void)p.release();  // still in use by an abandoned call
+    // An abandoned call is still running inside a plugin and will touch the
+    // runner when it returns: both stay alive until the process ends.
+    for (auto& p : plugins_) (void)p.release();
+    (void)tools_.release();
   }
 }
 
