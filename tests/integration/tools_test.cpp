@@ -167,6 +167,33 @@ TEST(Tools, FailingToolsBecomeErrorsTheModelSeesAndTheTurnGoesOn) {
   EXPECT_NE(refused.results[0].raw.find("unavailable for now"), std::string::npos) << refused.results[0].raw;
 }
 
+TEST(Tools, CallsPastMaxInFlightAreRefusedAndTheTurnGoesOn) {
+  const std::string toml = std::string("[tools]\ntimeout_ms = 5000\nmax_in_flight = 1\n[[plugins]]\npath = \"") +
+                           SLUICE_TEST_PLUGIN_DIR + "/test_tools.so\"\n";
+  TempConfig config(toml);
+  auto sim = start_sim();
+  auto gw = start_gateway(sim_url(*sim), {}, {"--config", config.path});
+  WsClient first(gw->port());
+  first.send(chat("[[sim tool=hangs args={}]] slow"));
+  auto s1 = first.read_until("session");
+  ASSERT_TRUE(s1);
+  ASSERT_TRUE(first.read_until("tool_call", s1->session_id));
+  // The plugin's one slot is taken: a second call is refused at once.
+  WsClient second(gw->port());
+  second.send(chat(R"([[sim tool=echo args={"text":"hi"}]] now)"));
+  auto s2 = second.read_until("session");
+  ASSERT_TRUE(s2);
+  const ToolTurn refused = read_tool_turn(second, s2->session_id);
+  ASSERT_TRUE(refused.done);
+  ASSERT_EQ(refused.results.size(), 1u);
+  EXPECT_NE(refused.results[0].raw.find("the tool is busy"), std::string::npos) << refused.results[0].raw;
+  // The slow one finishes (3 s) and its turn ends normally.
+  const ToolTurn slow = read_tool_turn(first, s1->session_id);
+  ASSERT_TRUE(slow.done);
+  ASSERT_EQ(slow.results.size(), 1u);
+  EXPECT_NE(slow.results[0].raw.find(R"("ok":true)"), std::string::npos) << slow.results[0].raw;
+}
+
 TEST(Tools, CancelWhileAToolRunsEndsTheTurnAtOnce) {
   const std::string toml = std::string("[tools]\ntimeout_ms = 5000\n[[plugins]]\npath = \"") +
                            SLUICE_TEST_PLUGIN_DIR + "/test_tools.so\"\n";
