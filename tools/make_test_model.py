@@ -154,9 +154,22 @@ def rope(x, pos, base, halves):
     return torch.stack([a * c - b * s, a * s + b * c], dim=-1).flatten(-2)
 
 
-def forward(weights, arch, ids, shape=SHAPE):
-    """Logits (T, vocab) for token ids, in float64."""
+def quantize_activations(x):
+    """What the engine does to the activations of a Q8_0 matmul: blocks of 32
+    become int8 with a float32 scale max|x|/127, rounded half to even in
+    float32. Returns them dequantized, in x's type."""
+    x32 = x.to(torch.float32).reshape(-1, 32)
+    d = x32.abs().max(dim=1, keepdim=True).values / 127.0
+    inv = torch.where(d > 0, 1.0 / d, torch.zeros_like(d))
+    q = torch.round(x32 * inv)
+    return (q.to(x.dtype) * d.to(x.dtype)).reshape(x.shape)
+
+
+def forward(weights, arch, ids, shape=SHAPE, q8_activations=False):
+    """Logits (T, vocab) for token ids, in float64. With q8_activations, every
+    matmul's input is quantized as the engine does for Q8_0 weights."""
     W = {k: v.to(torch.float64) for k, v in weights.items()}
+    act = quantize_activations if q8_activations else (lambda t: t)
     d, H, KV = shape["dim"], shape["heads"], shape["kv_heads"]
     hd = d // H
     T = len(ids)
@@ -166,6 +179,7 @@ def forward(weights, arch, ids, shape=SHAPE):
     for l in range(shape["layers"]):
         p = "blk.%d." % l
         h = rmsnorm(x, W[p + "attn_norm.weight"], shape["eps"])
+        h = act(h)
         q, k, v = h @ W[p + "attn_q.weight"].T, h @ W[p + "attn_k.weight"].T, h @ W[p + "attn_v.weight"].T
         if arch == "qwen2":
             q, k, v = q + W[p + "attn_q.bias"], k + W[p + "attn_k.bias"], v + W[p + "attn_v.bias"]
@@ -176,11 +190,11 @@ def forward(weights, arch, ids, shape=SHAPE):
         v = v.repeat_interleave(H // KV, dim=1)
         att = torch.einsum("thd,shd->hts", q, k) / hd ** 0.5 + mask
         out = torch.einsum("hts,shd->thd", att.softmax(-1), v).reshape(T, d)
-        x = x + out @ W[p + "attn_output.weight"].T
-        h = rmsnorm(x, W[p + "ffn_norm.weight"], shape["eps"])
-        x = x + (torch.nn.functional.silu(h @ W[p + "ffn_gate.weight"].T) * (h @ W[p + "ffn_up.weight"].T)) @ W[p + "ffn_down.weight"].T
+        x = x + act(out) @ W[p + "attn_output.weight"].T
+        h = act(rmsnorm(x, W[p + "ffn_norm.weight"], shape["eps"]))
+        x = x + act(torch.nn.functional.silu(h @ W[p + "ffn_gate.weight"].T) * (h @ W[p + "ffn_up.weight"].T)) @ W[p + "ffn_down.weight"].T
     out = W.get("output.weight", W["token_embd.weight"])
-    return rmsnorm(x, W["output_norm.weight"], shape["eps"]) @ out.T
+    return act(rmsnorm(x, W["output_norm.weight"], shape["eps"])) @ out.T
 
 
 def main():

@@ -23,8 +23,28 @@ def rope(x, pos, base, D):
     return torch.cat([a * c - b * s, a * s + b * c], dim=-1)
 
 
+def int8_linears(W):
+    """PyTorch's own int8 path for the matrices: weights quantized per output
+    row (symmetric, like Q8_0's per-block scales), activations quantized on
+    the fly, run by torch.ops.quantized.linear_dynamic."""
+    packed = {}
+    for name, w in W.items():
+        if w.dim() == 2:
+            w = w.float()
+            scale = (w.abs().amax(1) / 127).clamp(min=1e-8).double()
+            q = torch.quantize_per_channel(w, scale, torch.zeros(w.shape[0], dtype=torch.long), 0, torch.qint8)
+            packed[name] = torch.ops.quantized.linear_prepack(q, None)
+    return packed
+
+
 @torch.inference_mode()
-def decode(W, shape, batch, tokens, dtype):
+def decode(W, shape, batch, tokens, dtype, packed=None):
+    """Aggregate decode tokens/s; packed: int8 matrices from int8_linears."""
+    def mm(x, name):
+        if packed is not None:
+            return torch.ops.quantized.linear_dynamic(x.float(), packed[name]).to(dtype)
+        return x @ W[name].T
+
     d, H, KV, L = shape["dim"], shape["heads"], shape["kv_heads"], shape["layers"]
     hd = d // H
     ks = [torch.zeros(batch, tokens + 1, KV, hd, dtype=dtype) for _ in range(L)]
@@ -40,9 +60,9 @@ def decode(W, shape, batch, tokens, dtype):
         for l in range(L):
             p = "blk.%d." % l
             h = mtm.rmsnorm(x, W[p + "attn_norm.weight"], shape["eps"])
-            q = (h @ W[p + "attn_q.weight"].T + W[p + "attn_q.bias"]).view(batch, 1, H, hd)[:, 0]
-            k = (h @ W[p + "attn_k.weight"].T + W[p + "attn_k.bias"]).view(batch, KV, hd)
-            v = (h @ W[p + "attn_v.weight"].T + W[p + "attn_v.bias"]).view(batch, KV, hd)
+            q = (mm(h, p + "attn_q.weight") + W[p + "attn_q.bias"]).view(batch, 1, H, hd)[:, 0]
+            k = (mm(h, p + "attn_k.weight") + W[p + "attn_k.bias"]).view(batch, KV, hd)
+            v = (mm(h, p + "attn_v.weight") + W[p + "attn_v.bias"]).view(batch, KV, hd)
             q = rope(q, pos, shape["rope_base"], hd)
             k = rope(k, pos, shape["rope_base"], hd)
             ks[l][:, step] = k
@@ -51,10 +71,10 @@ def decode(W, shape, batch, tokens, dtype):
             vv = vs[l][:, : step + 1].repeat_interleave(H // KV, dim=2)
             att = torch.einsum("bhd,bthd->bht", q, kk) / hd ** 0.5
             out = torch.einsum("bht,bthd->bhd", att.softmax(-1), vv).reshape(batch, d)
-            x = x + out @ W[p + "attn_output.weight"].T
+            x = x + mm(out, p + "attn_output.weight")
             h = mtm.rmsnorm(x, W[p + "ffn_norm.weight"], shape["eps"])
-            x = x + (torch.nn.functional.silu(h @ W[p + "ffn_gate.weight"].T) * (h @ W[p + "ffn_up.weight"].T)) @ W[p + "ffn_down.weight"].T
-        logits = mtm.rmsnorm(x, W["output_norm.weight"], shape["eps"]) @ emb.T
+            x = x + mm(torch.nn.functional.silu(mm(h, p + "ffn_gate.weight")) * mm(h, p + "ffn_up.weight"), p + "ffn_down.weight")
+        logits = mm(mtm.rmsnorm(x, W["output_norm.weight"], shape["eps"]), "token_embd.weight")
         tok = logits.float().argmax(-1)
     return batch * tokens / (time.perf_counter() - t0)
 
@@ -65,13 +85,16 @@ def main():
     ap.add_argument("--batches", default="1,8,32")
     ap.add_argument("--tokens", type=int, default=32)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--dtype", default="bf16", choices=["bf16", "int8"],
+                    help="bf16: the weights in bfloat16 (as the BF16 model); int8: PyTorch's dynamic int8 linears (beside Q8_0)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     shape = mtm.SHAPE_05B
     W = {k: v.to(torch.bfloat16) for k, v in mtm.make_weights("qwen2", a.seed, shape).items()}
+    packed = int8_linears(W) if a.dtype == "int8" else None
     for batch in [int(b) for b in a.batches.split(",")]:
-        tps = decode(W, shape, batch, a.tokens, torch.bfloat16)
-        print("| pytorch %s | %d | %d | %d | %.1f | %.1f | |" % (torch.__version__, a.threads, batch, batch * a.tokens, tps, tps / batch),
+        tps = decode(W, shape, batch, a.tokens, torch.bfloat16, packed)
+        print("| pytorch %s %s | %d | %d | %d | %.1f | %.1f | |" % (torch.__version__, a.dtype, a.threads, batch, batch * a.tokens, tps, tps / batch),
               flush=True)
 
 

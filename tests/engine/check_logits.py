@@ -21,7 +21,8 @@ import make_test_model as mtm  # noqa: E402
 PROMPTS = [[1, 17, 42, 300, 5, 5, 5, 99], [7], [250, 3, 77, 128, 64, 32, 16, 8, 4, 2, 1, 0, 319, 200, 150, 100]]
 GENERATE = 12
 # Largest |engine - PyTorch| allowed per logit: the engine computes in float32
-# over the same weights; PyTorch in float64.
+# over the same weights; PyTorch in float64. For Q8_0 both quantize each
+# matmul's activations to Q8_0 blocks the same way (make_test_model.py).
 BOUND = {"f32": 1e-3, "f16": 1e-3, "bf16": 1e-3, "q8_0": 1e-3}
 
 
@@ -33,18 +34,19 @@ def main():
             for wtype in ("f32", "f16", "bf16", "q8_0"):
                 path = os.path.join(work, "%s-%s.gguf" % (arch, wtype))
                 weights = mtm.write(path, arch, wtype, seed=11)
+                q8 = wtype == "q8_0"
                 out = subprocess.run([binary, path, "--threads", "2"], input=json.dumps({"prompts": PROMPTS, "generate": GENERATE}),
                                      capture_output=True, text=True, check=True)
                 got = json.loads(out.stdout)
                 worst = 0.0
                 greedy_ok = True
                 for i, ids in enumerate(PROMPTS):
-                    ref = mtm.forward(weights, arch, ids)
+                    ref = mtm.forward(weights, arch, ids, q8_activations=q8)
                     mine = torch.tensor(got["logits"][i], dtype=torch.float64)
                     worst = max(worst, (ref - mine).abs().max().item())
                     seq = list(ids)
                     for _ in range(GENERATE):
-                        seq.append(int(mtm.forward(weights, arch, seq)[-1].argmax()))
+                        seq.append(int(mtm.forward(weights, arch, seq, q8_activations=q8)[-1].argmax()))
                     if seq[len(ids):] != got["greedy"][i]:
                         greedy_ok = False
                         print("  greedy differs for prompt %d: torch %s engine %s" % (i, seq[len(ids):], got["greedy"][i]))

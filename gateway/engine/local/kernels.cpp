@@ -4,7 +4,12 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <string_view>
 
 namespace sluice::kernels {
 
@@ -21,6 +26,13 @@ bool has_avx2() {
   }();
   return yes;
 }
+
+std::atomic<bool> portable_only{[] {
+  const char* v = std::getenv("SLUICE_CPU_KERNELS");
+  return v != nullptr && std::string_view(v) == "portable";
+}()};
+
+bool use_avx2() { return !portable_only.load(std::memory_order_relaxed) && has_avx2(); }
 
 __attribute__((target("avx2,fma"))) float hsum(__m256 v) {
   const __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
@@ -98,7 +110,101 @@ __attribute__((target("avx2,fma,f16c"))) float dot_q8_0_avx2(const uint8_t* a, c
   return hsum(acc);
 }
 
+// Q8_0 weights against Q8_0 activations (the llama.cpp scheme): each block of
+// 32 is an integer dot product, scaled by both blocks' scales. The integer
+// part is exact, so every path gives the same block sums.
+//
+// `Tokens` activation rows share each weight block load: with several tokens
+// in a step the weights are read from memory once, not once per token.
+template <int Tokens>
+__attribute__((target("avx2,fma,f16c"))) void dot_q8_q8_avx2(const uint8_t* row, int64_t blocks, const QuantizedActivations& x,
+                                                              int64_t t0, float* out) {
+  __m256 acc[Tokens][2];
+  for (auto& a : acc) a[0] = a[1] = _mm256_setzero_ps();
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int64_t b = 0; b < blocks; ++b) {
+    const uint8_t* block = row + b * 34;
+    uint16_t h;
+    std::memcpy(&h, block, 2);
+    const float dw = _cvtsh_ss(h);
+    const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 2));
+    const __m256i aw = _mm256_sign_epi8(w, w);  // |w|, unsigned; Q8_0 never holds -128
+    for (int t = 0; t < Tokens; ++t) {
+      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q.data() + (t0 + t) * x.cols + b * 32));
+      const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(xv, w)), ones);
+      // Two accumulators per token hide the FMA latency at batch 1.
+      acc[t][b & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * x.d[(t0 + t) * x.blocks() + b]), acc[t][b & 1]);
+    }
+  }
+  for (int t = 0; t < Tokens; ++t) out[t] = hsum(_mm256_add_ps(acc[t][0], acc[t][1]));
+}
+
+void dot_q8_q8_portable(const uint8_t* row, int64_t blocks, const QuantizedActivations& x, int64_t t, float* out) {
+  float s = 0;
+  const int8_t* xq = x.q.data() + t * x.cols;
+  for (int64_t b = 0; b < blocks; ++b) {
+    const uint8_t* block = row + b * 34;
+    uint16_t h;
+    std::memcpy(&h, block, 2);
+    const auto* q = reinterpret_cast<const int8_t*>(block + 2);
+    int32_t sum = 0;
+    for (int j = 0; j < 32; ++j) sum += static_cast<int32_t>(q[j]) * xq[b * 32 + j];
+    s += static_cast<float>(sum) * (half_to_float(h) * x.d[t * x.blocks() + b]);
+  }
+  *out = s;
+}
+
+void matmul_q8_0(ThreadPool& pool, const Weight& w, const float* x, float* y, int64_t tokens) {
+  thread_local QuantizedActivations scratch;
+  // The pool's threads must see this thread's buffer, not their own.
+  const QuantizedActivations& xq = scratch;
+  quantize_activations(x, tokens, w.cols, scratch);
+  const bool avx2 = use_avx2();
+  const size_t row_bytes = w.row_bytes();
+  const int64_t blocks = w.cols / 32;
+  pool.parallel_for(w.rows, [&](int64_t begin, int64_t end) {
+    float out[4];
+    for (int64_t r = begin; r < end; ++r) {
+      const uint8_t* row = w.data + static_cast<size_t>(r) * row_bytes;
+      for (int64_t t = 0; t < tokens;) {
+        int n = 1;
+        if (!avx2) {
+          dot_q8_q8_portable(row, blocks, xq, t, out);
+        } else if (tokens - t >= 4) {
+          dot_q8_q8_avx2<4>(row, blocks, xq, t, out);
+          n = 4;
+        } else if (tokens - t >= 2) {
+          dot_q8_q8_avx2<2>(row, blocks, xq, t, out);
+          n = 2;
+        } else {
+          dot_q8_q8_avx2<1>(row, blocks, xq, t, out);
+        }
+        for (int i = 0; i < n; ++i) y[(t + i) * w.rows + r] = out[i];
+        t += n;
+      }
+    }
+  });
+}
+
 }  // namespace
+
+void quantize_activations(const float* x, int64_t tokens, int64_t cols, QuantizedActivations& out) {
+  out.cols = cols;
+  out.q.resize(static_cast<size_t>(tokens * cols));
+  out.d.resize(static_cast<size_t>(tokens * cols / 32));
+  for (int64_t b = 0; b < tokens * cols / 32; ++b) {
+    const float* v = x + b * 32;
+    float amax = 0;
+    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(v[j]));
+    const float d = amax / 127.0f;
+    const float id = d > 0 ? 1.0f / d : 0.0f;
+    out.d[static_cast<size_t>(b)] = d;
+    // Round half to even, as PyTorch's reference does.
+    for (int j = 0; j < 32; ++j) out.q[static_cast<size_t>(b * 32 + j)] = static_cast<int8_t>(std::nearbyint(v[j] * id));
+  }
+}
+
+void force_portable(bool on) { portable_only.store(on, std::memory_order_relaxed); }
 
 float half_to_float(uint16_t h) {
   const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
@@ -174,7 +280,7 @@ void dequantize_row(const Weight& w, int64_t r, float* out) {
 float dot_row(const Weight& w, int64_t r, const float* x) {
   const uint8_t* row = w.data + static_cast<size_t>(r) * w.row_bytes();
   const int64_t n = w.cols;
-  if (has_avx2()) {
+  if (use_avx2()) {
     switch (w.type) {
       case gguf::TensorType::kF32: return dot_f32_avx2(reinterpret_cast<const float*>(row), x, n);
       case gguf::TensorType::kBF16: return dot_bf16_avx2(row, x, n);
@@ -245,24 +351,42 @@ ThreadPool::~ThreadPool() {
   for (auto& t : workers_) t.join();
 }
 
+namespace {
+// A decode step is a few hundred short parallel loops; waking a sleeping
+// thread for each costs more than the loop at batch 1. Threads spin this long
+// for the next one before they sleep.
+constexpr auto kSpin = std::chrono::microseconds(200);
+
+void cpu_relax() {
+#if defined(__x86_64__)
+  _mm_pause();
+#endif
+}
+}  // namespace
+
 void ThreadPool::work(int index) {
   uint64_t seen = 0;
   for (;;) {
-    const std::function<void(int64_t, int64_t)>* job;
-    int64_t n;
-    {
-      std::unique_lock lock(mutex_);
-      start_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      job = job_;
-      n = n_;
+    const auto spin_until = std::chrono::steady_clock::now() + kSpin;
+    for (int i = 0; generation_.load() == seen; ++i) {
+      cpu_relax();
+      if ((i & 255) == 0 && std::chrono::steady_clock::now() > spin_until) break;
     }
+    if (generation_.load() == seen) {
+      std::unique_lock lock(mutex_);
+      // sleepers_ and generation_ are sequentially consistent: either
+      // parallel_for sees this thread asleep and wakes it, or this thread
+      // sees the new generation here.
+      sleepers_.fetch_add(1);
+      start_.wait(lock, [&] { return stop_ || generation_.load() != seen; });
+      sleepers_.fetch_sub(1);
+      if (stop_) return;
+    }
+    seen = generation_.load();
     const int parts = size();
-    const int64_t begin = n * index / parts, end = n * (index + 1) / parts;
-    if (begin < end) (*job)(begin, end);
-    std::lock_guard lock(mutex_);
-    if (--pending_ == 0) done_.notify_one();
+    const int64_t begin = n_ * index / parts, end = n_ * (index + 1) / parts;
+    if (begin < end) (*job_)(begin, end);
+    pending_.fetch_sub(1);
   }
 }
 
@@ -271,22 +395,31 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
     fn(0, n);
     return;
   }
-  {
-    std::lock_guard lock(mutex_);
-    job_ = &fn;
-    n_ = n;
-    pending_ = static_cast<int>(workers_.size());
-    ++generation_;
+  job_ = &fn;
+  n_ = n;
+  pending_.store(static_cast<int>(workers_.size()));
+  generation_.fetch_add(1);
+  if (sleepers_.load() > 0) {
+    { std::lock_guard lock(mutex_); }
+    start_.notify_all();
   }
-  start_.notify_all();
   const int parts = size();
   const int64_t end = n / parts;  // part 0 is the caller's
   if (end > 0) fn(0, end);
-  std::unique_lock lock(mutex_);
-  done_.wait(lock, [&] { return pending_ == 0; });
+  for (int i = 0; pending_.load() != 0; ++i) {
+    if (i < 4096) {
+      cpu_relax();
+    } else {
+      std::this_thread::yield();
+    }
+  }
 }
 
 void matmul(ThreadPool& pool, const Weight& w, const float* x, float* y, int64_t tokens) {
+  if (w.type == gguf::TensorType::kQ8_0) {
+    matmul_q8_0(pool, w, x, y, tokens);
+    return;
+  }
   pool.parallel_for(w.rows, [&](int64_t begin, int64_t end) {
     for (int64_t t = 0; t < tokens; ++t) {
       const float* xt = x + t * w.cols;

@@ -4,6 +4,7 @@
 // threads run these, never an I/O thread.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -32,13 +33,28 @@ void dequantize_row(const Weight& w, int64_t r, float* out);
 // dot(row r of w, x[0..cols)).
 float dot_row(const Weight& w, int64_t r, const float* x);
 
+// Activations quantized for Q8_0 weights: per block of 32 values, int8 values
+// q and a float scale d (max|x| / 127), rounded half to even.
+struct QuantizedActivations {
+  int64_t cols = 0;
+  std::vector<int8_t> q;
+  std::vector<float> d;
+  int64_t blocks() const { return cols / 32; }
+};
+void quantize_activations(const float* x, int64_t tokens, int64_t cols, QuantizedActivations& out);
+
+// Tests: use only the portable kernels, as on a CPU without AVX2. Also set
+// by the environment variable SLUICE_CPU_KERNELS=portable.
+void force_portable(bool on);
+
 class ThreadPool {
  public:
   explicit ThreadPool(int threads);
   ~ThreadPool();
   int size() const { return static_cast<int>(workers_.size()) + 1; }
   // Calls fn(begin, end) over [0, n) in contiguous parts, one per thread
-  // (the caller's included), and returns when all are done.
+  // (the caller's included), and returns when all are done. One caller at a
+  // time. Threads spin briefly between calls, then sleep.
   void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
 
  private:
@@ -46,14 +62,18 @@ class ThreadPool {
   std::vector<std::thread> workers_;
   std::mutex mutex_;
   std::condition_variable start_, done_;
+  // Written by parallel_for before generation_ moves, read by the workers
+  // after they see it move.
   const std::function<void(int64_t, int64_t)>* job_ = nullptr;
   int64_t n_ = 0;
-  uint64_t generation_ = 0;
-  int pending_ = 0;
-  bool stop_ = false;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
+  std::atomic<int> sleepers_{0};
+  bool stop_ = false;  // guarded by mutex_
 };
 
 // y[t][r] = dot(row r of w, x[t]) for t < tokens (x: tokens x cols, y: tokens x rows).
+// Q8_0 weights take their activations quantized to Q8_0 (quantize_activations).
 void matmul(ThreadPool& pool, const Weight& w, const float* x, float* y, int64_t tokens);
 
 }  // namespace sluice::kernels

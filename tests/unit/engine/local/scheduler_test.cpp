@@ -122,7 +122,7 @@ TEST(Scheduler, ATurnAloneAndInABatchOf16GivesTheSameGreedyTokens) {
   const auto turn = prompt(37, 3);
   std::vector<int32_t> alone;
   {
-    Scheduler s(model, {2, 256, 16, 24, 0});
+    Scheduler s(model, {2, 256, 16, 24, 0, {}});
     Result r;
     s.submit(turn, greedy(20), r.callbacks());
     ASSERT_TRUE(r.wait_end());
@@ -132,7 +132,7 @@ TEST(Scheduler, ATurnAloneAndInABatchOf16GivesTheSameGreedyTokens) {
   }
   // 16 turns of mixed lengths (1 to 120 tokens) at once; prefill is chunked
   // (24 tokens a step) while the shorter ones already decode.
-  Scheduler s(model, {2, 256, 16, 24, 0});
+  Scheduler s(model, {2, 256, 16, 24, 0, {}});
   std::vector<std::unique_ptr<Result>> results;
   for (int i = 0; i < 16; ++i) {
     results.push_back(std::make_unique<Result>());
@@ -147,7 +147,7 @@ TEST(Scheduler, ATurnAloneAndInABatchOf16GivesTheSameGreedyTokens) {
 TEST(Scheduler, CancelsFreeEveryBlockAndOthersGoOn) {
   const auto model = random_model();
   ASSERT_TRUE(model);
-  Scheduler s(model, {2, 256, 8, 64, 0});
+  Scheduler s(model, {2, 256, 8, 64, 0, {}});
   std::vector<std::unique_ptr<Result>> results;
   std::vector<uint64_t> ids;
   for (int i = 0; i < 12; ++i) {  // more than max_batch: some wait for a slot
@@ -171,7 +171,7 @@ TEST(Scheduler, CancelsFreeEveryBlockAndOthersGoOn) {
 TEST(Scheduler, PromptsThatCannotFitEndWithAClearError) {
   const auto model = random_model();
   ASSERT_TRUE(model);
-  Scheduler s(model, {1, 64, 4, 32, 0});
+  Scheduler s(model, {1, 64, 4, 32, 0, {}});
   Result too_long, empty;
   s.submit(prompt(64, 1), greedy(4), too_long.callbacks());
   s.submit({}, greedy(4), empty.callbacks());
