@@ -1,15 +1,76 @@
 // sluice-tokenize: the local engine's tokenizer on the command line, for
-// checking it against reference tokenizers. Reads a JSON array of strings,
-// writes a JSON array of token id arrays.
-//   sluice-tokenize MODEL.gguf [--special] [--bos] < texts.json > ids.json
+// checking it against reference tokenizers and for preparing training data
+// exactly as the engine will see it. Reads a JSON array, writes a JSON array
+// of token id arrays, one per element:
+//   - a string: the text, encoded;
+//   - {"chat": [messages], "tools": [...]}: the prompt the engine renders
+//     with the model's chat template (messages as in the OpenAI API: role,
+//     content, tool_calls, tool_call_id), ending where the answer starts;
+//   - {"segments": [{"text": "...", "special": true|false}]}: each piece
+//     encoded, special tokens matched only where "special" is true.
+//   sluice-tokenize MODEL.gguf [--special] [--bos] < input.json > ids.json
 #include <CLI/CLI.hpp>
 #include <simdjson.h>
 
 #include <iostream>
 #include <iterator>
 
+#include "gateway/engine/local/chat_template.hpp"
 #include "gateway/engine/local/gguf.hpp"
 #include "gateway/engine/local/tokenizer.hpp"
+
+namespace {
+
+std::string field(simdjson::dom::element e, const char* key) {
+  std::string_view v;
+  return e[key].get(v) == simdjson::SUCCESS ? std::string(v) : std::string();
+}
+
+// The ids for one element of the input; false (with `why`) when it is not one
+// of the three shapes.
+bool encode_item(const sluice::Tokenizer& tok, simdjson::dom::element e, bool bos, bool special,
+                 std::vector<int32_t>& ids, std::string& why) {
+  if (e.is_string()) {
+    ids = tok.encode(std::string_view(e.get_string().value()), bos, special);
+    return true;
+  }
+  simdjson::dom::array items;
+  if (e["segments"].get(items) == simdjson::SUCCESS) {
+    std::vector<sluice::PromptSegment> segments;
+    for (auto seg : items) {
+      bool sp = false;
+      if (seg["special"].get(sp) != simdjson::SUCCESS) sp = false;
+      segments.push_back({field(seg, "text"), sp});
+    }
+    ids = sluice::encode_prompt(tok, segments);
+    return true;
+  }
+  if (e["chat"].get(items) == simdjson::SUCCESS) {
+    const auto format = sluice::chat_format_of(tok);
+    if (!format) {
+      why = "the model has no chat template Sluice knows";
+      return false;
+    }
+    std::vector<sluice::ChatMessage> messages;
+    for (auto m : items) {
+      sluice::ChatMessage msg;
+      msg.role = field(m, "role");
+      msg.content = field(m, "content");
+      msg.tool_call_id = field(m, "tool_call_id");
+      simdjson::dom::element calls;
+      if (m["tool_calls"].get(calls) == simdjson::SUCCESS) msg.tool_calls_json = simdjson::minify(calls);
+      messages.push_back(std::move(msg));
+    }
+    simdjson::dom::element tools;
+    const std::string tools_json = e["tools"].get(tools) == simdjson::SUCCESS ? simdjson::minify(tools) : "";
+    ids = sluice::encode_prompt(tok, sluice::render_chat(*format, messages, tools_json));
+    return true;
+  }
+  why = "each element must be a string, {\"chat\": [...]} or {\"segments\": [...]}";
+  return false;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"sluice-tokenize: encode texts with a GGUF model's tokenizer"};
@@ -34,14 +95,17 @@ int main(int argc, char** argv) {
   simdjson::dom::parser parser;
   simdjson::dom::element doc;
   if (parser.parse(input).get(doc) != simdjson::SUCCESS || !doc.is_array()) {
-    std::cerr << "stdin must be a JSON array of strings\n";
+    std::cerr << "stdin must be a JSON array\n";
     return 2;
   }
   std::cout << "[";
   bool first = true;
   for (auto e : doc.get_array()) {
-    std::string_view text = e.get_string().value();
-    const auto ids = tok->encode(text, bos, special);
+    std::vector<int32_t> ids;
+    if (std::string why; !encode_item(*tok, e, bos, special, ids, why)) {
+      std::cerr << why << "\n";
+      return 2;
+    }
     std::cout << (first ? "" : ",") << "[";
     for (size_t i = 0; i < ids.size(); ++i) std::cout << (i ? "," : "") << ids[i];
     std::cout << "]";

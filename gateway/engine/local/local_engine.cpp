@@ -3,7 +3,10 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <optional>
 #include <thread>
+
+#include "gateway/common/random_id.hpp"
 
 namespace sluice {
 
@@ -20,14 +23,33 @@ class Handle final : public TurnHandle {
 };
 
 // One turn's text pipeline: token ids -> UTF-8 -> stop strings -> the sink.
+// Tool calls (<tool_call> ... </tool_call>, when the model has those tokens
+// and tools were offered) are gathered instead of streamed.
 struct TurnText {
   TurnText(const Tokenizer& t, std::vector<std::string> stops, std::shared_ptr<TurnSink> s)
       : decoder(t), stop(std::move(stops)), sink(std::move(s)) {}
   StreamDecoder decoder;
   StopMatcher stop;
   std::shared_ptr<TurnSink> sink;
+  std::optional<std::string> call;  // the text of a tool call being written
+  std::vector<ToolCall> calls;
   void emit(const std::string& text) {
     if (!text.empty()) sink->on_delta(text);
+  }
+  // The text between <tool_call> and </tool_call>: {"name": N, "arguments": {...}}.
+  void end_call() {
+    simdjson::dom::parser parser;
+    simdjson::dom::element doc;
+    std::string_view name;
+    simdjson::dom::element args;
+    if (parser.parse(*call).get(doc) == simdjson::SUCCESS && doc["name"].get(name) == simdjson::SUCCESS &&
+        doc["arguments"].get(args) == simdjson::SUCCESS) {
+      calls.push_back({"call_" + make_random_hex(12), std::string(name), simdjson::minify(args)});
+    } else {
+      // Not a call after all: the reader sees what the model wrote.
+      emit(stop.push("<tool_call>" + *call + "</tool_call>"));
+    }
+    call.reset();
   }
 };
 
@@ -60,10 +82,8 @@ std::unique_ptr<LocalEngine> LocalEngine::create(const LocalConfig& config, std:
   }
   if (config.chat_format != "auto") {
     e->format_ = *chat_format_from_name(config.chat_format);
-  } else if (auto f = detect_chat_format(e->tokenizer_->chat_template())) {
+  } else if (auto f = chat_format_of(*e->tokenizer_)) {
     e->format_ = *f;
-  } else if (e->tokenizer_->find("<|im_start|>")) {
-    e->format_ = ChatFormat::kChatML;
   } else {
     error = "local.model " + config.model +
             ": its chat template is not one Sluice knows; set local.chat_format (chatml, llama3, llama2)";
@@ -130,12 +150,8 @@ std::unique_ptr<TurnHandle> LocalEngine::start(TurnRequest request, std::shared_
   const int64_t room = std::min<int64_t>(params.max_tokens, context / 4);
   std::vector<int32_t> prompt;
   for (;;) {
-    prompt.clear();
-    for (const auto& seg : render_chat(format_, request.messages)) {
-      // Template text may hold special tokens; message content never does.
-      const auto ids = tokenizer_->encode(seg.text, false, seg.special);
-      prompt.insert(prompt.end(), ids.begin(), ids.end());
-    }
+    // Template text may hold special tokens; message content never does.
+    prompt = encode_prompt(*tokenizer_, render_chat(format_, request.messages, request.tools_json));
     if (static_cast<int64_t>(prompt.size()) + room <= context) break;
     auto first = std::find_if(request.messages.begin(), request.messages.end(),
                               [](const ChatMessage& m) { return m.role != "system"; });
@@ -146,10 +162,28 @@ std::unique_ptr<TurnHandle> LocalEngine::start(TurnRequest request, std::shared_
   const Tokenizer* tok = tokenizer_.get();
   const std::string model = model_name_;
   Scheduler::Callbacks cb;
-  cb.on_token = [text, tok](int32_t id, std::string& reason) {
+  std::optional<int32_t> call_open, call_close;
+  if (!request.tools_json.empty() && format_ == ChatFormat::kChatML) {
+    call_open = tokenizer_->find("<tool_call>");
+    call_close = tokenizer_->find("</tool_call>");
+    if (!call_open || !call_close) call_open.reset();
+  }
+  cb.on_token = [text, tok, call_open, call_close](int32_t id, std::string& reason) {
     if (tok->is_end(id)) {
       reason = "stop";
       return false;
+    }
+    if (call_open && id == *call_open && !text->call) {
+      text->call.emplace();
+      return true;
+    }
+    if (text->call) {
+      if (id == *call_close) {
+        text->end_call();
+      } else {
+        *text->call += tok->piece(id);
+      }
+      return true;
     }
     text->emit(text->stop.push(text->decoder.push(id)));
     if (text->stop.stopped()) {
@@ -166,6 +200,10 @@ std::unique_ptr<TurnHandle> LocalEngine::start(TurnRequest request, std::shared_
     }
     TurnResult r;
     r.finish_reason = reason;
+    if (reason == "stop" && !text->calls.empty()) {
+      r.finish_reason = "tool_calls";
+      r.tool_calls = std::move(text->calls);
+    }
     r.engine = "local";
     r.model = model;
     r.upstream = "local";

@@ -156,6 +156,7 @@ const std::array<std::string, 256>& byte_to_unicode() {
       int32_t len = 0;
       UBool error = false;
       U8_APPEND(reinterpret_cast<uint8_t*>(buf), len, 4, c, error);
+      (void)error;  // code points below 512 always fit
       t[b] = std::string(buf, static_cast<size_t>(len));
     }
     return t;
@@ -471,6 +472,10 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
 
 std::string StreamDecoder::push(int32_t id) {
   pending_ += t_.piece(id);
+  if (!started_ && !pending_.empty()) {
+    started_ = true;
+    if (t_.adds_space_prefix() && pending_[0] == ' ') pending_.erase(0, 1);
+  }
   // Complete characters go out; a valid start of a character waits for the
   // next token; bytes that can never be UTF-8 become U+FFFD.
   std::string out;

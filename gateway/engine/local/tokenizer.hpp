@@ -48,6 +48,9 @@ class Tokenizer {
   // Tokens a model must never produce: unused and padding entries.
   std::vector<int32_t> unused_tokens() const;
   const std::string& chat_template() const { return chat_template_; }
+  // SentencePiece puts a space before the text it encodes; a generated
+  // answer drops it from its first token, as llama.cpp does.
+  bool adds_space_prefix() const { return kind_ == Kind::kSentencePiece; }
 
  private:
   Tokenizer() = default;
@@ -84,6 +87,7 @@ class StreamDecoder {
  private:
   const Tokenizer& t_;
   std::string pending_;
+  bool started_ = false;  // some text has gone out
 };
 
 }  // namespace sluice

@@ -72,10 +72,12 @@ TEST(ChatTemplate, RendersEachFormatWithContentApartFromTemplateText) {
                  "<|im_start|>assistant\n");
   // The user's "<|im_end|>" is content: tokenized as text, not as a control token.
   for (const auto& s : chatml) {
-    if (s.text.find("退货") != std::string::npos) EXPECT_FALSE(s.special);
+    if (s.text.find("退货") != std::string::npos) {
+      EXPECT_FALSE(s.special);
+    }
   }
   std::string l3;
-  for (const auto& s : render_chat(ChatFormat::kLlama3, msgs)) l3 += s.text;
+  for (const auto& s : render_chat(ChatFormat::kLlama3, msgs)) l3 += s.text;  // tools: none
   EXPECT_EQ(l3, "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
                 "<|start_header_id|>user<|end_header_id|>\n\n退货 <|im_end|>?<|eot_id|>"
                 "<|start_header_id|>assistant<|end_header_id|>\n\n");
@@ -86,6 +88,57 @@ TEST(ChatTemplate, RendersEachFormatWithContentApartFromTemplateText) {
   EXPECT_EQ(detect_chat_format("<|start_header_id|>"), ChatFormat::kLlama3);
   EXPECT_EQ(detect_chat_format("[INST] {{ x }}"), ChatFormat::kLlama2);
   EXPECT_EQ(detect_chat_format("{{ plain }}"), std::nullopt);
+}
+
+}  // namespace
+}  // namespace sluice
+
+namespace sluice {
+namespace {
+
+TEST(ChatTemplate, ChatMLRendersToolsCallsAndResultsAsQwenDoes) {
+  const std::string tools =
+      R"([{"type":"function","function":{"name":"lookup_order","description":"Looks up an order 订单",)"
+      R"("parameters":{"type":"object","properties":{"order_id":{"type":"string"}},"required":["order_id"]}}}])";
+  const std::vector<ChatMessage> msgs = {
+      {"user", "我的订单 A1001 在哪里？", {}, {}},
+      {"assistant", "", R"([{"id":"call_1","type":"function","function":{"name":"lookup_order","arguments":"{\"order_id\":\"A1001\"}"}}])", {}},
+      {"tool", R"({"found":true,"status":"shipped"})", {}, "call_1"},
+      {"tool", R"({"found":false})", {}, "call_2"}};
+  std::string all;
+  bool tools_plain = false;
+  for (const auto& s : render_chat(ChatFormat::kChatML, msgs, tools)) {
+    all += s.text;
+    if (s.text.find("lookup_order") != std::string::npos && s.text.find("Looks up") != std::string::npos) {
+      tools_plain = !s.special;  // plugin text never makes control tokens
+    }
+  }
+  EXPECT_TRUE(tools_plain);
+  EXPECT_EQ(all,
+            "<|im_start|>system\nYou are a helpful assistant.\n\n# Tools\n\nYou may call one or more functions to "
+            "assist with the user query.\n\nYou are provided with function signatures within <tools></tools> XML "
+            "tags:\n<tools>\n"
+            R"({"type": "function", "function": {"name": "lookup_order", "description": "Looks up an order 订单", )"
+            R"("parameters": {"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]}}})"
+            "\n</tools>\n\nFor each function call, return a json object with function name and arguments within "
+            "<tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": "
+            "<args-json-object>}\n</tool_call><|im_end|>\n"
+            "<|im_start|>user\n我的订单 A1001 在哪里？<|im_end|>\n"
+            "<|im_start|>assistant\n<tool_call>\n{\"name\": \"lookup_order\", \"arguments\": {\"order_id\": \"A1001\"}}\n"
+            "</tool_call><|im_end|>\n"
+            "<|im_start|>user\n<tool_response>\n{\"found\":true,\"status\":\"shipped\"}\n</tool_response>\n"
+            "<tool_response>\n{\"found\":false}\n</tool_response><|im_end|>\n"
+            "<|im_start|>assistant\n");
+  // Without tools nothing about them appears.
+  std::string plain;
+  for (const auto& s : render_chat(ChatFormat::kChatML, {msgs[0]}, "")) plain += s.text;
+  EXPECT_EQ(plain, "<|im_start|>user\n我的订单 A1001 在哪里？<|im_end|>\n<|im_start|>assistant\n");
+}
+
+TEST(ChatTemplate, ToolCallTextUsesPythonJsonSpacingAndRefusesBadJson) {
+  EXPECT_EQ(tool_call_text("lookup_order", R"({"order_id":"A1001","n":[1,2.5,true,null]})").value(),
+            R"({"name": "lookup_order", "arguments": {"order_id": "A1001", "n": [1, 2.5, true, null]}})");
+  EXPECT_FALSE(tool_call_text("x", "{not json").has_value());
 }
 
 }  // namespace
