@@ -8,6 +8,9 @@ packages=(
   libboost1.81-dev libboost-system1.81-dev libboost-url1.81-dev
   libcurl4-openssl-dev libssl-dev
   libjwt-dev libsqlite3-dev libicu-dev python3 python3-torch prometheus
+  # Debian's torch calls the system BLAS; OpenBLAS replaces the reference one
+  # (20x faster matrix products for the PyTorch reference and training).
+  libopenblas0-pthread
   libsimdjson-dev libtomlplusplus-dev libspdlog-dev libfmt-dev libcli11-dev
   libgtest-dev libgmock-dev
   clang libclang-rt-14-dev

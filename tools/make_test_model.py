@@ -102,13 +102,23 @@ def byte_tokenizer(w, vocab):
 
 
 def write(path, arch, wtype, seed, shape=SHAPE, tokenizer=False):
-    """Writes the model; returns the weights as the file holds them (dequantized)."""
-    weights = make_weights(arch, seed, shape)
+    """Writes a random model; returns the weights as the file holds them (dequantized)."""
+    return write_weights(path, arch, wtype, make_weights(arch, seed, shape), shape, "sluice-test-%s-%s" % (arch, wtype),
+                         (lambda w: byte_tokenizer(w, shape["vocab"])) if tokenizer else None)
+
+
+def write_weights(path, arch, wtype, weights, shape, name, tokenizer=None, metadata=None):
+    """Writes `weights` (PyTorch names: token_embd.weight, blk.N.attn_q.weight,
+    ...) as a GGUF model of `shape`; matrices in `wtype`, vectors in F32.
+    tokenizer(writer) adds the tokenizer metadata; metadata: more strings.
+    Returns the weights as the file holds them (dequantized)."""
     w = g.GGUFWriter()
     if tokenizer:
-        byte_tokenizer(w, shape["vocab"])
+        tokenizer(w)
     w.add_string("general.architecture", arch)
-    w.add_string("general.name", "sluice-test-%s-%s" % (arch, wtype))
+    w.add_string("general.name", name)
+    for key, value in (metadata or {}).items():
+        w.add_string(key, value)
     w.add("%s.embedding_length" % arch, g.UINT32, shape["dim"])
     w.add("%s.block_count" % arch, g.UINT32, shape["layers"])
     w.add("%s.attention.head_count" % arch, g.UINT32, shape["heads"])

@@ -460,10 +460,15 @@ int say(const Target& t, const std::string& text) {
         for (;;) {
           co_await ws.async_read(buffer, use_awaitable);
           const auto d = buffer.cdata();
-          Frame f = parse(parser, {static_cast<const char*>(d.data()), d.size()});
+          const std::string raw(static_cast<const char*>(d.data()), d.size());
+          Frame f = parse(parser, raw);
           buffer.consume(buffer.size());
           if (f.type == "delta") {
             std::cout << f.text << std::flush;
+          } else if (f.type == "tool_call" || f.type == "tool_result" || f.type == "sources" ||
+                     f.type == "moderation") {
+            // Shown as the gateway sent them, on lines of their own.
+            std::cout << "\n[" << raw << "]\n" << std::flush;
           } else if (f.type == "error") {
             std::cerr << "\n[error " << f.code << "]";
             rc = 1;

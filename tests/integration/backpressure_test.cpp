@@ -64,7 +64,9 @@ TEST(SlowConsumer, ReaderThatStopsIsClosedAndResumesTheRest) {
     }
   }
   EXPECT_TRUE(stalled.closed());
-  if (stalled.close_code()) EXPECT_EQ(*stalled.close_code(), 4008);
+  if (stalled.close_code()) {
+    EXPECT_EQ(*stalled.close_code(), 4008);
+  }
   ASSERT_FALSE(session_id.empty());
   WsClient again(gw->port());
   again.send(resume(session_id, last, token));
@@ -142,7 +144,9 @@ TEST(SlowConsumer, ThousandSessionsStreamWhileOneClientNeverReads) {
   while (stalled.read(10s)) {
   }
   EXPECT_TRUE(stalled.closed());
-  if (stalled.close_code()) EXPECT_EQ(*stalled.close_code(), 4008);
+  if (stalled.close_code()) {
+    EXPECT_EQ(*stalled.close_code(), 4008);
+  }
 }
 
 }  // namespace

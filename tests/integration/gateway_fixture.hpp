@@ -3,6 +3,7 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <simdjson.h>
 
 #include <unistd.h>
@@ -119,6 +120,57 @@ inline Turn read_turn(WsClient& c, const std::string& session_id,
   }
   return t;
 }
+
+// One turn with tool events: deltas (text and count), tool_call,
+// tool_result and sources frames, and the done frame.
+struct ToolTurn {
+  std::string text;
+  int deltas = 0;
+  std::vector<Frame> calls, results, sources;
+  std::optional<Frame> done;
+};
+
+inline ToolTurn read_tool_turn(WsClient& c, const std::string& session_id) {
+  ToolTurn t;
+  for (auto f = c.read(std::chrono::seconds(20)); f; f = c.read(std::chrono::seconds(20))) {
+    if (getenv("SLUICE_TEST_TRACE")) fprintf(stderr, "frame %s\n", f->raw.c_str());
+    if (f->session_id != session_id) continue;
+    if (f->type == "delta") {
+      t.text += f->text;
+      ++t.deltas;
+    }
+    if (f->type == "tool_call") t.calls.push_back(*f);
+    if (f->type == "tool_result") t.results.push_back(*f);
+    if (f->type == "sources") t.sources.push_back(*f);
+    if (f->type == "done") {
+      t.done = f;
+      break;
+    }
+  }
+  return t;
+}
+
+// The demo orders database, made by the repo's script.
+struct OrdersDb {
+  std::string path = "/tmp/sluice-orders-" + std::to_string(getpid()) + ".sqlite";
+  OrdersDb() {
+    const std::string cmd = std::string("python3 ") + SLUICE_MAKE_ORDERS + " " + path + " >/dev/null";
+    EXPECT_EQ(std::system(cmd.c_str()), 0);
+  }
+  ~OrdersDb() { unlink(path.c_str()); }
+  std::string status_of(const std::string& id) const {
+    sqlite3* db = nullptr;
+    sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2(db, "SELECT status FROM orders WHERE id = ?1", -1, &st, nullptr);
+    sqlite3_bind_text(st, 1, id.c_str(), -1, SQLITE_TRANSIENT);
+    std::string status;
+    if (sqlite3_step(st) == SQLITE_ROW) status = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return status;
+  }
+};
 
 struct SimStats {
   int64_t connections = 0, requests = 0, completed = 0, aborted = 0, active = 0;

@@ -8,13 +8,15 @@
 //     content, tool_calls, tool_call_id), ending where the answer starts;
 //   - {"segments": [{"text": "...", "special": true|false}]}: each piece
 //     encoded, special tokens matched only where "special" is true.
-//   sluice-tokenize MODEL.gguf [--special] [--bos] < input.json > ids.json
+// With --render, chats come out as the rendered prompt text instead of ids.
+//   sluice-tokenize MODEL.gguf [--special] [--bos] [--render] < input.json > ids.json
 #include <CLI/CLI.hpp>
 #include <simdjson.h>
 
 #include <iostream>
 #include <iterator>
 
+#include "gateway/common/json_writer.hpp"
 #include "gateway/engine/local/chat_template.hpp"
 #include "gateway/engine/local/gguf.hpp"
 #include "gateway/engine/local/tokenizer.hpp"
@@ -29,7 +31,7 @@ std::string field(simdjson::dom::element e, const char* key) {
 // The ids for one element of the input; false (with `why`) when it is not one
 // of the three shapes.
 bool encode_item(const sluice::Tokenizer& tok, simdjson::dom::element e, bool bos, bool special,
-                 std::vector<int32_t>& ids, std::string& why) {
+                 std::vector<int32_t>& ids, std::string* rendered, std::string& why) {
   if (e.is_string()) {
     ids = tok.encode(std::string_view(e.get_string().value()), bos, special);
     return true;
@@ -63,7 +65,12 @@ bool encode_item(const sluice::Tokenizer& tok, simdjson::dom::element e, bool bo
     }
     simdjson::dom::element tools;
     const std::string tools_json = e["tools"].get(tools) == simdjson::SUCCESS ? simdjson::minify(tools) : "";
-    ids = sluice::encode_prompt(tok, sluice::render_chat(*format, messages, tools_json));
+    const auto segments = sluice::render_chat(*format, messages, tools_json);
+    if (rendered) {
+      for (const auto& seg : segments) *rendered += seg.text;
+      return true;
+    }
+    ids = sluice::encode_prompt(tok, segments);
     return true;
   }
   why = "each element must be a string, {\"chat\": [...]} or {\"segments\": [...]}";
@@ -75,10 +82,11 @@ bool encode_item(const sluice::Tokenizer& tok, simdjson::dom::element e, bool bo
 int main(int argc, char** argv) {
   CLI::App app{"sluice-tokenize: encode texts with a GGUF model's tokenizer"};
   std::string model;
-  bool special = false, bos = false;
+  bool special = false, bos = false, render = false;
   app.add_option("model", model, "GGUF file with tokenizer metadata")->required();
   app.add_flag("--special", special, "match special tokens written in the text");
   app.add_flag("--bos", bos, "add BOS when the tokenizer asks for it");
+  app.add_flag("--render", render, "write chats as rendered prompt text (a JSON array of strings)");
   CLI11_PARSE(app, argc, argv);
   std::string error;
   auto file = sluice::gguf::File::open(model, error);
@@ -102,9 +110,17 @@ int main(int argc, char** argv) {
   bool first = true;
   for (auto e : doc.get_array()) {
     std::vector<int32_t> ids;
-    if (std::string why; !encode_item(*tok, e, bos, special, ids, why)) {
+    std::string rendered;
+    if (std::string why; !encode_item(*tok, e, bos, special, ids, render ? &rendered : nullptr, why)) {
       std::cerr << why << "\n";
       return 2;
+    }
+    if (render) {
+      std::string quoted;
+      sluice::append_json_string(quoted, rendered);
+      std::cout << (first ? "" : ",") << quoted;
+      first = false;
+      continue;
     }
     std::cout << (first ? "" : ",") << "[";
     for (size_t i = 0; i < ids.size(); ++i) std::cout << (i ? "," : "") << ids[i];

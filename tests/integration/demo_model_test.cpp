@@ -1,0 +1,119 @@
+// The embedded default, as scripts/run.sh starts it: config/sluice.toml runs
+// the committed demo model (models/sluice-demo.gguf) on the local engine,
+// with the order_lookup plugin. Questions in English and Chinese get
+// streamed, on-topic answers; an order question goes through the tool loop.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "tests/integration/gateway_fixture.hpp"
+
+namespace sluice::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+// config/sluice.toml with its relative paths (from the repository root) made
+// absolute for this build: the model, the plugin and the orders database.
+std::string default_config(const OrdersDb& db) {
+  std::ifstream in(std::string(SLUICE_SOURCE_DIR) + "/config/sluice.toml");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string toml = ss.str();
+  const std::pair<std::string, std::string> paths[] = {
+      {"\"models/sluice-demo.gguf\"", std::string("\"") + SLUICE_SOURCE_DIR + "/models/sluice-demo.gguf\""},
+      {"\"build/release/plugins/order_lookup.so\"", std::string("\"") + SLUICE_PLUGIN_DIR + "/order_lookup.so\""},
+      {"\"build/demo/orders.sqlite\"", "\"" + db.path + "\""}};
+  for (const auto& [from, to] : paths) {
+    const auto at = toml.find(from);
+    EXPECT_NE(at, std::string::npos) << "config/sluice.toml no longer has " << from;
+    if (at != std::string::npos) toml.replace(at, from.size(), to);
+  }
+  return toml;
+}
+
+class DemoModel : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    db_ = new OrdersDb();
+    config_ = new TempConfig(default_config(*db_));
+    gw_ = std::make_unique<Process>(std::vector<std::string>{SLUICE_GATEWAY_BIN, "--config", config_->path,
+                                                             "--listen", "127.0.0.1:0"},
+                                    std::vector<std::string>{"SLUICE_LOCAL_THREADS=2"})
+              .release();
+  }
+  static void TearDownTestSuite() {
+    delete gw_;
+    delete config_;
+    delete db_;
+  }
+  ToolTurn ask(const std::string& question) {
+    WsClient c(gw_->port());
+    c.send(chat(question));
+    auto session = c.read_until("session", "", 30s);
+    EXPECT_TRUE(session) << gw_->stderr_text();
+    if (!session) return {};
+    return read_tool_turn(c, session->session_id);
+  }
+  static OrdersDb* db_;
+  static TempConfig* config_;
+  static Process* gw_;
+};
+OrdersDb* DemoModel::db_ = nullptr;
+TempConfig* DemoModel::config_ = nullptr;
+Process* DemoModel::gw_ = nullptr;
+
+bool contains_all(const std::string& text, std::initializer_list<const char*> words) {
+  for (const char* w : words) {
+    if (text.find(w) == std::string::npos) return false;
+  }
+  return true;
+}
+
+TEST_F(DemoModel, StartsOnTheDemoModelWithTheOrderTool) {
+  const std::string log = gw_->stderr_text();
+  EXPECT_NE(log.find("engine local -> "), std::string::npos) << log;
+  EXPECT_NE(log.find("sluice-demo.gguf"), std::string::npos) << log;
+  EXPECT_NE(log.find("order_lookup"), std::string::npos) << log;
+}
+
+TEST_F(DemoModel, StreamsAnOnTopicAnswerToAReturnsQuestionInEnglish) {
+  const ToolTurn t = ask("How do I return an item?");
+  ASSERT_TRUE(t.done) << t.text;
+  EXPECT_EQ(t.done->finish_reason, "stop");
+  EXPECT_GE(t.deltas, 20) << "the answer should stream in token by token";
+  EXPECT_TRUE(t.calls.empty());
+  EXPECT_TRUE(contains_all(t.text, {"return", "30 days", "refund"})) << t.text;
+}
+
+TEST_F(DemoModel, StreamsAnOnTopicAnswerToAReturnsQuestionInChinese) {
+  const ToolTurn t = ask("怎么退货？");
+  ASSERT_TRUE(t.done) << t.text;
+  EXPECT_EQ(t.done->finish_reason, "stop");
+  EXPECT_GE(t.deltas, 20);
+  EXPECT_TRUE(contains_all(t.text, {"退货", "30天", "退款"})) << t.text;
+}
+
+TEST_F(DemoModel, AnOrderQuestionCallsLookupOrderAndTheAnswerUsesTheResult) {
+  struct Ask {
+    std::string question, order;
+  };
+  for (const Ask& a : {Ask{"Where is my order A1001?", "A1001"}, Ask{"我的订单A1002到哪了？", "A1002"}}) {
+    const ToolTurn t = ask(a.question);
+    ASSERT_TRUE(t.done) << a.question;
+    EXPECT_EQ(t.done->finish_reason, "stop") << t.text;
+    ASSERT_EQ(t.calls.size(), 1u) << a.question << ": " << t.text;
+    EXPECT_NE(t.calls[0].raw.find(R"("name":"lookup_order")"), std::string::npos) << t.calls[0].raw;
+    EXPECT_NE(t.calls[0].raw.find(R"("arguments":{"order_id":")" + a.order + "\"}"), std::string::npos)
+        << t.calls[0].raw;
+    ASSERT_EQ(t.results.size(), 1u);
+    EXPECT_NE(t.results[0].raw.find(R"("ok":true)"), std::string::npos) << t.results[0].raw;
+    ASSERT_EQ(t.sources.size(), 1u);
+    // The answer after the tool round names the order.
+    EXPECT_NE(t.text.find(a.order), std::string::npos) << t.text;
+  }
+}
+
+}  // namespace
+}  // namespace sluice::test

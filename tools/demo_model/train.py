@@ -1,0 +1,403 @@
+#!/usr/bin/env python3
+"""Trains Sluice's demo model: a small Llama-architecture chat model for the
+demo shop's customer service, in English and Chinese, with its own
+SentencePiece-style BPE tokenizer, written as one GGUF file that the local
+engine runs. CPU only (Debian's python3-torch); deterministic for a seed.
+
+The steps:
+  1. corpus.py writes the dialogues (from the order-lookup demo catalogue
+     and database), tool calls and tool results included;
+  2. the engine's own chat template renders them (sluice-tokenize --render),
+     and a BPE vocabulary is learnt from that text;
+  3. the engine's own tokenizer encodes every dialogue (sluice-tokenize), so
+     training sees exactly the ids the engine will feed the model;
+  4. the model learns the assistant turns (the loss covers only what the
+     assistant writes, up to and including <|im_end|>);
+  5. the weights go into a GGUF file (F16 matrices) with the tokenizer and a
+     ChatML template.
+
+Usage (from the repository root; models/README.md has the exact command):
+  cmake --build --preset release --target sluice-tokenize
+  /usr/bin/python3 tools/demo_model/train.py --out models/sluice-demo.gguf"""
+import argparse
+import collections
+import heapq
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+
+here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(here, ".."))
+sys.path.insert(0, here)
+import corpus  # noqa: E402
+import gguf_writer as g  # noqa: E402
+import make_test_model as mtm  # noqa: E402
+
+SPECIALS = [("<unk>", 2), ("<s>", 3), ("</s>", 3), ("<|im_start|>", 3), ("<|im_end|>", 3),
+            ("<tool_call>", 4), ("</tool_call>", 4), ("<tool_response>", 4), ("</tool_response>", 4)]
+CHAT_TEMPLATE = ("{% for message in messages %}<|im_start|>{{ message.role }}\n{{ message.content }}<|im_end|>\n"
+                 "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+SHAPE = dict(dim=256, layers=4, heads=8, kv_heads=4, ffn=768, vocab=0, context=1024, eps=1e-5, rope_base=10000.0)
+SPACE = "\u2581"
+
+
+# ---------------------------------------------------------------- tokenizer
+
+def words_of(text):
+    """The text as SentencePiece sees it (a space before it, spaces as ▁),
+    cut before every ▁: merges never cross a word, so pieces hold ▁ only
+    at their start."""
+    s = SPACE + text.replace(" ", SPACE)
+    out, start = [], 0
+    for i in range(1, len(s)):
+        if s[i] == SPACE:
+            out.append(s[start:i])
+            start = i
+    out.append(s[start:])
+    return out
+
+
+def train_bpe(texts, vocab_size, min_count=2):
+    """BPE merges over the words of texts; digits never merge (order numbers
+    and prices stay one digit per token, which a small model copies well).
+    Returns the pieces in merge order, each scored by its rank."""
+    counts = collections.Counter()
+    chars = collections.Counter()
+    for t in texts:
+        for w in words_of(t):
+            counts[w] += 1
+    words = [list(w) for w in counts]
+    freq = [counts[w] for w in counts]
+    for w, f in zip(words, freq):
+        for c in w:
+            chars[c] += f
+    alphabet = sorted(c for c, n in chars.items() if n >= min_count)
+    pair_count = collections.Counter()
+    where = collections.defaultdict(set)
+
+    def mergeable(a, b):
+        return not (a[-1].isdigit() or b[0].isdigit())
+
+    for i, w in enumerate(words):
+        for a, b in zip(w, w[1:]):
+            if mergeable(a, b):
+                pair_count[(a, b)] += freq[i]
+                where[(a, b)].add(i)
+    heap = [(-n, p) for p, n in pair_count.items()]
+    heapq.heapify(heap)
+    merges = []
+    budget = vocab_size - len(alphabet) - len(SPECIALS) - 256
+    while heap and len(merges) < budget:
+        n, pair = heapq.heappop(heap)
+        if -n != pair_count.get(pair, 0) or -n < min_count:
+            continue
+        merges.append(pair)
+        a, b = pair
+        joined = a + b
+        changed = collections.Counter()
+        for i in list(where[pair]):
+            w = words[i]
+            j = 0
+            out = []
+            while j < len(w):
+                if j + 1 < len(w) and w[j] == a and w[j + 1] == b:
+                    out.append(joined)
+                    j += 2
+                else:
+                    out.append(w[j])
+                    j += 1
+            if out == w:
+                continue
+            for x, y in zip(w, w[1:]):
+                if mergeable(x, y):
+                    changed[(x, y)] -= freq[i]
+            for x, y in zip(out, out[1:]):
+                if mergeable(x, y):
+                    changed[(x, y)] += freq[i]
+                    where[(x, y)].add(i)
+            words[i] = out
+        for p, d in changed.items():
+            if d:
+                pair_count[p] += d
+                heapq.heappush(heap, (-pair_count[p], p))
+    pieces = list(alphabet)
+    seen = set(pieces)
+    for a, b in merges:
+        if a + b not in seen:
+            seen.add(a + b)
+            pieces.append(a + b)
+    return alphabet, pieces
+
+
+def tokenizer_writer(pieces, alphabet):
+    """The GGUF tokenizer metadata: specials, the 256 byte tokens (fallback for
+    characters the corpus never had), then the pieces; a piece's score is
+    minus its merge rank, so the engine merges in training order."""
+    tokens = [s for s, _ in SPECIALS] + ["<0x%02X>" % b for b in range(256)] + pieces
+    types = [t for _, t in SPECIALS] + [6] * 256 + [1] * len(pieces)
+    n_alpha = len(alphabet)
+    scores = [0.0] * (len(SPECIALS) + 256) + [0.0] * n_alpha + [-float(i + 1) for i in range(len(pieces) - n_alpha)]
+
+    def write(w):
+        w.add_string("tokenizer.ggml.model", "llama")
+        w.add_array("tokenizer.ggml.tokens", g.STRING, tokens)
+        w.add_array("tokenizer.ggml.scores", g.FLOAT32, scores)
+        w.add_array("tokenizer.ggml.token_type", g.INT32, types)
+        w.add("tokenizer.ggml.unknown_token_id", g.UINT32, 0)
+        w.add("tokenizer.ggml.bos_token_id", g.UINT32, 1)
+        w.add("tokenizer.ggml.eos_token_id", g.UINT32, 4)  # <|im_end|> ends an answer
+        w.add("tokenizer.ggml.add_bos_token", g.BOOL, False)
+        w.add_string("tokenizer.chat_template", CHAT_TEMPLATE)
+    return tokens, write
+
+
+def write_tokenizer_only(path, write):
+    w = g.GGUFWriter()
+    write(w)
+    w.add_string("general.architecture", "llama")
+    w.write(path)
+
+
+def run_tokenize(binary, model, items, render=False):
+    args = [binary, model] + (["--render"] if render else [])
+    out = subprocess.run(args, input=json.dumps(items, ensure_ascii=False), capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit("sluice-tokenize failed: " + out.stderr)
+    return json.loads(out.stdout)
+
+
+def chat_item(d, upto=None):
+    msgs = d["messages"] if upto is None else d["messages"][:upto]
+    item = {"chat": msgs}
+    if d["tools"]:
+        item["tools"] = [corpus.LOOKUP_ORDER_TOOL]
+    return item
+
+
+def encode_dialogues(binary, model, dialogues, im_end):
+    """Each dialogue as (ids, mask): mask 1 where the assistant writes."""
+    items, index = [], []
+    for n, d in enumerate(dialogues):
+        items.append(chat_item(d))
+        turns = [k for k, m in enumerate(d["messages"]) if m["role"] == "assistant"]
+        for k in turns:
+            items.append(chat_item(d, k))
+        index.append((n, len(turns)))
+    ids = run_tokenize(binary, model, items)
+    out, at = [], 0
+    for n, turns in index:
+        full = ids[at]
+        mask = [0] * len(full)
+        ok = True
+        for prefix in ids[at + 1: at + 1 + turns]:
+            if full[:len(prefix)] != prefix:
+                ok = False
+                break
+            end = full.index(im_end, len(prefix))
+            for i in range(len(prefix), end + 1):
+                mask[i] = 1
+        at += 1 + turns
+        if ok:
+            out.append((full, mask))
+    return out
+
+
+# -------------------------------------------------------------------- model
+
+def rope_tables(shape, T):
+    hd = shape["dim"] // shape["heads"]
+    i = torch.arange(hd // 2, dtype=torch.float64)
+    theta = torch.arange(T, dtype=torch.float64)[:, None] * shape["rope_base"] ** (-2.0 * i / hd)
+    return torch.cos(theta).float(), torch.sin(theta).float()
+
+
+def rope(x, cos, sin):
+    """Llama's pairing: (x0, x1), (x2, x3), ... x: (B, T, H, D)."""
+    a, b = x[..., 0::2], x[..., 1::2]
+    c, s = cos[None, :, None, :], sin[None, :, None, :]
+    return torch.stack([a * c - b * s, a * s + b * c], dim=-1).flatten(-2)
+
+
+class Model(torch.nn.Module):
+    """Llama: RMSNorm, RoPE, grouped-query attention, SwiGLU, tied embeddings.
+    Parameter names are the GGUF tensor names (dots as in llama.cpp)."""
+
+    def __init__(self, shape):
+        super().__init__()
+        self.shape = shape
+        d, hd = shape["dim"], shape["dim"] // shape["heads"]
+        kv = shape["kv_heads"] * hd
+        self.p = torch.nn.ParameterDict()
+
+        def add(name, *size, std=0.02, ones=False):
+            t = torch.ones(*size) if ones else torch.randn(*size) * std
+            self.p[name.replace(".", "__")] = torch.nn.Parameter(t)
+
+        add("token_embd.weight", shape["vocab"], d)
+        add("output_norm.weight", d, ones=True)
+        out_std = 0.02 / math.sqrt(2 * shape["layers"])
+        for l in range(shape["layers"]):
+            p = "blk.%d." % l
+            add(p + "attn_norm.weight", d, ones=True)
+            add(p + "ffn_norm.weight", d, ones=True)
+            add(p + "attn_q.weight", d, d)
+            add(p + "attn_k.weight", kv, d)
+            add(p + "attn_v.weight", kv, d)
+            add(p + "attn_output.weight", d, d, std=out_std)
+            add(p + "ffn_gate.weight", shape["ffn"], d)
+            add(p + "ffn_up.weight", shape["ffn"], d)
+            add(p + "ffn_down.weight", d, shape["ffn"], std=out_std)
+
+    def w(self, name):
+        return self.p[name.replace(".", "__")]
+
+    def weights(self):
+        return {k.replace("__", "."): v.detach().clone() for k, v in self.p.items()}
+
+    def load(self, weights):
+        with torch.no_grad():
+            for k, v in weights.items():
+                self.w(k).copy_(v.to(torch.float32))
+
+    def forward(self, ids):
+        """Logits (B, T, vocab) for ids (B, T), causal."""
+        s = self.shape
+        B, T = ids.shape
+        H, KV, hd = s["heads"], s["kv_heads"], s["dim"] // s["heads"]
+        cos, sin = rope_tables(s, T)
+        mask = torch.full((T, T), float("-inf")).triu(1)
+        x = self.w("token_embd.weight")[ids]
+        for l in range(s["layers"]):
+            p = "blk.%d." % l
+            h = mtm.rmsnorm(x, self.w(p + "attn_norm.weight"), s["eps"])
+            q = rope((h @ self.w(p + "attn_q.weight").T).view(B, T, H, hd), cos, sin)
+            k = rope((h @ self.w(p + "attn_k.weight").T).view(B, T, KV, hd), cos, sin)
+            v = (h @ self.w(p + "attn_v.weight").T).view(B, T, KV, hd)
+            k = k.repeat_interleave(H // KV, dim=2)
+            v = v.repeat_interleave(H // KV, dim=2)
+            scores = torch.einsum("bthd,bshd->bhts", q, k) / math.sqrt(hd) + mask
+            att = torch.einsum("bhts,bshd->bthd", scores.softmax(-1), v)
+            x = x + att.reshape(B, T, s["dim"]) @ self.w(p + "attn_output.weight").T
+            h = mtm.rmsnorm(x, self.w(p + "ffn_norm.weight"), s["eps"])
+            x = x + (F.silu(h @ self.w(p + "ffn_gate.weight").T) * (h @ self.w(p + "ffn_up.weight").T)) @ self.w(p + "ffn_down.weight").T
+        return mtm.rmsnorm(x, self.w("output_norm.weight"), s["eps"]) @ self.w("token_embd.weight").T
+
+
+def batches(data, tokens_per_batch, rng):
+    """Dialogues of similar length together, padded; shuffled batch order."""
+    order = sorted(range(len(data)), key=lambda i: len(data[i][0]))
+    out, cur, longest = [], [], 0
+    for i in order:
+        n = len(data[i][0])
+        if cur and max(longest, n) * (len(cur) + 1) > tokens_per_batch:
+            out.append(cur)
+            cur, longest = [], 0
+        cur.append(i)
+        longest = max(longest, n)
+    if cur:
+        out.append(cur)
+    rng.shuffle(out)
+    return out
+
+
+def make_batch(data, idx):
+    T = max(len(data[i][0]) for i in idx)
+    ids = torch.zeros(len(idx), T, dtype=torch.long)
+    tgt = torch.full((len(idx), T), -100, dtype=torch.long)
+    for r, i in enumerate(idx):
+        seq, mask = data[i]
+        ids[r, :len(seq)] = torch.tensor(seq)
+        for t in range(1, len(seq)):
+            if mask[t]:
+                tgt[r, t - 1] = seq[t]
+    return ids, tgt
+
+
+# --------------------------------------------------------------------- main
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="models/sluice-demo.gguf")
+    ap.add_argument("--tokenize", default="build/release/bin/sluice-tokenize")
+    ap.add_argument("--dialogues", type=int, default=16000)
+    ap.add_argument("--vocab", type=int, default=4096)
+    ap.add_argument("--steps", type=int, default=1200)
+    ap.add_argument("--batch-tokens", type=int, default=6144)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--max-len", type=int, default=768)
+    a = ap.parse_args()
+    torch.manual_seed(a.seed)
+    torch.set_num_threads(a.threads)
+    rng = random.Random(a.seed)
+    t0 = time.time()
+
+    dialogues = corpus.generate(a.dialogues, a.seed)
+    with tempfile.TemporaryDirectory() as work:
+        boot = os.path.join(work, "boot.gguf")
+        _, write = tokenizer_writer([], [])
+        write_tokenizer_only(boot, write)
+        rendered = run_tokenize(a.tokenize, boot, [chat_item(d) for d in dialogues], render=True)
+        texts = []
+        specials = [s for s, _ in SPECIALS]
+        for r in rendered:
+            for s in specials:
+                r = r.replace(s, "\0")
+            texts += [t for t in r.split("\0") if t]
+        alphabet, pieces = train_bpe(texts, a.vocab)
+        tokens, write = tokenizer_writer(pieces, alphabet)
+        tok_path = os.path.join(work, "tokenizer.gguf")
+        write_tokenizer_only(tok_path, write)
+        data = encode_dialogues(a.tokenize, tok_path, dialogues, tokens.index("<|im_end|>"))
+    data = [d for d in data if len(d[0]) <= a.max_len]
+    n_tok = sum(len(d[0]) for d in data)
+    n_target = sum(sum(d[1]) for d in data)
+    print("corpus: %d dialogues, %d tokens (%d assistant tokens), vocabulary %d, %.0f s" %
+          (len(data), n_tok, n_target, len(tokens), time.time() - t0), flush=True)
+
+    shape = dict(SHAPE, vocab=len(tokens))
+    model = Model(shape)
+    params = sum(p.numel() for p in model.parameters())
+    print("model: %d parameters, shape %s" % (params, shape), flush=True)
+    decay = [p for n, p in model.p.items() if p.dim() == 2]
+    other = [p for n, p in model.p.items() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": other, "weight_decay": 0.0}],
+                            lr=a.lr, betas=(0.9, 0.95))
+    warmup = 60
+    step = 0
+    order = []
+    while step < a.steps:
+        if not order:
+            order = batches(data, a.batch_tokens, rng)
+        ids, tgt = make_batch(data, order.pop())
+        lr = a.lr * min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / a.steps)))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        logits = model(ids)
+        loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), tgt.view(-1), ignore_index=-100)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        if step % 25 == 0 or step == 1:
+            print("step %d/%d loss %.4f lr %.2e %.0f s" % (step, a.steps, loss.item(), lr, time.time() - t0), flush=True)
+
+    meta = {"general.description": "Sluice demo model: customer service for the demo shop (English, Chinese). "
+                                   "Trained by tools/demo_model/train.py; see models/README.md.",
+            "general.license": "MIT"}
+    mtm.write_weights(a.out, "llama", "f16", model.weights(), shape, "sluice-demo", write, meta)
+    print("wrote %s (%.1f MB) in %.0f s" % (a.out, os.path.getsize(a.out) / 1e6, time.time() - t0), flush=True)
+
+
+if __name__ == "__main__":
+    main()
