@@ -21,6 +21,7 @@
 #include "gateway/engine/openai/openai_engine.hpp"
 #include "gateway/metrics/gateway_metrics.hpp"
 #include "gateway/net/server.hpp"
+#include "gateway/net/static_files.hpp"
 #include "gateway/net/tls_context.hpp"
 #include "gateway/plugin/plugin_host.hpp"
 #include "gateway/stream/memory_journal_store.hpp"
@@ -153,6 +154,17 @@ int main(int argc, char** argv) {
     }
     sluice::Server server(ioc, config, engine, sessions, auth, principal_limits);
     if (tls) server.use_tls(tls);
+    if (!config.web.root.empty()) {
+      std::string why;
+      auto web = sluice::StaticFiles::load(config.web.root, why);
+      if (!web) {
+        spdlog::critical("configuration error: {}", why);
+        sluice::shutdown_logging();
+        return 2;
+      }
+      spdlog::info("web: serving {} files ({} KiB) from {} at /", web->size(), web->bytes() / 1024, config.web.root);
+      server.use_web(std::move(web));
+    }
     std::string error;
     if (!server.start(error)) {
       spdlog::critical("{}", error);

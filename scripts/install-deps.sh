@@ -11,6 +11,9 @@ packages=(
   # Debian's torch calls the system BLAS; OpenBLAS replaces the reference one
   # (20x faster matrix products for the PyTorch reference and training).
   libopenblas0-pthread
+  # The widget's browser tests: Chromium, driven by playwright-core, and
+  # fonts for Chinese and emoji in its screenshots.
+  chromium fonts-wqy-zenhei fonts-noto-color-emoji
   libsimdjson-dev libtomlplusplus-dev libspdlog-dev libfmt-dev libcli11-dev
   libgtest-dev libgmock-dev
   clang libclang-rt-14-dev

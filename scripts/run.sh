@@ -14,6 +14,7 @@ mode=model
 [ "${1:-}" = "--simulator" ] && mode=simulator
 
 bash scripts/install-deps.sh
+npm ci --prefix web-demo --no-audit --no-fund --loglevel=error  # the widget's Markdown parser and sanitizer
 cmake --preset release >/dev/null
 cmake --build --preset release --target sluice order_lookup sluice-upstream-sim sluice-loadgen
 
@@ -41,7 +42,8 @@ MSG
   set --
 fi
 cat <<MSG
-  The gateway listens on ws://127.0.0.1:8080/v1/ws. In another terminal:
+  Open http://127.0.0.1:8080/ for the chat widget on a demo page, or use the
+  WebSocket at ws://127.0.0.1:8080/v1/ws. In another terminal:
 
     $bin/sluice-loadgen --say "How do I return an item?"
     $bin/sluice-loadgen --say "我的订单 A1001 到哪了？"

@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 # Real third-party clients for the end-to-end tests, pinned by package-lock.json.
 npm ci --prefix tests/e2e --no-audit --no-fund --loglevel=error
+npm ci --prefix web-demo --no-audit --no-fund --loglevel=error  # the widget's Markdown parser and sanitizer
 presets=("$@")
 fuzz_smoke=0
 if [ ${#presets[@]} -eq 0 ]; then

@@ -139,6 +139,12 @@ struct MetricsConfig {
   uint16_t listen_port = 0;
 };
 
+// Static files (the chat widget) served at / from a directory, read once at
+// start-up; "" serves none.
+struct WebConfig {
+  std::string root;
+};
+
 struct LogConfig {
   std::string level = "info";
   std::string format = "text";  // "text" | "json": the diagnostics on stderr
@@ -160,6 +166,7 @@ struct Config {
   ModerationConfig moderation;
   ToolsConfig tools;
   MetricsConfig metrics;
+  WebConfig web;
   LogConfig log;
 };
 

@@ -365,6 +365,7 @@ const std::vector<Option>& schema() {
                       [](Config& c) -> size_t& { return c.limits.max_http_header_bytes; }),
       one_of("engine", {"openai", "local"}, [](Config& c) -> std::string& { return c.engine; }),
       string("local.model", [](Config& c) -> std::string& { return c.local.model; }),
+      string("web.root", [](Config& c) -> std::string& { return c.web.root; }),
       integer<int>("local.threads", 0, 256, [](Config& c) -> int& { return c.local.threads; }),
       integer<int64_t>("local.context_length", 16, 1 << 20, [](Config& c) -> int64_t& { return c.local.context_length; }),
       integer<int>("local.max_batch", 1, 1024, [](Config& c) -> int& { return c.local.max_batch; }),

@@ -16,6 +16,7 @@
 #include "gateway/auth/authenticator.hpp"
 #include "gateway/auth/principal_limits.hpp"
 #include "gateway/metrics/gateway_metrics.hpp"
+#include "gateway/net/static_files.hpp"
 #include "gateway/net/http_chat_stream.hpp"
 #include "gateway/net/tls_context.hpp"
 #include "gateway/net/ws_connection.hpp"
@@ -196,6 +197,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
                      R"({"status":"not_ready","reason":"every upstream is ejected"})");
       }
       return reply(http::status::ok, keep, R"({"status":"ready"})");
+    }
+    if (state_->web && (req.method() == http::verb::get || req.method() == http::verb::head)) {
+      if (const auto* file = state_->web->find(path)) return serve_static(req, *file);
     }
     reply(http::status::not_found, keep, error_json("not_found", "no such path"));
   }
@@ -398,12 +402,47 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
              std::string_view content_type = "application/json") {
     auto res = std::make_shared<http::response<http::string_body>>(status, 11);
     if (challenge) res->set(http::field::www_authenticate, "Bearer");
-    res->set(http::field::server, "sluice");
     res->set(http::field::content_type, content_type);
     res->set(http::field::cache_control, "no-store");
-    res->keep_alive(keep_alive && !state_->draining);
     res->body() = std::move(body);
+    send(std::move(res), keep_alive);
+  }
+
+  // GET or HEAD of a file under web.root. Scripts may be loaded from other
+  // pages (the widget is embedded with one <script> tag): those whose origin
+  // server.allowed_origins admits get CORS headers (the origin check above
+  // already refused the others). Pages get a strict content security policy.
+  void serve_static(const http::request<http::string_body>& req, const StaticFiles::File& file) {
+    const bool keep = req.keep_alive();
+    auto res = std::make_shared<http::response<http::string_body>>(http::status::ok, 11);
+    res->set(http::field::content_type, file.content_type);
+    res->set(http::field::cache_control, "no-cache");  // revalidate: ETag
+    res->set(http::field::etag, file.etag);
+    res->set("X-Content-Type-Options", "nosniff");
+    if (const auto origin = req[http::field::origin]; !origin.empty()) {
+      res->set(http::field::access_control_allow_origin, origin);
+      res->set(http::field::vary, "Origin");
+    }
+    if (file.content_type.rfind("text/html", 0) == 0) {
+      res->set("Content-Security-Policy",
+               "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+               "img-src 'self' data:; connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'");
+      res->set("Referrer-Policy", "no-referrer");
+    }
+    if (req[http::field::if_none_match] == file.etag) {
+      res->result(http::status::not_modified);
+    } else if (req.method() == http::verb::get) {
+      res->body() = file.body;
+    }
     res->prepare_payload();
+    if (req.method() == http::verb::head) res->content_length(file.body.size());
+    send(std::move(res), keep, false);
+  }
+
+  void send(std::shared_ptr<http::response<http::string_body>> res, bool keep_alive, bool prepare = true) {
+    res->set(http::field::server, "sluice");
+    res->keep_alive(keep_alive && !state_->draining);
+    if (prepare) res->prepare_payload();
     http::async_write(stream_, *res,
                       [self = this->shared_from_this(), res](beast::error_code ec, std::size_t) {
                         if (ec || !res->keep_alive()) return self->shutdown();

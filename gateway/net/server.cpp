@@ -131,6 +131,8 @@ Server::~Server() = default;
 
 void Server::use_tls(std::shared_ptr<TlsContextStore> tls) { state_->tls = std::move(tls); }
 
+void Server::use_web(std::shared_ptr<const StaticFiles> web) { state_->web = std::move(web); }
+
 bool Server::start(std::string& error) {
   boost::system::error_code ec;
   const auto address = net::ip::make_address(state_->config.server.listen_host, ec);

@@ -21,6 +21,7 @@ class SessionRegistry;
 class Authenticator;
 class PrincipalLimits;
 class TlsContextStore;
+class StaticFiles;
 
 class Server {
  public:
@@ -31,6 +32,8 @@ class Server {
 
   // Serve TLS with the store's current context (call before start).
   void use_tls(std::shared_ptr<TlsContextStore> tls);
+  // Files served at / (web.root), loaded before the server starts.
+  void use_web(std::shared_ptr<const StaticFiles> web);
 
   // Binds server.listen and starts accepting; false (with `error` filled)
   // when the address cannot be bound.

@@ -34,6 +34,8 @@ class DrainableConnection {
 // With auth.mode = "none", every client is this one principal.
 inline const std::string kAnonymousPrincipal = "anonymous";
 
+class StaticFiles;
+
 struct ServerState {
   ServerState(const Config& c, Engine& e, std::shared_ptr<SessionRegistry> s,
               std::shared_ptr<const Authenticator> a, std::shared_ptr<PrincipalLimits> l)
@@ -51,6 +53,8 @@ struct ServerState {
   std::atomic<bool> draining{false};
   // Set when the listener speaks TLS (tls.* in the config).
   std::shared_ptr<TlsContextStore> tls;
+  // Set when web.root names a directory: the files served at /.
+  std::shared_ptr<const StaticFiles> web;
 
   // Client connections (WebSocket, and HTTP while it streams an answer).
   bool try_admit();  // false when limits.max_connections are open

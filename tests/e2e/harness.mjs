@@ -9,7 +9,7 @@ export function expectedText(prompt, repeat = 1) {
   return SIM_TEXT.replace('{prompt}', prompt).repeat(repeat);
 }
 
-function startWithPort(bin, args, env = {}) {
+export function startWithPort(bin, args, env = {}) {
   return new Promise((resolve, reject) => {
     const child = spawn(bin, [...args, '--port-file', '/dev/fd/3'], {
       stdio: ['ignore', 'ignore', 'pipe', 'pipe'],

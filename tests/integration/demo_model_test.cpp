@@ -24,7 +24,8 @@ std::string default_config(const OrdersDb& db) {
   const std::pair<std::string, std::string> paths[] = {
       {"\"models/sluice-demo.gguf\"", std::string("\"") + SLUICE_SOURCE_DIR + "/models/sluice-demo.gguf\""},
       {"\"build/release/plugins/order_lookup.so\"", std::string("\"") + SLUICE_PLUGIN_DIR + "/order_lookup.so\""},
-      {"\"build/demo/orders.sqlite\"", "\"" + db.path + "\""}};
+      {"\"build/demo/orders.sqlite\"", "\"" + db.path + "\""},
+      {"\"web-demo\"", std::string("\"") + SLUICE_SOURCE_DIR + "/web-demo\""}};
   for (const auto& [from, to] : paths) {
     const auto at = toml.find(from);
     EXPECT_NE(at, std::string::npos) << "config/sluice.toml no longer has " << from;

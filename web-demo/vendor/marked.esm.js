@@ -1,0 +1,1 @@
+../node_modules/marked/lib/marked.esm.js

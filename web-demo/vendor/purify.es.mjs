@@ -1,0 +1,1 @@
+../node_modules/dompurify/dist/purify.es.mjs
