@@ -181,6 +181,11 @@ test('a question: the first text shows before the answer ends, and the whole ans
   const done = await doneAnswer(page);
   assert.equal(done.text, expectedText(q, 3));
   assert.deepEqual(await journaled(page), [expectedText(q, 3)]);
+  // The widget's files refuse a page whose origin is not allowed.
+  const refused = await fetch(`http://127.0.0.1:${gw.port}/widget.js`, { headers: { Origin: 'https://evil.example' } });
+  assert.equal(refused.status, 403);
+  const allowed = await fetch(`http://127.0.0.1:${gw.port}/sdk/sluice.mjs`, { headers: { Origin: page0.origin } });
+  assert.equal(allowed.headers.get('access-control-allow-origin'), page0.origin);
   // Typing: Shift+Enter breaks the line and does not send.
   const input = page.locator('#sluice-widget textarea');
   await input.fill('line one');
