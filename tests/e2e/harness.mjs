@@ -1,6 +1,7 @@
 // Starts the simulator and the real gateway for Node tests, each reporting
 // its port through a pipe (--port-file /dev/fd/3).
 import { spawn } from 'node:child_process';
+import net from 'node:net';
 
 export const SIM_TEXT =
   'Answer for {prompt}: 你好，世界！Streaming works 🚀 — 第二句话，带标点。Done ✅';
@@ -40,4 +41,25 @@ export async function startStack(simArgs = [], gatewayEnv = {}) {
       sim.child.kill('SIGKILL');
     },
   };
+}
+
+// A TCP proxy in front of the gateway: cutting it is the gateway dropping
+// every socket, as far as the client can tell.
+export function startProxy(port) {
+  const sockets = new Set();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(port, '127.0.0.1');
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => {});
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({
+    port: server.address().port,
+    cut() { for (const s of sockets) s.destroy(); },
+    close() { this.cut(); server.close(); },
+  })));
 }

@@ -2,32 +2,11 @@
 // against the real gateway and the upstream simulator.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import WebSocket from 'ws';
 import { SluiceClient, SluiceError } from '../../sdk/js/sluice.mjs';
-import { startStack, expectedText } from './harness.mjs';
+import { startStack, startProxy, expectedText } from './harness.mjs';
 
 let stack, proxy;
-
-// A TCP proxy in front of the gateway, whose connections the test can cut.
-function startProxy(port) {
-  const sockets = new Set();
-  const server = net.createServer((client) => {
-    const upstream = net.connect(port, '127.0.0.1');
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on('close', () => sockets.delete(s));
-      s.on('error', () => {});
-    }
-    client.pipe(upstream);
-    upstream.pipe(client);
-  });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({
-    port: server.address().port,
-    cut() { for (const s of sockets) s.destroy(); },
-    close() { this.cut(); server.close(); },
-  })));
-}
 
 before(async () => {
   stack = await startStack(['--rate', '40']);

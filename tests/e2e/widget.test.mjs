@@ -5,14 +5,13 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawn } from 'node:child_process';
 import { chromium } from 'playwright-core';
 import WebSocket from 'ws';
-import { SIM_TEXT, expectedText, startWithPort } from './harness.mjs';
+import { SIM_TEXT, expectedText, startProxy, startWithPort } from './harness.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '..', '..');
@@ -22,27 +21,6 @@ const skip = !CHROMIUM ? 'no Chromium (/usr/bin/chromium): install Debian\'s chr
 const shots = process.env.SLUICE_SCREENSHOT_DIR || fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-shots-'));
 
 let work, sim, gw, page0, proxy, browser;
-
-// A TCP proxy in front of the gateway: cutting it is the gateway dropping
-// every socket, as far as the browser can tell.
-function startProxy(port) {
-  const sockets = new Set();
-  const server = net.createServer((client) => {
-    const upstream = net.connect(port, '127.0.0.1');
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on('close', () => sockets.delete(s));
-      s.on('error', () => {});
-    }
-    client.pipe(upstream);
-    upstream.pipe(client);
-  });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({
-    port: server.address().port,
-    cut() { for (const s of sockets) s.destroy(); },
-    close() { this.cut(); server.close(); },
-  })));
-}
 
 // The host page: another origin, embedding the widget with one tag.
 function startPage() {
