@@ -282,8 +282,11 @@ export class SluiceClient extends Emitter {
       for (const s of this.sessions) {
         if (!s.id && s.pending) this.queue.unshift(s.pending.frame);
       }
-      if (this.resumesLeft.size === 0) this._ready(resumed);
-      else this._resumedStatus = resumed;
+      // 'resumed' tells the application its sessions continued: after a
+      // drop, or on a first connect that picked up saved sessions.
+      const anyResumed = resumed || waiting.length > 0;
+      if (this.resumesLeft.size === 0) this._ready(anyResumed);
+      else this._resumedStatus = anyResumed;
     };
     ws.onmessage = (ev) => {
       if (this.ws !== ws) return;

@@ -69,7 +69,7 @@ pii = ["email"]
   gw = await startWithPort(process.env.SLUICE_GATEWAY_BIN,
     ['--config', toml, '--listen', '127.0.0.1:0', '--upstream', `http://127.0.0.1:${sim.port}/v1`]);
   proxy = await startProxy(gw.port);
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-dev-shm-usage'] });
 });
 
 after(async () => {

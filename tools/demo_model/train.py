@@ -16,7 +16,11 @@ The steps:
   5. the weights go into a GGUF file (F16 matrices) with the tokenizer and a
      ChatML template.
 
-Usage (from the repository root; models/README.md has the exact command):
+A second stage (--init MODEL.gguf) goes on from a trained file with its
+tokenizer, on a corpus with more order lookups (--order-share), where the
+model must copy order numbers and tracking numbers exactly.
+
+Usage (from the repository root; models/README.md has the exact commands):
   cmake --build --preset release --target sluice-tokenize
   /usr/bin/python3 tools/demo_model/train.py --out models/sluice-demo.gguf"""
 import argparse
@@ -38,6 +42,7 @@ here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, ".."))
 sys.path.insert(0, here)
 import corpus  # noqa: E402
+import gguf_reader  # noqa: E402
 import gguf_writer as g  # noqa: E402
 import make_test_model as mtm  # noqa: E402
 
@@ -156,6 +161,22 @@ def tokenizer_writer(pieces, alphabet):
         w.add("tokenizer.ggml.eos_token_id", g.UINT32, 4)  # <|im_end|> ends an answer
         w.add("tokenizer.ggml.add_bos_token", g.BOOL, False)
         w.add_string("tokenizer.chat_template", CHAT_TEMPLATE)
+    return tokens, write
+
+
+def tokenizer_from_gguf(meta):
+    """The tokenizer of a trained file, to write again unchanged."""
+    tokens = meta["tokenizer.ggml.tokens"]
+
+    def write(w):
+        w.add_string("tokenizer.ggml.model", meta["tokenizer.ggml.model"])
+        w.add_array("tokenizer.ggml.tokens", g.STRING, tokens)
+        w.add_array("tokenizer.ggml.scores", g.FLOAT32, meta["tokenizer.ggml.scores"])
+        w.add_array("tokenizer.ggml.token_type", g.INT32, meta["tokenizer.ggml.token_type"])
+        for key in ("unknown_token_id", "bos_token_id", "eos_token_id"):
+            w.add("tokenizer.ggml." + key, g.UINT32, meta["tokenizer.ggml." + key])
+        w.add("tokenizer.ggml.add_bos_token", g.BOOL, meta["tokenizer.ggml.add_bos_token"])
+        w.add_string("tokenizer.chat_template", meta["tokenizer.chat_template"])
     return tokens, write
 
 
@@ -335,26 +356,33 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--max-len", type=int, default=768)
+    ap.add_argument("--init", help="go on from this trained GGUF file (its weights and tokenizer)")
+    ap.add_argument("--order-share", type=float, default=0.3, help="chance that an exchange is an order lookup")
+    ap.add_argument("--warmup", type=int, default=60)
     a = ap.parse_args()
     torch.manual_seed(a.seed)
     torch.set_num_threads(a.threads)
     rng = random.Random(a.seed)
     t0 = time.time()
 
-    dialogues = corpus.generate(a.dialogues, a.seed)
+    dialogues = corpus.generate(a.dialogues, a.seed, a.order_share)
+    init = gguf_reader.read(a.init) if a.init else None
     with tempfile.TemporaryDirectory() as work:
-        boot = os.path.join(work, "boot.gguf")
-        _, write = tokenizer_writer([], [])
-        write_tokenizer_only(boot, write)
-        rendered = run_tokenize(a.tokenize, boot, [chat_item(d) for d in dialogues], render=True)
-        texts = []
-        specials = [s for s, _ in SPECIALS]
-        for r in rendered:
-            for s in specials:
-                r = r.replace(s, "\0")
-            texts += [t for t in r.split("\0") if t]
-        alphabet, pieces = train_bpe(texts, a.vocab)
-        tokens, write = tokenizer_writer(pieces, alphabet)
+        if init:
+            tokens, write = tokenizer_from_gguf(init[0])
+        else:
+            boot = os.path.join(work, "boot.gguf")
+            _, write = tokenizer_writer([], [])
+            write_tokenizer_only(boot, write)
+            rendered = run_tokenize(a.tokenize, boot, [chat_item(d) for d in dialogues], render=True)
+            texts = []
+            specials = [s for s, _ in SPECIALS]
+            for r in rendered:
+                for s in specials:
+                    r = r.replace(s, "\0")
+                texts += [t for t in r.split("\0") if t]
+            alphabet, pieces = train_bpe(texts, a.vocab)
+            tokens, write = tokenizer_writer(pieces, alphabet)
         tok_path = os.path.join(work, "tokenizer.gguf")
         write_tokenizer_only(tok_path, write)
         data = encode_dialogues(a.tokenize, tok_path, dialogues, tokens.index("<|im_end|>"))
@@ -366,13 +394,15 @@ def main():
 
     shape = dict(SHAPE, vocab=len(tokens))
     model = Model(shape)
+    if init:
+        model.load(init[1])
     params = sum(p.numel() for p in model.parameters())
     print("model: %d parameters, shape %s" % (params, shape), flush=True)
     decay = [p for n, p in model.p.items() if p.dim() == 2]
     other = [p for n, p in model.p.items() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": other, "weight_decay": 0.0}],
                             lr=a.lr, betas=(0.9, 0.95))
-    warmup = 60
+    warmup = a.warmup
     step = 0
     order = []
     while step < a.steps:

@@ -26,7 +26,7 @@ class TempToml {
 
 ConfigResult load_toml(const std::string& text, std::vector<std::string> env = {}) {
   TempToml f(text);
-  return load_config({f.path(), std::move(env), "", ""});
+  return load_config({f.path(), std::move(env), "", "", ""});
 }
 
 TEST(ConfigLoader, DefaultsAreValid) {
@@ -39,9 +39,15 @@ TEST(ConfigLoader, DefaultsAreValid) {
 
 TEST(ConfigLoader, ShippedConfigsLoad) {
   for (const char* name : {"sluice.toml", "vllm.toml"}) {
-    const auto r = load_config({std::string(SLUICE_FIXTURES) + "/../../config/" + name, {}, "", ""});
+    const auto r = load_config({std::string(SLUICE_FIXTURES) + "/../../config/" + name, {}, "", "", ""});
     EXPECT_TRUE(r.ok) << name << ": " << r.error;
   }
+  // The embedded default is the demo model with the order tool and the widget.
+  const auto r = load_config({std::string(SLUICE_FIXTURES) + "/../../config/sluice.toml", {}, "", "", ""});
+  EXPECT_EQ(r.config.engine, "local");
+  EXPECT_EQ(r.config.local.model, "models/sluice-demo.gguf");
+  EXPECT_EQ(r.config.web.root, "web-demo");
+  ASSERT_EQ(r.config.plugins.size(), 1u);
 }
 
 TEST(ConfigLoader, TlsNeedsBothFilesAndAKnownVersion) {
@@ -126,7 +132,7 @@ TEST(ConfigLoader, EnvironmentOverridesFileAndFlagsOverrideBoth) {
   auto r = load_config({f.path(),
                         {"SLUICE_SERVER_THREADS=6", "SLUICE_OPENAI_API_KEY=sk-env",
                          "SLUICE_SERVER_LISTEN=127.0.0.1:2000", "SLUICE_UNRELATED=1", "PATH=/bin"},
-                        "0.0.0.0:3000", "http://flag-a/v1,http://flag-b/v1"});
+                        "0.0.0.0:3000", "http://flag-a/v1,http://flag-b/v1", ""});
   ASSERT_TRUE(r.ok) << r.error;
   EXPECT_EQ(r.config.server.threads, 6);
   EXPECT_EQ(r.config.openai.api_key, "sk-env");
@@ -137,7 +143,7 @@ TEST(ConfigLoader, EnvironmentOverridesFileAndFlagsOverrideBoth) {
 }
 
 TEST(ConfigLoader, BadEnvironmentValueNamesTheVariable) {
-  const auto r = load_config({"", {"SLUICE_LIMITS_MAX_CONNECTIONS=lots"}, "", ""});
+  const auto r = load_config({"", {"SLUICE_LIMITS_MAX_CONNECTIONS=lots"}, "", "", ""});
   ASSERT_FALSE(r.ok);
   EXPECT_NE(r.error.find("SLUICE_LIMITS_MAX_CONNECTIONS"), std::string::npos) << r.error;
   EXPECT_NE(r.error.find("limits.max_connections"), std::string::npos);
