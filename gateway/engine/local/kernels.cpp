@@ -302,21 +302,14 @@ float dot_row(const Weight& w, int64_t r, const float* x) {
       for (; i < n; ++i) s0 += a[i] * x[i];
       return (s0 + s1) + (s2 + s3);
     }
-    case gguf::TensorType::kBF16: {
-      float s = 0;
-      for (int64_t i = 0; i < n; ++i) {
-        uint16_t h;
-        std::memcpy(&h, row + 2 * i, 2);
-        s += bf16_to_float(h) * x[i];
-      }
-      return s;
-    }
+    case gguf::TensorType::kBF16:
     case gguf::TensorType::kF16: {
+      const auto to_float = w.type == gguf::TensorType::kF16 ? half_to_float : bf16_to_float;
       float s = 0;
       for (int64_t i = 0; i < n; ++i) {
         uint16_t h;
         std::memcpy(&h, row + 2 * i, 2);
-        s += half_to_float(h) * x[i];
+        s += to_float(h) * x[i];
       }
       return s;
     }
