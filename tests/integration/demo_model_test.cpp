@@ -73,8 +73,9 @@ bool contains_all(const std::string& text, std::initializer_list<const char*> wo
 }
 
 TEST_F(DemoModel, StartsOnTheDemoModelWithTheOrderTool) {
+  // The start-up line names the engine and its model file.
+  EXPECT_TRUE(gw_->wait_for_stderr("engine local -> ")) << gw_->stderr_text();
   const std::string log = gw_->stderr_text();
-  EXPECT_NE(log.find("engine local -> "), std::string::npos) << log;
   EXPECT_NE(log.find("sluice-demo.gguf"), std::string::npos) << log;
   EXPECT_NE(log.find("order_lookup"), std::string::npos) << log;
 }

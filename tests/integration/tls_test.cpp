@@ -192,25 +192,12 @@ std::vector<std::string> tls_env(const TempDir& dir) {
   return {"SLUICE_TLS_CERT_FILE=" + dir.file("cert.pem"), "SLUICE_TLS_KEY_FILE=" + dir.file("key.pem")};
 }
 
-// Waits until `pred` holds, for up to `timeout`.
-template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds timeout = 10s) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(50ms);
-  }
-  return pred();
-}
-
 TEST(Tls, WssAndHttpsStreamAnswersWithTheConfiguredCertificate) {
   TempDir dir;
   make_certificate("sluice-test-one", dir.file("cert.pem"), dir.file("key.pem"));
   auto sim = start_sim();
   auto gw = start_gateway(sim_url(*sim), tls_env(dir));
-  EXPECT_TRUE(eventually([&] {
-    return gw->stderr_text().find("tls: serving CN=sluice-test-one, expires ") != std::string::npos;
-  })) << gw->stderr_text();
+  EXPECT_TRUE(gw->wait_for_stderr("tls: serving CN=sluice-test-one, expires ")) << gw->stderr_text();
 
   WssClient c(gw->port(), dir.file("cert.pem"));
   EXPECT_EQ(c.peer_cn(), "sluice-test-one");
@@ -261,9 +248,7 @@ TEST(Tls, SighupReloadsTheCertificateForNewConnections) {
   fs::rename(dir.file("cert.new"), dir.file("cert.pem"));
   fs::rename(dir.file("key.new"), dir.file("key.pem"));
   gw->signal(SIGHUP);
-  ASSERT_TRUE(eventually([&] {
-    return gw->stderr_text().find("tls: reloaded") != std::string::npos;
-  })) << gw->stderr_text();
+  ASSERT_TRUE(gw->wait_for_stderr("tls: reloaded")) << gw->stderr_text();
   WssClient after(gw->port(), dir.file("cert.pem"));
   EXPECT_EQ(after.peer_cn(), "sluice-test-after");
 
@@ -277,9 +262,7 @@ TEST(Tls, SighupReloadsTheCertificateForNewConnections) {
   fs::copy_file(dir.file("cert.pem"), dir.file("after.pem"));
   { std::ofstream(dir.file("cert.pem")) << "-----BEGIN CERTIFICATE-----\nnot base64 at all\n"; }
   gw->signal(SIGHUP);
-  ASSERT_TRUE(eventually([&] {
-    return gw->stderr_text().find("tls: reload failed") != std::string::npos;
-  })) << gw->stderr_text();
+  ASSERT_TRUE(gw->wait_for_stderr("tls: reload failed")) << gw->stderr_text();
   EXPECT_NE(gw->stderr_text().find("tls.cert_file"), std::string::npos);
   WssClient still(gw->port(), dir.file("after.pem"));
   EXPECT_EQ(still.peer_cn(), "sluice-test-after");

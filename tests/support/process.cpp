@@ -14,6 +14,7 @@
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include <thread>
 
 extern char** environ;
 
@@ -115,6 +116,15 @@ std::optional<int> Process::wait(std::chrono::milliseconds timeout) {
 
 std::string Process::stdout_text() const { return read_file(out_path_); }
 std::string Process::stderr_text() const { return read_file(err_path_); }
+
+bool Process::wait_for_stderr(const std::string& needle, std::chrono::milliseconds timeout) const {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (stderr_text().find(needle) == std::string::npos) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
 
 uint16_t unused_port() {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);

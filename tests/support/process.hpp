@@ -29,6 +29,11 @@ class Process {
   std::optional<int> wait(std::chrono::milliseconds timeout);
   std::string stdout_text() const;
   std::string stderr_text() const;
+  // Waits (up to `timeout`) until stderr contains `needle`. The gateway logs
+  // through an asynchronous queue, so a line logged before the port was
+  // reported may reach the file a moment after it.
+  bool wait_for_stderr(const std::string& needle,
+                       std::chrono::milliseconds timeout = std::chrono::seconds(10)) const;
 
  private:
   pid_t pid_ = -1;
