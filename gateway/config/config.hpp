@@ -90,7 +90,10 @@ struct LocalConfig {
   int64_t kv_cache_mb = 0;         // 0: enough for max_batch full contexts
   std::string chat_format = "auto";  // auto | chatml | llama3 | llama2
   int max_tokens = 512;            // per answer, unless the client asks for fewer
-  double temperature = 0.7, top_p = 0.95, repetition_penalty = 1.1;
+  // No repetition penalty by default (as llama.cpp and vLLM): it pushes a
+  // model away from tokens it must copy, such as an order number out of a
+  // tool result, or the digits of "30" just after the "3".
+  double temperature = 0.7, top_p = 0.95, repetition_penalty = 1.0;
   int top_k = 40;
 };
 
