@@ -21,6 +21,7 @@
   wsUrl.protocol = base.protocol === 'https:' ? 'wss:' : 'ws:';
   const data = script ? script.dataset : {};
   const STORE = 'sluice-widget:' + base.host;
+  const PERSIST_MS = 250;
 
   const TEXT = {
     en: {
@@ -149,11 +150,25 @@
   try {
     saved = { ...saved, ...JSON.parse(sessionStorage.getItem(STORE) || '{}') };
   } catch { /* a corrupt entry starts afresh */ }
+  // Written at once when a turn starts or ends, and at most every
+  // PERSIST_MS while an answer streams: not the whole history per delta.
+  // `saved` changes only inside event handlers, so any snapshot holds text
+  // and offset that agree; a reload from an older one replays the rest.
+  let persistTimer = null;
   function persist() {
+    clearTimeout(persistTimer);
+    persistTimer = null;
     try {
       sessionStorage.setItem(STORE, JSON.stringify(saved));
     } catch { /* storage full or blocked: the widget still works */ }
   }
+  function persistSoon() {
+    if (persistTimer === null) persistTimer = setTimeout(persist, PERSIST_MS);
+  }
+  window.addEventListener('pagehide', () => { if (persistTimer !== null) persist(); });
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'hidden' && persistTimer !== null) persist();
+  });
   function saveUi(open) {
     saved.open = open;
     persist();
@@ -342,7 +357,7 @@
       client.on('saved', (s, st) => {
         if (s === session) {
           saved.session = st;
-          persist();
+          if (s.running) persistSoon(); else persist();
         }
       });
       rerenderAll();

@@ -117,8 +117,9 @@ async function waitAnswer(page, predicate, timeout = 30000) {
 
 const doneAnswer = (page, timeout) => waitAnswer(page, (a) => a.busy === 'false', timeout);
 
-// What the gateway journaled for the page's session: every delta from offset 0.
-async function journaled(page) {
+// What the gateway journaled for the page's session: every delta from
+// offset 0. `counts.deltas`, when given, gets the number of delta events.
+async function journaled(page, counts = {}) {
   const saved = await page.evaluate(() => {
     const k = Object.keys(sessionStorage).find((x) => x.startsWith('sluice-widget:'));
     return JSON.parse(sessionStorage.getItem(k)).session;
@@ -132,7 +133,10 @@ async function journaled(page) {
     ws.on('message', (m) => {
       const f = JSON.parse(m);
       if (f.type === 'resume_failed') reject(new Error(f.reason));
-      if (f.type === 'delta') text += f.text;
+      if (f.type === 'delta') {
+        text += f.text;
+        counts.deltas = (counts.deltas || 0) + 1;
+      }
       if (f.type === 'done') {
         turns.push(text);
         text = '';
@@ -251,6 +255,34 @@ test('a page reload mid-answer resumes the same answer', { skip }, async () => {
   const users = await page.evaluate(() => [...document.querySelector('#sluice-widget').shadowRoot.querySelectorAll('.msg.user')].map((n) => n.textContent));
   assert.deepEqual(users, [`${q} [[sim repeat=4 rate=15]]`]);
   assert.deepEqual(await journaled(page), [expectedText(q, 4)]);
+  await context.close();
+});
+
+test('a long answer is saved to sessionStorage a few times, not once per delta, and survives a reload', { skip }, async () => {
+  const { context, page } = await openWidget();
+  await page.evaluate(() => {
+    window.__writes = 0;
+    const set = Storage.prototype.setItem;
+    Storage.prototype.setItem = function (k, v) {
+      if (k.startsWith('sluice-widget:')) window.__writes++;
+      return set.call(this, k, v);
+    };
+  });
+  const q = 'save test 保存 💾';
+  await ask(page, `${q} [[sim repeat=8 rate=120]]`);
+  const done = await doneAnswer(page);
+  assert.equal(done.text, expectedText(q, 8));
+  const writes = await page.evaluate(() => window.__writes);
+  const counts = {};
+  assert.deepEqual(await journaled(page, counts), [expectedText(q, 8)]);
+  assert.ok(counts.deltas >= 100, `a long answer: ${counts.deltas} deltas`);
+  assert.ok(writes * 4 < counts.deltas, `${writes} writes for ${counts.deltas} deltas`);
+  // What was saved last is the whole answer.
+  await page.reload();
+  await page.locator('#sluice-widget .state[data-state="open"]').waitFor({ timeout: 15000 });
+  const again = await lastAnswer(page);
+  assert.equal(again.text, expectedText(q, 8));
+  assert.equal(again.busy, 'false');
   await context.close();
 });
 
