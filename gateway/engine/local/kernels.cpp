@@ -42,51 +42,89 @@ __attribute__((target("avx2,fma"))) float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-__attribute__((target("avx2,fma"))) float dot_f32_avx2(const float* a, const float* x, int64_t n) {
-  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(x + i), s0);
-    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(x + i + 8), s1);
+// 16 weights of a row, from element i, as two vectors of 8 floats.
+template <gguf::TensorType T>
+__attribute__((target("avx2,fma,f16c"), always_inline)) inline void load16(const uint8_t* row, int64_t i, __m256& w0,
+                                                                          __m256& w1) {
+  if constexpr (T == gguf::TensorType::kF32) {
+    const auto* a = reinterpret_cast<const float*>(row);
+    w0 = _mm256_loadu_ps(a + i);
+    w1 = _mm256_loadu_ps(a + i + 8);
+  } else if constexpr (T == gguf::TensorType::kBF16) {
+    const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * i));
+    w0 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(w)), 16));
+    w1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(w, 1)), 16));
+  } else {
+    w0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * i)));
+    w1 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * i + 16)));
   }
-  float s = hsum(_mm256_add_ps(s0, s1));
-  for (; i < n; ++i) s += a[i] * x[i];
-  return s;
 }
 
-__attribute__((target("avx2,fma"))) float dot_bf16_avx2(const uint8_t* a, const float* x, int64_t n) {
-  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + 2 * i));
-    const __m256 w0 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(w)), 16));
-    const __m256 w1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(w, 1)), 16));
-    s0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i), s0);
-    s1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + i + 8), s1);
-  }
-  float s = hsum(_mm256_add_ps(s0, s1));
-  for (; i < n; ++i) {
+template <gguf::TensorType T>
+float element(const uint8_t* row, int64_t i) {
+  if constexpr (T == gguf::TensorType::kF32) {
+    float f;
+    std::memcpy(&f, row + 4 * i, 4);
+    return f;
+  } else {
     uint16_t h;
-    std::memcpy(&h, a + 2 * i, 2);
-    s += bf16_to_float(h) * x[i];
+    std::memcpy(&h, row + 2 * i, 2);
+    return T == gguf::TensorType::kBF16 ? bf16_to_float(h) : half_to_float(h);
   }
-  return s;
 }
 
-__attribute__((target("avx2,fma,f16c"))) float dot_f16_avx2(const uint8_t* a, const float* x, int64_t n) {
-  __m256 s0 = _mm256_setzero_ps();
+// A row of F32, F16 or BF16 weights against `Tokens` activation rows (x,
+// one after the other): each 16 weights are loaded and converted once for
+// all of them, so with several tokens in a step a row is read from memory
+// once, not once per token. Each token's sum runs in the same order whatever
+// `Tokens` is: a token's result does not depend on the batch.
+template <gguf::TensorType T, int Tokens>
+__attribute__((target("avx2,fma,f16c"))) void dot_float_avx2(const uint8_t* row, const float* x, int64_t cols,
+                                                              float* out) {
+  __m256 acc[Tokens][2];
+  for (auto& a : acc) a[0] = a[1] = _mm256_setzero_ps();
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 w = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + 2 * i)));
-    s0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + i), s0);
+  for (; i + 16 <= cols; i += 16) {
+    __m256 w0, w1;
+    load16<T>(row, i, w0, w1);
+    #pragma GCC unroll 4  // keeps every accumulator in a register
+    for (int t = 0; t < Tokens; ++t) {
+      acc[t][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + t * cols + i), acc[t][0]);
+      acc[t][1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + t * cols + i + 8), acc[t][1]);
+    }
   }
-  float s = hsum(s0);
-  for (; i < n; ++i) {
-    uint16_t h;
-    std::memcpy(&h, a + 2 * i, 2);
-    s += half_to_float(h) * x[i];
+  for (int t = 0; t < Tokens; ++t) {
+    float s = hsum(_mm256_add_ps(acc[t][0], acc[t][1]));
+    for (int64_t j = i; j < cols; ++j) s += element<T>(row, j) * x[t * cols + j];
+    out[t] = s;
   }
-  return s;
+}
+
+template <int Tokens>
+void dot_float_avx2(gguf::TensorType type, const uint8_t* row, const float* x, int64_t cols, float* out) {
+  switch (type) {
+    case gguf::TensorType::kF32: return dot_float_avx2<gguf::TensorType::kF32, Tokens>(row, x, cols, out);
+    case gguf::TensorType::kBF16: return dot_float_avx2<gguf::TensorType::kBF16, Tokens>(row, x, cols, out);
+    default: return dot_float_avx2<gguf::TensorType::kF16, Tokens>(row, x, cols, out);
+  }
+}
+
+// Calls fn(t, std::integral_constant<int, N>) for tokens [t, t + N), in
+// groups of 4, then 2, then 1.
+template <class Fn>
+void by_token_groups(int64_t tokens, Fn&& fn) {
+  for (int64_t t = 0; t < tokens;) {
+    if (tokens - t >= 4) {
+      fn(t, std::integral_constant<int, 4>{});
+      t += 4;
+    } else if (tokens - t >= 2) {
+      fn(t, std::integral_constant<int, 2>{});
+      t += 2;
+    } else {
+      fn(t, std::integral_constant<int, 1>{});
+      t += 1;
+    }
+  }
 }
 
 __attribute__((target("avx2,fma,f16c"))) float dot_q8_0_avx2(const uint8_t* a, const float* x, int64_t blocks) {
@@ -129,6 +167,7 @@ __attribute__((target("avx2,fma,f16c"))) void dot_q8_q8_avx2(const uint8_t* row,
     const float dw = _cvtsh_ss(h);
     const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 2));
     const __m256i aw = _mm256_sign_epi8(w, w);  // |w|, unsigned; Q8_0 never holds -128
+    #pragma GCC unroll 4  // keeps every accumulator in a register
     for (int t = 0; t < Tokens; ++t) {
       const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q.data() + (t0 + t) * x.cols + b * 32));
       const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(xv, w)), ones);
@@ -163,25 +202,18 @@ void matmul_q8_0(ThreadPool& pool, const Weight& w, const float* x, float* y, in
   const size_t row_bytes = w.row_bytes();
   const int64_t blocks = w.cols / 32;
   pool.parallel_for(w.rows, [&](int64_t begin, int64_t end) {
-    float out[4];
     for (int64_t r = begin; r < end; ++r) {
       const uint8_t* row = w.data + static_cast<size_t>(r) * row_bytes;
-      for (int64_t t = 0; t < tokens;) {
-        int n = 1;
-        if (!avx2) {
-          dot_q8_q8_portable(row, blocks, xq, t, out);
-        } else if (tokens - t >= 4) {
-          dot_q8_q8_avx2<4>(row, blocks, xq, t, out);
-          n = 4;
-        } else if (tokens - t >= 2) {
-          dot_q8_q8_avx2<2>(row, blocks, xq, t, out);
-          n = 2;
+      by_token_groups(tokens, [&](int64_t t, auto group) {
+        constexpr int n = decltype(group)::value;
+        float out[n];
+        if (avx2) {
+          dot_q8_q8_avx2<n>(row, blocks, xq, t, out);
         } else {
-          dot_q8_q8_avx2<1>(row, blocks, xq, t, out);
+          for (int i = 0; i < n; ++i) dot_q8_q8_portable(row, blocks, xq, t + i, out + i);
         }
         for (int i = 0; i < n; ++i) y[(t + i) * w.rows + r] = out[i];
-        t += n;
-      }
+      });
     }
   });
 }
@@ -281,12 +313,10 @@ float dot_row(const Weight& w, int64_t r, const float* x) {
   const uint8_t* row = w.data + static_cast<size_t>(r) * w.row_bytes();
   const int64_t n = w.cols;
   if (use_avx2()) {
-    switch (w.type) {
-      case gguf::TensorType::kF32: return dot_f32_avx2(reinterpret_cast<const float*>(row), x, n);
-      case gguf::TensorType::kBF16: return dot_bf16_avx2(row, x, n);
-      case gguf::TensorType::kF16: return dot_f16_avx2(row, x, n);
-      case gguf::TensorType::kQ8_0: return dot_q8_0_avx2(row, x, n / 32);
-    }
+    if (w.type == gguf::TensorType::kQ8_0) return dot_q8_0_avx2(row, x, n / 32);
+    float out;
+    dot_float_avx2<1>(w.type, row, x, n, &out);
+    return out;
   }
   switch (w.type) {
     case gguf::TensorType::kF32: {
@@ -413,11 +443,22 @@ void matmul(ThreadPool& pool, const Weight& w, const float* x, float* y, int64_t
     matmul_q8_0(pool, w, x, y, tokens);
     return;
   }
+  const bool avx2 = use_avx2();
+  const size_t row_bytes = w.row_bytes();
+  // Rows outside, tokens inside: a row is read once per step, not once per token.
   pool.parallel_for(w.rows, [&](int64_t begin, int64_t end) {
-    for (int64_t t = 0; t < tokens; ++t) {
-      const float* xt = x + t * w.cols;
-      float* yt = y + t * w.rows;
-      for (int64_t r = begin; r < end; ++r) yt[r] = dot_row(w, r, xt);
+    for (int64_t r = begin; r < end; ++r) {
+      const uint8_t* row = w.data + static_cast<size_t>(r) * row_bytes;
+      by_token_groups(tokens, [&](int64_t t, auto group) {
+        constexpr int n = decltype(group)::value;
+        float out[n];
+        if (avx2) {
+          dot_float_avx2<n>(w.type, row, x + t * w.cols, w.cols, out);
+        } else {
+          for (int i = 0; i < n; ++i) out[i] = dot_row(w, r, x + (t + i) * w.cols);
+        }
+        for (int i = 0; i < n; ++i) y[(t + i) * w.rows + r] = out[i];
+      });
     }
   });
 }
