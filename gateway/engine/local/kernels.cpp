@@ -109,22 +109,29 @@ void dot_float_avx2(gguf::TensorType type, const uint8_t* row, const float* x, i
   }
 }
 
-// Calls fn(t, std::integral_constant<int, N>) for tokens [t, t + N), in
-// groups of 4, then 2, then 1.
-template <class Fn>
-void by_token_groups(int64_t tokens, Fn&& fn) {
-  for (int64_t t = 0; t < tokens;) {
-    if (tokens - t >= 4) {
-      fn(t, std::integral_constant<int, 4>{});
-      t += 4;
-    } else if (tokens - t >= 2) {
-      fn(t, std::integral_constant<int, 2>{});
-      t += 2;
-    } else {
-      fn(t, std::integral_constant<int, 1>{});
-      t += 1;
+// For every row r of w (rows split over the pool) and the tokens in groups
+// of 4, then 2, then 1: kernel(row, r, t, std::integral_constant<int, N>,
+// out) computes out[i] = dot(row r, x[t + i]) for i < N, which land in
+// y[t + i][r]. Rows outside, tokens inside: a row is read from memory once
+// per step, not once per token.
+template <class Kernel>
+void rows_by_token_groups(ThreadPool& pool, const Weight& w, int64_t tokens, float* y, Kernel&& kernel) {
+  const size_t row_bytes = w.row_bytes();
+  pool.parallel_for(w.rows, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const uint8_t* row = w.data + static_cast<size_t>(r) * row_bytes;
+      const auto run = [&](int64_t t, auto group) {
+        constexpr int n = decltype(group)::value;
+        float out[n];
+        kernel(row, r, t, group, out);
+        for (int i = 0; i < n; ++i) y[(t + i) * w.rows + r] = out[i];
+      };
+      int64_t t = 0;
+      for (; tokens - t >= 4; t += 4) run(t, std::integral_constant<int, 4>{});
+      for (; tokens - t >= 2; t += 2) run(t, std::integral_constant<int, 2>{});
+      for (; t < tokens; ++t) run(t, std::integral_constant<int, 1>{});
     }
-  }
+  });
 }
 
 __attribute__((target("avx2,fma,f16c"))) float dot_q8_0_avx2(const uint8_t* a, const float* x, int64_t blocks) {
@@ -199,21 +206,13 @@ void matmul_q8_0(ThreadPool& pool, const Weight& w, const float* x, float* y, in
   const QuantizedActivations& xq = scratch;
   quantize_activations(x, tokens, w.cols, scratch);
   const bool avx2 = use_avx2();
-  const size_t row_bytes = w.row_bytes();
   const int64_t blocks = w.cols / 32;
-  pool.parallel_for(w.rows, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const uint8_t* row = w.data + static_cast<size_t>(r) * row_bytes;
-      by_token_groups(tokens, [&](int64_t t, auto group) {
-        constexpr int n = decltype(group)::value;
-        float out[n];
-        if (avx2) {
-          dot_q8_q8_avx2<n>(row, blocks, xq, t, out);
-        } else {
-          for (int i = 0; i < n; ++i) dot_q8_q8_portable(row, blocks, xq, t + i, out + i);
-        }
-        for (int i = 0; i < n; ++i) y[(t + i) * w.rows + r] = out[i];
-      });
+  rows_by_token_groups(pool, w, tokens, y, [&](const uint8_t* row, int64_t, int64_t t, auto group, float* out) {
+    constexpr int n = decltype(group)::value;
+    if (avx2) {
+      dot_q8_q8_avx2<n>(row, blocks, xq, t, out);
+    } else {
+      for (int i = 0; i < n; ++i) dot_q8_q8_portable(row, blocks, xq, t + i, out + i);
     }
   });
 }
@@ -444,21 +443,12 @@ void matmul(ThreadPool& pool, const Weight& w, const float* x, float* y, int64_t
     return;
   }
   const bool avx2 = use_avx2();
-  const size_t row_bytes = w.row_bytes();
-  // Rows outside, tokens inside: a row is read once per step, not once per token.
-  pool.parallel_for(w.rows, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const uint8_t* row = w.data + static_cast<size_t>(r) * row_bytes;
-      by_token_groups(tokens, [&](int64_t t, auto group) {
-        constexpr int n = decltype(group)::value;
-        float out[n];
-        if (avx2) {
-          dot_float_avx2<n>(w.type, row, x + t * w.cols, w.cols, out);
-        } else {
-          for (int i = 0; i < n; ++i) out[i] = dot_row(w, r, x + (t + i) * w.cols);
-        }
-        for (int i = 0; i < n; ++i) y[(t + i) * w.rows + r] = out[i];
-      });
+  rows_by_token_groups(pool, w, tokens, y, [&](const uint8_t* row, int64_t r, int64_t t, auto group, float* out) {
+    constexpr int n = decltype(group)::value;
+    if (avx2) {
+      dot_float_avx2<n>(w.type, row, x + t * w.cols, w.cols, out);
+    } else {
+      for (int i = 0; i < n; ++i) out[i] = dot_row(w, r, x + (t + i) * w.cols);
     }
   });
 }
