@@ -14,6 +14,7 @@
 
 #include "gateway/auth/authenticator.hpp"
 #include "gateway/auth/principal_limits.hpp"
+#include "gateway/common/fd_limit.hpp"
 #include "gateway/common/logging.hpp"
 #include "gateway/common/port_file.hpp"
 #include "gateway/config/config.hpp"
@@ -78,6 +79,18 @@ int main(int argc, char** argv) {
     return 2;
   }
   for (const auto& w : sluice::config_warnings(config)) spdlog::warn("{}", w);
+  {
+    const sluice::FdLimit fds = sluice::raise_open_file_limit();
+    if (fds.now != fds.before) spdlog::info("open file limit raised from {} to {}", fds.before, fds.now);
+    const uint64_t wanted = config.limits.max_connections + config.limits.max_pending_connections + 64;
+    if (fds.now < wanted) {
+      spdlog::warn("the open file limit ({}) is below limits.max_connections + "
+                   "limits.max_pending_connections + 64 ({}): when descriptors run out, accept "
+                   "pauses (sluice_connections_refused_total{{reason=\"fd_exhausted\"}}); raise "
+                   "LimitNOFILE / ulimit -n or lower the limits",
+                   fds.now, wanted);
+    }
+  }
 
   if (config.metrics.enabled) {
     auto& m = sluice::metrics::install();

@@ -1,6 +1,7 @@
 #include "gateway/auth/authenticator.hpp"
 
 #include "gateway/common/base64url.hpp"
+#include "gateway/common/utf8.hpp"
 
 #include <jwt.h>
 #include <openssl/evp.h>
@@ -8,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -61,7 +63,45 @@ bool audience_matches(jwt_t* jwt, const std::string& want) {
   return false;
 }
 
+// A NumericDate claim (RFC 7519 section 2: seconds since the epoch, an
+// integer or not). nullopt when absent; `valid` false when it is not a
+// finite number.
+std::optional<double> numeric_date(jwt_t* jwt, const char* name, bool& valid) {
+  valid = true;
+  char* json = jwt_get_grants_json(jwt, name);
+  if (!json) return std::nullopt;
+  const std::string text(json);
+  free(json);
+  simdjson::dom::parser parser;
+  simdjson::dom::element e;
+  double v = 0;
+  if (parser.parse(text).get(e) != simdjson::SUCCESS || !e.is_number() ||
+      e.get_double().get(v) != simdjson::SUCCESS || !std::isfinite(v)) {
+    valid = false;
+    return std::nullopt;
+  }
+  return v;
+}
+
+// The furthest expiry a connection is given: a JWT may carry any exp
+// (9999999999, the year 2286, is common for "never"), while a time_point
+// of nanoseconds ends in 2262.
+constexpr double kMaxLifetimeSeconds = 100.0 * 365 * 24 * 3600;
+
 }  // namespace
+
+std::string_view bearer_token(std::string_view authorization) {
+  constexpr std::string_view kScheme = "bearer";
+  if (authorization.size() <= kScheme.size() || authorization[kScheme.size()] != ' ') return {};
+  for (size_t i = 0; i < kScheme.size(); ++i) {
+    const char c = authorization[i];
+    if ((c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c) != kScheme[i]) return {};
+  }
+  std::string_view token = authorization.substr(kScheme.size());
+  while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) token.remove_prefix(1);
+  while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
+  return token;
+}
 
 std::string sha256_hex(std::string_view data) {
   unsigned char digest[EVP_MAX_MD_SIZE];
@@ -117,7 +157,7 @@ AuthResult Authenticator::verify_jwt(std::string_view token, Clock::time_point n
     key_len = static_cast<int>(rs256_public_key_pem_.size());
     want = JWT_ALG_RS256;
   } else {
-    return refuse("JWT algorithm \"" + alg.substr(0, 16) + "\" is not accepted");
+    return refuse("JWT algorithm \"" + utf8_excerpt(alg, 16) + "\" is not accepted");
   }
   jwt_t* raw = nullptr;
   const std::string text(token);
@@ -128,17 +168,17 @@ AuthResult Authenticator::verify_jwt(std::string_view token, Clock::time_point n
   std::unique_ptr<jwt_t, JwtFree> jwt(raw);
   if (jwt_get_alg(jwt.get()) != want) return refuse("JWT algorithm mismatch");
 
-  const auto leeway = std::chrono::duration_cast<std::chrono::seconds>(config_.jwt_leeway).count();
-  const long now_s = static_cast<long>(
-      std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count());
-  errno = 0;
-  const long exp = jwt_get_grant_int(jwt.get(), "exp");
-  const bool has_exp = errno == 0;
-  if (!has_exp) return refuse("JWT has no exp");
-  if (now_s > exp + leeway) return refuse("JWT expired");
-  errno = 0;
-  const long nbf = jwt_get_grant_int(jwt.get(), "nbf");
-  if (errno == 0 && now_s + leeway < nbf) return refuse("JWT not valid yet (nbf)");
+  const double leeway =
+      static_cast<double>(std::chrono::duration_cast<std::chrono::seconds>(config_.jwt_leeway).count());
+  const double now_s = std::chrono::duration<double>(now.time_since_epoch()).count();
+  bool valid = true;
+  const std::optional<double> exp = numeric_date(jwt.get(), "exp", valid);
+  if (!valid) return refuse("JWT exp must be a number of seconds");
+  if (!exp) return refuse("JWT has no exp");
+  if (now_s > *exp + leeway) return refuse("JWT expired");
+  const std::optional<double> nbf = numeric_date(jwt.get(), "nbf", valid);
+  if (!valid) return refuse("JWT nbf must be a number of seconds");
+  if (nbf && now_s + leeway < *nbf) return refuse("JWT not valid yet (nbf)");
   if (!config_.jwt_issuer.empty()) {
     const char* iss = jwt_get_grant(jwt.get(), "iss");
     if (!iss || config_.jwt_issuer != iss) return refuse("JWT issuer is not accepted");
@@ -153,7 +193,8 @@ AuthResult Authenticator::verify_jwt(std::string_view token, Clock::time_point n
   AuthResult r;
   r.ok = true;
   r.principal = principal;
-  r.expires = Clock::time_point(std::chrono::seconds(exp + leeway));
+  const double lifetime = std::min(*exp + leeway - now_s, kMaxLifetimeSeconds);
+  r.expires = now + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(lifetime));
   return r;
 }
 

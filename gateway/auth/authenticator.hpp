@@ -44,6 +44,10 @@ class Authenticator {
   std::string rs256_public_key_pem_;
 };
 
+// The token of an `Authorization: Bearer <token>` header value; the scheme
+// is case-insensitive (RFC 7235 section 2.1). "" when it is not one.
+std::string_view bearer_token(std::string_view authorization);
+
 // Lowercase hex SHA-256 of `data` (how API keys are stored in the config).
 std::string sha256_hex(std::string_view data);
 

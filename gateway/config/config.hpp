@@ -40,6 +40,10 @@ struct LimitsConfig {
   // A reader whose send queue stays full this long is closed (4008); it can resume.
   Millis slow_consumer_timeout{30'000};
   size_t max_http_header_bytes = 8192;
+  // Accepted connections that are not yet a WebSocket or a streaming answer
+  // (idle keep-alive, slow request heads, TLS handshakes); past it a new
+  // connection is closed at once.
+  size_t max_pending_connections = 1024;
   uint32_t messages_per_second = 0;  // per connection, bursts of twice that; 0: unlimited
   // Per principal, counted once across WebSocket and HTTP; 0: unlimited.
   uint32_t principal_connections = 0;

@@ -41,8 +41,10 @@ std::string describe(const toml::node& n) {
 template <typename T, typename Access>
 Option ranged(std::string key, int64_t min, int64_t max, std::string what, Access access) {
   return {key, [=](const toml::node& n, Config& c) -> std::string {
-            const auto v = n.value<int64_t>();
-            if (!n.is_integer() || !v || *v < min || *v > max) {
+            // is_integer() first: value<int64_t>() of a float casts it,
+            // which is undefined behaviour past the range of int64_t.
+            const auto v = n.is_integer() ? n.value<int64_t>() : std::nullopt;
+            if (!v || *v < min || *v > max) {
               return "must be " + what + " from " + std::to_string(min) + " to " +
                      std::to_string(max) + " (got " + describe(n) + ")";
             }
@@ -361,6 +363,8 @@ const std::vector<Option>& schema() {
                         [](Config& c) -> uint32_t& { return c.limits.principal_turns_per_minute; }),
       integer<uint32_t>("limits.principal_tokens_per_minute", 0, 1'000'000'000,
                         [](Config& c) -> uint32_t& { return c.limits.principal_tokens_per_minute; }),
+      integer<size_t>("limits.max_pending_connections", 1, 1'000'000,
+                      [](Config& c) -> size_t& { return c.limits.max_pending_connections; }),
       integer<size_t>("limits.max_http_header_bytes", 1024, 1 << 20,
                       [](Config& c) -> size_t& { return c.limits.max_http_header_bytes; }),
       one_of("engine", {"openai", "local"}, [](Config& c) -> std::string& { return c.engine; }),

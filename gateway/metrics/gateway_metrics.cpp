@@ -49,6 +49,10 @@ GatewayMetrics::GatewayMetrics(Registry& r)
                                    {"plugin", "action"})),
       connections_total(r.counter("sluice_connections_total", "Client connections accepted, by face",
                                   {"face"})),
+      connections_refused(r.counter("sluice_connections_refused_total",
+                                    "Connections not served at accept, by reason (fd_exhausted: no "
+                                    "file descriptor left; pending_limit: limits.max_pending_connections)",
+                                    {"reason"})),
       build_info(r.gauge("sluice_build_info", "Always 1; the labels say which build runs", {"version"})),
       local_batch_size(r.gauge("sluice_local_batch_size", "Sequences in the local engine's last batching step", {})),
       local_kv_blocks_used(r.gauge("sluice_local_kv_blocks_used", "Local engine KV cache blocks in use (16 tokens each)", {})),

@@ -27,22 +27,19 @@ unsigned status_for(ErrorCode code) {
 
 template <class Stream>
 HttpChatStream<Stream>::HttpChatStream(Stream stream, std::shared_ptr<ServerState> state,
-                               std::string principal, std::shared_ptr<Session> session,
+                               ConnectionTicket ticket, std::shared_ptr<Session> session,
                                uint64_t cursor, Options options)
     : stream_(std::move(stream)),
       state_(std::move(state)),
       id_(state_->next_id()),
-      principal_(std::move(principal)),
+      ticket_(std::move(ticket)),
       session_(std::move(session)),
       cursor_(cursor),
       options_(std::move(options)),
       write_deadline_(stream_.get_executor()) {}
 
 template <class Stream>
-HttpChatStream<Stream>::~HttpChatStream() {
-  state_->principal_limits->close_connection(principal_);
-  state_->remove(id_);
-}
+HttpChatStream<Stream>::~HttpChatStream() = default;  // the ticket gives back its places
 
 template <class Stream>
 void HttpChatStream<Stream>::start() {

@@ -19,6 +19,7 @@
 #include "gateway/net/transport.hpp"
 #include "gateway/protocol/openai_http.hpp"
 #include "gateway/stream/reader_wakeup.hpp"
+#include "gateway/net/connection_ticket.hpp"
 #include "gateway/stream/session.hpp"
 #include "gateway/stream/session_reader.hpp"
 
@@ -41,11 +42,10 @@ class HttpChatStream : public std::enable_shared_from_this<HttpChatStream<Stream
  public:
   using Options = HttpChatOptions;
 
-  // The connection was already counted by ServerState::try_admit; the
-  // stream releases it when it goes.
-  // `principal`'s connection was counted too (PrincipalLimits); released here.
+  // `ticket` admitted the connection and counted it against the
+  // principal's limit; the stream gives both back when it goes.
   HttpChatStream(Stream stream, std::shared_ptr<ServerState> state,
-                 std::string principal, std::shared_ptr<Session> session, uint64_t cursor,
+                 ConnectionTicket ticket, std::shared_ptr<Session> session, uint64_t cursor,
                  Options options);
   ~HttpChatStream() override;
 
@@ -67,7 +67,7 @@ class HttpChatStream : public std::enable_shared_from_this<HttpChatStream<Stream
   Stream stream_;
   std::shared_ptr<ServerState> state_;
   const uint64_t id_;
-  const std::string principal_;
+  ConnectionTicket ticket_;
   std::shared_ptr<Session> session_;
   uint64_t cursor_;
   Options options_;

@@ -16,6 +16,7 @@
 #include "gateway/auth/authenticator.hpp"
 #include "gateway/auth/principal_limits.hpp"
 #include "gateway/metrics/gateway_metrics.hpp"
+#include "gateway/net/connection_ticket.hpp"
 #include "gateway/net/static_files.hpp"
 #include "gateway/net/http_chat_stream.hpp"
 #include "gateway/net/tls_context.hpp"
@@ -56,6 +57,12 @@ std::string query_param(std::string_view target, std::string_view key) {
   return {};
 }
 
+std::string_view trimmed(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
 int64_t unix_seconds() {
   return std::chrono::duration_cast<std::chrono::seconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -66,7 +73,10 @@ template <class Stream>
 class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
  public:
   HttpSession(Stream&& stream, std::shared_ptr<ServerState> state, bool metrics_only)
-      : stream_(std::move(stream)), state_(std::move(state)), metrics_only_(metrics_only) {}
+      : stream_(std::move(stream)), state_(std::move(state)), metrics_only_(metrics_only) {
+    ++state_->pending_connections;
+  }
+  ~HttpSession() { --state_->pending_connections; }
 
   void run() {
     if constexpr (kIsTls<Stream>) {
@@ -94,6 +104,27 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
     parser_->header_limit(static_cast<uint32_t>(state_->config.limits.max_http_header_bytes));
     parser_->body_limit(kMaxBody);
     beast::get_lowest_layer(stream_).expires_after(kRequestTimeout);
+    http::async_read_header(stream_, buffer_, *parser_,
+                            beast::bind_front_handler(&HttpSession::on_header, this->shared_from_this()));
+  }
+
+  // The head is in: refuse what must not be read on, then read the body.
+  void on_header(beast::error_code ec, std::size_t) {
+    if (ec) return on_read(ec, 0);
+    // Only "chunked" is a transfer coding the gateway decodes; anything else
+    // (or a Content-Length beside it) would let a proxy in front and the
+    // gateway disagree on where the body ends (request smuggling).
+    const auto& head = parser_->get();
+    if (const auto te = head[http::field::transfer_encoding]; !te.empty()) {
+      if (!beast::iequals(trimmed(te), "chunked")) {
+        return reply(http::status::not_implemented, false,
+                     error_json("bad_request", "Transfer-Encoding other than chunked is not supported"));
+      }
+      if (head.count(http::field::content_length) != 0) {
+        return reply(http::status::bad_request, false,
+                     error_json("bad_request", "Transfer-Encoding and Content-Length together"));
+      }
+    }
     http::async_read(stream_, buffer_, *parser_,
                      beast::bind_front_handler(&HttpSession::on_read, this->shared_from_this()));
   }
@@ -103,9 +134,14 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
         ec == net::error::operation_aborted) {
       return shutdown();
     }
-    if (ec == http::error::header_limit || ec == http::error::body_limit) {
+    if (ec == http::error::header_limit) {
       return reply(http::status::request_header_fields_too_large, false,
-                   error_json("bad_request", "request headers or body too large"));
+                   error_json("bad_request", "request headers exceed limits.max_http_header_bytes"));
+    }
+    if (ec == http::error::body_limit) {
+      return reply(http::status::payload_too_large, false,
+                   error_json("bad_request", "request body larger than " +
+                                                 std::to_string(kMaxBody >> 20) + " MiB"));
     }
     if (ec) {
       return reply(http::status::bad_request, false, error_json("bad_request", ec.message()));
@@ -158,14 +194,15 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
         return reply(http::status::service_unavailable, false,
                      error_json("shutting_down", "the gateway is shutting down"));
       }
-      if (!state_->try_admit()) {
+      ConnectionTicket ticket = ConnectionTicket::admit(state_);
+      if (!ticket) {
         return reply(http::status::service_unavailable, false,
                      error_json("too_many_connections",
                                 "the gateway holds limits.max_connections connections"));
       }
       beast::get_lowest_layer(stream_).expires_never();
-      auto conn = std::make_shared<WsConnection<Stream>>(std::move(stream_), state_, who_.principal,
-                                                 who_.expires);
+      auto conn = std::make_shared<WsConnection<Stream>>(std::move(stream_), state_, std::move(ticket),
+                                                         who_.principal, who_.expires);
       conn->run(std::move(req));
       return;
     }
@@ -217,6 +254,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
       return reply(http::status::service_unavailable, false,
                    openai_error_json("shutting_down", "the gateway is shutting down"));
     }
+    // Admission first: a refused request creates nothing.
+    ConnectionTicket ticket = admit_client();
+    if (!ticket) return;
     std::shared_ptr<Session> session;
     const std::string sid(req["X-Sluice-Session-Id"]);
     if (!sid.empty()) {
@@ -234,15 +274,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
     } else {
       session = state_->sessions->create(who_.principal);
     }
-    if (!state_->try_admit()) return too_many_connections();
-    if (const Admission a = state_->principal_limits->open_connection(who_.principal); !a.ok) {
-      state_->release_admission();
-      return refuse(a);
-    }
     const uint64_t cursor = session->journal().last_offset();
     if (const Admission a = session->start_turn(r.chat); !a.ok) {
-      state_->release_admission();
-      state_->principal_limits->close_connection(who_.principal);
+      // A new session whose first turn is refused never existed.
+      if (sid.empty()) state_->sessions->discard(session->id());
       return refuse(a);
     }
     HttpChatOptions o;
@@ -253,7 +288,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
     o.headers = {{"X-Sluice-Session-Id", session->id()},
                  {"X-Sluice-Resume-Token", session->resume_token()},
                  {"X-Sluice-First-Offset", std::to_string(cursor + 1)}};
-    hand_over(session, cursor, std::move(o));
+    hand_over(std::move(ticket), session, cursor, std::move(o));
   }
 
   // GET /v1/sessions/{id}/stream?resume_token=T[&offset=N]: the session's
@@ -302,20 +337,17 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
       case JournalStatus::kEvicted:
         return fail(http::status::gone, "evicted", "the events after this offset were evicted");
     }
+    ConnectionTicket ticket = admit_client();
+    if (!ticket) return;
     if (auto* m = metrics::active()) {
       m->resumes.with({"resumed"}).inc();
       m->replayed_events.get().inc(static_cast<double>(session->journal().last_offset() - offset));
-    }
-    if (!state_->try_admit()) return too_many_connections();
-    if (const Admission a = state_->principal_limits->open_connection(who_.principal); !a.ok) {
-      state_->release_admission();
-      return refuse(a);
     }
     HttpChatOptions o;
     o.role_chunk = false;
     o.ids = {"chatcmpl-" + session->id(), state_->config.openai.model, unix_seconds()};
     o.headers = {{"X-Sluice-Session-Id", session->id()}};
-    hand_over(session, offset, std::move(o));
+    hand_over(std::move(ticket), session, offset, std::move(o));
   }
 
   // A refused turn or connection: 409 for a busy session, else 429 with
@@ -337,18 +369,30 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
     });
   }
 
-  void too_many_connections() {
-    reply(http::status::service_unavailable, false,
-          openai_error_json("too_many_connections",
-                            "the gateway holds limits.max_connections connections"));
+  // A ticket for a streaming answer: a place in limits.max_connections and
+  // one of the principal's connections. Empty, with the refusal sent (503
+  // or 429), when either is full.
+  ConnectionTicket admit_client() {
+    ConnectionTicket ticket = ConnectionTicket::admit(state_);
+    if (!ticket) {
+      reply(http::status::service_unavailable, false,
+            openai_error_json("too_many_connections",
+                              "the gateway holds limits.max_connections connections"));
+      return ticket;
+    }
+    if (const Admission a = ticket.add_principal(who_.principal); !a.ok) {
+      refuse(a);
+      return {};
+    }
+    return ticket;
   }
 
-  // Gives the socket to the stream that answers; admitted already.
-  void hand_over(const std::shared_ptr<Session>& session, uint64_t cursor,
+  // Gives the socket to the stream that answers.
+  void hand_over(ConnectionTicket ticket, const std::shared_ptr<Session>& session, uint64_t cursor,
                  HttpChatOptions o) {
     beast::get_lowest_layer(stream_).expires_never();
-    std::make_shared<HttpChatStream<Stream>>(std::move(stream_), state_, who_.principal, session, cursor,
-                                     std::move(o))
+    std::make_shared<HttpChatStream<Stream>>(std::move(stream_), state_, std::move(ticket), session,
+                                             cursor, std::move(o))
         ->start();
   }
 
@@ -380,7 +424,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
     }
     std::string token;
     const std::string_view authorization = req[http::field::authorization];
-    if (authorization.rfind("Bearer ", 0) == 0) token = std::string(authorization.substr(7));
+    token = std::string(bearer_token(authorization));
     if (token.empty() && websocket) {
       const std::string_view protocols = req[http::field::sec_websocket_protocol];
       for (size_t pos = 0; pos < protocols.size();) {

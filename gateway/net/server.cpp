@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core/bind_handler.hpp>
 
@@ -31,10 +32,14 @@ void ServerState::add(uint64_t id, std::weak_ptr<DrainableConnection> conn) {
 }
 
 void ServerState::remove(uint64_t id) {
+  std::lock_guard lock(mutex_);
+  connections_.erase(id);
+}
+
+void ServerState::release_admission() {
   std::function<void()> empty;
   {
     std::lock_guard lock(mutex_);
-    connections_.erase(id);
     if (open_.fetch_sub(1) == 1) {
       empty = std::move(on_empty_);
       on_empty_ = nullptr;
@@ -67,7 +72,11 @@ std::vector<std::shared_ptr<DrainableConnection>> ServerState::snapshot() {
 class Server::Listener : public std::enable_shared_from_this<Listener> {
  public:
   Listener(net::io_context& ioc, std::shared_ptr<ServerState> state, bool metrics_only = false)
-      : ioc_(ioc), acceptor_(net::make_strand(ioc)), state_(std::move(state)), metrics_only_(metrics_only) {}
+      : ioc_(ioc),
+        acceptor_(net::make_strand(ioc)),
+        backoff_(acceptor_.get_executor()),
+        state_(std::move(state)),
+        metrics_only_(metrics_only) {}
 
   bool open(const tcp::endpoint& ep, std::string& error) {
     boost::system::error_code ec;
@@ -89,6 +98,7 @@ class Server::Listener : public std::enable_shared_from_this<Listener> {
     net::post(acceptor_.get_executor(), [self = shared_from_this()] {
       boost::system::error_code ignored;
       self->acceptor_.close(ignored);
+      self->backoff_.cancel();
     });
   }
 
@@ -105,17 +115,61 @@ class Server::Listener : public std::enable_shared_from_this<Listener> {
 
   void on_accept(boost::system::error_code ec, tcp::socket socket) {
     if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;
+    if (out_of_resources(ec)) {
+      // The connection stays in the listen backlog: accepting again at once
+      // would fail again at once (a busy loop). Wait, longer each time, and
+      // never stop the listener.
+      backoff_ms_ = std::min(kMaxBackoffMs, backoff_ms_ == 0 ? kFirstBackoffMs : backoff_ms_ * 2);
+      count_refusal("fd_exhausted", ec.message());
+      backoff_.expires_after(std::chrono::milliseconds(backoff_ms_));
+      backoff_.async_wait([self = shared_from_this()](boost::system::error_code wait_ec) {
+        if (!wait_ec && self->acceptor_.is_open()) self->do_accept();
+      });
+      return;
+    }
+    backoff_ms_ = 0;
     if (ec) {
-      // EMFILE and friends: log and keep accepting; never stop the listener.
-      spdlog::warn("accept: {}", ec.message());
+      spdlog::warn("accept: {}", ec.message());  // ECONNABORTED and the like: one connection
+    } else if (!metrics_only_ &&
+               state_->pending_connections.load() >= state_->config.limits.max_pending_connections) {
+      count_refusal("pending_limit", "limits.max_pending_connections connections are not yet "
+                                     "WebSocket or streaming; closing new ones");
+      boost::system::error_code ignored;
+      socket.close(ignored);
     } else {
       run_http_session(std::move(socket), state_, metrics_only_);
     }
     do_accept();
   }
 
+  static bool out_of_resources(const boost::system::error_code& ec) {
+    return ec == boost::system::errc::too_many_files_open ||
+           ec == boost::system::errc::too_many_files_open_in_system ||
+           ec == boost::system::errc::no_buffer_space || ec == boost::system::errc::not_enough_memory;
+  }
+
+  // Counts a refused connection; logs at most one line a second, with how
+  // many were refused since the last one.
+  void count_refusal(std::string_view reason, const std::string& what) {
+    if (auto* m = metrics::active()) m->connections_refused.with({reason}).inc();
+    ++refused_since_log_;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_refusal_log_ < std::chrono::seconds(1)) return;
+    spdlog::warn("accept: {} ({} connection{} refused since the last report; {})", what,
+                 refused_since_log_, refused_since_log_ == 1 ? "" : "s", reason);
+    refused_since_log_ = 0;
+    last_refusal_log_ = now;
+  }
+
+  static constexpr int kFirstBackoffMs = 10;
+  static constexpr int kMaxBackoffMs = 1000;
+
   net::io_context& ioc_;
   tcp::acceptor acceptor_;
+  net::steady_timer backoff_;  // on the acceptor's strand, like everything below
+  int backoff_ms_ = 0;
+  uint64_t refused_since_log_ = 0;
+  std::chrono::steady_clock::time_point last_refusal_log_{};
   std::shared_ptr<ServerState> state_;
   const bool metrics_only_;
 };
@@ -173,6 +227,11 @@ void Server::register_metrics() {
   m->registry.collected({"sluice_connections", "Client connections open (WebSocket and streaming HTTP)",
                          metrics::Type::kGauge, {}, [weak](const auto& emit) {
                            if (auto s = weak.lock()) emit({}, static_cast<double>(s->open_connections()));
+                         }});
+  m->registry.collected({"sluice_pending_connections",
+                         "Accepted connections not yet a WebSocket or a streaming answer",
+                         metrics::Type::kGauge, {}, [weak](const auto& emit) {
+                           if (auto s = weak.lock()) emit({}, static_cast<double>(s->pending_connections.load()));
                          }});
   std::weak_ptr<SessionRegistry> sessions = state_->sessions;
   m->registry.collected({"sluice_sessions", "Sessions held (running a turn, or resumable)",

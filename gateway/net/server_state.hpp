@@ -56,14 +56,20 @@ struct ServerState {
   // Set when web.root names a directory: the files served at /.
   std::shared_ptr<const StaticFiles> web;
 
-  // Client connections (WebSocket, and HTTP while it streams an answer).
+  // Client connections (WebSocket, and HTTP while it streams an answer),
+  // counted through ConnectionTicket (connection_ticket.hpp).
   bool try_admit();  // false when limits.max_connections are open
+  void release_admission();
+  // The WebSocket connections that drain() closes.
   void add(uint64_t id, std::weak_ptr<DrainableConnection> conn);
-  void remove(uint64_t id);  // releases the admission (and forgets a WebSocket)
-  // Gives back an admission that never became a connection.
-  void release_admission() { remove(0); }  // ids start at 1: 0 names none
+  void remove(uint64_t id);
   std::vector<std::shared_ptr<DrainableConnection>> snapshot();
   size_t open_connections() const { return open_.load(); }
+
+  // Accepted connections that are not (yet) a WebSocket or a streaming
+  // answer: HTTP requests, keep-alive and TLS handshakes, upgrades under
+  // way. Capped by limits.max_pending_connections at accept.
+  std::atomic<size_t> pending_connections{0};
   uint64_t next_id() { return ++last_id_; }
 
   // Calls `cb` once no connection is open: now (returning true) or when the

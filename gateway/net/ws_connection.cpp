@@ -67,7 +67,7 @@ std::string_view reason_text(JournalStatus s) {
 
 template <class Stream>
 WsConnection<Stream>::WsConnection(Stream stream, std::shared_ptr<ServerState> state,
-                           std::string principal,
+                                   ConnectionTicket ticket, std::string principal,
                            std::optional<std::chrono::system_clock::time_point> expires)
     : ws_(std::move(stream)),
       state_(std::move(state)),
@@ -78,7 +78,8 @@ WsConnection<Stream>::WsConnection(Stream stream, std::shared_ptr<ServerState> s
       slow_timer_(ws_.get_executor()),
       idle_timer_(ws_.get_executor()),
       expires_(expires),
-      expiry_timer_(ws_.get_executor()) {}
+      expiry_timer_(ws_.get_executor()),
+      ticket_(std::move(ticket)) {}
 
 template <class Stream>
 void WsConnection<Stream>::add_queued(int64_t bytes) {
@@ -89,19 +90,17 @@ void WsConnection<Stream>::add_queued(int64_t bytes) {
 template <class Stream>
 WsConnection<Stream>::~WsConnection() {
   if (auto* m = metrics::active()) m->send_queue_bytes.get().add(-static_cast<double>(queued_bytes_));
-  if (counted_principal_) state_->principal_limits->close_connection(principal_);
-  state_->remove(id_);
+  state_->remove(id_);  // the ticket gives back its places
 }
 
 template <class Stream>
 bool WsConnection<Stream>::count_principal() {
-  const Admission a = state_->principal_limits->open_connection(principal_);
+  const Admission a = ticket_.add_principal(principal_);
   if (!a.ok) {
     send(error_message(a.code, a.message, "", "", 0, a.retry_after.count()));
     close({kCloseTooMany, "too many connections"});
     return false;
   }
-  counted_principal_ = true;
   return true;
 }
 
@@ -278,9 +277,7 @@ void WsConnection<Stream>::handle_frame(std::string_view frame) {
   if (auto* hello = std::get_if<HelloCommand>(&msg)) return handle_hello(*hello);
   if (principal_.empty()) {
     // auth.mode = "token" and no token yet: only hello is accepted.
-    const auto* err = std::get_if<ProtocolError>(&msg);
-    send_error(ErrorCode::kUnauthorized, "send hello with a token first", "",
-               err ? err->request_id : "");
+    send_error(ErrorCode::kUnauthorized, "send hello with a token first", "", request_id_of(msg));
     return close({kCloseUnauthorized, "unauthorized"});
   }
   if (auto* chat = std::get_if<ChatCommand>(&msg)) return handle_chat(*chat);
@@ -367,14 +364,25 @@ void WsConnection<Stream>::handle_cancel(const CancelCommand& cancel) {
   if (const auto it = attached_.find(cancel.session_id); it != attached_.end()) {
     return it->second.session->cancel();  // its `done` with "cancelled" answers
   }
-  // A session nobody is attached to (its client went away) can be stopped
-  // from another connection of the same principal.
+  // Another connection of the same principal (its client came back, or a
+  // second tab) may stop it with the session's resume token: session ids
+  // travel in SSE id lines, headers and logs, the token does not.
   SessionRegistry::Lookup why{};
-  if (auto session = state_->sessions->find(cancel.session_id, principal_, why)) {
-    return session->cancel();
+  auto session = state_->sessions->find(cancel.session_id, principal_, why);
+  if (!session) {
+    return send_error(ErrorCode::kUnknownSession, "no such session", cancel.session_id,
+                      cancel.request_id);
   }
-  send_error(ErrorCode::kUnknownSession, "no such session", cancel.session_id,
-             cancel.request_id);
+  if (cancel.resume_token.empty()) {
+    return send_error(ErrorCode::kBadMessage,
+                      "cancel of a session not attached to this connection needs its resume_token",
+                      cancel.session_id, cancel.request_id);
+  }
+  if (!session->token_matches(cancel.resume_token)) {
+    return send_error(ErrorCode::kBadToken, "resume_token does not match the session",
+                      cancel.session_id, cancel.request_id);
+  }
+  session->cancel();
 }
 
 template <class Stream>

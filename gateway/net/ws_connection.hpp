@@ -27,6 +27,7 @@
 #include "gateway/net/transport.hpp"
 #include "gateway/protocol/client_parser.hpp"
 #include "gateway/stream/reader_wakeup.hpp"
+#include "gateway/net/connection_ticket.hpp"
 #include "gateway/stream/session.hpp"
 #include "gateway/stream/session_reader.hpp"
 
@@ -37,11 +38,12 @@ class WsConnection : public std::enable_shared_from_this<WsConnection<Stream>>,
                      public SessionReader,
                      public DrainableConnection {
  public:
-  // The stream's connection was already counted by ServerState::try_admit;
-  // `principal` was authenticated at the upgrade ("" when the client will
+  // `ticket` admitted the connection (limits.max_connections); the
+  // principal's own connection limit is counted on it once the principal is
+  // known. `principal` was authenticated at the upgrade ("" when the client will
   // send its token in a hello frame), and the connection closes (4001) when
   // its credential `expires` unless a hello refreshes it.
-  WsConnection(Stream stream, std::shared_ptr<ServerState> state,
+  WsConnection(Stream stream, std::shared_ptr<ServerState> state, ConnectionTicket ticket,
                std::string principal,
                std::optional<std::chrono::system_clock::time_point> expires);
   ~WsConnection() override;
@@ -129,10 +131,10 @@ class WsConnection : public std::enable_shared_from_this<WsConnection<Stream>>,
   bool ended_ = false;
   boost::asio::steady_timer idle_timer_;
   std::optional<std::chrono::system_clock::time_point> expires_;
-  bool counted_principal_ = false;
   double message_budget_ = -1;  // limits.messages_per_second token bucket
   Clock::time_point message_budget_at_;
   boost::asio::system_timer expiry_timer_;
+  ConnectionTicket ticket_;
 };
 
 }  // namespace sluice

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "gateway/common/utf8.hpp"
 #include "gateway/metrics/gateway_metrics.hpp"
 #include "gateway/plugin/loaded_plugin.hpp"
 
@@ -80,9 +81,5 @@ class ModerationChain {
   bool stopped_ = false;
   std::chrono::steady_clock::time_point held_since_{};
 };
-
-// Largest n <= `n` such that s[0, n) ends on a UTF-8 character boundary.
-size_t utf8_floor(std::string_view s, size_t n);
-bool valid_utf8(std::string_view s);
 
 }  // namespace sluice

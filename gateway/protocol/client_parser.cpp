@@ -2,6 +2,8 @@
 
 #include "gateway/protocol/chat_fields.hpp"
 
+#include "gateway/common/utf8.hpp"
+
 #include <simdjson.h>
 
 #include <algorithm>
@@ -34,6 +36,9 @@ std::optional<ProtocolError> read_string(object obj, std::string_view key, size_
   out = std::string(s);
   return std::nullopt;
 }
+
+// Client text quoted back in an error, at most this many bytes.
+constexpr size_t kMaxEcho = 64;
 
 struct NumberRule {
   std::string_view name;
@@ -77,19 +82,19 @@ std::optional<ProtocolError> read_chat_params(element e, ChatParams& out) {
     const auto rule = std::find_if(kNumberParams.begin(), kNumberParams.end(),
                                    [&](const NumberRule& r) { return r.name == name; });
     if (rule == kNumberParams.end()) {
-      return bad("params." + std::string(key) +
+      return bad("params." + utf8_excerpt(key, kMaxEcho) +
                  " is not supported; allowed: temperature, top_p, max_tokens, stop, seed, "
                  "presence_penalty, frequency_penalty");
     }
     double v = 0;
     if (!value.is_number() || value.get_double().get(v) != simdjson::SUCCESS) {
-      return bad("params." + std::string(key) + " must be a number");
+      return bad("params." + std::string(rule->name) + " must be a number");
     }
     if (rule->integer && !(value.is_int64() || value.is_uint64())) {
-      return bad("params." + std::string(key) + " must be an integer");
+      return bad("params." + std::string(rule->name) + " must be an integer");
     }
     if (!(v >= rule->min && v <= rule->max)) {
-      return bad("params." + std::string(key) + " is out of range");
+      return bad("params." + std::string(rule->name) + " is out of range");
     }
     out.fields.emplace_back(std::string(key), simdjson::minify(value));
   }
@@ -238,7 +243,9 @@ ClientMessage ClientParser::Impl::parse_object(object obj, std::string request_i
 
   if (type == "cancel") {
     if (!session_id) return bad("cancel needs \"session_id\"");
-    return CancelCommand{std::move(*session_id), std::move(request_id)};
+    std::optional<std::string> token;
+    if (auto e = read_string(obj, "resume_token", limits.max_id_bytes, token)) return *e;
+    return CancelCommand{std::move(*session_id), std::move(request_id), token.value_or("")};
   }
 
   if (type == "chat") {
@@ -272,7 +279,7 @@ ClientMessage ClientParser::Impl::parse_object(object obj, std::string request_i
   }
 
   ProtocolError e{ErrorCode::kUnknownType,
-                  "unknown message type \"" + std::string(type.substr(0, 64)) +
+                  "unknown message type \"" + utf8_excerpt(type, kMaxEcho) +
                       "\"; protocol v1 accepts hello, chat, resume, cancel and ping",
                   {}, {}};
   return e;

@@ -9,6 +9,7 @@ std::string_view to_string(ErrorCode code) {
     case ErrorCode::kUnknownType: return "unknown_type";
     case ErrorCode::kFrameTooLarge: return "frame_too_large";
     case ErrorCode::kUnknownSession: return "unknown_session";
+    case ErrorCode::kBadToken: return "bad_token";
     case ErrorCode::kTooManySessions: return "too_many_sessions";
     case ErrorCode::kSessionBusy: return "session_busy";
     case ErrorCode::kUpstreamUnavailable: return "upstream_unavailable";

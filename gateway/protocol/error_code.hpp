@@ -12,6 +12,7 @@ enum class ErrorCode {
   kUnknownType,         // `type` names no message of protocol v1
   kFrameTooLarge,       // frame exceeds limits.max_frame_bytes
   kUnknownSession,      // session_id names no session of this connection
+  kBadToken,            // a resume_token that is not the session's
   kTooManySessions,     // limits.max_sessions_per_connection reached
   kSessionBusy,         // a turn is already running on the session
   kUpstreamUnavailable, // no upstream could be reached

@@ -36,6 +36,8 @@ struct ChatCommand {
 struct CancelCommand {
   std::string session_id;
   std::string request_id;
+  // Needed to cancel a session that is not attached to this connection.
+  std::string resume_token;
 };
 
 struct ResumeCommand {
@@ -65,5 +67,10 @@ struct ProtocolError {
 using ClientMessage =
     std::variant<ChatCommand, CancelCommand, ResumeCommand, HelloCommand, PingCommand,
                  ProtocolError>;
+
+// The request_id of any client message ("" when it had none).
+inline const std::string& request_id_of(const ClientMessage& m) {
+  return std::visit([](const auto& v) -> const std::string& { return v.request_id; }, m);
+}
 
 }  // namespace sluice

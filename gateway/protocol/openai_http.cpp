@@ -32,16 +32,31 @@ std::variant<OpenAiChatRequest, ProtocolError> parse_openai_chat_request(std::st
   simdjson::dom::element messages;
   if (obj["messages"].get(messages) != simdjson::SUCCESS) return bad("missing field \"messages\"");
   if (auto e = read_chat_messages(messages, kMaxMessages, r.chat.messages)) return *e;
-  std::string_view model;
-  if (obj["model"].get(model) == simdjson::SUCCESS) r.chat.model = model;
-  bool stream = false;
-  if (obj["stream"].get(stream) == simdjson::SUCCESS) r.stream = stream;
-  bool usage = false;
-  if (obj["stream_options"]["include_usage"].get(usage) == simdjson::SUCCESS) {
-    r.include_usage = usage;
+  // A field of the wrong type is refused, never read as its default: a
+  // "stream": "yes" silently answered as one JSON body would hang a client
+  // waiting for events.
+  simdjson::dom::element field;
+  if (obj["model"].get(field) == simdjson::SUCCESS && !field.is_null()) {
+    std::string_view model;
+    if (field.get(model) != simdjson::SUCCESS) return bad("model must be a string");
+    r.chat.model = model;
   }
-  int64_t n = 1;
-  if (obj["n"].get(n) == simdjson::SUCCESS && n != 1) return bad("only n = 1 is supported");
+  if (obj["stream"].get(field) == simdjson::SUCCESS && !field.is_null()) {
+    if (field.get(r.stream) != simdjson::SUCCESS) return bad("stream must be true or false");
+  }
+  if (obj["stream_options"].get(field) == simdjson::SUCCESS && !field.is_null()) {
+    simdjson::dom::object options;
+    if (field.get(options) != simdjson::SUCCESS) return bad("stream_options must be an object");
+    simdjson::dom::element usage;
+    if (options["include_usage"].get(usage) == simdjson::SUCCESS && !usage.is_null() &&
+        usage.get(r.include_usage) != simdjson::SUCCESS) {
+      return bad("stream_options.include_usage must be true or false");
+    }
+  }
+  if (obj["n"].get(field) == simdjson::SUCCESS && !field.is_null()) {
+    int64_t n = 0;
+    if (field.get(n) != simdjson::SUCCESS || n != 1) return bad("only n = 1 is supported");
+  }
   // The sampling parameters protocol v1 accepts; other OpenAI fields (user,
   // logprobs, ...) are ignored rather than refused, as OpenAI's clients
   // send some by default.

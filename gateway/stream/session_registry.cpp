@@ -40,8 +40,18 @@ std::shared_ptr<Session> SessionRegistry::find(const std::string& id, const std:
     why = Lookup::kFound;
     return it->second;
   }
-  why = it == sessions_.end() && tombstones_.count(id) ? Lookup::kExpired : Lookup::kUnknown;
+  const auto dead = it == sessions_.end() ? tombstones_.find(id) : tombstones_.end();
+  why = dead != tombstones_.end() && dead->second == principal ? Lookup::kExpired : Lookup::kUnknown;
   return nullptr;
+}
+
+void SessionRegistry::discard(const std::string& id) {
+  std::shared_ptr<Session> gone;  // destroyed outside the lock
+  std::lock_guard lock(mutex_);
+  const auto it = sessions_.find(id);
+  if (it == sessions_.end()) return;
+  gone = std::move(it->second);
+  sessions_.erase(it);
 }
 
 void SessionRegistry::start() {
@@ -74,7 +84,7 @@ void SessionRegistry::sweep(Clock::time_point now) {
   std::lock_guard lock(mutex_);
   for (auto it = sessions_.begin(); it != sessions_.end();) {
     if (it->second->idle_before(now - retention_)) {
-      tombstones_.emplace(it->first, now);
+      tombstones_.emplace(it->first, it->second->principal());
       tombstone_order_.emplace_back(it->first, now);
       forgotten.push_back(std::move(it->second));
       it = sessions_.erase(it);

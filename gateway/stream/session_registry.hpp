@@ -28,10 +28,13 @@ class SessionRegistry : public std::enable_shared_from_this<SessionRegistry> {
                   SessionSettings settings, std::chrono::milliseconds retention);
 
   std::shared_ptr<Session> create(const std::string& principal);
+  // Forgets a session that was created for a turn that was then refused,
+  // with no tombstone: it never existed for anyone.
+  void discard(const std::string& id);
 
   enum class Lookup { kFound, kUnknown, kExpired };
-  // The session `id` of `principal`. Another principal's session is
-  // kUnknown, exactly like a session that never existed.
+  // The session `id` of `principal`. Another principal's session, live or
+  // expired, is kUnknown, exactly like a session that never existed.
   std::shared_ptr<Session> find(const std::string& id, const std::string& principal,
                                 Lookup& why) const;
 
@@ -59,8 +62,9 @@ class SessionRegistry : public std::enable_shared_from_this<SessionRegistry> {
 
   mutable std::mutex mutex_;
   std::unordered_map<std::string, std::shared_ptr<Session>> sessions_;
-  // Forgotten session ids, so that a late resume can say "expired".
-  std::unordered_map<std::string, Clock::time_point> tombstones_;
+  // Forgotten session ids and their principals, so that a late resume by
+  // the same principal can say "expired" (to anyone else it is unknown).
+  std::unordered_map<std::string, std::string> tombstones_;
   std::deque<std::pair<std::string, Clock::time_point>> tombstone_order_;
 };
 

@@ -108,7 +108,10 @@ export class Session extends Emitter {
   /** Stops the running turn; its `done` has finish_reason 'cancelled'. */
   cancel() {
     if (!this.id || !this.running) return;
-    this.client._sendWhenOpen({ type: 'cancel', session_id: this.id, request_id: nextRequestId() });
+    // The token lets any connection cancel it, attached here or not.
+    this.client._sendWhenOpen({
+      type: 'cancel', session_id: this.id, resume_token: this.resumeToken, request_id: nextRequestId(),
+    });
   }
 
   /** Forgets the session locally (it stays resumable on the gateway). */

@@ -50,9 +50,10 @@ struct OpenAiEngine::Shared {
 namespace {
 
 struct Failure {
-  TurnError error;
+  TurnError error;              // what the client reads: never an address
   bool retryable = false;       // worth another attempt, if no token was sent yet
   bool endpoint_fault = false;  // counts towards ejecting the endpoint
+  std::string log_detail;       // for the log only (curl's sentence names host and port)
 };
 
 std::string build_body(const OpenAiConfig& config, const TurnRequest& request) {
@@ -278,7 +279,10 @@ class Turn : public std::enable_shared_from_this<Turn> {
     deadline_.cancel();
     long code = status_;
     if (code == 0 && easy_) curl_easy_getinfo(easy_, CURLINFO_RESPONSE_CODE, &code);
-    const std::string detail = curl_error_[0] ? curl_error_ : curl_easy_strerror(rc);
+    // curl's error buffer names the address ("Failed to connect to 10.0.0.7
+    // port 8000"); its strerror does not.
+    const std::string log_detail = curl_error_[0] ? curl_error_ : "";
+    const std::string generic = curl_easy_strerror(rc);
     curl_easy_cleanup(easy_);
     easy_ = nullptr;
     if (ended_) return release_if_done();
@@ -292,16 +296,16 @@ class Turn : public std::enable_shared_from_this<Turn> {
         case CURLE_SSL_CONNECT_ERROR:
         case CURLE_PEER_FAILED_VERIFICATION:
           return conclude({{ErrorCode::kUpstreamUnavailable,
-                            "cannot connect to the upstream: " + detail},
-                           true, true});
+                            "cannot connect to the upstream (" + generic + ")"},
+                           true, true, log_detail});
         case CURLE_OPERATION_TIMEDOUT:
           return conclude({{ErrorCode::kUpstreamTimeout,
                             "connecting to the upstream timed out"},
-                           true, true});
+                           true, true, log_detail});
         default:
           return conclude({{ErrorCode::kUpstreamDisconnected,
-                            "the upstream connection failed: " + detail},
-                           true, true});
+                            "the upstream connection failed (" + generic + ")"},
+                           true, true, log_detail});
       }
     }
     if (code != 200) {
@@ -343,9 +347,9 @@ class Turn : public std::enable_shared_from_this<Turn> {
     const bool retry = f.retryable && !first_token_sent_ && !cancelled_ &&
                        !shard_.shutting_down && attempts_ < config_.max_attempts;
     // Client messages never name upstream addresses; the log does.
-    spdlog::warn("trace {}: attempt {} to {} failed: {} ({}){}", trace_id_, attempts_,
+    spdlog::warn("trace {}: attempt {} to {} failed: {} ({}{}{}){}", trace_id_, attempts_,
                  shared_->pool.url(endpoint_), to_string(f.error.code), f.error.message,
-                 retry ? "; retrying" : "");
+                 f.log_detail.empty() ? "" : "; ", f.log_detail, retry ? "; retrying" : "");
     if (!retry) return finish_error(f.error);
     backoff_.expires_after(config_.retry_backoff * attempts_);
     backoff_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {

@@ -1,10 +1,12 @@
 #include "gateway/auth/authenticator.hpp"
 
 #include "gateway/common/base64url.hpp"
+#include "gateway/common/utf8.hpp"
 
 #include <gtest/gtest.h>
 #include <jwt.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/pem.h>
 #include <unistd.h>
 
@@ -172,6 +174,83 @@ TEST(Authenticator, MissingKeyFileIsAStartupError) {
   c.mode = "token";
   c.jwt_rs256_public_key_file = "/nonexistent/key.pem";
   EXPECT_THROW(Authenticator{c}, std::runtime_error);
+}
+
+// An HS256 token with exactly this header and payload JSON (libjwt cannot
+// write a fractional exp or an arbitrary alg).
+std::string signed_token(const std::string& header, const std::string& payload,
+                         const std::string& key = kSecret) {
+  const std::string input = base64url_encode(header) + "." + base64url_encode(payload);
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+       reinterpret_cast<const unsigned char*>(input.data()), input.size(), mac, &len);
+  return input + "." + base64url_encode(std::string(reinterpret_cast<const char*>(mac), len));
+}
+
+std::string payload_with_exp(const std::string& exp) {
+  return R"({"sub":"shop-a","aud":"sluice","iss":"https://id.example","exp":)" + exp + "}";
+}
+
+TEST(Authenticator, FarFutureExpiryIsValidAndDoesNotOverflow) {
+  // Before the fix, exp + leeway overflowed a nanosecond time_point: the
+  // token was accepted and the connection closed at once as "expired".
+  Authenticator auth(hs256_config());
+  for (const std::string exp : {"9999999999", "32503680000", "1e300"}) {
+    const auto r = auth.verify(signed_token(R"({"alg":"HS256","typ":"JWT"})", payload_with_exp(exp)), kNowTp);
+    ASSERT_TRUE(r.ok) << exp << ": " << r.error;
+    ASSERT_TRUE(r.expires);
+    EXPECT_GT(*r.expires, kNowTp + std::chrono::hours(24 * 365 * 50)) << exp;
+  }
+  // The same through libjwt's own integer grants.
+  Claims far = good_claims();
+  far.exp = 9'999'999'999;
+  const auto r = auth.verify(make_jwt(JWT_ALG_HS256, kSecret, far), kNowTp);
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_GT(*r.expires, kNowTp);
+}
+
+TEST(Authenticator, FractionalNumericDatesAreAccepted) {
+  // RFC 7519 section 2: a NumericDate may be non-integer.
+  AuthConfig config = hs256_config();
+  config.jwt_leeway = std::chrono::milliseconds(0);
+  Authenticator auth(config);
+  const std::string header = R"({"alg":"HS256","typ":"JWT"})";
+  const auto later = auth.verify(signed_token(header, payload_with_exp(std::to_string(kNow) + ".5e0")), kNowTp);
+  EXPECT_TRUE(later.ok) << later.error;
+  const auto ok = auth.verify(signed_token(header, payload_with_exp(std::to_string(kNow + 60) + ".25")), kNowTp);
+  ASSERT_TRUE(ok.ok) << ok.error;
+  EXPECT_NEAR(std::chrono::duration<double>(*ok.expires - kNowTp).count(), 60.25, 0.001);
+  const auto expired = auth.verify(signed_token(header, payload_with_exp(std::to_string(kNow - 1) + ".5")), kNowTp);
+  EXPECT_FALSE(expired.ok);
+  EXPECT_EQ(expired.error, "JWT expired");
+  const auto text = auth.verify(signed_token(header, payload_with_exp(R"("soon")")), kNowTp);
+  EXPECT_FALSE(text.ok);
+  EXPECT_EQ(text.error, "JWT exp must be a number of seconds");
+}
+
+TEST(Authenticator, EchoedAlgorithmIsCutOnACharacterBoundary) {
+  // "a" + eight "é": cut at 16 bytes, the old code split the eighth "é".
+  Authenticator auth(hs256_config());
+  for (const std::string ch : {"é", "你", "🚀"}) {
+    for (size_t prefix = 0; prefix < 20; ++prefix) {
+      std::string alg(prefix, 'a');
+      for (int i = 0; i < 8; ++i) alg += ch;
+      const auto r = auth.verify(signed_token(R"({"alg":")" + alg + R"("})", payload_with_exp("1900000000")), kNowTp);
+      ASSERT_FALSE(r.ok);
+      EXPECT_TRUE(valid_utf8(r.error)) << prefix << " " << ch << ": " << r.error;
+      EXPECT_NE(r.error.find("is not accepted"), std::string::npos);
+    }
+  }
+}
+
+TEST(Authenticator, BearerSchemeIsCaseInsensitive) {
+  EXPECT_EQ(bearer_token("Bearer abc"), "abc");
+  EXPECT_EQ(bearer_token("bearer abc"), "abc");
+  EXPECT_EQ(bearer_token("BEARER  abc "), "abc");
+  EXPECT_EQ(bearer_token("Basic abc"), "");
+  EXPECT_EQ(bearer_token("Bearerabc"), "");
+  EXPECT_EQ(bearer_token("Bearer"), "");
 }
 
 }  // namespace

@@ -37,6 +37,21 @@ TEST(ConfigLoader, DefaultsAreValid) {
   EXPECT_EQ(r.config.engine, "openai");
 }
 
+TEST(ConfigLoader, FloatWhereAnIntegerBelongsIsRefusedWithoutACast) {
+  // Found by the config fuzzer: the float was cast to int64_t before its
+  // type was checked, undefined behaviour past int64_t's range (the asan
+  // preset aborts on it: -fno-sanitize-recover=undefined).
+  for (const std::string v : {"297e068", "-1e300", "inf", "nan", "3.0", "9.3e18"}) {
+    const auto r = load_toml("[local]\nmax_tokens = " + v + "\n");
+    ASSERT_FALSE(r.ok) << v;
+    EXPECT_NE(r.error.find("local.max_tokens"), std::string::npos) << r.error;
+    EXPECT_NE(r.error.find("an integer"), std::string::npos) << r.error;
+  }
+  const auto pending = load_toml("[limits]\nmax_pending_connections = 7\n");
+  ASSERT_TRUE(pending.ok) << pending.error;
+  EXPECT_EQ(pending.config.limits.max_pending_connections, 7u);
+}
+
 TEST(ConfigLoader, ShippedConfigsLoad) {
   for (const char* name : {"sluice.toml", "vllm.toml"}) {
     const auto r = load_config({std::string(SLUICE_FIXTURES) + "/../../config/" + name, {}, "", "", ""});

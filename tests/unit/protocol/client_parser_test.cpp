@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include "gateway/common/utf8.hpp"
+#include "gateway/protocol/openai_http.hpp"
+
 namespace sluice {
 namespace {
 
@@ -90,6 +93,51 @@ TEST(ClientParser, MalformedInput) {
 TEST(ClientParser, RequestIdIsKeptOnErrors) {
   const auto e = error_of(R"({"type":"chat","request_id":"keep-me"})");
   EXPECT_EQ(e.request_id, "keep-me");
+}
+
+TEST(ClientParser, CancelCarriesTheResumeToken) {
+  ClientParser p;
+  auto c = p.parse(R"({"type":"cancel","session_id":"s_9","resume_token":"rt_1"})");
+  ASSERT_TRUE(std::holds_alternative<CancelCommand>(c));
+  EXPECT_EQ(std::get<CancelCommand>(c).resume_token, "rt_1");
+  EXPECT_EQ(error_of(R"({"type":"cancel","session_id":"s_9","resume_token":5})").code, ErrorCode::kBadMessage);
+}
+
+TEST(ClientParser, EchoedTextIsCutOnACharacterBoundaryAtEveryPosition) {
+  // A type of 63 ASCII bytes and an "é" once got an error cut inside the
+  // "é": invalid UTF-8 that makes a browser drop the connection.
+  for (const std::string ch : {"é", "你", "🚀"}) {
+    for (size_t ascii = 50; ascii <= 70; ++ascii) {
+      std::string text(ascii, 'a');
+      for (int i = 0; i < 4; ++i) text += ch;
+      const auto type = error_of(R"({"type":")" + text + R"("})");
+      EXPECT_EQ(type.code, ErrorCode::kUnknownType);
+      EXPECT_TRUE(valid_utf8(type.message)) << ascii << " " << ch << ": " << type.message;
+      const auto param = error_of(R"({"type":"chat","input":"x","params":{")" + text + R"(":1}})");
+      EXPECT_EQ(param.code, ErrorCode::kBadMessage);
+      EXPECT_TRUE(valid_utf8(param.message)) << ascii << " " << ch << ": " << param.message;
+      EXPECT_LT(param.message.size(), 300u);
+    }
+  }
+}
+
+TEST(OpenAiChatRequest, FieldsOfTheWrongTypeAreRefused) {
+  const std::string messages = R"("messages":[{"role":"user","content":"你好 🚀"}])";
+  for (const std::string extra : {R"("stream":"yes")", R"("stream":1)", R"("model":7)",
+                                  R"("stream_options":{"include_usage":"yes"})", R"("stream_options":[])",
+                                  R"("n":"1")", R"("n":2)"}) {
+    const auto r = parse_openai_chat_request("{" + messages + "," + extra + "}");
+    ASSERT_TRUE(std::holds_alternative<ProtocolError>(r)) << extra;
+    EXPECT_EQ(std::get<ProtocolError>(r).code, ErrorCode::kBadMessage) << extra;
+  }
+  const auto ok = parse_openai_chat_request("{" + messages + R"(,"stream":true,"model":null,"n":1,)" +
+                                            R"("stream_options":{"include_usage":true}})");
+  ASSERT_TRUE(std::holds_alternative<OpenAiChatRequest>(ok));
+  EXPECT_TRUE(std::get<OpenAiChatRequest>(ok).stream);
+  EXPECT_TRUE(std::get<OpenAiChatRequest>(ok).include_usage);
+  const auto null_stream = parse_openai_chat_request("{" + messages + R"(,"stream":null})");
+  ASSERT_TRUE(std::holds_alternative<OpenAiChatRequest>(null_stream));
+  EXPECT_FALSE(std::get<OpenAiChatRequest>(null_stream).stream);
 }
 
 TEST(ClientParser, ParserIsReusableAfterErrors) {
