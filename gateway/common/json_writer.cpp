@@ -3,6 +3,8 @@
 #include <cmath>
 #include <charconv>
 
+#include "gateway/common/utf8.hpp"
+
 namespace sluice {
 
 void append_json_string(std::string& out, std::string_view s) {
@@ -12,7 +14,20 @@ void append_json_string(std::string& out, std::string_view s) {
   size_t run = 0;  // start of the current run of bytes that need no escaping
   for (size_t i = 0; i < s.size(); ++i) {
     const auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') continue;
+    if (c >= 0x80) {
+      // Multi-byte characters pass; a byte that starts none becomes U+FFFD,
+      // so no string the gateway writes is ever invalid UTF-8 (a browser
+      // drops a WebSocket on such a text frame).
+      if (const size_t len = utf8_char_length(s, i); len != 0) {
+        i += len - 1;
+        continue;
+      }
+      out.append(s.data() + run, i - run);
+      run = i + 1;
+      out += "\xEF\xBF\xBD";
+      continue;
+    }
     out.append(s.data() + run, i - run);
     run = i + 1;
     switch (c) {

@@ -1,6 +1,7 @@
 // JsonWriter: builds compact JSON text for wire messages and log lines.
-// Strings are expected to be valid UTF-8 (they come from simdjson-validated
-// input or from the gateway itself); control characters are escaped.
+// Strings should be valid UTF-8 (they come from simdjson-validated input or
+// from the gateway itself); any byte that is not is written as U+FFFD, so
+// the output always is. Control characters are escaped.
 // Not thread-safe; one writer per message.
 #pragma once
 

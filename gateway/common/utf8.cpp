@@ -4,10 +4,7 @@
 
 namespace sluice {
 
-namespace {
-
-// Length of the well-formed character at s[i], or 0 when there is none.
-size_t char_length(std::string_view s, size_t i) {
+size_t utf8_char_length(std::string_view s, size_t i) {
   const auto c = static_cast<unsigned char>(s[i]);
   size_t len = 0;
   uint32_t cp = 0;
@@ -38,8 +35,6 @@ size_t char_length(std::string_view s, size_t i) {
   return len;
 }
 
-}  // namespace
-
 size_t utf8_floor(std::string_view s, size_t n) {
   while (n > 0 && n < s.size() && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
   return n;
@@ -47,7 +42,7 @@ size_t utf8_floor(std::string_view s, size_t n) {
 
 bool valid_utf8(std::string_view s) {
   for (size_t i = 0; i < s.size();) {
-    const size_t len = char_length(s, i);
+    const size_t len = utf8_char_length(s, i);
     if (len == 0) return false;
     i += len;
   }
@@ -68,7 +63,7 @@ std::string utf8_excerpt(std::string_view s, size_t max_bytes) {
   const size_t budget =
       !cut ? max_bytes : max_bytes > kEllipsis.size() ? max_bytes - kEllipsis.size() : 0;
   for (size_t i = 0; i < s.size();) {
-    const size_t len = char_length(s, i);
+    const size_t len = utf8_char_length(s, i);
     const std::string_view piece = len ? s.substr(i, len) : kReplacement;
     if (out.size() + piece.size() > budget) break;
     out += piece;

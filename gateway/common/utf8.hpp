@@ -12,6 +12,11 @@
 
 namespace sluice {
 
+// Length (1 to 4) of the well-formed character that starts at s[i], or 0
+// when none does there (a stray continuation byte, an overlong form, a
+// surrogate, a character cut short by the end of `s`).
+size_t utf8_char_length(std::string_view s, size_t i);
+
 // Largest n <= `n` such that s[0, n) ends on a UTF-8 character boundary.
 size_t utf8_floor(std::string_view s, size_t n);
 

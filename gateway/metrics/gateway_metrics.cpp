@@ -50,8 +50,8 @@ GatewayMetrics::GatewayMetrics(Registry& r)
       connections_total(r.counter("sluice_connections_total", "Client connections accepted, by face",
                                   {"face"})),
       connections_refused(r.counter("sluice_connections_refused_total",
-                                    "Connections not served at accept, by reason (fd_exhausted: no "
-                                    "file descriptor left; pending_limit: limits.max_pending_connections)",
+                                    "Connections turned away at accept or closed to make room, by "
+                                    "reason (fd_exhausted, pending_limit, idle_evicted)",
                                     {"reason"})),
       build_info(r.gauge("sluice_build_info", "Always 1; the labels say which build runs", {"version"})),
       local_batch_size(r.gauge("sluice_local_batch_size", "Sequences in the local engine's last batching step", {})),

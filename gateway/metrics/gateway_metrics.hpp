@@ -32,7 +32,7 @@ struct GatewayMetrics {
   Family<Counter>& tool_calls;            // tool, result
   Family<Counter>& moderation_actions;    // plugin, action
   Family<Counter>& connections_total;     // face
-  Family<Counter>& connections_refused;   // reason: fd_exhausted, pending_limit
+  Family<Counter>& connections_refused;   // reason: fd_exhausted, pending_limit, idle_evicted
   Family<Gauge>& build_info;              // version
   Family<Gauge>& local_batch_size;        // sequences in the local engine's last step
   Family<Gauge>& local_kv_blocks_used;

@@ -70,15 +70,33 @@ int64_t unix_seconds() {
 }
 
 template <class Stream>
-class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
+class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>>,
+                    public PendingConnection {
  public:
   HttpSession(Stream&& stream, std::shared_ptr<ServerState> state, bool metrics_only)
-      : stream_(std::move(stream)), state_(std::move(state)), metrics_only_(metrics_only) {
+      : stream_(std::move(stream)),
+        executor_(stream_.get_executor()),
+        state_(std::move(state)),
+        metrics_only_(metrics_only) {
     ++state_->pending_connections;
   }
-  ~HttpSession() { --state_->pending_connections; }
+  ~HttpSession() override {
+    if (listed_) state_->remove_pending(*listed_);
+    --state_->pending_connections;
+  }
+
+  void evict() override {
+    net::post(executor_, [self = this->shared_from_this()] {
+      // A request head may have arrived since: then it is served.
+      if (!self->reading_head_) return;
+      spdlog::debug("closing an idle connection to make room (limits.max_pending_connections "
+                    "or no file descriptor left)");
+      beast::get_lowest_layer(self->stream_).close();
+    });
+  }
 
   void run() {
+    if (!metrics_only_) listed_ = state_->add_pending(this, this->weak_from_this());
     if constexpr (kIsTls<Stream>) {
       net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
         beast::get_lowest_layer(self->stream_).expires_after(kHandshakeTimeout);
@@ -100,6 +118,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
 
  private:
   void do_read() {
+    reading_head_ = true;
+    waiting_for_request = true;
     parser_.emplace();
     parser_->header_limit(static_cast<uint32_t>(state_->config.limits.max_http_header_bytes));
     parser_->body_limit(kMaxBody);
@@ -110,6 +130,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
 
   // The head is in: refuse what must not be read on, then read the body.
   void on_header(beast::error_code ec, std::size_t) {
+    reading_head_ = false;
+    waiting_for_request = false;
     if (ec) return on_read(ec, 0);
     // Only "chunked" is a transfer coding the gateway decodes; anything else
     // (or a Content-Length beside it) would let a proxy in front and the
@@ -509,11 +531,14 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
   }
 
   Stream stream_;
+  const net::any_io_executor executor_;  // the connection's strand, for evict() from other threads
+  bool reading_head_ = true;             // on the strand: waiting for a request (or the TLS handshake)
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::shared_ptr<ServerState> state_;
   const bool metrics_only_;  // the metrics.listen address
   AuthResult who_;  // of the request being handled
+  std::optional<ServerState::PendingList::iterator> listed_;  // in the server's pending list
 };
 
 }  // namespace

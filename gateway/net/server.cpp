@@ -60,6 +60,34 @@ bool ServerState::call_when_empty(std::function<void()> cb) {
   return true;
 }
 
+ServerState::PendingList::iterator ServerState::add_pending(PendingConnection* conn,
+                                                            std::weak_ptr<PendingConnection> owner) {
+  std::lock_guard lock(pending_mutex_);
+  return pending_.insert(pending_.end(), {conn, std::move(owner)});
+}
+
+void ServerState::remove_pending(PendingList::iterator it) {
+  std::lock_guard lock(pending_mutex_);
+  pending_.erase(it);
+}
+
+bool ServerState::evict_oldest_idle() {
+  std::shared_ptr<PendingConnection> victim;  // released outside the lock
+  {
+    std::lock_guard lock(pending_mutex_);
+    for (auto& e : pending_) {
+      // exchange: two evictions never pick the same connection. A listed
+      // connection may be in its destructor (waiting for this lock to
+      // unlist itself): lock() then fails and it is skipped.
+      if (!e.conn->waiting_for_request.exchange(false)) continue;
+      if ((victim = e.owner.lock())) break;
+    }
+  }
+  if (!victim) return false;
+  victim->evict();
+  return true;
+}
+
 std::vector<std::shared_ptr<DrainableConnection>> ServerState::snapshot() {
   std::lock_guard lock(mutex_);
   std::vector<std::shared_ptr<DrainableConnection>> out;
@@ -117,10 +145,16 @@ class Server::Listener : public std::enable_shared_from_this<Listener> {
     if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;
     if (out_of_resources(ec)) {
       // The connection stays in the listen backlog: accepting again at once
-      // would fail again at once (a busy loop). Wait, longer each time, and
-      // never stop the listener.
-      backoff_ms_ = std::min(kMaxBackoffMs, backoff_ms_ == 0 ? kFirstBackoffMs : backoff_ms_ * 2);
+      // would fail again at once (a busy loop). Free a descriptor by closing
+      // the oldest idle pending connection if there is one, else wait,
+      // longer each time; never stop the listener.
       count_refusal("fd_exhausted", ec.message());
+      if (!metrics_only_ && state_->evict_oldest_idle()) {
+        count_refusal("idle_evicted", "closed an idle connection to free a descriptor");
+        backoff_ms_ = kFirstBackoffMs;
+      } else {
+        backoff_ms_ = std::min(kMaxBackoffMs, backoff_ms_ == 0 ? kFirstBackoffMs : backoff_ms_ * 2);
+      }
       backoff_.expires_after(std::chrono::milliseconds(backoff_ms_));
       backoff_.async_wait([self = shared_from_this()](boost::system::error_code wait_ec) {
         if (!wait_ec && self->acceptor_.is_open()) self->do_accept();
@@ -130,10 +164,9 @@ class Server::Listener : public std::enable_shared_from_this<Listener> {
     backoff_ms_ = 0;
     if (ec) {
       spdlog::warn("accept: {}", ec.message());  // ECONNABORTED and the like: one connection
-    } else if (!metrics_only_ &&
-               state_->pending_connections.load() >= state_->config.limits.max_pending_connections) {
-      count_refusal("pending_limit", "limits.max_pending_connections connections are not yet "
-                                     "WebSocket or streaming; closing new ones");
+    } else if (!metrics_only_ && !make_room()) {
+      count_refusal("pending_limit", "limits.max_pending_connections connections are busy with "
+                                     "requests; closing new ones");
       boost::system::error_code ignored;
       socket.close(ignored);
     } else {
@@ -142,21 +175,31 @@ class Server::Listener : public std::enable_shared_from_this<Listener> {
     do_accept();
   }
 
+  // At limits.max_pending_connections, closes the oldest idle pending
+  // connection to make room for the new one; false when all are busy.
+  bool make_room() {
+    if (state_->pending_connections.load() < state_->config.limits.max_pending_connections) return true;
+    if (!state_->evict_oldest_idle()) return false;
+    count_refusal("idle_evicted", "limits.max_pending_connections reached; closed the oldest idle one");
+    return true;
+  }
+
   static bool out_of_resources(const boost::system::error_code& ec) {
     return ec == boost::system::errc::too_many_files_open ||
            ec == boost::system::errc::too_many_files_open_in_system ||
            ec == boost::system::errc::no_buffer_space || ec == boost::system::errc::not_enough_memory;
   }
 
-  // Counts a refused connection; logs at most one line a second, with how
-  // many were refused since the last one.
+  // Counts a connection turned away or closed for room; logs at most one
+  // line a second, saying how many such events the line stands for.
   void count_refusal(std::string_view reason, const std::string& what) {
     if (auto* m = metrics::active()) m->connections_refused.with({reason}).inc();
     ++refused_since_log_;
     const auto now = std::chrono::steady_clock::now();
     if (now - last_refusal_log_ < std::chrono::seconds(1)) return;
-    spdlog::warn("accept: {} ({} connection{} refused since the last report; {})", what,
-                 refused_since_log_, refused_since_log_ == 1 ? "" : "s", reason);
+    spdlog::warn("accept: {} [{}; {} such event{} since the last line, see "
+                 "sluice_connections_refused_total]",
+                 what, reason, refused_since_log_, refused_since_log_ == 1 ? "" : "s");
     refused_since_log_ = 0;
     last_refusal_log_ = now;
   }

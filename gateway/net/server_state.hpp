@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -29,6 +30,19 @@ class DrainableConnection {
   // Drain: the running turns end, their last events are delivered, then the
   // connection closes with 1001. Any thread.
   virtual void shutdown() = 0;
+};
+
+// An accepted connection that is not yet a WebSocket or a streaming answer,
+// as the server sees it when it needs room (the sessions are templates over
+// the transport).
+class PendingConnection {
+ public:
+  virtual ~PendingConnection() = default;
+  // Closes the connection (on its own strand); any thread.
+  virtual void evict() = 0;
+  // True while it waits for (the rest of) a request head or a TLS
+  // handshake: nothing is lost by closing it.
+  std::atomic<bool> waiting_for_request{true};
 };
 
 // With auth.mode = "none", every client is this one principal.
@@ -70,6 +84,18 @@ struct ServerState {
   // answer: HTTP requests, keep-alive and TLS handshakes, upgrades under
   // way. Capped by limits.max_pending_connections at accept.
   std::atomic<size_t> pending_connections{0};
+  struct PendingEntry {
+    // Alive while listed: its destructor removes it under the same lock.
+    PendingConnection* conn;
+    std::weak_ptr<PendingConnection> owner;
+  };
+  using PendingList = std::list<PendingEntry>;
+  PendingList::iterator add_pending(PendingConnection* conn, std::weak_ptr<PendingConnection> owner);
+  void remove_pending(PendingList::iterator it);
+  // Closes the oldest pending connection that waits for a request, to make
+  // room for a new one (as nginx drains idle keep-alive connections when it
+  // runs out); false when every pending connection is busy.
+  bool evict_oldest_idle();
   uint64_t next_id() { return ++last_id_; }
 
   // Calls `cb` once no connection is open: now (returning true) or when the
@@ -82,6 +108,8 @@ struct ServerState {
   std::atomic<uint64_t> last_id_{0};
   std::mutex mutex_;
   std::unordered_map<uint64_t, std::weak_ptr<DrainableConnection>> connections_;
+  std::mutex pending_mutex_;
+  PendingList pending_;  // oldest first
 };
 
 }  // namespace sluice

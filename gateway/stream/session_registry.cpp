@@ -1,6 +1,11 @@
 #include "gateway/stream/session_registry.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <boost/asio/post.hpp>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "gateway/common/random_id.hpp"
 
@@ -10,6 +15,11 @@ namespace net = boost::asio;
 
 namespace {
 constexpr size_t kMaxTombstones = 1'000'000;
+// When expired sessions and journals add up to this much, free heap pages
+// go back to the kernel (at most once per interval: a trim walks the heap).
+constexpr size_t kTrimAfterBytes = size_t{16} << 20;
+constexpr size_t kTrimAfterSessions = 1000;
+constexpr auto kMinTrimInterval = std::chrono::seconds(2);
 }
 
 SessionRegistry::SessionRegistry(net::io_context& ioc, std::shared_ptr<JournalStore> store,
@@ -81,7 +91,47 @@ void SessionRegistry::schedule() {
 void SessionRegistry::sweep(Clock::time_point now) {
   store_->expire(now);
   std::vector<std::shared_ptr<Session>> forgotten;  // destroyed outside the lock
-  std::lock_guard lock(mutex_);
+  size_t held = 0;
+  {
+    std::lock_guard lock(mutex_);
+    forget_idle(now, forgotten);
+    held = sessions_.size();
+  }
+  forgotten_since_trim_ += forgotten.size();
+  forgotten.clear();
+  return_memory(now, held);
+}
+
+void SessionRegistry::return_memory(Clock::time_point now, size_t held) {
+  // glibc keeps freed heap pages for reuse: after a burst the resident size
+  // would stay at its peak for good. Once the load has gone down (at most
+  // half of the peak still held) and expiry has let go of a lot, the free
+  // pages go back to the kernel. Under a steady load nothing is trimmed:
+  // the pages are about to be reused.
+  const size_t used = store_->bytes_used();
+  journal_peak_since_trim_ = std::max(journal_peak_since_trim_, used);
+  sessions_peak_since_trim_ = std::max(sessions_peak_since_trim_, held + forgotten_since_trim_);
+  const bool bytes_down = journal_peak_since_trim_ - used >= kTrimAfterBytes &&
+                          used <= journal_peak_since_trim_ / 2;
+  const bool sessions_down = forgotten_since_trim_ >= kTrimAfterSessions && held <= sessions_peak_since_trim_ / 2;
+  if (!(bytes_down || sessions_down) || now - last_trim_ < kMinTrimInterval) return;
+  last_trim_ = now;
+  journal_peak_since_trim_ = used;
+  sessions_peak_since_trim_ = held;
+  forgotten_since_trim_ = 0;
+#ifdef __GLIBC__
+  // A trim walks the heap (milliseconds for hundreds of MiB): on its own
+  // thread, never an I/O thread.
+  net::post(trim_thread_, [] {
+    const auto start = Clock::now();
+    malloc_trim(0);
+    spdlog::debug("returned free heap memory to the system ({} us)",
+                  std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count());
+  });
+#endif
+}
+
+void SessionRegistry::forget_idle(Clock::time_point now, std::vector<std::shared_ptr<Session>>& forgotten) {
   for (auto it = sessions_.begin(); it != sessions_.end();) {
     if (it->second->idle_before(now - retention_)) {
       tombstones_.emplace(it->first, it->second->principal());

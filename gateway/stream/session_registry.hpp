@@ -8,6 +8,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <chrono>
 #include <deque>
 #include <memory>
@@ -43,13 +44,19 @@ class SessionRegistry : public std::enable_shared_from_this<SessionRegistry> {
   void stop();
   // Drain: ends every running turn with `why`.
   void cancel_all(const TurnError& why);
-  // One sweep now (tests, and the timer).
+  // One sweep now (tests, and the timer); one thread at a time. After a
+  // sweep that let go of much memory, the free heap pages are handed back
+  // to the kernel (malloc_trim), so the resident size follows the load down.
   void sweep(Clock::time_point now);
   size_t size() const;
   JournalStore& store() const { return *store_; }
 
  private:
   void schedule();
+  // With mutex_ held: moves the sessions idle since before `now - retention`
+  // out, leaving tombstones.
+  void forget_idle(Clock::time_point now, std::vector<std::shared_ptr<Session>>& forgotten);
+  void return_memory(Clock::time_point now, size_t held);  // on the sweeping thread
 
   boost::asio::io_context& ioc_;
   std::shared_ptr<JournalStore> store_;
@@ -59,6 +66,12 @@ class SessionRegistry : public std::enable_shared_from_this<SessionRegistry> {
   boost::asio::strand<boost::asio::io_context::executor_type> strand_;
   boost::asio::steady_timer timer_;  // on strand_
   bool stopped_ = false;             // on strand_
+  // Memory handed back after expiry (return_memory), on the sweeping thread.
+  size_t journal_peak_since_trim_ = 0;
+  size_t forgotten_since_trim_ = 0;
+  size_t sessions_peak_since_trim_ = 0;
+  Clock::time_point last_trim_{};
+  boost::asio::thread_pool trim_thread_{1};  // malloc_trim runs here
 
   mutable std::mutex mutex_;
   std::unordered_map<std::string, std::shared_ptr<Session>> sessions_;

@@ -232,11 +232,13 @@ TEST(Adversarial, FractionalExpiryAndLowerCaseBearerAreAccepted) {
 
 // ---- 3. descriptors running out ----
 
-TEST(Adversarial, DescriptorExhaustionBacksOffInsteadOfSpinning) {
+TEST(Adversarial, DescriptorExhaustionBacksOffAndStillServesHealthChecks) {
   auto sim = start_sim();
   std::vector<std::string> argv = {"/usr/bin/prlimit", "--nofile=64:64", "--", SLUICE_GATEWAY_BIN, "--listen",
                                    "127.0.0.1:0", "--upstream", sim_url(*sim)};
   Process gw(argv, {"SLUICE_LOG_LEVEL=info"});
+  // 80 connections that never send a request, more than the gateway has
+  // descriptors for.
   std::vector<std::unique_ptr<RawConnection>> idle;
   for (int i = 0; i < 80; ++i) idle.push_back(std::make_unique<RawConnection>(gw.port()));
   std::this_thread::sleep_for(300ms);  // the gateway runs out of descriptors
@@ -245,8 +247,8 @@ TEST(Adversarial, DescriptorExhaustionBacksOffInsteadOfSpinning) {
   const double cpu = cpu_seconds(gw.pid()) - cpu_before;
   std::printf("gateway CPU over a 1.5 s window with descriptors exhausted: %.3f s\n", cpu);
   EXPECT_LT(cpu, 0.3) << "the acceptor spins";
-  idle.clear();
-  // Served again once the descriptors are back.
+  // Idle connections make room: a health check is answered while they are
+  // all still open.
   HttpReply health;
   for (int i = 0; i < 50 && health.status != 200; ++i) {
     try {
@@ -257,26 +259,57 @@ TEST(Adversarial, DescriptorExhaustionBacksOffInsteadOfSpinning) {
   }
   EXPECT_EQ(health.status, 200);
   EXPECT_GT(metric(gw.port(), R"(sluice_connections_refused_total{reason="fd_exhausted"})"), 0);
+  EXPECT_GT(metric(gw.port(), R"(sluice_connections_refused_total{reason="idle_evicted"})"), 0);
+  idle.clear();
   const std::string log = gw.stderr_text();
   EXPECT_LT(log.size(), 64u * 1024) << "the log is flooded";
   EXPECT_NE(log.find("Too many open files"), std::string::npos);
 }
 
-TEST(Adversarial, IdleConnectionsThatNeverUpgradeAreCapped) {
+TEST(Adversarial, IdleConnectionsThatNeverSendARequestMakeRoom) {
   auto sim = start_sim();
   auto gw = start_gateway(sim_url(*sim), {"SLUICE_LIMITS_MAX_PENDING_CONNECTIONS=8"});
   std::vector<std::unique_ptr<RawConnection>> idle;
-  for (int i = 0; i < 20; ++i) idle.push_back(std::make_unique<RawConnection>(gw->port()));
-  int closed = 0;
-  for (auto& c : idle) closed += c->peer_closed(250ms) ? 1 : 0;
-  EXPECT_EQ(closed, 12);
-  idle.clear();
-  WsClient ws(gw->port());  // upgraded connections do not count
+  for (int i = 0; i < 20; ++i) {
+    idle.push_back(std::make_unique<RawConnection>(gw->port()));
+    std::this_thread::sleep_for(5ms);  // accepted in this order
+  }
+  // The oldest idle ones are closed for the newer ones.
+  for (int i = 0; i < 12; ++i) EXPECT_TRUE(idle[i]->peer_closed(2000ms)) << i;
+  for (int i = 12; i < 20; ++i) EXPECT_FALSE(idle[i]->peer_closed(100ms)) << i;
+  EXPECT_EQ(http_get(gw->port(), "/healthz").status, 200);  // served while 8 are held
+  WsClient ws(gw->port());  // and a chat
   ws.send(chat("after the flood"));
   auto s = ws.read_until("session");
   ASSERT_TRUE(s);
   EXPECT_TRUE(read_turn(ws, s->session_id).done);
-  EXPECT_EQ(metric(gw->port(), R"(sluice_connections_refused_total{reason="pending_limit"})"), 12);
+  EXPECT_GE(metric(gw->port(), R"(sluice_connections_refused_total{reason="idle_evicted"})"), 14);
+}
+
+TEST(Adversarial, PendingConnectionsBusyWithRequestsAreNotClosedForNewOnes) {
+  auto sim = start_sim();
+  auto gw = start_gateway(sim_url(*sim), {"SLUICE_LIMITS_MAX_PENDING_CONNECTIONS=4"});
+  // Four requests whose bodies are still on their way.
+  std::vector<std::unique_ptr<RawConnection>> busy;
+  for (int i = 0; i < 4; ++i) {
+    busy.push_back(std::make_unique<RawConnection>(gw->port()));
+    busy.back()->send("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{");
+  }
+  std::this_thread::sleep_for(200ms);
+  RawConnection late(gw->port());
+  EXPECT_TRUE(late.peer_closed(2000ms));
+  for (auto& b : busy) EXPECT_FALSE(b->peer_closed(50ms));
+  busy.clear();
+  double refused = -1;
+  for (int i = 0; i < 50 && refused < 0; ++i) {  // until the busy ones are gone
+    try {
+      refused = metric(gw->port(), R"(sluice_connections_refused_total{reason="pending_limit"})");
+    } catch (const std::exception&) {
+      std::this_thread::sleep_for(20ms);
+    }
+  }
+  EXPECT_GE(refused, 1);
+  EXPECT_EQ(metric(gw->port(), R"(sluice_connections_refused_total{reason="idle_evicted"})"), -1);
 }
 
 TEST(Adversarial, SoftDescriptorLimitIsRaisedToTheHardOne) {
@@ -359,7 +392,7 @@ TEST(Adversarial, RefusedHttpTurnsCreateNoSessions) {
   // The per-principal turn rate: the third turn of the minute is 429.
   for (int i = 0; i < 2; ++i) {
     HttpReply ok;
-    for (int tries = 0; tries < 50; ++tries) {  // until the WebSocket's place is given back
+    for (int tries = 0; tries < 500; ++tries) {  // until the WebSocket's place is given back
       ok = http_post(gw->port(), "/v1/chat/completions",
                      R"({"messages":[{"role":"user","content":"quick"}],"max_tokens":1})");
       if (ok.status != 503) break;

@@ -61,9 +61,11 @@ inline std::string chat(const std::string& input, const std::string& request_id 
   return w.end_object().take();
 }
 
-inline std::string cancel(const std::string& session_id) {
+// `resume_token` is needed for a session not attached to the connection.
+inline std::string cancel(const std::string& session_id, const std::string& resume_token = "") {
   JsonWriter w;
   w.begin_object().field("type", "cancel").field("session_id", session_id);
+  if (!resume_token.empty()) w.field("resume_token", resume_token);
   return w.end_object().take();
 }
 

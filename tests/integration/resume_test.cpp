@@ -175,7 +175,12 @@ TEST(Resume, CancelWhileNobodyIsAttached) {
     a.drop();
   }
   WsClient b(gw->port());
-  b.send(cancel(s.session_id));
+  b.send(cancel(s.session_id));  // the id alone is not enough
+  auto refused = b.read_until("error");
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->code, "bad_message");
+  EXPECT_EQ(sim_stats(*sim).aborted, 0);
+  b.send(cancel(s.session_id, s.token));
   EXPECT_EQ(sim_stats(*sim, "?wait_aborted=1&timeout_ms=2000").aborted, 1);
   b.send(resume(s.session_id, 0, s.token));
   ASSERT_TRUE(b.read_until("resumed"));

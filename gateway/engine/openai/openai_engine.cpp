@@ -53,7 +53,6 @@ struct Failure {
   TurnError error;              // what the client reads: never an address
   bool retryable = false;       // worth another attempt, if no token was sent yet
   bool endpoint_fault = false;  // counts towards ejecting the endpoint
-  std::string log_detail;       // for the log only (curl's sentence names host and port)
 };
 
 std::string build_body(const OpenAiConfig& config, const TurnRequest& request) {
@@ -297,15 +296,15 @@ class Turn : public std::enable_shared_from_this<Turn> {
         case CURLE_PEER_FAILED_VERIFICATION:
           return conclude({{ErrorCode::kUpstreamUnavailable,
                             "cannot connect to the upstream (" + generic + ")"},
-                           true, true, log_detail});
+                           true, true}, log_detail);
         case CURLE_OPERATION_TIMEDOUT:
           return conclude({{ErrorCode::kUpstreamTimeout,
                             "connecting to the upstream timed out"},
-                           true, true, log_detail});
+                           true, true}, log_detail);
         default:
           return conclude({{ErrorCode::kUpstreamDisconnected,
                             "the upstream connection failed (" + generic + ")"},
-                           true, true, log_detail});
+                           true, true}, log_detail);
       }
     }
     if (code != 200) {
@@ -340,7 +339,8 @@ class Turn : public std::enable_shared_from_this<Turn> {
   }
 
   // An attempt failed: try another endpoint if that is still safe, or end.
-  void conclude(const Failure& f) {
+  // `log_detail` goes to the log only (curl's sentence names host and port).
+  void conclude(const Failure& f, std::string_view log_detail = {}) {
     if (auto* m = metrics::active()) m->upstream_errors.with({to_string(f.error.code)}).inc();
     if (f.endpoint_fault) shared_->pool.report_failure(endpoint_, Clock::now());
     last_failed_ = endpoint_;
@@ -349,7 +349,7 @@ class Turn : public std::enable_shared_from_this<Turn> {
     // Client messages never name upstream addresses; the log does.
     spdlog::warn("trace {}: attempt {} to {} failed: {} ({}{}{}){}", trace_id_, attempts_,
                  shared_->pool.url(endpoint_), to_string(f.error.code), f.error.message,
-                 f.log_detail.empty() ? "" : "; ", f.log_detail, retry ? "; retrying" : "");
+                 log_detail.empty() ? "" : "; ", log_detail, retry ? "; retrying" : "");
     if (!retry) return finish_error(f.error);
     backoff_.expires_after(config_.retry_backoff * attempts_);
     backoff_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {

@@ -13,6 +13,15 @@ TEST(JsonWriter, EscapesControlCharactersAndKeepsUtf8) {
   EXPECT_EQ(out, "\"a\\\"b\\\\c\\n\\t\\u0001\\u001f 你好 🚀\"");
 }
 
+TEST(JsonWriter, WritesInvalidUtf8AsReplacementCharacters) {
+  std::string out;
+  // A cut character, a stray continuation byte, an overlong "/" and a
+  // surrogate, between valid text.
+  append_json_string(out, std::string("é\xC3") + "|\x80|\xC0\xAF|\xED\xA0\x80|你" + std::string("\xE4\xBD", 2));
+  EXPECT_EQ(out, "\"é\xEF\xBF\xBD|\xEF\xBF\xBD|\xEF\xBF\xBD\xEF\xBF\xBD|"
+                 "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD|你\xEF\xBF\xBD\xEF\xBF\xBD\"");
+}
+
 TEST(JsonWriter, BuildsNestedObjects) {
   JsonWriter w;
   w.begin_object().field("s", "x").field("n", int64_t{-3}).field("b", true);
