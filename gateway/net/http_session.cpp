@@ -78,11 +78,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>>,
         executor_(stream_.get_executor()),
         state_(std::move(state)),
         metrics_only_(metrics_only) {
-    ++state_->pending_connections;
+    if (!metrics_only_) ++state_->pending_connections;  // scrapes are not clients
   }
   ~HttpSession() override {
     if (listed_) state_->remove_pending(*listed_);
-    --state_->pending_connections;
+    if (!metrics_only_) --state_->pending_connections;
   }
 
   void evict() override {
@@ -138,6 +138,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>>,
     // gateway disagree on where the body ends (request smuggling).
     const auto& head = parser_->get();
     if (const auto te = head[http::field::transfer_encoding]; !te.empty()) {
+      if (head.count(http::field::transfer_encoding) > 1) {
+        return reply(http::status::bad_request, false,
+                     error_json("bad_request", "more than one Transfer-Encoding header"));
+      }
       if (!beast::iequals(trimmed(te), "chunked")) {
         return reply(http::status::not_implemented, false,
                      error_json("bad_request", "Transfer-Encoding other than chunked is not supported"));

@@ -5,22 +5,18 @@
 // refused HTTP turns that left sessions behind, expired sessions that could
 // be probed by another principal, upstream addresses in client errors, and
 // the HTTP parser's smaller gaps.
-#include <jwt.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
-
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include <cstdio>
 #include <sstream>
 #include <thread>
 
 #include "gateway/auth/authenticator.hpp"
-#include "gateway/common/base64url.hpp"
 #include "gateway/common/utf8.hpp"
 #include "tests/integration/gateway_fixture.hpp"
+#include "tests/support/signed_jwt.hpp"
 
 namespace sluice::test {
 namespace {
@@ -38,15 +34,8 @@ std::vector<std::string> auth_env() {
               R"("}, {principal = "bob", sha256 = ")" + sha256_hex(kBobKey) + R"("}])"};
 }
 
-// An HS256 token with exactly this header and payload (libjwt cannot write a
-// fractional exp or an arbitrary alg).
 std::string signed_token(const std::string& header, const std::string& payload) {
-  const std::string input = base64url_encode(header) + "." + base64url_encode(payload);
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), kSecret.data(), static_cast<int>(kSecret.size()),
-       reinterpret_cast<const unsigned char*>(input.data()), input.size(), mac, &len);
-  return input + "." + base64url_encode(std::string(reinterpret_cast<const char*>(mac), len));
+  return signed_hs256(header, payload, kSecret);
 }
 
 std::string token_with_exp(const std::string& exp) {
@@ -233,6 +222,12 @@ TEST(Adversarial, FractionalExpiryAndLowerCaseBearerAreAccepted) {
 // ---- 3. descriptors running out ----
 
 TEST(Adversarial, DescriptorExhaustionBacksOffAndStillServesHealthChecks) {
+#if defined(__SANITIZE_ADDRESS__)
+  // UBSan checks a virtual call's target by writing it into a pipe when its
+  // type cache misses; with no descriptor left the pipe fails and it reports
+  // an "invalid vptr" that is not there. The release suite runs this test.
+  GTEST_SKIP() << "the sanitizer runtime itself needs free descriptors; run in the release build";
+#endif
   auto sim = start_sim();
   std::vector<std::string> argv = {"/usr/bin/prlimit", "--nofile=64:64", "--", SLUICE_GATEWAY_BIN, "--listen",
                                    "127.0.0.1:0", "--upstream", sim_url(*sim)};
@@ -492,11 +487,11 @@ TEST(Adversarial, HttpRefusesOversizedBodiesAndUnknownTransferCodings) {
     const auto r = c.read_all();
     EXPECT_EQ(status_line(r), "HTTP/1.1 501 Not Implemented") << te << ": " << r;
   }
-  {
+  for (const std::string second : {"Content-Length: 2", "Transfer-Encoding: identity"}) {
     RawConnection c(gw->port());
-    c.send("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-           "Content-Length: 2\r\n\r\n2\r\n{}\r\n0\r\n\r\n");
-    EXPECT_EQ(status_line(c.read_all()), "HTTP/1.1 400 Bad Request");
+    c.send("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n" + second +
+           "\r\n\r\n2\r\n{}\r\n0\r\n\r\n");
+    EXPECT_EQ(status_line(c.read_all()), "HTTP/1.1 400 Bad Request") << second;
   }
   const auto yes = http_post(gw->port(), "/v1/chat/completions",
                              R"({"messages":[{"role":"user","content":"hi"}],"stream":"yes"})");

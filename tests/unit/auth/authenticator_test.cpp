@@ -2,11 +2,11 @@
 
 #include "gateway/common/base64url.hpp"
 #include "gateway/common/utf8.hpp"
+#include "tests/support/signed_jwt.hpp"
 
 #include <gtest/gtest.h>
 #include <jwt.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/pem.h>
 #include <unistd.h>
 
@@ -176,16 +176,8 @@ TEST(Authenticator, MissingKeyFileIsAStartupError) {
   EXPECT_THROW(Authenticator{c}, std::runtime_error);
 }
 
-// An HS256 token with exactly this header and payload JSON (libjwt cannot
-// write a fractional exp or an arbitrary alg).
-std::string signed_token(const std::string& header, const std::string& payload,
-                         const std::string& key = kSecret) {
-  const std::string input = base64url_encode(header) + "." + base64url_encode(payload);
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-       reinterpret_cast<const unsigned char*>(input.data()), input.size(), mac, &len);
-  return input + "." + base64url_encode(std::string(reinterpret_cast<const char*>(mac), len));
+std::string signed_token(const std::string& header, const std::string& payload) {
+  return test::signed_hs256(header, payload, kSecret);
 }
 
 std::string payload_with_exp(const std::string& exp) {
