@@ -540,6 +540,9 @@ ConfigResult load_config(const ConfigSources& sources) {
       r.error = "--upstream: " + err;
       return r;
     }
+    // The flag means what it says: answers come from that upstream, even
+    // when the file chose the local engine.
+    r.config.engine = "openai";
   }
   if (r.config.tls.cert_file.empty() != r.config.tls.key_file.empty()) {
     r.error = "tls: set both tls.cert_file and tls.key_file (TLS on), or neither (plain TCP)";

@@ -41,7 +41,8 @@ struct Session::TurnState {
   std::vector<ToolOutcome> outcomes;     // by call
   int detaches = 0;    // readers that left during the turn
   int attaches = 0;    // readers that came (back) during the turn
-  std::unique_ptr<TurnHandle> handle;
+  // Shared so that cancel() is called with the session's mutex released.
+  std::shared_ptr<TurnHandle> handle;
   bool cancel_pending = false;              // cancelled before the handle was stored
   std::optional<TurnError> cancel_error;   // why it was cancelled, when not by the client
 };
@@ -216,15 +217,21 @@ void Session::start_round(uint64_t number, TurnRequest req) {
   auto chain = settings_.plugins ? settings_.plugins->make_chain() : nullptr;
   auto handle = engine_.start(std::move(req),
                               std::make_shared<Sink>(shared_from_this(), number, std::move(chain)));
-  std::lock_guard lock(mutex_);
-  if (turn_ && turn_->number == number) {
-    turn_->handle = std::move(handle);
-    if (turn_->cancel_pending) turn_->handle->cancel();
+  std::shared_ptr<TurnHandle> stored = std::move(handle);
+  bool cancel_now = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (turn_ && turn_->number == number) {
+      turn_->handle = stored;
+      cancel_now = turn_->cancel_pending;
+    }
   }
+  if (cancel_now) stored->cancel();  // never under the mutex: the engine may call back
 }
 
 void Session::cancel(std::optional<TurnError> why) {
   uint64_t ended_in_tools = 0;
+  std::shared_ptr<TurnHandle> running;  // cancelled with the mutex released
   {
     std::lock_guard lock(mutex_);
     if (!turn_) return;
@@ -235,11 +242,12 @@ void Session::cancel(std::optional<TurnError> why) {
       turn_->tools_running = false;
       ended_in_tools = turn_->number;
     } else if (turn_->handle) {
-      turn_->handle->cancel();
+      running = turn_->handle;
     } else {
       turn_->cancel_pending = true;  // the round's handle is not stored yet
     }
   }
+  if (running) running->cancel();
   if (ended_in_tools) {
     TurnResult r;
     r.finish_reason = "cancelled";

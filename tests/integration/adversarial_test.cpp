@@ -98,14 +98,6 @@ class RawConnection {
   bool connected_ = false;
 };
 
-// The value of one series in the gateway's /metrics (-1 when absent).
-double metric(uint16_t port, const std::string& series) {
-  const auto text = http_get(port, "/metrics").body;
-  const auto at = text.find("\n" + series + " ");
-  if (at == std::string::npos) return -1;
-  return std::stod(text.substr(at + series.size() + 2));
-}
-
 // CPU seconds (user + system) the process has used.
 double cpu_seconds(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/stat");

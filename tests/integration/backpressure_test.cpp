@@ -64,9 +64,12 @@ TEST(SlowConsumer, ReaderThatStopsIsClosedAndResumesTheRest) {
     }
   }
   EXPECT_TRUE(stalled.closed());
+  // Closed by the slow-consumer rule, whether or not its 4008 frame got
+  // through the full socket before the grace ran out.
   if (stalled.close_code()) {
     EXPECT_EQ(*stalled.close_code(), 4008);
   }
+  EXPECT_EQ(metric(gw->port(), R"(sluice_slow_consumer_closes_total{face="websocket"})"), 1);
   ASSERT_FALSE(session_id.empty());
   WsClient again(gw->port());
   again.send(resume(session_id, last, token));
@@ -147,6 +150,7 @@ TEST(SlowConsumer, ThousandSessionsStreamWhileOneClientNeverReads) {
   if (stalled.close_code()) {
     EXPECT_EQ(*stalled.close_code(), 4008);
   }
+  EXPECT_EQ(metric(gw->port(), R"(sluice_slow_consumer_closes_total{face="websocket"})"), 1);
 }
 
 }  // namespace

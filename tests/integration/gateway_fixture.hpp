@@ -174,6 +174,15 @@ struct OrdersDb {
   }
 };
 
+// The value of one series in the gateway's /metrics, as exposed
+// (`name{label="v"}`); -1 when absent.
+inline double metric(uint16_t port, const std::string& series) {
+  const auto text = http_get(port, "/metrics").body;
+  const auto at = text.find("\n" + series + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(text.substr(at + series.size() + 2));
+}
+
 struct SimStats {
   int64_t connections = 0, requests = 0, completed = 0, aborted = 0, active = 0;
   std::string last_body;

@@ -237,6 +237,8 @@ void quantize_activations(const float* x, int64_t tokens, int64_t cols, Quantize
 
 void force_portable(bool on) { portable_only.store(on, std::memory_order_relaxed); }
 
+bool native_kernels_active() { return use_avx2(); }
+
 float half_to_float(uint16_t h) {
   const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
   uint32_t exp = (h >> 10) & 0x1F;

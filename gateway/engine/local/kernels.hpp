@@ -46,6 +46,9 @@ void quantize_activations(const float* x, int64_t tokens, int64_t cols, Quantize
 // Tests: use only the portable kernels, as on a CPU without AVX2. Also set
 // by the environment variable SLUICE_CPU_KERNELS=portable.
 void force_portable(bool on);
+// True when the native (AVX2 + FMA + F16C) kernels run: the CPU has them
+// and neither force_portable nor SLUICE_CPU_KERNELS=portable is in effect.
+bool native_kernels_active();
 
 class ThreadPool {
  public:

@@ -52,6 +52,18 @@ TEST(ConfigLoader, FloatWhereAnIntegerBelongsIsRefusedWithoutACast) {
   EXPECT_EQ(pending.config.limits.max_pending_connections, 7u);
 }
 
+TEST(ConfigLoader, UpstreamFlagSelectsTheOpenAiEngine) {
+  TempToml f("engine = \"local\"\n[local]\nmodel = \"models/sluice-demo.gguf\"\n");
+  const auto r = load_config({f.path(), {}, "", "http://127.0.0.1:9999/v1", ""});
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(r.config.engine, "openai");
+  ASSERT_EQ(r.config.openai.urls.size(), 1u);
+  EXPECT_EQ(r.config.openai.urls[0], "http://127.0.0.1:9999/v1");
+  const auto without = load_config({f.path(), {}, "", "", ""});
+  ASSERT_TRUE(without.ok) << without.error;
+  EXPECT_EQ(without.config.engine, "local");
+}
+
 TEST(ConfigLoader, ShippedConfigsLoad) {
   for (const char* name : {"sluice.toml", "vllm.toml"}) {
     const auto r = load_config({std::string(SLUICE_FIXTURES) + "/../../config/" + name, {}, "", "", ""});

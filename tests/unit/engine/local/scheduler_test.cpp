@@ -78,11 +78,16 @@ struct Result {
   std::string reason, error;
   bool ended = false;
   int64_t cancel_after = -1;  // tokens, then the test cancels
+  // At this many tokens the scheduler thread waits in on_token until
+  // release(): the whole batch stands still while the test acts.
+  size_t hold_at = 0;
+  bool released = false;
   Scheduler::Callbacks callbacks() {
     return {[this](int32_t t, std::string&) {
-              std::lock_guard lock(mutex);
+              std::unique_lock lock(mutex);
               tokens.push_back(t);
               cv.notify_all();
+              if (tokens.size() == hold_at) cv.wait(lock, [&] { return released; });
               return true;
             },
             [this](const std::string& r, const std::string& e, int64_t, int64_t) {
@@ -100,6 +105,11 @@ struct Result {
   bool wait_end() {
     std::unique_lock lock(mutex);
     return cv.wait_for(lock, 30s, [&] { return ended; });
+  }
+  void release() {
+    std::lock_guard lock(mutex);
+    released = true;
+    cv.notify_all();
   }
 };
 
@@ -152,10 +162,15 @@ TEST(Scheduler, CancelsFreeEveryBlockAndOthersGoOn) {
   std::vector<uint64_t> ids;
   for (int i = 0; i < 12; ++i) {  // more than max_batch: some wait for a slot
     results.push_back(std::make_unique<Result>());
+    if (i == 0) results[0]->hold_at = 5;
     ids.push_back(s.submit(prompt(10 + i, i), greedy(150), results.back()->callbacks()));
   }
+  // The batch stands still at the first sequence's fifth token while the
+  // cancels go in, so none of them can finish first, however slow this
+  // thread is scheduled (the test was timing-dependent).
   ASSERT_TRUE(results[0]->wait_tokens(5));
   for (int i = 0; i < 12; i += 2) s.cancel(ids[i]);
+  results[0]->release();
   for (int i = 0; i < 12; ++i) {
     ASSERT_TRUE(results[i]->wait_end()) << i;
     EXPECT_EQ(results[i]->reason, i % 2 == 0 ? "cancelled" : "length") << i;
