@@ -270,7 +270,9 @@ TEST(Adversarial, IdleConnectionsThatNeverSendARequestMakeRoom) {
   auto s = ws.read_until("session");
   ASSERT_TRUE(s);
   EXPECT_TRUE(read_turn(ws, s->session_id).done);
-  EXPECT_GE(metric(gw->port(), R"(sluice_connections_refused_total{reason="idle_evicted"})"), 14);
+  // 12 for the flood and one for the health check (the chat may find a
+  // place free by then).
+  EXPECT_GE(metric(gw->port(), R"(sluice_connections_refused_total{reason="idle_evicted"})"), 13);
 }
 
 TEST(Adversarial, PendingConnectionsBusyWithRequestsAreNotClosedForNewOnes) {
