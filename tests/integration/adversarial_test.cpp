@@ -284,7 +284,8 @@ TEST(Adversarial, PendingConnectionsBusyWithRequestsAreNotClosedForNewOnes) {
     busy.push_back(std::make_unique<RawConnection>(gw->port()));
     busy.back()->send("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{");
   }
-  std::this_thread::sleep_for(200ms);
+  // (The gateway reads their heads at once; nothing tells the test when.)
+  std::this_thread::sleep_for(1s);
   RawConnection late(gw->port());
   EXPECT_TRUE(late.peer_closed(2000ms));
   for (auto& b : busy) EXPECT_FALSE(b->peer_closed(50ms));
