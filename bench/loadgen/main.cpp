@@ -446,6 +446,65 @@ int retained_probe(const Target& t, int n, int pid) {
   return 0;
 }
 
+// Opens N idle WebSocket connections (no sessions, no traffic) and reports
+// the relay's resident memory per connection. Past 20,000 connections the
+// source address moves on (127.0.0.2, 127.0.0.3, ...) so that the local
+// port range does not run out.
+int idle_probe(const Target& t, int n, int pid, int threads) {
+  const long before = rss_kib(pid);
+  net::io_context ioc(threads);
+  std::vector<std::unique_ptr<websocket::stream<beast::tcp_stream>>> open;
+  open.reserve(static_cast<size_t>(n));
+  std::mutex mutex;
+  int failed = 0;
+  std::string first_error;
+  tcp::endpoint server(net::ip::make_address(t.host), static_cast<unsigned short>(std::stoi(t.port)));
+  for (int i = 0; i < n; ++i) {
+    net::co_spawn(
+        net::make_strand(ioc),
+        [&, i]() -> awaitable<void> {
+          auto ex = co_await net::this_coro::executor;
+          auto ws = std::make_unique<websocket::stream<beast::tcp_stream>>(ex);
+          auto& socket = beast::get_lowest_layer(*ws).socket();
+          socket.open(tcp::v4());
+          if (server.address().is_loopback()) {
+            const auto base = net::ip::make_address_v4("127.0.0.1").to_uint();
+            socket.bind({net::ip::address_v4(base + static_cast<uint32_t>(i / 20000)), 0});
+          }
+          co_await beast::get_lowest_layer(*ws).async_connect(server, use_awaitable);
+          beast::get_lowest_layer(*ws).expires_never();
+          co_await ws->async_handshake(t.host + ":" + t.port, t.path, use_awaitable);
+          std::lock_guard lock(mutex);
+          open.push_back(std::move(ws));
+        },
+        [&](std::exception_ptr e) {
+          if (!e) return;
+          std::lock_guard lock(mutex);
+          if (failed++ == 0) {
+            try {
+              std::rethrow_exception(e);
+            } catch (const std::exception& ex) {
+              first_error = ex.what();
+            }
+          }
+        });
+    // A few hundred handshakes in flight at a time, not N at once.
+    if (i % 500 == 499) {
+      ioc.run();
+      ioc.restart();
+    }
+  }
+  ioc.run();
+  std::this_thread::sleep_for(std::chrono::seconds(2));  // let the relay settle
+  const long after = rss_kib(pid);
+  std::printf("| idle connections | RSS before (MiB) | RSS with them open (MiB) | KiB per connection | failed |\n");
+  std::printf("|---:|---:|---:|---:|---:|\n");
+  std::printf("| %zu | %.1f | %.1f | %.2f | %d |\n", open.size(), before / 1024.0, after / 1024.0,
+              open.empty() ? 0.0 : static_cast<double>(after - before) / open.size(), failed);
+  if (failed > 0) std::fprintf(stderr, "sluice-loadgen: %d connections failed, first: %s\n", failed, first_error.c_str());
+  return failed == 0 ? 0 : 1;
+}
+
 int say(const Target& t, const std::string& text) {
   net::io_context ioc;
   int rc = 0;
@@ -521,7 +580,9 @@ int main(int argc, char** argv) {
   app.add_option("--missed", missed, "events missed before each resume");
   app.add_option("--sim-rate", sim_rate, "the simulator's --rate, for --resume-probe");
   app.add_option("--retained-probe", retained, "memory per retained turn over N turns");
-  app.add_option("--gateway-pid", gateway_pid, "the gateway's pid, for --retained-probe");
+  app.add_option("--gateway-pid", gateway_pid, "the gateway's pid, for --retained-probe and --idle-probe");
+  int idle = 0;
+  app.add_option("--idle-probe", idle, "memory per idle WebSocket connection over N connections");
   CLI11_PARSE(app, argc, argv);
 
   std::vector<Target> targets(urls.size());
@@ -540,6 +601,13 @@ int main(int argc, char** argv) {
       return 2;
     }
     return retained_probe(t, retained, gateway_pid);
+  }
+  if (idle > 0) {
+    if (gateway_pid <= 0) {
+      std::cerr << "--idle-probe needs --gateway-pid\n";
+      return 2;
+    }
+    return idle_probe(t, idle, gateway_pid, threads);
   }
   if (cancels > 0) {
     if (sim_url.empty()) {

@@ -68,6 +68,17 @@ GatewayMetrics::GatewayMetrics(Registry& r)
   local_steps.get();
 }
 
+FaceStats FaceStats::resolve() {
+  if (GatewayMetrics* m = active()) {
+    return {&m->send_queue_bytes.get(), &m->slow_consumer_closes.with({"websocket"}),
+            &m->slow_consumer_closes.with({"http"}), &m->connections_total.with({"websocket"}),
+            &m->connections_total.with({"http"})};
+  }
+  static Gauge unused_gauge;
+  static Counter unused[4];
+  return {&unused_gauge, &unused[0], &unused[1], &unused[2], &unused[3]};
+}
+
 GatewayMetrics* active() { return g_active.load(std::memory_order_acquire); }
 
 GatewayMetrics& install() {

@@ -40,6 +40,20 @@ struct GatewayMetrics {
   Family<Counter>& local_steps;           // batching steps run
 };
 
+// The metrics a client face updates per frame, resolved once (when the
+// server starts) and injected into the connections, as Envoy does with its
+// stats structs: an update is one relaxed atomic operation, never a lookup.
+// With metrics off they point at children of no registry.
+struct FaceStats {
+  Gauge* send_queue_bytes;
+  Counter* slow_consumer_closes_ws;
+  Counter* slow_consumer_closes_http;
+  Counter* connections_ws;
+  Counter* connections_http;
+
+  static FaceStats resolve();
+};
+
 // The process's metrics; null while disabled (or before install()).
 GatewayMetrics* active();
 // Makes the process registry and its gateway metrics (metrics.enabled).

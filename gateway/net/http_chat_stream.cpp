@@ -43,7 +43,7 @@ HttpChatStream<Stream>::~HttpChatStream() = default;  // the ticket gives back i
 
 template <class Stream>
 void HttpChatStream<Stream>::start() {
-  if (auto* m = metrics::active()) m->connections_total.with({"http"}).inc();
+  state_->stats.connections_http->inc();
   session_->attach(this->shared_from_this());
   watch_peer();
   if (!options_.sse) return pull();
@@ -57,7 +57,7 @@ void HttpChatStream<Stream>::start() {
 }
 
 template <class Stream>
-void HttpChatStream<Stream>::on_session_events(const std::string&) {
+void HttpChatStream<Stream>::on_session_events(const Session&) {
   wakeup_.notify(stream_.get_executor(), [self = this->shared_from_this()] { self->pull(); });
 }
 
@@ -68,7 +68,8 @@ void HttpChatStream<Stream>::pull() {
   if (stopped_ || done_ || (options_.sse && writing_)) return;
   JournalRead r = session_->journal().read(cursor_, kPullBytes);
   if (r.status != JournalStatus::kOk) return stop("journal no longer holds the cursor");
-  for (const auto& e : r.events) {
+  for (const auto& entry : r.events) {
+    const StreamEvent& e = entry->event();
     cursor_ = e.offset;
     if (options_.sse) {
       pending_ += sse_event(options_.ids, session_->id(), e, options_.include_usage);
@@ -187,7 +188,7 @@ void HttpChatStream<Stream>::arm_write_deadline(std::chrono::steady_clock::durat
   write_deadline_.expires_after(d);
   write_deadline_.async_wait([self = this->shared_from_this(), write](beast::error_code ec) {
     if (ec || write != self->writes_) return;
-    if (auto* m = metrics::active()) m->slow_consumer_closes.with({"http"}).inc();
+    self->state_->stats.slow_consumer_closes_http->inc();
     self->stop("the client took nothing for limits.slow_consumer_timeout_ms");
   });
 }

@@ -51,7 +51,7 @@ class HttpChatStream : public std::enable_shared_from_this<HttpChatStream<Stream
 
   // Sends the response head (SSE) and starts reading the journal.
   void start();
-  void on_session_events(const std::string& session_id) override;
+  void on_session_events(const Session& session) override;
 
  private:
   void pull();

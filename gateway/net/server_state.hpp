@@ -14,6 +14,7 @@
 
 #include "gateway/config/config.hpp"
 #include "gateway/engine/engine.hpp"
+#include "gateway/metrics/gateway_metrics.hpp"
 
 namespace sluice {
 
@@ -64,6 +65,7 @@ struct ServerState {
   const std::shared_ptr<SessionRegistry> sessions;
   const std::shared_ptr<const Authenticator> auth;
   const std::shared_ptr<PrincipalLimits> principal_limits;
+  const metrics::FaceStats stats = metrics::FaceStats::resolve();
   std::atomic<bool> draining{false};
   // Set when the listener speaks TLS (tls.* in the config).
   std::shared_ptr<TlsContextStore> tls;

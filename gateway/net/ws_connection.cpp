@@ -84,12 +84,12 @@ WsConnection<Stream>::WsConnection(Stream stream, std::shared_ptr<ServerState> s
 template <class Stream>
 void WsConnection<Stream>::add_queued(int64_t bytes) {
   queued_bytes_ = static_cast<size_t>(static_cast<int64_t>(queued_bytes_) + bytes);
-  if (auto* m = metrics::active()) m->send_queue_bytes.get().add(static_cast<double>(bytes));
+  state_->stats.send_queue_bytes->add(static_cast<double>(bytes));
 }
 
 template <class Stream>
 WsConnection<Stream>::~WsConnection() {
-  if (auto* m = metrics::active()) m->send_queue_bytes.get().add(-static_cast<double>(queued_bytes_));
+  state_->stats.send_queue_bytes->add(-static_cast<double>(queued_bytes_));
   state_->remove(id_);  // the ticket gives back its places
 }
 
@@ -106,7 +106,7 @@ bool WsConnection<Stream>::count_principal() {
 
 template <class Stream>
 void WsConnection<Stream>::run(beast::http::request<beast::http::string_body> upgrade) {
-  if (auto* m = metrics::active()) m->connections_total.with({"websocket"}).inc();
+  state_->stats.connections_ws->inc();
   state_->add(id_, this->weak_from_this());
   if (auto c = coalesce_param(upgrade.target())) coalesce_ = *c;
   const auto& limits = state_->config.limits;
@@ -356,6 +356,7 @@ void WsConnection<Stream>::handle_resume(const ResumeCommand& r) {
     m->replayed_events.get().inc(static_cast<double>(session->journal().last_offset() - r.offset));
   }
   send(resumed_message(r.session_id, r.offset + 1, r.request_id));
+  pull_all_ = true;  // replay from the new cursor (nothing woke the pull)
   pull();
 }
 
@@ -411,6 +412,7 @@ template <class Stream>
 void WsConnection<Stream>::attach(const std::shared_ptr<Session>& session, uint64_t cursor) {
   attached_[session->id()] = Attachment{session, cursor, Clock::now()};
   session->attach(this->shared_from_this());
+  pull_all_ = true;  // what the journal already holds past `cursor` woke nobody
 }
 
 template <class Stream>
@@ -422,7 +424,11 @@ void WsConnection<Stream>::send_error(ErrorCode code, std::string_view message,
 // ---- journal -> send queue ----
 
 template <class Stream>
-void WsConnection<Stream>::on_session_events(const std::string&) {
+void WsConnection<Stream>::on_session_events(const Session& session) {
+  {
+    std::lock_guard lock(dirty_mutex_);
+    if (std::find(dirty_.begin(), dirty_.end(), &session) == dirty_.end()) dirty_.push_back(&session);
+  }
   // One pull per burst of events, however many sessions and deltas.
   wakeup_.notify(ws_.get_executor(), [self = this->shared_from_this()] { self->schedule_pull(); });
 }
@@ -442,37 +448,77 @@ void WsConnection<Stream>::schedule_pull() {
 template <class Stream>
 void WsConnection<Stream>::pull() {
   if (ended_ || close_reason_) return;
-  const size_t limit = state_->config.limits.send_queue_bytes;
-  bool behind = false;
-  for (auto& [id, a] : attached_) {
-    while (queued_bytes_ < limit) {
-      JournalRead r = a.session->journal().read(a.cursor, limit - queued_bytes_);
-      if (r.status != JournalStatus::kOk) {
-        // This reader fell so far behind that its events are gone.
-        spdlog::info("connection {}: session {} lost events ({}); closing", id_, id,
-                     reason_text(r.status));
-        if (auto* m = metrics::active()) m->slow_consumer_closes.with({"websocket"}).inc();
-        return close({kCloseSlowConsumer, "slow consumer: events " + std::string(reason_text(r.status))});
-      }
-      if (r.events.empty()) break;
-      for (size_t i = 0; i < r.events.size(); ++i) {
-        StreamEvent& e = r.events[i];
-        // Coalescing: consecutive deltas become one frame at the last one's offset.
-        while (coalesce_.count() > 0 && e.type == StreamEventType::kDelta &&
-               i + 1 < r.events.size() && r.events[i + 1].type == StreamEventType::kDelta) {
-          r.events[i + 1].text.insert(0, e.text);
-          e = std::move(r.events[++i]);
-        }
-        send(event_message(id, e));
-        a.cursor = e.offset;
-      }
-    }
-    if (a.cursor < a.session->journal().last_offset()) behind = true;
+  // Only the sessions that said they have news are read, unless a pull was
+  // cut short by the send queue (then every attachment may be behind).
+  woken_.clear();
+  {
+    std::lock_guard lock(dirty_mutex_);
+    woken_.swap(dirty_);
   }
-  review_slow_consumer(behind);
+  const bool all = std::exchange(pull_all_, false);
+  pulling_ = true;
+  struct WriteAfter {
+    WsConnection& c;
+    ~WriteAfter() {
+      c.pulling_ = false;
+      c.do_write();
+    }
+  } write_after{*this};
+  if (all) {
+    for (auto& [id, a] : attached_) {
+      if (!drain(id, a)) return;
+    }
+  } else {
+    for (const Session* s : woken_) {
+      const auto it = attached_.find(s->id());
+      if (it != attached_.end() && it->second.session.get() == s && !drain(it->first, it->second)) return;
+    }
+  }
+  review_slow_consumer(pull_all_);
   if (draining_ && caught_up() && !any_busy()) {
     close({websocket::close_code::going_away, "server shutting down"});
   }
+}
+
+template <class Stream>
+bool WsConnection<Stream>::drain(const std::string& id, Attachment& a) {
+  const size_t limit = state_->config.limits.send_queue_bytes;
+  while (queued_bytes_ < limit) {
+    read_.clear();
+    const JournalStatus status = a.session->journal().read(a.cursor, limit - queued_bytes_, read_);
+    if (status != JournalStatus::kOk) {
+      // This reader fell so far behind that its events are gone.
+      spdlog::info("connection {}: session {} lost events ({}); closing", id_, id, reason_text(status));
+      state_->stats.slow_consumer_closes_ws->inc();
+      close({kCloseSlowConsumer, "slow consumer: events " + std::string(reason_text(status))});
+      return false;
+    }
+    if (read_.empty()) return true;
+    for (size_t i = 0; i < read_.size(); ++i) {
+      const StreamEvent& e = read_[i]->event();
+      if (coalesce_.count() > 0 && e.type == StreamEventType::kDelta && i + 1 < read_.size() &&
+          read_[i + 1]->event().type == StreamEventType::kDelta) {
+        // Coalescing: consecutive deltas become one frame at the last one's offset.
+        StreamEvent merged;
+        merged.type = StreamEventType::kDelta;
+        merged.text = e.text;
+        while (i + 1 < read_.size() && read_[i + 1]->event().type == StreamEventType::kDelta) {
+          merged.text += read_[++i]->event().text;
+        }
+        merged.offset = read_[i]->offset();
+        send(event_message(id, merged));
+        a.cursor = merged.offset;
+        continue;
+      }
+      // Encoded once for every WebSocket reader of the session.
+      const std::string& frame =
+          read_[i]->encoded(Face::kWebSocket, [&](const StreamEvent& ev) { return event_message(id, ev); });
+      send_entry(read_[i], frame);
+      a.cursor = e.offset;
+    }
+  }
+  pull_all_ = true;  // the queue is full: this session, and those after it, wait for room
+  return true;
 }
 
 template <class Stream>
@@ -515,10 +561,10 @@ void WsConnection<Stream>::on_slow_timeout(beast::error_code ec) {
                state_->config.limits.slow_consumer_timeout.count());
   // Keep only the frame being written; the client resumes from its offsets.
   while (queue_.size() > (writing_ ? 1u : 0u)) {
-    add_queued(-static_cast<int64_t>(queue_.back().size()));
+    add_queued(-static_cast<int64_t>(queue_.back().bytes().size()));
     queue_.pop_back();
   }
-  if (auto* m = metrics::active()) m->slow_consumer_closes.with({"websocket"}).inc();
+  state_->stats.slow_consumer_closes_ws->inc();
   close({kCloseSlowConsumer, "slow consumer"});
   slow_armed_ = true;
   slow_timer_.expires_after(kSlowCloseGrace);
@@ -530,24 +576,43 @@ void WsConnection<Stream>::on_slow_timeout(beast::error_code ec) {
 
 template <class Stream>
 void WsConnection<Stream>::send(std::string frame) {
+  Outgoing o;
+  o.own = std::move(frame);
+  enqueue(std::move(o));
+}
+
+template <class Stream>
+void WsConnection<Stream>::send_entry(const JournalEntryPtr& entry, const std::string& frame) {
+  Outgoing o;
+  o.entry = entry;  // keeps `frame` alive until it is written
+  o.shared = &frame;
+  enqueue(std::move(o));
+}
+
+template <class Stream>
+void WsConnection<Stream>::enqueue(Outgoing o) {
   if (ended_ || close_reason_) return;
+  const size_t size = o.bytes().size();
   // Replies to the client's own messages are not paced by the journal; a
   // client that sends without reading is cut off at twice the queue limit.
-  if (queued_bytes_ + frame.size() > 2 * state_->config.limits.send_queue_bytes) {
+  if (queued_bytes_ + size > 2 * state_->config.limits.send_queue_bytes) {
     spdlog::info("connection {}: send queue over twice limits.send_queue_bytes; closing", id_);
     return end("send queue full", true);
   }
-  add_queued(static_cast<int64_t>(frame.size()));
-  queue_.push_back(std::move(frame));
-  do_write();
+  add_queued(static_cast<int64_t>(size));
+  queue_.push_back(std::move(o));
+  if (!pulling_) do_write();  // a pull starts the write once it has queued all it found
 }
 
 template <class Stream>
 void WsConnection<Stream>::do_write() {
   if (writing_ || queue_.empty() || ended_) return;
   writing_ = true;
+  // Several frames ready: they go out together, in one write, once the
+  // queue is empty (on_write releases them).
+  if (queue_.size() > 1) ws_.next_layer().hold();
   ws_.text(true);
-  ws_.async_write(net::buffer(queue_.front()),
+  ws_.async_write(net::buffer(queue_.front().bytes()),
                   beast::bind_front_handler(&WsConnection<Stream>::on_write, this->shared_from_this()));
 }
 
@@ -558,15 +623,16 @@ void WsConnection<Stream>::on_write(beast::error_code ec, std::size_t) {
     if (!is_normal_end(ec)) spdlog::debug("connection {}: write: {}", id_, ec.message());
     return end("write failed");
   }
-  add_queued(-static_cast<int64_t>(queue_.front().size()));
+  add_queued(-static_cast<int64_t>(queue_.front().bytes().size()));
   queue_.pop_front();
   last_write_done_ = Clock::now();
-  if (!queue_.empty()) {
-    do_write();
-  } else if (close_reason_ && !close_sent_) {
-    return do_close();
-  }
-  if (!close_reason_) pull();  // room again: catch up from the journal
+  // Room again: catch up from the journal first, so that what it finds joins
+  // the batch being gathered (pull's frames start the next write).
+  if (!close_reason_) pull();
+  if (writing_ || ended_) return;
+  if (!queue_.empty()) return do_write();
+  ws_.next_layer().release(this->shared_from_this());
+  if (close_reason_ && !close_sent_) do_close();
 }
 
 template <class Stream>
@@ -590,6 +656,7 @@ void WsConnection<Stream>::close(websocket::close_reason reason) {
 template <class Stream>
 void WsConnection<Stream>::do_close() {
   close_sent_ = true;
+  ws_.next_layer().release(this->shared_from_this());  // what was held goes before the close frame
   ws_.async_close(*close_reason_,
                   beast::bind_front_handler(&WsConnection<Stream>::on_close, this->shared_from_this()));
 }

@@ -20,9 +20,12 @@
 #include <chrono>
 #include <deque>
 #include <memory>
+#include <mutex>
+#include <vector>
 #include <string>
 #include <unordered_map>
 
+#include "gateway/net/batching_stream.hpp"
 #include "gateway/net/server_state.hpp"
 #include "gateway/net/transport.hpp"
 #include "gateway/protocol/client_parser.hpp"
@@ -53,7 +56,7 @@ class WsConnection : public std::enable_shared_from_this<WsConnection<Stream>>,
   // events are delivered, then the connection closes with 1001.
   void shutdown() override;
 
-  void on_session_events(const std::string& session_id) override;
+  void on_session_events(const Session& session) override;
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -84,11 +87,24 @@ class WsConnection : public std::enable_shared_from_this<WsConnection<Stream>>,
   // Journal -> send queue.
   void schedule_pull();
   void pull();
+  // Queues what the journal holds for `a` after its cursor, as far as the
+  // send queue allows; false when the connection is closing.
+  bool drain(const std::string& id, Attachment& a);
   void review_slow_consumer(bool behind);
   void on_slow_timeout(boost::beast::error_code ec);
   bool caught_up() const;
 
+  // A frame of the send queue: the connection's own (replies, errors) or a
+  // journal entry's shared encoding.
+  struct Outgoing {
+    std::string own;
+    JournalEntryPtr entry;
+    const std::string* shared = nullptr;
+    std::string_view bytes() const { return shared ? std::string_view(*shared) : std::string_view(own); }
+  };
   void send(std::string frame);
+  void send_entry(const JournalEntryPtr& entry, const std::string& frame);
+  void enqueue(Outgoing o);
   // Changes queued_bytes_ (and the send-queue gauge) by `bytes`.
   void add_queued(int64_t bytes);
   void do_write();
@@ -104,7 +120,8 @@ class WsConnection : public std::enable_shared_from_this<WsConnection<Stream>>,
   void end(std::string_view why, bool abortive = false);
   bool any_busy() const;
 
-  boost::beast::websocket::stream<Stream> ws_;
+  // Frames ready together leave in one write (batching_stream.hpp).
+  boost::beast::websocket::stream<BatchingStream<Stream>> ws_;
   std::shared_ptr<ServerState> state_;
   const uint64_t id_;
   std::string principal_;
@@ -113,10 +130,17 @@ class WsConnection : public std::enable_shared_from_this<WsConnection<Stream>>,
   ClientParser parser_;
   std::unordered_map<std::string, Attachment> attached_;
 
-  std::deque<std::string> queue_;
+  std::deque<Outgoing> queue_;
   size_t queued_bytes_ = 0;
   bool writing_ = false;
+  bool pulling_ = false;  // pull() is queueing frames: it starts the write when done
   ReaderWakeup wakeup_;
+  // Sessions with new events since the last pull (from any thread).
+  std::mutex dirty_mutex_;
+  std::vector<const Session*> dirty_;
+  std::vector<const Session*> woken_;      // the pull's copy; strand only
+  std::vector<JournalEntryPtr> read_;      // the pull's read buffer, reused; strand only
+  bool pull_all_ = false;  // a pull was cut short by the send queue: read every attachment
   std::chrono::milliseconds coalesce_{0};
   bool coalesce_armed_ = false;
   boost::asio::steady_timer coalesce_timer_;

@@ -11,6 +11,8 @@
 // Threads: every member is thread-safe.
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -28,9 +30,56 @@ enum class JournalStatus {
   kAhead,    // the cursor is beyond the last offset
 };
 
+// The faces a journal event is encoded for.
+enum class Face : uint8_t { kWebSocket, kCount };
+
+// One event as the journal keeps it: immutable once appended and shared by
+// every reader (a read copies pointers, never text). Each face encodes it
+// once, the first time a reader of that face needs it, and every other
+// reader of the face sends the same bytes.
+class JournalEntry {
+ public:
+  explicit JournalEntry(StreamEvent event) : event_(std::move(event)) {}
+  ~JournalEntry() {
+    for (auto& slot : encoded_) delete slot.load(std::memory_order_relaxed);
+  }
+  JournalEntry(const JournalEntry&) = delete;
+  JournalEntry& operator=(const JournalEntry&) = delete;
+
+  const StreamEvent& event() const { return event_; }
+  uint64_t offset() const { return event_.offset; }
+
+  // The event as `face` sends it; `encode(event)` makes it the first time.
+  // Thread-safe: two readers encoding at once keep the first result.
+  template <class Encode>
+  const std::string& encoded(Face face, Encode&& encode) const {
+    auto& slot = encoded_[static_cast<size_t>(face)];
+    if (const std::string* done = slot.load(std::memory_order_acquire)) return *done;
+    auto made = std::make_unique<std::string>(encode(event_));
+    std::string* expected = nullptr;
+    if (slot.compare_exchange_strong(expected, made.get(), std::memory_order_acq_rel)) {
+      return *made.release();
+    }
+    return *expected;
+  }
+
+  // Bytes it holds in memory, with the encodings it will get, for the
+  // journal's budget.
+  size_t footprint() const {
+    return sizeof(JournalEntry) + 16 + event_.footprint() - sizeof(StreamEvent) +
+           (sizeof(std::string) + event_.text.size() + event_.json.size() + 96);
+  }
+
+ private:
+  StreamEvent event_;
+  mutable std::array<std::atomic<std::string*>, static_cast<size_t>(Face::kCount)> encoded_{};
+};
+
+using JournalEntryPtr = std::shared_ptr<const JournalEntry>;
+
 struct JournalRead {
   JournalStatus status = JournalStatus::kOk;
-  std::vector<StreamEvent> events;
+  std::vector<JournalEntryPtr> events;
 };
 
 class Journal {
@@ -41,9 +90,15 @@ class Journal {
   // The events appended so far form finished turns: they may be dropped
   // once old (retention) or when memory is short (budget), oldest first.
   virtual void end_turn() = 0;
-  // Events with offset > `after`, oldest first, about `max_bytes` of them
-  // (at least one when there is one).
-  virtual JournalRead read(uint64_t after, size_t max_bytes) const = 0;
+  // Appends to `out` the events with offset > `after`, oldest first, about
+  // `max_bytes` of them (at least one when there is one). `out` keeps its
+  // capacity from read to read: a reader reuses one vector.
+  virtual JournalStatus read(uint64_t after, size_t max_bytes, std::vector<JournalEntryPtr>& out) const = 0;
+  JournalRead read(uint64_t after, size_t max_bytes) const {
+    JournalRead r;
+    r.status = read(after, max_bytes, r.events);
+    return r;
+  }
   // Whether offset `after` can be read from: kOk, kEvicted, kExpired or kAhead.
   virtual JournalStatus check(uint64_t after) const = 0;
   virtual uint64_t last_offset() const = 0;

@@ -10,13 +10,15 @@ class MemoryJournal final : public Journal, public std::enable_shared_from_this<
   ~MemoryJournal() override { store_->remove_bytes(bytes_); }
 
   uint64_t append(StreamEvent event) override {
-    const size_t n = event.footprint();
     uint64_t offset = 0;
+    size_t n = 0;
     {
       std::lock_guard lock(mutex_);
       offset = next_++;
       event.offset = offset;
-      events_.push_back(std::move(event));
+      auto entry = std::make_shared<const JournalEntry>(std::move(event));
+      n = entry->footprint();
+      events_.push_back(std::move(entry));
       bytes_ += n;
     }
     store_->add_bytes(n);  // may drop other sessions' old turns
@@ -32,18 +34,21 @@ class MemoryJournal final : public Journal, public std::enable_shared_from_this<
     store_->turn_ended(weak_from_this(), through);
   }
 
-  JournalRead read(uint64_t after, size_t max_bytes) const override {
-    JournalRead r;
+  using Journal::read;
+  JournalStatus read(uint64_t after, size_t max_bytes, std::vector<JournalEntryPtr>& out) const override {
     std::lock_guard lock(mutex_);
-    r.status = check_locked(after);
-    if (r.status != JournalStatus::kOk) return r;
+    const JournalStatus status = check_locked(after);
+    if (status != JournalStatus::kOk) return status;
     size_t bytes = 0;
+    bool any = false;
     for (size_t i = after + 1 - first_; i < events_.size(); ++i) {
-      if (!r.events.empty() && bytes >= max_bytes) break;
-      bytes += events_[i].text.size() + 64;
-      r.events.push_back(events_[i]);
+      if (any && bytes >= max_bytes) break;
+      const StreamEvent& e = events_[i]->event();
+      bytes += e.text.size() + e.json.size() + 64;
+      out.push_back(events_[i]);
+      any = true;
     }
-    return r;
+    return status;
   }
 
   JournalStatus check(uint64_t after) const override {
@@ -61,8 +66,8 @@ class MemoryJournal final : public Journal, public std::enable_shared_from_this<
   size_t drop_through(uint64_t through, JournalStatus why) {
     std::lock_guard lock(mutex_);
     size_t freed = 0;
-    while (!events_.empty() && events_.front().offset <= through) {
-      freed += events_.front().footprint();
+    while (!events_.empty() && events_.front()->offset() <= through) {
+      freed += events_.front()->footprint();
       events_.pop_front();
     }
     if (through + 1 > first_) {
@@ -82,7 +87,7 @@ class MemoryJournal final : public Journal, public std::enable_shared_from_this<
 
   std::shared_ptr<MemoryJournalStore> store_;
   mutable std::mutex mutex_;
-  std::deque<StreamEvent> events_;
+  std::deque<JournalEntryPtr> events_;
   uint64_t first_ = 1;  // offset of events_.front() (or next_ when empty)
   uint64_t next_ = 1;
   size_t bytes_ = 0;

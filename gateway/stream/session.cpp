@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <boost/asio/post.hpp>
+#include <boost/container/small_vector.hpp>
 
 #include "gateway/common/logging.hpp"
 #include "gateway/common/json_writer.hpp"
@@ -486,14 +487,14 @@ void Session::on_end(uint64_t turn, TurnResult result) {
 }
 
 void Session::notify_readers() {
-  std::vector<std::shared_ptr<SessionReader>> readers;
+  boost::container::small_vector<std::shared_ptr<SessionReader>, 4> readers;  // no allocation per token
   {
     std::lock_guard lock(mutex_);
     for (const auto& w : readers_) {
       if (auto r = w.lock()) readers.push_back(std::move(r));
     }
   }
-  for (const auto& r : readers) r->on_session_events(id_);
+  for (const auto& r : readers) r->on_session_events(*this);
 }
 
 void Session::review_grace() {

@@ -7,12 +7,15 @@
 
 namespace sluice {
 
+class Session;
+
 class SessionReader {
  public:
   virtual ~SessionReader() = default;
-  // Called from any thread, never under a lock the reader could need; must
-  // not block (implementations post to their own executor).
-  virtual void on_session_events(const std::string& session_id) = 0;
+  // `session` has new events in its journal. Called from any thread, never
+  // under a lock the reader could need; must not block (implementations
+  // note which session woke them and post to their own executor).
+  virtual void on_session_events(const Session& session) = 0;
 };
 
 }  // namespace sluice

@@ -134,7 +134,7 @@ class Turn : public std::enable_shared_from_this<Turn> {
     if (ended_) return;
     cancelled_ = true;
     release_easy();
-    deadline_.cancel();
+    disarm_deadline();
     backoff_.cancel();
     TurnResult r;
     r.finish_reason = "cancelled";
@@ -145,7 +145,7 @@ class Turn : public std::enable_shared_from_this<Turn> {
   // Drops the transfer without reporting anything: the engine is going away.
   void detach() {
     release_easy();
-    deadline_.cancel();
+    disarm_deadline();
     backoff_.cancel();
   }
 
@@ -275,7 +275,7 @@ class Turn : public std::enable_shared_from_this<Turn> {
   }
 
   void on_done(CURLcode rc) {
-    deadline_.cancel();
+    disarm_deadline();
     long code = status_;
     if (code == 0 && easy_) curl_easy_getinfo(easy_, CURLINFO_RESPONSE_CODE, &code);
     // curl's error buffer names the address ("Failed to connect to 10.0.0.7
@@ -380,11 +380,31 @@ class Turn : public std::enable_shared_from_this<Turn> {
     release_if_done();
   }
 
+  // The deadline moves on with every token, but the timer is re-armed only
+  // when it has to fire earlier than the wait in flight: a wait that wakes
+  // before the deadline waits again for the rest. No cancel per token.
   void arm_deadline(Millis after) {
-    deadline_.expires_after(after);
+    const auto at = Clock::now() + after;
+    deadline_at_ = at;
+    if (deadline_armed_ && deadline_wait_at_ <= at) return;
+    wait_deadline(at);
+  }
+
+  void wait_deadline(Clock::time_point at) {
+    deadline_armed_ = true;
+    deadline_wait_at_ = at;
+    deadline_.expires_at(at);  // cancels a later wait in flight
     deadline_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+      if (ec == net::error::operation_aborted) return;  // disarmed, or replaced by an earlier wait
+      self->deadline_armed_ = false;
+      if (Clock::now() < self->deadline_at_) return self->wait_deadline(self->deadline_at_);
       self->on_deadline(ec);
     });
+  }
+
+  void disarm_deadline() {
+    deadline_armed_ = false;
+    deadline_.cancel();
   }
 
   void release_easy() {
@@ -396,7 +416,7 @@ class Turn : public std::enable_shared_from_this<Turn> {
 
   void release_if_done() {
     if (!ended_ || easy_) return;
-    deadline_.cancel();
+    disarm_deadline();
     auto self = shared_from_this();
     shard_.turns.erase(self);
   }
@@ -417,6 +437,9 @@ class Turn : public std::enable_shared_from_this<Turn> {
   SseParser parser_;
   std::optional<Failure> pending_;  // set inside libcurl callbacks, acted on in on_done
   net::steady_timer deadline_;      // first-token, then inter-token timeout
+  Clock::time_point deadline_at_;       // when the turn times out
+  Clock::time_point deadline_wait_at_;  // when the wait in flight wakes
+  bool deadline_armed_ = false;
   net::steady_timer backoff_;
   size_t endpoint_ = 0;
   std::optional<size_t> last_failed_;

@@ -24,8 +24,8 @@ TEST(MemoryJournal, OffsetsAreGapFreeAndReadsStartAfterTheCursor) {
   auto r = j->read(2, 1 << 20);
   ASSERT_EQ(r.status, JournalStatus::kOk);
   ASSERT_EQ(r.events.size(), 3u);
-  EXPECT_EQ(r.events[0].offset, 3u);
-  EXPECT_EQ(r.events[0].text, "t3");
+  EXPECT_EQ(r.events[0]->offset(), 3u);
+  EXPECT_EQ(r.events[0]->event().text, "t3");
   EXPECT_TRUE(j->read(5, 100).events.empty());
   EXPECT_EQ(j->read(6, 100).status, JournalStatus::kAhead);
   // A small byte limit still returns at least one event.
@@ -59,7 +59,7 @@ TEST(MemoryJournal, RetentionExpiresFinishedTurns) {
   store->expire(std::chrono::steady_clock::now() + 200ms);
   EXPECT_EQ(j->check(0), JournalStatus::kExpired);
   EXPECT_EQ(j->check(1), JournalStatus::kOk);
-  EXPECT_EQ(j->read(1, 100).events.at(0).text, "running");
+  EXPECT_EQ(j->read(1, 100).events.at(0)->event().text, "running");
 }
 
 TEST(MemoryJournal, BytesAreReturnedWhenAJournalGoes) {
@@ -86,8 +86,8 @@ TEST(MemoryJournal, ConcurrentWriterAndReaders) {
       uint64_t cursor = 0;
       while (cursor < kEvents) {
         for (const auto& e : j->read(cursor, 4096).events) {
-          ASSERT_EQ(e.offset, cursor + 1);
-          cursor = e.offset;
+          ASSERT_EQ(e->offset(), cursor + 1);
+          cursor = e->offset();
         }
       }
       seen[r] = cursor;
@@ -96,6 +96,46 @@ TEST(MemoryJournal, ConcurrentWriterAndReaders) {
   writer.join();
   for (auto& t : readers) t.join();
   for (auto s : seen) EXPECT_EQ(s, uint64_t(kEvents));
+}
+
+TEST(MemoryJournal, ReadersShareEntriesAndEachFaceEncodesOnce) {
+  auto store = std::make_shared<MemoryJournalStore>(1 << 20, 60s);
+  auto j = store->create("s");
+  j->append(delta("你好 🚀"));
+  std::vector<JournalEntryPtr> a, b;
+  ASSERT_EQ(j->read(0, 1 << 20, a), JournalStatus::kOk);
+  ASSERT_EQ(j->read(0, 1 << 20, b), JournalStatus::kOk);
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].get(), b[0].get());  // the same entry, no copy of its text
+  // Eight readers on eight threads ask for the WebSocket encoding at once:
+  // all get the same bytes, and the one kept was made by one of them.
+  std::atomic<int> encodes{0};
+  std::vector<const std::string*> got(8);
+  std::vector<std::thread> readers;
+  for (int r = 0; r < 8; ++r) {
+    readers.emplace_back([&, r] {
+      got[r] = &a[0]->encoded(Face::kWebSocket, [&](const StreamEvent& e) {
+        ++encodes;
+        return "frame:" + e.text;
+      });
+    });
+  }
+  for (auto& t : readers) t.join();
+  for (const auto* g : got) EXPECT_EQ(g, got[0]);
+  EXPECT_EQ(*got[0], "frame:你好 🚀");
+  EXPECT_GE(encodes.load(), 1);
+  // Once made, it is never made again.
+  const int before = encodes.load();
+  b[0]->encoded(Face::kWebSocket, [&](const StreamEvent&) {
+    ++encodes;
+    return std::string("again");
+  });
+  EXPECT_EQ(encodes.load(), before);
+  // Appending more reuses the reader's vector: a read appends.
+  j->append(delta("more"));
+  ASSERT_EQ(j->read(1, 1 << 20, a), JournalStatus::kOk);
+  ASSERT_EQ(a.size(), 2u);
+  EXPECT_EQ(a[1]->event().text, "more");
 }
 
 }  // namespace
