@@ -15,6 +15,7 @@
 #include "gateway/auth/authenticator.hpp"
 #include "gateway/auth/principal_limits.hpp"
 #include "gateway/common/fd_limit.hpp"
+#include "gateway/common/io_pool.hpp"
 #include "gateway/common/logging.hpp"
 #include "gateway/common/port_file.hpp"
 #include "gateway/config/config.hpp"
@@ -108,7 +109,10 @@ int main(int argc, char** argv) {
   const int threads = config.server.threads > 0
                           ? config.server.threads
                           : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  net::io_context ioc(threads);
+  // One io_context per I/O thread (io_pool.hpp); context 0 also runs the
+  // process's signals, timers and listeners.
+  sluice::IoPool io(threads);
+  net::io_context& ioc = io.context(0);
 
   {
     std::unique_ptr<sluice::Engine> engine_owner;
@@ -128,7 +132,7 @@ int main(int argc, char** argv) {
       engine_owner = std::move(local);
     } else {
       engine_owner = std::make_unique<sluice::OpenAiEngine>(
-          ioc, config.openai, config.openai.shards > 0 ? config.openai.shards : threads);
+          io, config.openai, config.openai.shards > 0 ? config.openai.shards : threads);
       for (const auto& u : config.openai.urls) engine_text += (engine_text.empty() ? "openai -> " : ", ") + u;
     }
     sluice::Engine& engine = *engine_owner;
@@ -138,11 +142,14 @@ int main(int argc, char** argv) {
     auto principal_limits = std::make_shared<sluice::PrincipalLimits>(sluice::PrincipalLimitsConfig{
         l.principal_connections, l.principal_concurrent_turns, l.principal_turns_per_minute,
         l.principal_tokens_per_minute});
-    auto sessions = std::make_shared<sluice::SessionRegistry>(
-        ioc, store, engine,
-        sluice::SessionSettings{config.resume.grace, config.session.history_max_bytes,
-                                principal_limits, plugins},
-        config.resume.retention);
+    // The local engine's events are moderated and journaled here, never on
+    // its scheduler thread nor on an I/O thread (a moderator may be slow).
+    net::thread_pool engine_events(2);
+    sluice::SessionSettings session_settings{config.resume.grace, config.session.history_max_bytes,
+                                             principal_limits, plugins};
+    session_settings.engine_events = engine_events.get_executor();
+    auto sessions = std::make_shared<sluice::SessionRegistry>(ioc, store, engine, session_settings,
+                                                              config.resume.retention);
     sessions->start();
     if (auto* m = sluice::metrics::active()) {
       std::weak_ptr<const sluice::PluginHost> weak = plugins;
@@ -165,7 +172,7 @@ int main(int argc, char** argv) {
                                }
                              }});
     }
-    sluice::Server server(ioc, config, engine, sessions, auth, principal_limits);
+    sluice::Server server(io, config, engine, sessions, auth, principal_limits);
     if (tls) server.use_tls(tls);
     if (!config.web.root.empty()) {
       std::string why;
@@ -203,7 +210,7 @@ int main(int argc, char** argv) {
           if (ec) return;
           if (draining) {
             spdlog::warn("second signal: stopping now");
-            ioc.stop();
+            io.stop();
             return;
           }
           draining = true;
@@ -214,13 +221,13 @@ int main(int argc, char** argv) {
             if (e) return;
             spdlog::warn("drain deadline passed with {} connections open; stopping",
                          server.open_connections());
-            ioc.stop();
+            io.stop();
           });
           sessions->stop();
           server.drain([&] {
             net::post(ioc, [&] {
               spdlog::info("drained");
-              ioc.stop();
+              io.stop();
             });
           });
           signals.async_wait(on_signal);
@@ -250,11 +257,10 @@ int main(int argc, char** argv) {
         };
     hangup.async_wait(on_hangup);
 
-    std::vector<std::thread> pool;
-    for (int i = 1; i < threads; ++i) pool.emplace_back([&] { ioc.run(); });
-    ioc.run();
-    for (auto& t : pool) t.join();
+    io.run();
     blocking.join();
+    engine_events.stop();
+    engine_events.join();
   }
   curl_global_cleanup();
   spdlog::info("sluice stopped");

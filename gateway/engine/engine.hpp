@@ -80,6 +80,11 @@ class Engine {
   virtual bool ready() const = 0;
   // Cancels every running turn; called once when the gateway drains.
   virtual void shutdown() = 0;
+  // True when the sink's callbacks come on I/O threads (the openai engine's
+  // shards); false when they come on the engine's own compute thread (the
+  // local engine's scheduler), which must never wait for a moderator or a
+  // journal: the session then hands each event to a thread of its own.
+  virtual bool calls_back_on_io_threads() const { return true; }
 };
 
 }  // namespace sluice

@@ -132,6 +132,10 @@ void HttpChatStream<Stream>::on_written(beast::error_code ec) {
 
 template <class Stream>
 void HttpChatStream<Stream>::finish_sse() {
+  // The answer is complete: its connection's place goes back now, before the
+  // last bytes leave, so that a client that sends its next request the
+  // moment it has this answer finds the place free.
+  ticket_.reset();
   arm_write_deadline(std::chrono::seconds(5));
   net::async_write(stream_, http::make_chunk_last(),
                    [self = this->shared_from_this()](beast::error_code, std::size_t) {
@@ -149,6 +153,7 @@ void HttpChatStream<Stream>::reply_json(unsigned status, std::string body) {
   res->keep_alive(false);
   res->body() = std::move(body);
   res->prepare_payload();
+  ticket_.reset();  // complete: the place goes back before the bytes leave (finish_sse)
   writing_ = true;
   arm_write_deadline(state_->config.limits.slow_consumer_timeout);
   http::async_write(stream_, *res, [self = this->shared_from_this(), res](beast::error_code, std::size_t) {

@@ -99,9 +99,9 @@ std::vector<std::shared_ptr<DrainableConnection>> ServerState::snapshot() {
 
 class Server::Listener : public std::enable_shared_from_this<Listener> {
  public:
-  Listener(net::io_context& ioc, std::shared_ptr<ServerState> state, bool metrics_only = false)
-      : ioc_(ioc),
-        acceptor_(net::make_strand(ioc)),
+  Listener(IoPool& pool, std::shared_ptr<ServerState> state, bool metrics_only = false)
+      : pool_(pool),
+        acceptor_(net::make_strand(pool.context(0))),
         backoff_(acceptor_.get_executor()),
         state_(std::move(state)),
         metrics_only_(metrics_only) {}
@@ -137,7 +137,9 @@ class Server::Listener : public std::enable_shared_from_this<Listener> {
 
  private:
   void do_accept() {
-    acceptor_.async_accept(net::make_strand(ioc_),
+    // Each connection goes to the next I/O context, where everything it
+    // starts stays (io_pool.hpp).
+    acceptor_.async_accept(net::make_strand(pool_.next()),
                            beast::bind_front_handler(&Listener::on_accept, shared_from_this()));
   }
 
@@ -207,7 +209,7 @@ class Server::Listener : public std::enable_shared_from_this<Listener> {
   static constexpr int kFirstBackoffMs = 10;
   static constexpr int kMaxBackoffMs = 1000;
 
-  net::io_context& ioc_;
+  IoPool& pool_;
   tcp::acceptor acceptor_;
   net::steady_timer backoff_;  // on the acceptor's strand, like everything below
   int backoff_ms_ = 0;
@@ -217,10 +219,10 @@ class Server::Listener : public std::enable_shared_from_this<Listener> {
   const bool metrics_only_;
 };
 
-Server::Server(net::io_context& ioc, const Config& config, Engine& engine,
+Server::Server(IoPool& pool, const Config& config, Engine& engine,
                std::shared_ptr<SessionRegistry> sessions, std::shared_ptr<const Authenticator> auth,
                std::shared_ptr<PrincipalLimits> principal_limits)
-    : ioc_(ioc),
+    : pool_(pool),
       state_(std::make_shared<ServerState>(config, engine, std::move(sessions), std::move(auth),
                                            std::move(principal_limits))) {}
 
@@ -238,7 +240,7 @@ bool Server::start(std::string& error) {
             "\" is not an IP address";
     return false;
   }
-  listener_ = std::make_shared<Listener>(ioc_, state_);
+  listener_ = std::make_shared<Listener>(pool_, state_);
   if (!listener_->open({address, state_->config.server.listen_port}, error)) return false;
   const auto& mc = state_->config.metrics;
   if (mc.enabled && !mc.listen_host.empty()) {
@@ -247,7 +249,7 @@ bool Server::start(std::string& error) {
       error = "metrics.listen: \"" + mc.listen_host + "\" is not an IP address";
       return false;
     }
-    metrics_listener_ = std::make_shared<Listener>(ioc_, state_, true);
+    metrics_listener_ = std::make_shared<Listener>(pool_, state_, true);
     if (!metrics_listener_->open({maddress, mc.listen_port}, error)) return false;
     metrics_listener_->run();
   }

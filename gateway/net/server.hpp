@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 
+#include "gateway/common/io_pool.hpp"
 #include "gateway/config/config.hpp"
 #include "gateway/engine/engine.hpp"
 
@@ -25,7 +26,7 @@ class StaticFiles;
 
 class Server {
  public:
-  Server(boost::asio::io_context& ioc, const Config& config, Engine& engine,
+  Server(IoPool& pool, const Config& config, Engine& engine,
          std::shared_ptr<SessionRegistry> sessions, std::shared_ptr<const Authenticator> auth,
          std::shared_ptr<PrincipalLimits> principal_limits);
   ~Server();
@@ -49,7 +50,7 @@ class Server {
 
  private:
   class Listener;
-  boost::asio::io_context& ioc_;
+  IoPool& pool_;
   std::shared_ptr<ServerState> state_;
   std::shared_ptr<Listener> listener_;
   std::shared_ptr<Listener> metrics_listener_;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/container/small_vector.hpp>
 
 #include "gateway/common/logging.hpp"
@@ -51,15 +52,62 @@ struct Session::TurnState {
 // Engine events go to the session (its mutex serializes them), through the
 // plugins' moderation chain when there is one: no text reaches the journal
 // before every moderator has passed it.
+//
+// An engine that calls back on its own compute thread (the local engine's
+// scheduler) must not wait for a moderator or the journal: one slow
+// moderator would stall every sequence of the batch. Its events are queued
+// here and handled, in order, on a strand of `deliver` instead.
 class Session::Sink final : public TurnSink, public std::enable_shared_from_this<Sink> {
  public:
-  Sink(std::shared_ptr<Session> session, uint64_t turn, std::unique_ptr<ModerationChain> chain)
+  Sink(std::shared_ptr<Session> session, uint64_t turn, std::unique_ptr<ModerationChain> chain,
+       std::optional<net::strand<net::any_io_executor>> deliver)
       : session_(std::move(session)),
         turn_(turn),
         chain_(std::move(chain)),
+        deliver_(std::move(deliver)),
         hold_timer_(session_->executor_) {}
 
   void on_delta(std::string text) override {
+    if (!deliver_) return handle_delta(std::move(text));
+    std::lock_guard lock(queue_mutex_);
+    queued_.push_back(std::move(text));
+    post_drain();
+  }
+
+  void on_end(TurnResult result) override {
+    if (!deliver_) return handle_end(std::move(result));
+    std::lock_guard lock(queue_mutex_);
+    queued_end_ = std::move(result);
+    post_drain();
+  }
+
+ private:
+  // Under queue_mutex_: one drain on its way at a time.
+  void post_drain() {
+    if (drain_posted_) return;
+    drain_posted_ = true;
+    net::post(*deliver_, [self = shared_from_this()] { self->drain(); });
+  }
+
+  void drain() {
+    for (;;) {
+      std::vector<std::string> texts;
+      std::optional<TurnResult> end;
+      {
+        std::lock_guard lock(queue_mutex_);
+        if (queued_.empty() && !queued_end_) {
+          drain_posted_ = false;
+          return;
+        }
+        texts.swap(queued_);
+        end.swap(queued_end_);
+      }
+      for (auto& t : texts) handle_delta(std::move(t));
+      if (end) handle_end(std::move(*end));
+    }
+  }
+
+  void handle_delta(std::string text) {
     if (!chain_) return session_->on_delta(turn_, std::move(text));
     std::lock_guard lock(mutex_);
     if (ended_) return;
@@ -69,7 +117,7 @@ class Session::Sink final : public TurnSink, public std::enable_shared_from_this
     arm_hold_timer();
   }
 
-  void on_end(TurnResult result) override {
+  void handle_end(TurnResult result) {
     if (chain_) {
       std::lock_guard lock(mutex_);
       ended_ = true;
@@ -86,7 +134,6 @@ class Session::Sink final : public TurnSink, public std::enable_shared_from_this
     session_->on_end(turn_, std::move(result));
   }
 
- private:
   // Under mutex_, so that outputs reach the journal in order.
   void deliver(std::vector<ModerationOutput>& out) {
     for (auto& o : out) {
@@ -129,6 +176,11 @@ class Session::Sink final : public TurnSink, public std::enable_shared_from_this
   std::shared_ptr<Session> session_;
   uint64_t turn_;
   std::unique_ptr<ModerationChain> chain_;
+  std::optional<net::strand<net::any_io_executor>> deliver_;  // set: events are queued for it
+  std::mutex queue_mutex_;
+  std::vector<std::string> queued_;
+  std::optional<TurnResult> queued_end_;
+  bool drain_posted_ = false;
   std::mutex mutex_;  // the chain's: engine callbacks and the hold timer
   bool ended_ = false;
   bool timer_armed_ = false;
@@ -216,8 +268,12 @@ TurnRequest Session::round_request() const {
 void Session::start_round(uint64_t number, TurnRequest req) {
   // Outside the lock: the engine may call back at once.
   auto chain = settings_.plugins ? settings_.plugins->make_chain() : nullptr;
-  auto handle = engine_.start(std::move(req),
-                              std::make_shared<Sink>(shared_from_this(), number, std::move(chain)));
+  std::optional<net::strand<net::any_io_executor>> deliver;
+  if (!engine_.calls_back_on_io_threads()) {
+    deliver.emplace(net::make_strand(settings_.engine_events ? settings_.engine_events : executor_));
+  }
+  auto handle = engine_.start(std::move(req), std::make_shared<Sink>(shared_from_this(), number,
+                                                                     std::move(chain), std::move(deliver)));
   std::shared_ptr<TurnHandle> stored = std::move(handle);
   bool cancel_now = false;
   {

@@ -29,6 +29,10 @@ struct SessionSettings {
   size_t history_max_bytes = 64 * 1024;
   std::shared_ptr<PrincipalLimits> limits;  // may be null: no per-principal limits
   std::shared_ptr<const PluginHost> plugins;  // may be null: no moderation
+  // Where a turn's events are moderated and journaled when the engine calls
+  // back on its own compute thread (Engine::calls_back_on_io_threads); a
+  // strand of it per turn. Empty: on the session's executor.
+  boost::asio::any_io_executor engine_events;
 };
 
 class Session : public std::enable_shared_from_this<Session> {

@@ -60,6 +60,43 @@ TEST(LocalEngine, StreamsValidUtf8GreedyAnswersThroughTheGateway) {
   EXPECT_NE(metrics.body.find("sluice_local_kv_blocks_used 0\n"), std::string::npos);  // all back after the turns
 }
 
+// Moderation and journaling run off the scheduler thread: a moderator that
+// takes 300 ms over every piece of one answer holds back that answer only;
+// the other sequence of the batch decodes and streams meanwhile.
+TEST(LocalEngine, ASlowModeratorOnOneAnswerStallsNoOtherSequence) {
+  TempConfig config(std::string("[[plugins]]\npath = \"") + SLUICE_TEST_PLUGIN_DIR + "/slow_moderator.so\"\n");
+  Process gw({SLUICE_GATEWAY_BIN, "--listen", "127.0.0.1:0", "--config", config.path},
+             {"SLUICE_ENGINE=local", "SLUICE_LOCAL_MODEL=" + test_model(), "SLUICE_LOCAL_THREADS=1",
+              "SLUICE_LOCAL_TEMPERATURE=0", "SLUICE_LOCAL_MAX_TOKENS=24"});
+  WsClient slow(gw.port());
+  slow.send(chat("the first answer the moderator sees: slow"));
+  auto s = slow.read_until("session");
+  ASSERT_TRUE(s);
+  ASSERT_TRUE(slow.read_until("delta", s->session_id, 30s));  // it runs, a piece per 300 ms
+  WsClient fast(gw.port());
+  fast.send(chat("另一个回答 🚀"));
+  auto f = fast.read_until("session");
+  ASSERT_TRUE(f);
+  const Turn t = read_turn(fast, f->session_id, 60s);
+  ASSERT_TRUE(t.done);
+  EXPECT_EQ(t.done->finish_reason, "length");
+  EXPECT_EQ(t.done->completion_tokens, 24);
+  // By then the slow answer has had only a few of its 24 pieces moderated:
+  // had moderation run on the scheduler thread, the fast answer's tokens
+  // would have waited 300 ms a step as well, and come after nearly all of them.
+  int slow_deltas = 1;
+  while (auto m = slow.read(20ms)) {
+    if (m->type == "delta") ++slow_deltas;
+    if (m->type == "done") break;
+  }
+  EXPECT_LT(slow_deltas, 12);
+  // It still ends as usual, every piece moderated and in order.
+  const Turn rest = read_turn(slow, s->session_id, 60s);
+  ASSERT_TRUE(rest.done);
+  EXPECT_EQ(rest.done->finish_reason, "length");
+  EXPECT_EQ(rest.done->completion_tokens, 24);
+}
+
 TEST(LocalEngine, CancelEndsAnAnswerAtOnceAndTheNextOneRuns) {
   // An answer as long as the context allows: thousands of tokens, so that
   // the cancel comes long before its end, even on a fast machine.

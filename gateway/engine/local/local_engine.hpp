@@ -29,6 +29,7 @@ class LocalEngine final : public Engine {
   std::unique_ptr<TurnHandle> start(TurnRequest request, std::shared_ptr<TurnSink> sink) override;
   bool ready() const override { return true; }
   std::string_view name() const override { return "local"; }
+  bool calls_back_on_io_threads() const override { return false; }  // the scheduler thread
   void shutdown() override;
 
   const ModelConfig& model_config() const { return model_->config(); }

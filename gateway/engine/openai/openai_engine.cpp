@@ -44,6 +44,7 @@ struct OpenAiEngine::Shared {
   OpenAiConfig config;
   UpstreamPool pool;
   std::vector<std::unique_ptr<Shard>> shards;
+  std::vector<std::vector<Shard*>> by_context;  // the shards of each pool context
   std::atomic<size_t> next_shard{0};
 };
 
@@ -469,10 +470,15 @@ class TurnControl final : public TurnHandle {
 
 }  // namespace
 
-OpenAiEngine::OpenAiEngine(net::io_context& ioc, const OpenAiConfig& config, int shards)
+OpenAiEngine::OpenAiEngine(IoPool& pool, const OpenAiConfig& config, int shards)
     : shared_(std::make_shared<Shared>(config)) {
-  for (int i = 0; i < std::max(1, shards); ++i) {
-    shared_->shards.push_back(std::make_unique<Shard>(ioc));
+  // At least one shard on every context, so that a turn can stay on the
+  // thread of the connection that started it.
+  const size_t n = std::max(static_cast<size_t>(std::max(1, shards)), pool.size());
+  shared_->by_context.resize(pool.size());
+  for (size_t i = 0; i < n; ++i) {
+    shared_->shards.push_back(std::make_unique<Shard>(pool.context(i % pool.size())));
+    shared_->by_context[i % pool.size()].push_back(shared_->shards.back().get());
   }
 }
 
@@ -489,8 +495,15 @@ OpenAiEngine::~OpenAiEngine() {
 
 std::unique_ptr<TurnHandle> OpenAiEngine::start(TurnRequest request,
                                                 std::shared_ptr<TurnSink> sink) {
-  const size_t n = shared_->shards.size();
-  Shard& shard = *shared_->shards[shared_->next_shard.fetch_add(1) % n];
+  // A shard of the caller's own context (the connection's thread), else any.
+  const size_t pick = shared_->next_shard.fetch_add(1, std::memory_order_relaxed);
+  const int here = IoPool::current();
+  const std::vector<Shard*>* local = nullptr;
+  if (here >= 0 && static_cast<size_t>(here) < shared_->by_context.size()) {
+    local = &shared_->by_context[static_cast<size_t>(here)];
+  }
+  Shard& shard = local && !local->empty() ? *(*local)[pick % local->size()]
+                                          : *shared_->shards[pick % shared_->shards.size()];
   auto turn = std::make_shared<Turn>(shared_, shard, std::move(request), std::move(sink));
   net::post(shard.strand, [turn] { turn->begin(); });
   return std::make_unique<TurnControl>(turn, shard.strand);
