@@ -288,12 +288,16 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>>,
     if (!sid.empty()) {
       SessionRegistry::Lookup why{};
       session = state_->sessions->find(sid, who_.principal, why);
+      // A refused request gives its place back before its answer leaves: the
+      // client's next request may come the moment it has read it.
       if (!session) {
+        ticket.reset();
         return reply(http::status::not_found, false,
                      openai_error_json(why == SessionRegistry::Lookup::kExpired ? "expired" : "unknown_session",
                                        "no such session"));
       }
       if (!session->token_matches(req["X-Sluice-Resume-Token"])) {
+        ticket.reset();
         return reply(http::status::forbidden, false,
                      openai_error_json("bad_token", "X-Sluice-Resume-Token does not match the session"));
       }
@@ -304,6 +308,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>>,
     if (const Admission a = session->start_turn(r.chat); !a.ok) {
       // A new session whose first turn is refused never existed.
       if (sid.empty()) state_->sessions->discard(session->id());
+      ticket.reset();
       return refuse(a);
     }
     HttpChatOptions o;
