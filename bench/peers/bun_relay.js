@@ -6,8 +6,7 @@
 //
 //   UPSTREAM=http://127.0.0.1:9000/v1 PORT_FILE=/tmp/p bun bench/peers/bun_relay.js
 import { writeFileSync } from "node:fs";
-import { randomUUID } from "node:crypto";
-import { relayTurn } from "./relay_turn.js";
+import { onClientMessage } from "./relay_turn.js";
 
 const upstream = process.env.UPSTREAM;
 
@@ -20,17 +19,7 @@ const server = Bun.serve({
   },
   websocket: {
     message(ws, message) {
-      let msg;
-      try {
-        msg = JSON.parse(message);
-      } catch {
-        ws.send(JSON.stringify({ type: "error", code: "bad_message", message: "not JSON" }));
-        return;
-      }
-      if (msg.type !== "chat") return;
-      const sessionId = msg.session_id ?? randomUUID();
-      ws.send(JSON.stringify({ type: "session", session_id: sessionId, request_id: msg.request_id }));
-      relayTurn(upstream, sessionId, msg, (frame) => ws.send(frame));
+      onClientMessage(upstream, message, (frame) => ws.send(frame));
     },
   },
 });

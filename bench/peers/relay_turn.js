@@ -1,3 +1,21 @@
+import { randomUUID } from "node:crypto";
+
+// A client's message to a benchmark relay: a `chat` starts a session (or
+// goes on with one) and its turn; anything else is ignored.
+export function onClientMessage(upstream, data, send) {
+  let msg;
+  try {
+    msg = JSON.parse(data);
+  } catch {
+    send(JSON.stringify({ type: "error", code: "bad_message", message: "not JSON" }));
+    return;
+  }
+  if (msg.type !== "chat") return;
+  const sessionId = msg.session_id ?? randomUUID();
+  send(JSON.stringify({ type: "session", session_id: sessionId, request_id: msg.request_id }));
+  relayTurn(upstream, sessionId, msg, send);
+}
+
 // One turn of a benchmark relay: POST the chat to the upstream with
 // stream: true, read its SSE with fetch, and send each content delta to the
 // client as a Sluice protocol v1 `delta` frame, then `done`. Shared by the

@@ -427,7 +427,8 @@ template <class Stream>
 void WsConnection<Stream>::on_session_events(const Session& session) {
   {
     std::lock_guard lock(dirty_mutex_);
-    if (std::find(dirty_.begin(), dirty_.end(), &session) == dirty_.end()) dirty_.push_back(&session);
+    const bool listed = std::any_of(dirty_.begin(), dirty_.end(), [&](const auto& s) { return s.get() == &session; });
+    if (!listed) dirty_.push_back(session.shared_from_this());  // alive until the pull
   }
   // One pull per burst of events, however many sessions and deltas.
   wakeup_.notify(ws_.get_executor(), [self = this->shared_from_this()] { self->schedule_pull(); });
@@ -460,6 +461,7 @@ void WsConnection<Stream>::pull() {
   struct WriteAfter {
     WsConnection& c;
     ~WriteAfter() {
+      c.woken_.clear();  // holds no session past the pull
       c.pulling_ = false;
       c.do_write();
     }
@@ -469,9 +471,10 @@ void WsConnection<Stream>::pull() {
       if (!drain(id, a)) return;
     }
   } else {
-    for (const Session* s : woken_) {
+    for (const auto& s : woken_) {
       const auto it = attached_.find(s->id());
-      if (it != attached_.end() && it->second.session.get() == s && !drain(it->first, it->second)) return;
+      // It may have been detached (and another session attached under the same id) since it woke us.
+      if (it != attached_.end() && it->second.session == s && !drain(it->first, it->second)) return;
     }
   }
   review_slow_consumer(pull_all_);

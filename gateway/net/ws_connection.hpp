@@ -137,8 +137,8 @@ class WsConnection : public std::enable_shared_from_this<WsConnection<Stream>>,
   ReaderWakeup wakeup_;
   // Sessions with new events since the last pull (from any thread).
   std::mutex dirty_mutex_;
-  std::vector<const Session*> dirty_;
-  std::vector<const Session*> woken_;      // the pull's copy; strand only
+  std::vector<std::shared_ptr<const Session>> dirty_;
+  std::vector<std::shared_ptr<const Session>> woken_;  // the pull's copy; strand only
   std::vector<JournalEntryPtr> read_;      // the pull's read buffer, reused; strand only
   bool pull_all_ = false;  // a pull was cut short by the send queue: read every attachment
   std::chrono::milliseconds coalesce_{0};
