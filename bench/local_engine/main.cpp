@@ -113,7 +113,7 @@ int main(int argc, char** argv) {
       p.temperature = 0;
       p.max_tokens = tokens + 1;
       sluice::Scheduler::Callbacks cb;
-      cb.on_token = [&](int32_t, std::string&) {
+      cb.on_token = [&](int32_t) {
         std::lock_guard lock(mutex);
         // The first token comes from the prompt; decode time starts there.
         if (!started) {
@@ -124,7 +124,7 @@ int main(int argc, char** argv) {
         }
         return true;
       };
-      cb.on_end = [&](const std::string&, const std::string&, int64_t, int64_t) {
+      cb.on_end = [&](sluice::FinishReason, const std::string&, int64_t, int64_t) {
         std::lock_guard lock(mutex);
         ++ended;
         cv.notify_all();

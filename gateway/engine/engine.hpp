@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "gateway/protocol/error_code.hpp"
+#include "gateway/protocol/finish_reason.hpp"
 #include "gateway/protocol/messages.hpp"
 #include "gateway/protocol/server_messages.hpp"
 
@@ -41,10 +42,10 @@ struct TurnError {
 };
 
 struct TurnResult {
-  // "stop", "length", "tool_calls", ... as the model reported it;
-  // "cancelled" after TurnHandle::cancel; "error" when `error` is set.
-  std::string finish_reason;
-  std::vector<ToolCall> tool_calls;  // with finish_reason "tool_calls"
+  // As the model reported it; kCancelled after TurnHandle::cancel; kError
+  // when `error` is set.
+  FinishReason finish_reason = FinishReason::kStop;
+  std::vector<ToolCall> tool_calls;  // with kToolCalls
   Usage usage;
   bool has_usage = false;  // false: usage is the gateway's own count
   std::optional<TurnError> error;
@@ -65,7 +66,7 @@ class TurnHandle {
  public:
   virtual ~TurnHandle() = default;
   // Stops the turn and releases the upstream at once. Idempotent; on_end
-  // follows with finish_reason "cancelled" unless the turn had already ended.
+  // follows with FinishReason::kCancelled unless the turn had already ended.
   virtual void cancel() = 0;
 };
 

@@ -18,8 +18,6 @@ namespace http = beast::http;
 namespace net = boost::asio;
 
 namespace {
-constexpr size_t kPullBytes = 64 * 1024;
-
 unsigned status_for(ErrorCode code) {
   return code == ErrorCode::kUpstreamTimeout ? 504 : code == ErrorCode::kShuttingDown ? 503 : 502;
 }
@@ -34,9 +32,12 @@ HttpChatStream<Stream>::HttpChatStream(Stream stream, std::shared_ptr<ServerStat
       id_(state_->next_id()),
       ticket_(std::move(ticket)),
       session_(std::move(session)),
-      cursor_(cursor),
       options_(std::move(options)),
-      write_deadline_(stream_.get_executor()) {}
+      chunk_prefix_(options_.sse ? sse_chunk_prefix(options_.ids) : std::string()),
+      slow_(stream_.get_executor(), state_->config.limits.slow_consumer_timeout),
+      write_deadline_(stream_.get_executor()) {
+  pump_.follow(session_, cursor);
+}
 
 template <class Stream>
 HttpChatStream<Stream>::~HttpChatStream() = default;  // the ticket gives back its places
@@ -57,55 +58,68 @@ void HttpChatStream<Stream>::start() {
 }
 
 template <class Stream>
-void HttpChatStream<Stream>::on_session_events(const Session&) {
+void HttpChatStream<Stream>::on_session_events(const Session& session) {
+  pump_.mark(session);
   wakeup_.notify(stream_.get_executor(), [self = this->shared_from_this()] { self->pull(); });
 }
 
 template <class Stream>
 void HttpChatStream<Stream>::pull() {
-  // While a write is in flight the cursor waits: at most one batch is ever
-  // buffered for a slow client; on_written pulls again.
-  if (stopped_ || done_ || (options_.sse && writing_)) return;
-  JournalRead r = session_->journal().read(cursor_, kPullBytes);
-  if (r.status != JournalStatus::kOk) return stop("journal no longer holds the cursor");
-  for (const auto& entry : r.events) {
-    const StreamEvent& e = entry->event();
-    cursor_ = e.offset;
-    if (options_.sse) {
-      pending_ += sse_event(options_.ids, session_->id(), e, options_.include_usage);
-      if (e.type == StreamEventType::kDone) {
-        pending_ += kSseDone;
-        done_ = true;
-        break;
-      }
-      continue;
-    }
-    if (e.type == StreamEventType::kDelta) text_ += e.text;
-    if (e.type == StreamEventType::kError) {
-      done_ = true;
-      return reply_json(status_for(e.code), openai_error_json(to_string(e.code), e.text));
-    }
-    if (e.type == StreamEventType::kDone) {
-      done_ = true;
-      return reply_json(200, completion_json(options_.ids, text_, e.finish_reason, e.usage));
-    }
+  if (stopped_ || done_) return;
+  const size_t limit = state_->config.limits.send_queue_bytes;
+  const auto r = pump_.pump(pending_.size() < limit ? limit - pending_.size() : 0,
+                            [&](const JournalPump::Cursor&, const JournalEntryPtr& entry) { return take(entry); });
+  if (r.outcome == JournalPump::Outcome::kLost) {
+    state_->stats.slow_consumer_closes_http->inc();
+    return stop("the journal no longer holds the stream's cursor");
   }
+  if (!options_.sse) return;  // the reply goes when the turn ends (take)
   // A resume of an idle session that has nothing newer ends at once.
-  if (options_.sse && !done_ && r.events.empty() && !session_->busy() &&
-      cursor_ >= session_->journal().last_offset()) {
+  if (!done_ && !session_->busy() && pump_.caught_up()) {
     pending_ += kSseDone;
     done_ = true;
   }
-  if (options_.sse && !writing_ && !pending_.empty()) write(std::exchange(pending_, {}), true);
+  slow_.review(pump_.behind(), [self = this->shared_from_this()] {
+    self->state_->stats.slow_consumer_closes_http->inc();
+    self->stop("the client took nothing for limits.slow_consumer_timeout_ms");
+  });
+  if (!writing_ && !pending_.empty()) write(std::exchange(pending_, {}), true);
+}
+
+template <class Stream>
+JournalPump::Emitted HttpChatStream<Stream>::take(const JournalEntryPtr& entry) {
+  const StreamEvent& e = entry->event();
+  if (options_.sse) {
+    const size_t before = pending_.size();
+    // The event's own part is escaped once for every SSE reader of the session.
+    const std::string& body =
+        entry->encoded(Face::kSse, [&](const StreamEvent& ev) { return sse_event_body(session_->id(), ev); });
+    append_sse_event(pending_, chunk_prefix_, session_->id(), e, body, options_.include_usage);
+    const bool last = e.type == StreamEventType::kDone;
+    if (last) {
+      pending_ += kSseDone;
+      done_ = true;
+    }
+    return {pending_.size() - before, last};
+  }
+  if (e.type == StreamEventType::kDelta) text_ += e.text;
+  if (e.type == StreamEventType::kError) {
+    done_ = true;
+    reply_json(status_for(e.code), openai_error_json(to_string(e.code), e.text));
+    return {0, true};
+  }
+  if (e.type == StreamEventType::kDone) {
+    done_ = true;
+    reply_json(200, completion_json(options_.ids, text_, to_string(e.finish_reason), e.usage));
+    return {0, true};
+  }
+  return {};
 }
 
 template <class Stream>
 void HttpChatStream<Stream>::write(std::string bytes, bool chunk) {
   writing_ = true;
   auto buf = std::make_shared<std::string>(std::move(bytes));
-  // A client that takes nothing for this long is given up on; it can
-  // resume with Last-Event-ID.
-  arm_write_deadline(state_->config.limits.slow_consumer_timeout);
   auto done = [self = this->shared_from_this(), buf](beast::error_code ec, std::size_t) {
     self->on_written(ec);
   };
@@ -119,15 +133,12 @@ void HttpChatStream<Stream>::write(std::string bytes, bool chunk) {
 template <class Stream>
 void HttpChatStream<Stream>::on_written(beast::error_code ec) {
   writing_ = false;
-  ++writes_;  // a deadline already on its way is for this write: void it
-  write_deadline_.cancel();
   if (ec) return stop("write failed: " + ec.message());
+  slow_.progress();
+  pull();  // what came meanwhile, and the next write
+  if (writing_ || stopped_) return;
   if (!pending_.empty()) return write(std::exchange(pending_, {}), true);
-  if (done_) {
-    if (!options_.sse) return stop("answered");
-    return finish_sse();
-  }
-  pull();
+  if (done_) finish_sse();
 }
 
 template <class Stream>
@@ -183,6 +194,8 @@ void HttpChatStream<Stream>::stop(std::string_view why) {
   spdlog::debug("http stream for session {}: {}", session_->id(), why);
   // Detaching does not stop the turn: it runs on for resume.grace_ms.
   session_->detach(this);
+  pump_.clear();
+  slow_.cancel();
   write_deadline_.cancel();
   close_now(stream_);
 }

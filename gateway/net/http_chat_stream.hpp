@@ -1,8 +1,11 @@
 // HttpChatStream: the answer to one OpenAI-compatible HTTP request
 // (POST /v1/chat/completions, or GET /v1/sessions/{id}/stream to resume).
-// It is a reader of one session: it pulls the session's journal from its
-// cursor and writes either SSE chunks (each with "id: <session>:<offset>")
-// or, when not streaming, one chat.completion object at the turn's end.
+// It is a reader of one session: its JournalPump moves the session's events
+// from its cursor, and it writes either SSE chunks (each with
+// "id: <session>:<offset>") or, when not streaming, one chat.completion
+// object at the turn's end. The slow-consumer rule is the pump's
+// (journal_pump.hpp): behind a full buffer (limits.send_queue_bytes) with no
+// write finished for limits.slow_consumer_timeout, the stream ends.
 //
 // Stream is PlainStream or TlsStream (transport.hpp).
 //
@@ -18,6 +21,7 @@
 
 #include "gateway/net/transport.hpp"
 #include "gateway/protocol/openai_http.hpp"
+#include "gateway/stream/journal_pump.hpp"
 #include "gateway/stream/reader_wakeup.hpp"
 #include "gateway/net/connection_ticket.hpp"
 #include "gateway/stream/session.hpp"
@@ -55,6 +59,7 @@ class HttpChatStream : public std::enable_shared_from_this<HttpChatStream<Stream
 
  private:
   void pull();
+  JournalPump::Emitted take(const JournalEntryPtr& entry);
   void write(std::string bytes, bool chunk);
   void on_written(boost::beast::error_code ec);
   void finish_sse();
@@ -69,8 +74,10 @@ class HttpChatStream : public std::enable_shared_from_this<HttpChatStream<Stream
   const uint64_t id_;
   ConnectionTicket ticket_;
   std::shared_ptr<Session> session_;
-  uint64_t cursor_;
   Options options_;
+  const std::string chunk_prefix_;  // SSE: what every chunk of this response starts with
+  JournalPump pump_;                // one cursor, in session_'s journal
+  SlowConsumerRule slow_;
   ReaderWakeup wakeup_;
   bool writing_ = false;
   bool done_ = false;      // the turn's done was written (or the reply was)
@@ -78,8 +85,8 @@ class HttpChatStream : public std::enable_shared_from_this<HttpChatStream<Stream
   std::string pending_;    // SSE bytes waiting for the current write
   std::string text_;       // non-streaming: the answer so far
   char probe_ = 0;         // one byte for noticing the client leave
-  // A write that takes longer than this (limits.slow_consumer_timeout) ends
-  // the stream; the socket's own timeouts stay off, as the probe read is
+  // The answer's last write (the final chunk, or the whole JSON reply) gets
+  // this long; the socket's own timeouts stay off, as the probe read is
   // always pending.
   boost::asio::steady_timer write_deadline_;
   uint64_t writes_ = 0;    // writes started, to match a deadline to its write

@@ -23,6 +23,7 @@
 #include "gateway/net/ws_connection.hpp"
 #include "gateway/protocol/openai_http.hpp"
 #include "gateway/protocol/server_messages.hpp"
+#include "gateway/stream/resume.hpp"
 #include "gateway/stream/session_registry.hpp"
 
 namespace sluice {
@@ -345,35 +346,24 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>>,
                      openai_error_json("bad_message", "offset / Last-Event-ID must be a number"));
       }
     }
-    // A refused resume: counted by reason, like the WebSocket's resume_failed.
-    auto fail = [&](http::status status, std::string_view reason, std::string_view message) {
-      if (auto* m = metrics::active()) m->resumes.with({reason}).inc();
-      reply(status, false, openai_error_json(reason, message));
-    };
-    SessionRegistry::Lookup why{};
-    auto session = state_->sessions->find(sid, who_.principal, why);
-    if (!session) {
-      if (why == SessionRegistry::Lookup::kExpired) return fail(http::status::gone, "expired", "no such session");
-      return fail(http::status::not_found, "unknown_session", "no such session");
+    // The same validation as the WebSocket's resume; each refusal has its status.
+    const ResumeCheck check = check_resume(*state_->sessions, sid, who_.principal, token, offset);
+    if (!check) {
+      http::status status = http::status::gone;  // expired, evicted
+      switch (*check.refusal) {
+        case ResumeRefusal::kUnknownSession: status = http::status::not_found; break;
+        case ResumeRefusal::kBadToken: status = http::status::forbidden; break;
+        case ResumeRefusal::kOffsetAhead: status = http::status::bad_request; break;
+        case ResumeRefusal::kSessionExpired:
+        case ResumeRefusal::kEvicted:
+        case ResumeRefusal::kEventsExpired: break;
+      }
+      return reply(status, false, openai_error_json(to_string(*check.refusal), check.message));
     }
-    if (!session->token_matches(token)) {
-      return fail(http::status::forbidden, "bad_token", "resume_token does not match the session");
-    }
-    switch (session->journal().check(offset)) {
-      case JournalStatus::kOk: break;
-      case JournalStatus::kAhead:
-        return fail(http::status::bad_request, "offset_ahead", "offset is beyond the session's last event");
-      case JournalStatus::kExpired:
-        return fail(http::status::gone, "expired", "the events after this offset passed resume.retention_ms");
-      case JournalStatus::kEvicted:
-        return fail(http::status::gone, "evicted", "the events after this offset were evicted");
-    }
+    const auto& session = check.session;
     ConnectionTicket ticket = admit_client();
     if (!ticket) return;
-    if (auto* m = metrics::active()) {
-      m->resumes.with({"resumed"}).inc();
-      m->replayed_events.get().inc(static_cast<double>(session->journal().last_offset() - offset));
-    }
+    record_resumed(*session, offset);
     HttpChatOptions o;
     o.role_chunk = false;
     o.ids = {"chatcmpl-" + session->id(), state_->config.openai.model, unix_seconds()};

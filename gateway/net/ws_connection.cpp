@@ -15,6 +15,7 @@
 #include "gateway/net/server_state.hpp"
 #include "gateway/protocol/server_messages.hpp"
 #include "gateway/protocol/stream_event.hpp"
+#include "gateway/stream/resume.hpp"
 #include "gateway/stream/session_registry.hpp"
 
 namespace sluice {
@@ -54,14 +55,8 @@ std::optional<std::chrono::milliseconds> coalesce_param(std::string_view target)
   return std::chrono::milliseconds(ms);
 }
 
-std::string_view reason_text(JournalStatus s) {
-  switch (s) {
-    case JournalStatus::kAhead: return "offset_ahead";
-    case JournalStatus::kEvicted: return "evicted";
-    case JournalStatus::kExpired: return "expired";
-    case JournalStatus::kOk: break;
-  }
-  return "ok";
+std::string_view lost_reason(JournalStatus s) {
+  return s == JournalStatus::kExpired ? "expired" : s == JournalStatus::kAhead ? "ahead" : "evicted";
 }
 }  // namespace
 
@@ -75,7 +70,7 @@ WsConnection<Stream>::WsConnection(Stream stream, std::shared_ptr<ServerState> s
       principal_(std::move(principal)),
       coalesce_(state_->config.stream.coalesce),
       coalesce_timer_(ws_.get_executor()),
-      slow_timer_(ws_.get_executor()),
+      slow_(ws_.get_executor(), state_->config.limits.slow_consumer_timeout),
       idle_timer_(ws_.get_executor()),
       expires_(expires),
       expiry_timer_(ws_.get_executor()),
@@ -296,14 +291,14 @@ void WsConnection<Stream>::handle_chat(const ChatCommand& chat) {
   }
   std::shared_ptr<Session> session;
   if (chat.session_id) {
-    const auto it = attached_.find(*chat.session_id);
-    if (it == attached_.end()) {
+    auto* cursor = pump_.find(*chat.session_id);
+    if (!cursor) {
       return send_error(ErrorCode::kUnknownSession,
                         "no session with this id on this connection (resume it first)",
                         *chat.session_id, chat.request_id);
     }
-    it->second.last_used = Clock::now();
-    session = it->second.session;
+    cursor->last_used = Clock::now();
+    session = cursor->session;
   } else {
     if (!make_room(chat.request_id)) return;
     session = state_->sessions->create(principal_);
@@ -318,52 +313,25 @@ void WsConnection<Stream>::handle_chat(const ChatCommand& chat) {
 
 template <class Stream>
 void WsConnection<Stream>::handle_resume(const ResumeCommand& r) {
-  auto fail = [&](std::string_view reason, std::string_view message) {
-    if (auto* m = metrics::active()) m->resumes.with({reason}).inc();
-    send(resume_failed_message(r.session_id, reason, message, r.request_id));
-  };
-  SessionRegistry::Lookup why{};
-  auto session = state_->sessions->find(r.session_id, principal_, why);
-  if (!session) {
-    if (why == SessionRegistry::Lookup::kExpired) {
-      return fail("expired", "the session ended longer ago than resume.retention_ms");
-    }
-    return fail("unknown_session", "no such session");
+  const ResumeCheck check = check_resume(*state_->sessions, r.session_id, principal_, r.resume_token, r.offset);
+  if (!check) {
+    return send(resume_failed_message(r.session_id, to_string(*check.refusal), check.message, r.request_id));
   }
-  if (!session->token_matches(r.resume_token)) {
-    return fail("bad_token", "resume_token does not match the session");
-  }
-  const JournalStatus status = session->journal().check(r.offset);
-  if (status != JournalStatus::kOk) {
-    const std::string last = std::to_string(session->journal().last_offset());
-    if (status == JournalStatus::kAhead) {
-      return fail("offset_ahead", "offset is beyond the last event (" + last + ")");
-    }
-    return fail(reason_text(status), status == JournalStatus::kExpired
-                                         ? "the events after this offset passed resume.retention_ms"
-                                         : "the events after this offset were evicted to stay within "
-                                           "resume.memory_budget_bytes");
-  }
-  const auto it = attached_.find(r.session_id);
-  if (it != attached_.end()) {
-    it->second.cursor = r.offset;  // the same connection starts over from `offset`
+  if (auto* cursor = pump_.find(r.session_id)) {
+    pump_.seek(*cursor, r.offset);  // the same connection starts over from `offset`
   } else {
     if (!make_room(r.request_id)) return;
-    attach(session, r.offset);
+    attach(check.session, r.offset);
   }
-  if (auto* m = metrics::active()) {
-    m->resumes.with({"resumed"}).inc();
-    m->replayed_events.get().inc(static_cast<double>(session->journal().last_offset() - r.offset));
-  }
+  record_resumed(*check.session, r.offset);
   send(resumed_message(r.session_id, r.offset + 1, r.request_id));
-  pull_all_ = true;  // replay from the new cursor (nothing woke the pull)
-  pull();
+  pull();  // replay from the new cursor (nothing woke the pull)
 }
 
 template <class Stream>
 void WsConnection<Stream>::handle_cancel(const CancelCommand& cancel) {
-  if (const auto it = attached_.find(cancel.session_id); it != attached_.end()) {
-    return it->second.session->cancel();  // its `done` with "cancelled" answers
+  if (auto* cursor = pump_.find(cancel.session_id)) {
+    return cursor->session->cancel();  // its `done` with "cancelled" answers
   }
   // Another connection of the same principal (its client came back, or a
   // second tab) may stop it with the session's resume token: session ids
@@ -389,14 +357,15 @@ void WsConnection<Stream>::handle_cancel(const CancelCommand& cancel) {
 template <class Stream>
 bool WsConnection<Stream>::make_room(std::string_view request_id) {
   const size_t max = state_->config.limits.max_sessions_per_connection;
-  if (attached_.size() < max) return true;
+  auto& cursors = pump_.cursors();
+  if (cursors.size() < max) return true;
   // Detach the idle session used least recently; it stays resumable.
-  auto victim = attached_.end();
-  for (auto it = attached_.begin(); it != attached_.end(); ++it) {
+  auto victim = cursors.end();
+  for (auto it = cursors.begin(); it != cursors.end(); ++it) {
     if (it->second.session->busy()) continue;
-    if (victim == attached_.end() || it->second.last_used < victim->second.last_used) victim = it;
+    if (victim == cursors.end() || it->second.last_used < victim->second.last_used) victim = it;
   }
-  if (victim == attached_.end()) {
+  if (victim == cursors.end()) {
     send_error(ErrorCode::kTooManySessions,
                "this connection already runs " + std::to_string(max) +
                    " turns (limits.max_sessions_per_connection)",
@@ -404,15 +373,14 @@ bool WsConnection<Stream>::make_room(std::string_view request_id) {
     return false;
   }
   victim->second.session->detach(this);
-  attached_.erase(victim);
+  cursors.erase(victim);
   return true;
 }
 
 template <class Stream>
 void WsConnection<Stream>::attach(const std::shared_ptr<Session>& session, uint64_t cursor) {
-  attached_[session->id()] = Attachment{session, cursor, Clock::now()};
+  pump_.follow(session, cursor);  // the next pull reads what is already past `cursor`
   session->attach(this->shared_from_this());
-  pull_all_ = true;  // what the journal already holds past `cursor` woke nobody
 }
 
 template <class Stream>
@@ -425,11 +393,7 @@ void WsConnection<Stream>::send_error(ErrorCode code, std::string_view message,
 
 template <class Stream>
 void WsConnection<Stream>::on_session_events(const Session& session) {
-  {
-    std::lock_guard lock(dirty_mutex_);
-    const bool listed = std::any_of(dirty_.begin(), dirty_.end(), [&](const auto& s) { return s.get() == &session; });
-    if (!listed) dirty_.push_back(session.shared_from_this());  // alive until the pull
-  }
+  pump_.mark(session);
   // One pull per burst of events, however many sessions and deltas.
   wakeup_.notify(ws_.get_executor(), [self = this->shared_from_this()] { self->schedule_pull(); });
 }
@@ -449,117 +413,42 @@ void WsConnection<Stream>::schedule_pull() {
 template <class Stream>
 void WsConnection<Stream>::pull() {
   if (ended_ || close_reason_) return;
-  // Only the sessions that said they have news are read, unless a pull was
-  // cut short by the send queue (then every attachment may be behind).
-  woken_.clear();
-  {
-    std::lock_guard lock(dirty_mutex_);
-    woken_.swap(dirty_);
+  const size_t limit = state_->config.limits.send_queue_bytes;
+  pulling_ = true;  // the frames found go out in one write, started below
+  const auto r = pump_.pump(
+      queued_bytes_ < limit ? limit - queued_bytes_ : 0, coalesce_.count() > 0,
+      [&](const JournalPump::Cursor& c, const JournalEntryPtr& entry) {
+        // Encoded once for every WebSocket reader of the session.
+        const std::string& frame = entry->encoded(
+            Face::kWebSocket, [&](const StreamEvent& e) { return event_message(c.session->id(), e); });
+        send_entry(entry, frame);
+        return JournalPump::Emitted{frame.size()};
+      },
+      [&](const JournalPump::Cursor& c, StreamEvent&& merged) {
+        std::string frame = event_message(c.session->id(), merged);
+        const size_t bytes = frame.size();
+        send(std::move(frame));
+        return JournalPump::Emitted{bytes};
+      });
+  pulling_ = false;
+  do_write();
+  if (r.outcome == JournalPump::Outcome::kLost) {
+    // This reader fell so far behind that its events are gone.
+    spdlog::info("connection {}: session {} lost events ({}); closing", id_, r.lost->session->id(),
+                 lost_reason(r.status));
+    state_->stats.slow_consumer_closes_ws->inc();
+    return close({kCloseSlowConsumer, "slow consumer: events " + std::string(lost_reason(r.status))});
   }
-  const bool all = std::exchange(pull_all_, false);
-  pulling_ = true;
-  struct WriteAfter {
-    WsConnection& c;
-    ~WriteAfter() {
-      c.woken_.clear();  // holds no session past the pull
-      c.pulling_ = false;
-      c.do_write();
-    }
-  } write_after{*this};
-  if (all) {
-    for (auto& [id, a] : attached_) {
-      if (!drain(id, a)) return;
-    }
-  } else {
-    for (const auto& s : woken_) {
-      const auto it = attached_.find(s->id());
-      // It may have been detached (and another session attached under the same id) since it woke us.
-      if (it != attached_.end() && it->second.session == s && !drain(it->first, it->second)) return;
-    }
-  }
-  review_slow_consumer(pull_all_);
-  if (draining_ && caught_up() && !any_busy()) {
+  slow_.review(pump_.behind(), [self = this->shared_from_this()] { self->on_stalled(); });
+  if (draining_ && pump_.caught_up() && !any_busy()) {
     close({websocket::close_code::going_away, "server shutting down"});
   }
 }
 
 template <class Stream>
-bool WsConnection<Stream>::drain(const std::string& id, Attachment& a) {
-  const size_t limit = state_->config.limits.send_queue_bytes;
-  while (queued_bytes_ < limit) {
-    read_.clear();
-    const JournalStatus status = a.session->journal().read(a.cursor, limit - queued_bytes_, read_);
-    if (status != JournalStatus::kOk) {
-      // This reader fell so far behind that its events are gone.
-      spdlog::info("connection {}: session {} lost events ({}); closing", id_, id, reason_text(status));
-      state_->stats.slow_consumer_closes_ws->inc();
-      close({kCloseSlowConsumer, "slow consumer: events " + std::string(reason_text(status))});
-      return false;
-    }
-    if (read_.empty()) return true;
-    for (size_t i = 0; i < read_.size(); ++i) {
-      const StreamEvent& e = read_[i]->event();
-      if (coalesce_.count() > 0 && e.type == StreamEventType::kDelta && i + 1 < read_.size() &&
-          read_[i + 1]->event().type == StreamEventType::kDelta) {
-        // Coalescing: consecutive deltas become one frame at the last one's offset.
-        StreamEvent merged;
-        merged.type = StreamEventType::kDelta;
-        merged.text = e.text;
-        while (i + 1 < read_.size() && read_[i + 1]->event().type == StreamEventType::kDelta) {
-          merged.text += read_[++i]->event().text;
-        }
-        merged.offset = read_[i]->offset();
-        send(event_message(id, merged));
-        a.cursor = merged.offset;
-        continue;
-      }
-      // Encoded once for every WebSocket reader of the session.
-      const std::string& frame =
-          read_[i]->encoded(Face::kWebSocket, [&](const StreamEvent& ev) { return event_message(id, ev); });
-      send_entry(read_[i], frame);
-      a.cursor = e.offset;
-    }
-  }
-  pull_all_ = true;  // the queue is full: this session, and those after it, wait for room
-  return true;
-}
-
-template <class Stream>
-bool WsConnection<Stream>::caught_up() const {
-  return std::all_of(attached_.begin(), attached_.end(), [](const auto& kv) {
-    return kv.second.cursor >= kv.second.session->journal().last_offset();
-  });
-}
-
-template <class Stream>
-void WsConnection<Stream>::review_slow_consumer(bool behind) {
-  if (!behind) {
-    if (slow_armed_) slow_timer_.cancel();
-    slow_armed_ = false;
-    return;
-  }
-  if (slow_armed_) return;
-  slow_armed_ = true;
-  last_write_done_ = Clock::now();
-  slow_timer_.expires_after(state_->config.limits.slow_consumer_timeout);
-  slow_timer_.async_wait(
-      beast::bind_front_handler(&WsConnection<Stream>::on_slow_timeout, this->shared_from_this()));
-}
-
-template <class Stream>
-void WsConnection<Stream>::on_slow_timeout(beast::error_code ec) {
-  if (ec || ended_) return;
+void WsConnection<Stream>::on_stalled() {
+  if (ended_) return;
   if (close_reason_) return end("slow consumer did not take its close frame", true);
-  // Behind but still taking frames is catching up, not stalled.
-  const auto timeout = state_->config.limits.slow_consumer_timeout;
-  const auto since = Clock::now() - last_write_done_;
-  if (since < timeout) {
-    slow_timer_.expires_after(timeout - since);
-    slow_timer_.async_wait(
-        beast::bind_front_handler(&WsConnection<Stream>::on_slow_timeout, this->shared_from_this()));
-    return;
-  }
-  slow_armed_ = false;
   spdlog::info("connection {}: behind for {} ms with a full send queue; closing (4008)", id_,
                state_->config.limits.slow_consumer_timeout.count());
   // Keep only the frame being written; the client resumes from its offsets.
@@ -569,10 +458,9 @@ void WsConnection<Stream>::on_slow_timeout(beast::error_code ec) {
   }
   state_->stats.slow_consumer_closes_ws->inc();
   close({kCloseSlowConsumer, "slow consumer"});
-  slow_armed_ = true;
-  slow_timer_.expires_after(kSlowCloseGrace);
-  slow_timer_.async_wait(
-      beast::bind_front_handler(&WsConnection<Stream>::on_slow_timeout, this->shared_from_this()));
+  slow_.last_chance(kSlowCloseGrace, [self = this->shared_from_this()] {
+    if (!self->ended_) self->end("slow consumer did not take its close frame", true);
+  });
 }
 
 // ---- writing ----
@@ -628,7 +516,7 @@ void WsConnection<Stream>::on_write(beast::error_code ec, std::size_t) {
   }
   add_queued(-static_cast<int64_t>(queue_.front().bytes().size()));
   queue_.pop_front();
-  last_write_done_ = Clock::now();
+  slow_.progress();
   // Room again: catch up from the journal first, so that what it finds joins
   // the batch being gathered (pull's frames start the next write).
   if (!close_reason_) pull();
@@ -682,8 +570,8 @@ void WsConnection<Stream>::on_idle(beast::error_code ec) {
 
 template <class Stream>
 bool WsConnection<Stream>::any_busy() const {
-  return std::any_of(attached_.begin(), attached_.end(),
-                     [](const auto& kv) { return kv.second.session->busy(); });
+  const auto& cursors = pump_.cursors();
+  return std::any_of(cursors.begin(), cursors.end(), [](const auto& kv) { return kv.second.session->busy(); });
 }
 
 template <class Stream>
@@ -693,11 +581,11 @@ void WsConnection<Stream>::end(std::string_view why, bool abortive) {
   spdlog::debug("connection {}: {}", id_, why);
   idle_timer_.cancel();
   expiry_timer_.cancel();
-  slow_timer_.cancel();
+  slow_.cancel();
   coalesce_timer_.cancel();
   // Detaching does not stop the turns: they run on for resume.grace_ms.
-  for (auto& [id, a] : attached_) a.session->detach(this);
-  attached_.clear();
+  for (auto& [id, c] : pump_.cursors()) c.session->detach(this);
+  pump_.clear();
   if (!writing_) queue_.clear();  // a write in flight still points into the front entry
   beast::error_code ignored;
   auto& socket = beast::get_lowest_layer(ws_).socket();

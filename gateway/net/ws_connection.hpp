@@ -1,8 +1,8 @@
 // WsConnection: one client WebSocket at /v1/ws speaking protocol v1
 // (docs/protocol.md). It parses client frames, creates and resumes
-// sessions, and is a reader of every session attached to it: it pulls their
-// journals from its own cursors into one bounded send queue, as fast as the
-// client reads and no faster.
+// sessions, and is a reader of every session attached to it: its
+// JournalPump moves their events from its own cursors into one bounded send
+// queue, as fast as the client reads and no faster.
 //
 // Stream is PlainStream or TlsStream (transport.hpp).
 //
@@ -29,6 +29,7 @@
 #include "gateway/net/server_state.hpp"
 #include "gateway/net/transport.hpp"
 #include "gateway/protocol/client_parser.hpp"
+#include "gateway/stream/journal_pump.hpp"
 #include "gateway/stream/reader_wakeup.hpp"
 #include "gateway/net/connection_ticket.hpp"
 #include "gateway/stream/session.hpp"
@@ -60,11 +61,6 @@ class WsConnection : public std::enable_shared_from_this<WsConnection<Stream>>,
 
  private:
   using Clock = std::chrono::steady_clock;
-  struct Attachment {
-    std::shared_ptr<Session> session;
-    uint64_t cursor = 0;  // the last offset queued for this client
-    Clock::time_point last_used;
-  };
 
   void on_accept(boost::beast::error_code ec);
   void do_read();
@@ -84,15 +80,10 @@ class WsConnection : public std::enable_shared_from_this<WsConnection<Stream>>,
   bool make_room(std::string_view request_id);
   void attach(const std::shared_ptr<Session>& session, uint64_t cursor);
 
-  // Journal -> send queue.
+  // Journal -> send queue (the pump).
   void schedule_pull();
   void pull();
-  // Queues what the journal holds for `a` after its cursor, as far as the
-  // send queue allows; false when the connection is closing.
-  bool drain(const std::string& id, Attachment& a);
-  void review_slow_consumer(bool behind);
-  void on_slow_timeout(boost::beast::error_code ec);
-  bool caught_up() const;
+  void on_stalled();
 
   // A frame of the send queue: the connection's own (replies, errors) or a
   // journal entry's shared encoding.
@@ -128,25 +119,17 @@ class WsConnection : public std::enable_shared_from_this<WsConnection<Stream>>,
   boost::beast::flat_buffer buffer_;
   bool discarding_ = false;  // skipping the rest of an oversized message
   ClientParser parser_;
-  std::unordered_map<std::string, Attachment> attached_;
+  JournalPump pump_;  // a cursor per attached session
 
   std::deque<Outgoing> queue_;
   size_t queued_bytes_ = 0;
   bool writing_ = false;
   bool pulling_ = false;  // pull() is queueing frames: it starts the write when done
   ReaderWakeup wakeup_;
-  // Sessions with new events since the last pull (from any thread).
-  std::mutex dirty_mutex_;
-  std::vector<std::shared_ptr<const Session>> dirty_;
-  std::vector<std::shared_ptr<const Session>> woken_;  // the pull's copy; strand only
-  std::vector<JournalEntryPtr> read_;      // the pull's read buffer, reused; strand only
-  bool pull_all_ = false;  // a pull was cut short by the send queue: read every attachment
   std::chrono::milliseconds coalesce_{0};
   bool coalesce_armed_ = false;
   boost::asio::steady_timer coalesce_timer_;
-  boost::asio::steady_timer slow_timer_;
-  bool slow_armed_ = false;
-  Clock::time_point last_write_done_;  // progress, for the slow-consumer rule
+  SlowConsumerRule slow_;
 
   std::optional<boost::beast::websocket::close_reason> close_reason_;  // closing once flushed
   bool close_sent_ = false;

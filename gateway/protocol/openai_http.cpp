@@ -86,6 +86,15 @@ std::variant<OpenAiChatRequest, ProtocolError> parse_openai_chat_request(std::st
   return r;
 }
 
+std::string sse_chunk_prefix(const CompletionIds& ids) {
+  JsonWriter w;
+  chunk_head(w, ids);
+  w.key("choices");  // the writer's separator after "model"; cut below
+  std::string head = w.take();
+  head.resize(head.size() - std::string_view("\"choices\":").size());
+  return head;
+}
+
 std::string sse_role_chunk(const CompletionIds& ids) {
   JsonWriter w;
   chunk_head(w, ids);
@@ -95,21 +104,33 @@ std::string sse_role_chunk(const CompletionIds& ids) {
   return "data: " + w.take() + "\n\n";
 }
 
-std::string sse_event(const CompletionIds& ids, std::string_view session_id,
-                      const StreamEvent& event, bool include_usage) {
-  std::string out = "id: ";
-  out += session_id;
-  out += ':';
-  out += std::to_string(event.offset);
-  out += "\n";
+namespace {
+bool is_chunk(const StreamEvent& e) {
+  return e.type == StreamEventType::kDelta || e.type == StreamEventType::kDone;
+}
+
+// "choices":[...]} of a chunk: the rest of the object after the prefix.
+std::string choices_tail(const StreamEvent& event) {
+  std::string out = R"("choices":[{"index":0,"delta":)";
   JsonWriter w;
+  if (event.type == StreamEventType::kDelta) {
+    w.begin_object().field("content", event.text).end_object();
+    out += w.take();
+    out += R"(,"finish_reason":null}]})";
+  } else {
+    out += R"({},"finish_reason":)";
+    append_json_string(out, to_string(event.finish_reason));
+    out += "}]}";
+  }
+  return out;
+}
+}  // namespace
+
+std::string sse_event_body(std::string_view session_id, const StreamEvent& event) {
+  if (is_chunk(event)) return choices_tail(event);
+  JsonWriter w;
+  std::string out;
   switch (event.type) {
-    case StreamEventType::kDelta:
-      chunk_head(w, ids);
-      w.key("choices").begin_array().begin_object().field("index", 0);
-      w.key("delta").begin_object().field("content", event.text).end_object();
-      w.key("finish_reason").null().end_object().end_array().end_object();
-      break;
     case StreamEventType::kModeration:
       // A named event: OpenAI clients skip it, an EventSource can listen for it.
       w.begin_object()
@@ -117,46 +138,68 @@ std::string sse_event(const CompletionIds& ids, std::string_view session_id,
           .field("reason", event.text)
           .field("plugin", event.plugin)
           .end_object();
-      out += "event: moderation\n";
+      out = "event: moderation\ndata: " + w.take();
       break;
     case StreamEventType::kToolCall:
     case StreamEventType::kToolResult:
-    case StreamEventType::kSources: {
+    case StreamEventType::kSources:
       // Named events, as for moderation; the data is the WebSocket message.
-      const std::string message = tool_event_message(session_id, event);
-      out += event.type == StreamEventType::kToolCall     ? "event: tool_call\n"
-             : event.type == StreamEventType::kToolResult ? "event: tool_result\n"
-                                                          : "event: sources\n";
-      out += "data: " + message + "\n\n";
-      return out;
-    }
+      out = event.type == StreamEventType::kToolCall     ? "event: tool_call\ndata: "
+            : event.type == StreamEventType::kToolResult ? "event: tool_result\ndata: "
+                                                         : "event: sources\ndata: ";
+      out += tool_event_message(session_id, event);
+      break;
     case StreamEventType::kError:
       w.begin_object().key("error").begin_object()
           .field("message", event.text)
           .field("type", "upstream_error")
           .field("code", to_string(event.code))
           .end_object().end_object();
+      out = "data: " + w.take();
       break;
-    case StreamEventType::kDone: {
-      chunk_head(w, ids);
-      w.key("choices").begin_array().begin_object().field("index", 0);
-      w.key("delta").begin_object().end_object();
-      w.field("finish_reason", event.finish_reason).end_object().end_array().end_object();
-      out += "data: " + w.take() + "\n\n";
-      if (!include_usage) return out;
-      JsonWriter u;
-      chunk_head(u, ids);
-      u.key("choices").begin_array().end_array();
-      u.key("usage").begin_object()
-          .field("prompt_tokens", event.usage.prompt_tokens)
-          .field("completion_tokens", event.usage.completion_tokens)
-          .field("total_tokens", event.usage.prompt_tokens + event.usage.completion_tokens)
-          .end_object();
-      out += "data: " + u.end_object().take() + "\n\n";
-      return out;
-    }
+    case StreamEventType::kDelta:
+    case StreamEventType::kDone:
+      break;
   }
-  out += "data: " + w.take() + "\n\n";
+  out += "\n\n";
+  return out;
+}
+
+void append_sse_event(std::string& out, std::string_view chunk_prefix, std::string_view session_id,
+                      const StreamEvent& event, std::string_view body, bool include_usage) {
+  out += "id: ";
+  out += session_id;
+  out += ':';
+  out += std::to_string(event.offset);
+  out += '\n';
+  if (!is_chunk(event)) {
+    out += body;
+    return;
+  }
+  out += "data: ";
+  out += chunk_prefix;
+  out += body;
+  out += "\n\n";
+  if (event.type != StreamEventType::kDone || !include_usage) return;
+  JsonWriter u;
+  u.begin_object().key("choices").begin_array().end_array();
+  u.key("usage").begin_object()
+      .field("prompt_tokens", event.usage.prompt_tokens)
+      .field("completion_tokens", event.usage.completion_tokens)
+      .field("total_tokens", event.usage.prompt_tokens + event.usage.completion_tokens)
+      .end_object();
+  const std::string usage = u.end_object().take();  // {"choices":[],"usage":{...}}
+  out += "data: ";
+  out += chunk_prefix;
+  out.append(usage, 1);
+  out += "\n\n";
+}
+
+std::string sse_event(const CompletionIds& ids, std::string_view session_id,
+                      const StreamEvent& event, bool include_usage) {
+  std::string out;
+  append_sse_event(out, sse_chunk_prefix(ids), session_id, event, sse_event_body(session_id, event),
+                   include_usage);
   return out;
 }
 

@@ -28,10 +28,18 @@ struct CompletionIds {
   int64_t created = 0;
 };
 
-// One SSE event for the streaming answer, "id: <session>:<offset>" first
-// when `event` has an offset. Turn errors become OpenAI's in-stream error
-// object.
+// The streaming answer's SSE events. A chunk's JSON starts with what every
+// chunk of one response shares (sse_chunk_prefix: id, object, created,
+// model) and ends with what is the event's own (sse_event_body: its
+// "choices", escaped once and shared by every SSE reader of the journal
+// entry; for named events and errors, the whole event). sse_event puts an
+// event together, "id: <session>:<offset>" first. Turn errors become
+// OpenAI's in-stream error object.
+std::string sse_chunk_prefix(const CompletionIds& ids);
 std::string sse_role_chunk(const CompletionIds& ids);
+std::string sse_event_body(std::string_view session_id, const StreamEvent& event);
+void append_sse_event(std::string& out, std::string_view chunk_prefix, std::string_view session_id,
+                      const StreamEvent& event, std::string_view body, bool include_usage);
 std::string sse_event(const CompletionIds& ids, std::string_view session_id,
                       const StreamEvent& event, bool include_usage);
 inline constexpr std::string_view kSseDone = "data: [DONE]\n\n";

@@ -28,7 +28,7 @@ std::string event_message(std::string_view session_id, const StreamEvent& event)
     case StreamEventType::kError:
       return error_message(event.code, event.text, session_id, event.request_id, event.offset);
     case StreamEventType::kDone:
-      return done_message(session_id, event.offset, event.request_id, event.finish_reason,
+      return done_message(session_id, event.offset, event.request_id, to_string(event.finish_reason),
                           event.usage);
     case StreamEventType::kModeration:
       return moderation_message(session_id, event.offset, event.action, event.text, event.plugin);

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "gateway/protocol/error_code.hpp"
+#include "gateway/protocol/finish_reason.hpp"
 #include "gateway/protocol/usage.hpp"
 
 namespace sluice {
@@ -21,7 +22,7 @@ struct StreamEvent {
   StreamEventType type = StreamEventType::kDelta;
   std::string text;           // delta: the text; error: the message; moderation: the reason
   std::string request_id;     // error, done: the chat that started the turn
-  std::string finish_reason;  // done
+  FinishReason finish_reason = FinishReason::kStop;  // done
   Usage usage;                // done
   ErrorCode code = ErrorCode::kInternal;  // error
   std::string action;         // moderation: "redact" | "stop"
@@ -33,8 +34,7 @@ struct StreamEvent {
 
   // Bytes this event holds in memory, for the journal's budget.
   size_t footprint() const {
-    return sizeof(StreamEvent) + text.capacity() + request_id.capacity() +
-           finish_reason.capacity() + action.capacity() + plugin.capacity() + call_id.capacity() +
+    return sizeof(StreamEvent) + text.capacity() + request_id.capacity() + action.capacity() + plugin.capacity() + call_id.capacity() +
            name.capacity() + json.capacity();
   }
 };

@@ -31,7 +31,7 @@ enum class JournalStatus {
 };
 
 // The faces a journal event is encoded for.
-enum class Face : uint8_t { kWebSocket, kCount };
+enum class Face : uint8_t { kWebSocket, kSse, kCount };
 
 // One event as the journal keeps it: immutable once appended and shared by
 // every reader (a read copies pointers, never text). Each face encodes it
@@ -63,8 +63,9 @@ class JournalEntry {
     return *expected;
   }
 
-  // Bytes it holds in memory, with the encodings it will get, for the
-  // journal's budget.
+  // Bytes it holds in memory, with the encoding it will get (one face's:
+  // a session's readers are nearly always of one face), for the journal's
+  // budget.
   size_t footprint() const {
     return sizeof(JournalEntry) + 16 + event_.footprint() - sizeof(StreamEvent) +
            (sizeof(std::string) + event_.text.size() + event_.json.size() + 96);

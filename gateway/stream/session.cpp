@@ -127,7 +127,7 @@ class Session::Sink final : public TurnSink, public std::enable_shared_from_this
       hold_timer_.cancel();
       if (chain_->stopped()) {
         // The cancel that followed the stop is not the client's.
-        result.finish_reason = "content_filter";
+        result.finish_reason = FinishReason::kContentFilter;
         result.error.reset();
       }
     }
@@ -307,7 +307,7 @@ void Session::cancel(std::optional<TurnError> why) {
   if (running) running->cancel();
   if (ended_in_tools) {
     TurnResult r;
-    r.finish_reason = "cancelled";
+    r.finish_reason = FinishReason::kCancelled;
     net::post(executor_, [self = shared_from_this(), ended_in_tools, r]() mutable {
       self->on_end(ended_in_tools, std::move(r));
     });
@@ -477,7 +477,7 @@ void Session::on_tool_outcome(uint64_t turn, size_t index, ToolOutcome o) {
 }
 
 void Session::on_end(uint64_t turn, TurnResult result) {
-  if (result.finish_reason == "tool_calls" && begin_tools(turn, result)) return;
+  if (result.finish_reason == FinishReason::kToolCalls && begin_tools(turn, result)) return;
   std::unique_ptr<TurnState> t;
   {
     std::lock_guard lock(mutex_);
@@ -518,7 +518,7 @@ void Session::on_end(uint64_t turn, TurnResult result) {
     const std::string_view engine = result.engine.empty() ? engine_.name() : std::string_view(result.engine);
     using Seconds = std::chrono::duration<double>;
     m->turns_active.get().add(-1);
-    m->turns.with({engine, result.finish_reason}).inc();
+    m->turns.with({engine, to_string(result.finish_reason)}).inc();
     m->tokens.with({engine}).inc(static_cast<double>(std::max<int64_t>(0, result.usage.completion_tokens)));
     if (t->got_first_token) m->ttft.with({engine}).observe(Seconds(t->first_token - t->started).count());
     m->turn_duration.with({engine}).observe(Seconds(Clock::now() - t->started).count());

@@ -31,7 +31,7 @@ std::string format_turn_log(const TurnLogEntry& e) {
       .field("output_tokens", r.usage.completion_tokens)
       .field("output_tokens_reported", r.has_usage)
       .field("output_bytes", static_cast<uint64_t>(e.output_bytes))
-      .field("finish_reason", r.finish_reason);
+      .field("finish_reason", to_string(r.finish_reason));
   if (r.error) w.field("error", to_string(r.error->code));
   w.field("client_gone", e.client_gone)
       .field("disconnects", e.disconnects)

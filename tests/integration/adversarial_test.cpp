@@ -16,6 +16,7 @@
 #include "gateway/auth/authenticator.hpp"
 #include "gateway/common/utf8.hpp"
 #include "tests/integration/gateway_fixture.hpp"
+#include "tests/support/raw_connection.hpp"
 #include "tests/support/signed_jwt.hpp"
 
 namespace sluice::test {
@@ -47,56 +48,6 @@ std::string hello(const std::string& token, const std::string& request_id) {
   w.begin_object().field("type", "hello").field("token", token).field("request_id", request_id);
   return w.end_object().take();
 }
-
-// A plain TCP connection to the gateway, for what a library client would
-// not send.
-class RawConnection {
- public:
-  explicit RawConnection(uint16_t port) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-  }
-  ~RawConnection() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  RawConnection(const RawConnection&) = delete;
-  RawConnection& operator=(const RawConnection&) = delete;
-  bool connected() const { return connected_; }
-  void send(std::string_view bytes) {
-    while (!bytes.empty()) {
-      const ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-      if (n <= 0) return;
-      bytes.remove_prefix(static_cast<size_t>(n));
-    }
-  }
-  // Everything until the peer closes (or `timeout`).
-  std::string read_all(std::chrono::milliseconds timeout = 5s) {
-    std::string out;
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
-      pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, 50) <= 0) continue;
-      char buf[4096];
-      const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-      if (n <= 0) break;
-      out.append(buf, static_cast<size_t>(n));
-    }
-    return out;
-  }
-  // True when the peer has closed its side (without reading anything).
-  bool peer_closed(std::chrono::milliseconds timeout) {
-    pollfd p{fd_, POLLRDHUP, 0};
-    return ::poll(&p, 1, static_cast<int>(timeout.count())) > 0 &&
-           (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
-  }
-
- private:
-  int fd_;
-  bool connected_ = false;
-};
 
 // CPU seconds (user + system) the process has used.
 double cpu_seconds(pid_t pid) {

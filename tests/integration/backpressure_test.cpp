@@ -1,11 +1,14 @@
 // Back-pressure: a client that does not read never slows generation or
 // other sessions, and the gateway's memory stays bounded.
+#include <simdjson.h>
+
 #include <atomic>
 #include <fstream>
 #include <map>
 #include <thread>
 
 #include "tests/integration/gateway_fixture.hpp"
+#include "tests/support/raw_connection.hpp"
 
 namespace sluice::test {
 namespace {
@@ -24,6 +27,119 @@ long rss_kib(pid_t pid) {
     if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
   }
   return -1;
+}
+
+// What an SSE client has read: the text of its chunks and the last event id.
+struct SseRead {
+  std::string text;
+  uint64_t last = 0;        // the offset of the last complete event
+  bool offsets_in_order = true;
+  bool done = false;        // data: [DONE] came
+};
+
+// Adds the complete events of `body` (an SSE stream, already unchunked) to `r`.
+void read_sse(std::string_view body, SseRead& r) {
+  simdjson::dom::parser parser;
+  size_t at = 0;
+  for (size_t end; (end = body.find("\n\n", at)) != std::string_view::npos; at = end + 2) {
+    const std::string_view event = body.substr(at, end - at);
+    if (event.find("data: [DONE]") != std::string_view::npos) r.done = true;
+    const auto id = event.find("id: ");
+    if (id == std::string_view::npos) continue;
+    const auto colon = event.find(':', id + 4);
+    const uint64_t offset = std::stoull(std::string(event.substr(colon + 1, event.find('\n', colon) - colon - 1)));
+    if (offset != r.last + 1) r.offsets_in_order = false;
+    r.last = offset;
+    const auto data = event.find("data: ");
+    simdjson::dom::element chunk;
+    std::string_view content;
+    if (parser.parse(std::string(event.substr(data + 6))).get(chunk) == simdjson::SUCCESS &&
+        chunk["choices"].at(0)["delta"]["content"].get(content) == simdjson::SUCCESS) {
+      r.text += content;
+    }
+  }
+}
+
+// The body of a chunked HTTP response as far as its complete chunks go (a
+// connection cut mid-chunk loses only that chunk), and its head.
+std::string unchunk(const std::string& response, std::string* head) {
+  const auto body = response.find("\r\n\r\n");
+  if (body == std::string::npos) return {};
+  *head = response.substr(0, body);
+  std::string out;
+  for (size_t at = body + 4;;) {
+    const auto eol = response.find("\r\n", at);
+    if (eol == std::string::npos) break;
+    const size_t size = std::stoul(response.substr(at, eol - at), nullptr, 16);
+    if (size == 0 || eol + 2 + size + 2 > response.size()) break;
+    out.append(response, eol + 2, size);
+    at = eol + 2 + size + 2;
+  }
+  return out;
+}
+
+std::string header_value(const std::string& head, const std::string& name) {
+  const auto at = head.find(name + ": ");
+  if (at == std::string::npos) return {};
+  const auto from = at + name.size() + 2;
+  return head.substr(from, head.find("\r\n", from) - from);
+}
+
+// The same rule on the SSE face: a client that stops reading is given up on
+// (counted as face="http"), and what it missed comes back, exactly once,
+// through Last-Event-ID.
+TEST(SlowConsumer, SseReaderThatStopsIsClosedAndResumesWithLastEventId) {
+  auto sim = start_sim();
+  auto gw = start_gateway(sim_url(*sim), {"SLUICE_LIMITS_SEND_QUEUE_BYTES=262144",
+                                          "SLUICE_LIMITS_SLOW_CONSUMER_TIMEOUT_MS=500"});
+  RawConnection stalled(gw->port());
+  ASSERT_TRUE(stalled.connected());
+  const std::string body =
+      R"({"messages":[{"role":"user","content":"[[sim repeat=5000]] 洪水 flood"}],"stream":true})";
+  stalled.send("POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+               "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+  // Generation is not slowed by it, and another SSE client streams meanwhile.
+  EXPECT_EQ(sim_stats(*sim, "?wait_completed=1&timeout_ms=20000").completed, 1);
+  const auto other = http_post(gw->port(), "/v1/chat/completions",
+                               R"({"messages":[{"role":"user","content":"我还在 🙂"}],"stream":true})");
+  EXPECT_EQ(other.status, 200);
+  SseRead o;
+  read_sse(other.body, o);
+  EXPECT_EQ(o.text, expected_text("我还在 🙂"));
+  EXPECT_TRUE(o.done);
+
+  // The gateway gives up on the stalled client: counted, then the
+  // connection ends.
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (metric(gw->port(), R"(sluice_slow_consumer_closes_total{face="http"})") < 1 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(metric(gw->port(), R"(sluice_slow_consumer_closes_total{face="http"})"), 1);
+  std::string head;
+  const std::string got = unchunk(stalled.read_all(30s), &head);
+  SseRead first;
+  read_sse(got, first);
+  EXPECT_TRUE(first.offsets_in_order);
+  EXPECT_FALSE(first.done);
+  ASSERT_GT(first.last, 0u);
+  const std::string sid = header_value(head, "X-Sluice-Session-Id");
+  const std::string token = header_value(head, "X-Sluice-Resume-Token");
+  ASSERT_FALSE(sid.empty()) << head;
+
+  // EventSource's reconnect: the rest, from the next offset, and the end.
+  const auto rest = http_get_with(gw->port(), "/v1/sessions/" + sid + "/stream?resume_token=" + token,
+                                  {{"Last-Event-ID", sid + ":" + std::to_string(first.last)}});
+  EXPECT_EQ(rest.status, 200);
+  SseRead second;
+  second.last = first.last;
+  read_sse(rest.body, second);
+  EXPECT_TRUE(second.offsets_in_order);
+  EXPECT_TRUE(second.done);
+  std::string want;
+  for (int i = 0; i < 5000; ++i) want += expected_text("洪水 flood");
+  EXPECT_EQ(first.text.size() + second.text.size(), want.size());
+  EXPECT_TRUE(first.text + second.text == want);
 }
 
 TEST(SlowConsumer, ReaderThatStopsIsClosedAndResumesTheRest) {

@@ -23,11 +23,13 @@ HttpReply request(uint16_t port, boost::beast::http::verb verb, std::string targ
   req.prepare_payload();
   http::write(stream, req);
   beast::flat_buffer buffer;
-  http::response<http::string_body> res;
-  http::read(stream, buffer, res);
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(boost::none);  // a whole replayed answer can be megabytes
+  http::read(stream, buffer, parser);
+  auto res = parser.release();
   beast::error_code ec;
   stream.socket().shutdown(net::ip::tcp::socket::shutdown_both, ec);
-  return {static_cast<int>(res.result_int()), res.body()};
+  return {static_cast<int>(res.result_int()), std::move(res.body())};
 }
 }  // namespace
 

@@ -168,11 +168,8 @@ std::unique_ptr<TurnHandle> LocalEngine::start(TurnRequest request, std::shared_
     call_close = tokenizer_->find("</tool_call>");
     if (!call_open || !call_close) call_open.reset();
   }
-  cb.on_token = [text, tok, call_open, call_close](int32_t id, std::string& reason) {
-    if (tok->is_end(id)) {
-      reason = "stop";
-      return false;
-    }
+  cb.on_token = [text, tok, call_open, call_close](int32_t id) {
+    if (tok->is_end(id)) return false;
     if (call_open && id == *call_open && !text->call) {
       text->call.emplace();
       return true;
@@ -186,13 +183,9 @@ std::unique_ptr<TurnHandle> LocalEngine::start(TurnRequest request, std::shared_
       return true;
     }
     text->emit(text->stop.push(text->decoder.push(id)));
-    if (text->stop.stopped()) {
-      reason = "stop";
-      return false;
-    }
-    return true;
+    return !text->stop.stopped();
   };
-  cb.on_end = [text, model](const std::string& reason, const std::string& error, int64_t prompt_tokens,
+  cb.on_end = [text, model](FinishReason reason, const std::string& error, int64_t prompt_tokens,
                             int64_t generated) {
     if (!text->stop.stopped()) {
       text->emit(text->stop.push(text->decoder.finish()));
@@ -200,8 +193,8 @@ std::unique_ptr<TurnHandle> LocalEngine::start(TurnRequest request, std::shared_
     }
     TurnResult r;
     r.finish_reason = reason;
-    if (reason == "stop" && !text->calls.empty()) {
-      r.finish_reason = "tool_calls";
+    if (reason == FinishReason::kStop && !text->calls.empty()) {
+      r.finish_reason = FinishReason::kToolCalls;
       r.tool_calls = std::move(text->calls);
     }
     r.engine = "local";
@@ -211,7 +204,7 @@ std::unique_ptr<TurnHandle> LocalEngine::start(TurnRequest request, std::shared_
     r.has_usage = true;
     r.usage.prompt_tokens = prompt_tokens;
     r.usage.completion_tokens = generated;
-    if (reason == "error") r.error = TurnError{ErrorCode::kUpstreamRejected, error};
+    if (reason == FinishReason::kError) r.error = TurnError{ErrorCode::kUpstreamRejected, error};
     text->sink->on_end(std::move(r));
   };
   const uint64_t id = scheduler_->submit(std::move(prompt), params, std::move(cb));

@@ -76,7 +76,7 @@ size_t Scheduler::running() const {
   return running_count_;
 }
 
-void Scheduler::end(Seq& s, const std::string& reason, const std::string& error) {
+void Scheduler::end(Seq& s, FinishReason reason, const std::string& error) {
   if (s.kv) s.kv->release();  // every block at once
   {
     std::lock_guard lock(mutex_);
@@ -113,11 +113,11 @@ void Scheduler::run() {
         }
       }
     }
-    for (auto& s : ended_waiting) end(*s, "cancelled");
+    for (auto& s : ended_waiting) end(*s, FinishReason::kCancelled);
     // Cancelled while running.
     for (auto& s : running_) {
       if (s && (all || cancels.count(s->id))) {
-        end(*s, "cancelled");
+        end(*s, FinishReason::kCancelled);
         s.reset();
       }
     }
@@ -154,12 +154,12 @@ void Scheduler::run() {
     for (auto& s : admitted) {
       const int64_t prompt = static_cast<int64_t>(s->prompt.size());
       if (prompt == 0) {
-        end(*s, "error", "the prompt is empty");
+        end(*s, FinishReason::kError, "the prompt is empty");
       } else if (prompt >= config_.context) {
-        end(*s, "error", "the prompt has " + std::to_string(prompt) + " tokens; local.context_length is " +
+        end(*s, FinishReason::kError, "the prompt has " + std::to_string(prompt) + " tokens; local.context_length is " +
                              std::to_string(config_.context));
       } else if (s->kv->blocks() == 0) {
-        end(*s, "error", "the KV cache cannot hold this prompt and its max_tokens");
+        end(*s, FinishReason::kError, "the KV cache cannot hold this prompt and its max_tokens");
       } else {
         s->logits.resize(static_cast<size_t>(vocab));
         running_.push_back(std::move(s));
@@ -213,13 +213,11 @@ void Scheduler::run() {
       }
       const int32_t token = s->sampler->sample(s->logits, recent);
       s->generated.push_back(token);
-      std::string reason;
-      const bool go_on = s->cb.on_token(token, reason);
-      if (!go_on) {
-        end(*s, reason.empty() ? "stop" : reason);
+      if (!s->cb.on_token(token)) {
+        end(*s, FinishReason::kStop);
         s->kv.reset();
       } else if (static_cast<int64_t>(s->generated.size()) >= s->max_tokens) {
-        end(*s, "length");
+        end(*s, FinishReason::kLength);
         s->kv.reset();
       }
     }

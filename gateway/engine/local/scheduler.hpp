@@ -26,6 +26,7 @@
 #include "gateway/engine/local/kv_pool.hpp"
 #include "gateway/engine/local/model.hpp"
 #include "gateway/engine/local/sampler.hpp"
+#include "gateway/protocol/finish_reason.hpp"
 
 namespace sluice {
 
@@ -41,17 +42,17 @@ struct SchedulerConfig {
 class Scheduler {
  public:
   struct Callbacks {
-    // A sampled token. Return false to end the sequence here, with
-    // `finish_reason` set (an end token, a stop string).
-    std::function<bool(int32_t token, std::string& finish_reason)> on_token;
-    // Exactly once: "stop", "length", "cancelled" or "error" (with `error`).
-    std::function<void(const std::string& finish_reason, const std::string& error, int64_t prompt_tokens,
+    // A sampled token. Return false to end the sequence here (an end
+    // token, a stop string): it ends with kStop.
+    std::function<bool(int32_t token)> on_token;
+    // Exactly once: kStop, kLength, kCancelled or kError (with `error`).
+    std::function<void(FinishReason reason, const std::string& error, int64_t prompt_tokens,
                        int64_t generated)>
         on_end;
   };
 
   Scheduler(std::shared_ptr<const Model> model, SchedulerConfig config);
-  ~Scheduler();  // ends every sequence ("cancelled") and joins the thread
+  ~Scheduler();  // ends every sequence (kCancelled) and joins the thread
 
   uint64_t submit(std::vector<int32_t> prompt, const SamplingParams& params, Callbacks callbacks);
   void cancel(uint64_t id);
@@ -76,7 +77,7 @@ class Scheduler {
   };
 
   void run();
-  void end(Seq& s, const std::string& reason, const std::string& error = {});
+  void end(Seq& s, FinishReason reason, const std::string& error = {});
 
   std::shared_ptr<const Model> model_;
   SchedulerConfig config_;

@@ -138,7 +138,7 @@ class Turn : public std::enable_shared_from_this<Turn> {
     disarm_deadline();
     backoff_.cancel();
     TurnResult r;
-    r.finish_reason = "cancelled";
+    r.finish_reason = FinishReason::kCancelled;
     r.error = std::move(why);
     finish(std::move(r));
   }
@@ -228,7 +228,7 @@ class Turn : public std::enable_shared_from_this<Turn> {
       case StreamChunk::Kind::kDone: {
         shared_->pool.report_success(endpoint_);
         TurnResult r;
-        r.finish_reason = finish_reason_.empty() ? "stop" : finish_reason_;
+        r.finish_reason = finish_reason_from_upstream(finish_reason_);
         finish(std::move(r));
         // The response is done in all but its last bytes; give it the idle
         // timeout to end so the connection can be reused.
@@ -319,7 +319,7 @@ class Turn : public std::enable_shared_from_this<Turn> {
     if (!finish_reason_.empty()) {  // complete, only the [DONE] line missing
       shared_->pool.report_success(endpoint_);
       TurnResult r;
-      r.finish_reason = finish_reason_;
+      r.finish_reason = finish_reason_from_upstream(finish_reason_);
       return finish(std::move(r));
     }
     conclude({{ErrorCode::kUpstreamDisconnected,
@@ -360,7 +360,7 @@ class Turn : public std::enable_shared_from_this<Turn> {
 
   void finish_error(TurnError error) {
     TurnResult r;
-    r.finish_reason = "error";
+    r.finish_reason = FinishReason::kError;
     r.error = std::move(error);
     finish(std::move(r));
   }
@@ -374,7 +374,7 @@ class Turn : public std::enable_shared_from_this<Turn> {
     r.attempts = attempts_;
     r.has_usage = has_usage_;
     r.usage = usage_;
-    if (r.finish_reason == "tool_calls") r.tool_calls = std::move(tool_calls_);
+    if (r.finish_reason == FinishReason::kToolCalls) r.tool_calls = std::move(tool_calls_);
     if (!has_usage_) r.usage.completion_tokens = deltas_;
     auto sink = std::move(sink_);
     sink->on_end(std::move(r));
@@ -446,7 +446,7 @@ class Turn : public std::enable_shared_from_this<Turn> {
   std::optional<size_t> last_failed_;
   int attempts_ = 0;
   int64_t deltas_ = 0;
-  std::string finish_reason_;
+  std::string finish_reason_;  // the upstream's own word, "" until it sends one
   std::vector<ToolCall> tool_calls_;  // by index, gathered from the fragments
   Usage usage_;
   bool has_usage_ = false;

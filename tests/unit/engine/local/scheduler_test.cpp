@@ -75,7 +75,8 @@ struct Result {
   std::mutex mutex;
   std::condition_variable cv;
   std::vector<int32_t> tokens;
-  std::string reason, error;
+  FinishReason reason = FinishReason::kStop;
+  std::string error;
   bool ended = false;
   int64_t cancel_after = -1;  // tokens, then the test cancels
   // At this many tokens the scheduler thread waits in on_token until
@@ -83,14 +84,14 @@ struct Result {
   size_t hold_at = 0;
   bool released = false;
   Scheduler::Callbacks callbacks() {
-    return {[this](int32_t t, std::string&) {
+    return {[this](int32_t t) {
               std::unique_lock lock(mutex);
               tokens.push_back(t);
               cv.notify_all();
               if (tokens.size() == hold_at) cv.wait(lock, [&] { return released; });
               return true;
             },
-            [this](const std::string& r, const std::string& e, int64_t, int64_t) {
+            [this](FinishReason r, const std::string& e, int64_t, int64_t) {
               std::lock_guard lock(mutex);
               reason = r;
               error = e;
@@ -136,7 +137,7 @@ TEST(Scheduler, ATurnAloneAndInABatchOf16GivesTheSameGreedyTokens) {
     Result r;
     s.submit(turn, greedy(20), r.callbacks());
     ASSERT_TRUE(r.wait_end());
-    EXPECT_EQ(r.reason, "length");
+    EXPECT_EQ(r.reason, FinishReason::kLength);
     alone = r.tokens;
     ASSERT_EQ(alone.size(), 20u);
   }
@@ -173,7 +174,7 @@ TEST(Scheduler, CancelsFreeEveryBlockAndOthersGoOn) {
   results[0]->release();
   for (int i = 0; i < 12; ++i) {
     ASSERT_TRUE(results[i]->wait_end()) << i;
-    EXPECT_EQ(results[i]->reason, i % 2 == 0 ? "cancelled" : "length") << i;
+    EXPECT_EQ(results[i]->reason, i % 2 == 0 ? FinishReason::kCancelled : FinishReason::kLength) << i;
     if (i % 2) {
       EXPECT_EQ(results[i]->tokens.size(), 150u);
     }
@@ -192,9 +193,9 @@ TEST(Scheduler, PromptsThatCannotFitEndWithAClearError) {
   s.submit({}, greedy(4), empty.callbacks());
   ASSERT_TRUE(too_long.wait_end());
   ASSERT_TRUE(empty.wait_end());
-  EXPECT_EQ(too_long.reason, "error");
+  EXPECT_EQ(too_long.reason, FinishReason::kError);
   EXPECT_NE(too_long.error.find("local.context_length is 64"), std::string::npos) << too_long.error;
-  EXPECT_EQ(empty.reason, "error");
+  EXPECT_EQ(empty.reason, FinishReason::kError);
 }
 
 }  // namespace

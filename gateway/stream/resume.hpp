@@ -1,0 +1,49 @@
+// Resume validation, shared by every face: a client names a session, shows
+// its resume token and the last offset it saw; the gateway either lets it
+// read on from there or says why not, with one of protocol v1's
+// resume_failed reasons (docs/protocol.md; the HTTP face maps each to a
+// status, docs/http-api.md).
+//
+// Threads: callable from any thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "gateway/stream/session.hpp"
+
+namespace sluice {
+
+class SessionRegistry;
+
+enum class ResumeRefusal {
+  kUnknownSession,  // no such session, or another principal's
+  kSessionExpired,  // it ended longer ago than resume.retention_ms
+  kBadToken,        // the token is not the session's
+  kOffsetAhead,     // the offset is beyond the last event
+  kEvicted,         // the events after it were dropped for resume.memory_budget_bytes
+  kEventsExpired,   // the events after it passed resume.retention_ms
+};
+
+// The protocol's word: unknown_session, expired, bad_token, offset_ahead or
+// evicted (both kinds of expiry are "expired").
+std::string_view to_string(ResumeRefusal refusal);
+
+struct ResumeCheck {
+  std::shared_ptr<Session> session;      // set when the resume may go ahead
+  std::optional<ResumeRefusal> refusal;  // set otherwise
+  std::string message;                   // for the client, with the refusal
+  explicit operator bool() const { return !refusal; }
+};
+
+// Whether `principal` may read session `id` after `offset` with `token`. A
+// refusal is counted (sluice_resumes_total by reason); a resume that goes
+// ahead is counted by record_resumed, once the face has admitted it.
+ResumeCheck check_resume(const SessionRegistry& sessions, const std::string& id,
+                         const std::string& principal, std::string_view token, uint64_t offset);
+void record_resumed(const Session& session, uint64_t offset);
+
+}  // namespace sluice
