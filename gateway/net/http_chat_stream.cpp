@@ -92,7 +92,7 @@ JournalPump::Emitted HttpChatStream<Stream>::take(const JournalEntryPtr& entry) 
   if (options_.sse) {
     const size_t before = pending_.size();
     // The event's own part is escaped once for every SSE reader of the session.
-    const std::string& body =
+    const std::string_view body =
         entry->encoded(Face::kSse, [&](const StreamEvent& ev) { return sse_event_body(session_->id(), ev); });
     append_sse_event(pending_, chunk_prefix_, session_->id(), e, body, options_.include_usage);
     const bool last = e.type == StreamEventType::kDone;

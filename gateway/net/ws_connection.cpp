@@ -419,7 +419,7 @@ void WsConnection<Stream>::pull() {
       queued_bytes_ < limit ? limit - queued_bytes_ : 0, coalesce_.count() > 0,
       [&](const JournalPump::Cursor& c, const JournalEntryPtr& entry) {
         // Encoded once for every WebSocket reader of the session.
-        const std::string& frame = entry->encoded(
+        const std::string_view frame = entry->encoded(
             Face::kWebSocket, [&](const StreamEvent& e) { return event_message(c.session->id(), e); });
         send_entry(entry, frame);
         return JournalPump::Emitted{frame.size()};
@@ -473,10 +473,10 @@ void WsConnection<Stream>::send(std::string frame) {
 }
 
 template <class Stream>
-void WsConnection<Stream>::send_entry(const JournalEntryPtr& entry, const std::string& frame) {
+void WsConnection<Stream>::send_entry(const JournalEntryPtr& entry, std::string_view frame) {
   Outgoing o;
   o.entry = entry;  // keeps `frame` alive until it is written
-  o.shared = &frame;
+  o.shared = frame;
   enqueue(std::move(o));
 }
 

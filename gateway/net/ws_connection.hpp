@@ -89,12 +89,12 @@ class WsConnection : public std::enable_shared_from_this<WsConnection<Stream>>,
   // journal entry's shared encoding.
   struct Outgoing {
     std::string own;
-    JournalEntryPtr entry;
-    const std::string* shared = nullptr;
-    std::string_view bytes() const { return shared ? std::string_view(*shared) : std::string_view(own); }
+    JournalEntryPtr entry;   // keeps `shared` alive
+    std::string_view shared;
+    std::string_view bytes() const { return entry ? shared : std::string_view(own); }
   };
   void send(std::string frame);
-  void send_entry(const JournalEntryPtr& entry, const std::string& frame);
+  void send_entry(const JournalEntryPtr& entry, std::string_view frame);
   void enqueue(Outgoing o);
   // Changes queued_bytes_ (and the send-queue gauge) by `bytes`.
   void add_queued(int64_t bytes);

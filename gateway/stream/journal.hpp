@@ -41,7 +41,7 @@ class JournalEntry {
  public:
   explicit JournalEntry(StreamEvent event) : event_(std::move(event)) {}
   ~JournalEntry() {
-    for (auto& slot : encoded_) delete slot.load(std::memory_order_relaxed);
+    for (auto& slot : encoded_) CompactString::free_raw(slot.load(std::memory_order_relaxed));
   }
   JournalEntry(const JournalEntry&) = delete;
   JournalEntry& operator=(const JournalEntry&) = delete;
@@ -49,18 +49,20 @@ class JournalEntry {
   const StreamEvent& event() const { return event_; }
   uint64_t offset() const { return event_.offset; }
 
-  // The event as `face` sends it; `encode(event)` makes it the first time.
-  // Thread-safe: two readers encoding at once keep the first result.
+  // The event as `face` sends it; `encode(event)` (a std::string) makes it
+  // the first time. The bytes live as long as the entry. Thread-safe: two
+  // readers encoding at once keep the first result.
   template <class Encode>
-  const std::string& encoded(Face face, Encode&& encode) const {
+  std::string_view encoded(Face face, Encode&& encode) const {
     auto& slot = encoded_[static_cast<size_t>(face)];
-    if (const std::string* done = slot.load(std::memory_order_acquire)) return *done;
-    auto made = std::make_unique<std::string>(encode(event_));
-    std::string* expected = nullptr;
-    if (slot.compare_exchange_strong(expected, made.get(), std::memory_order_acq_rel)) {
-      return *made.release();
+    if (const char* done = slot.load(std::memory_order_acquire)) return CompactString::view_of(done);
+    char* made = CompactString(encode(event_)).release();  // one allocation: size and bytes
+    char* expected = nullptr;
+    if (slot.compare_exchange_strong(expected, made, std::memory_order_acq_rel)) {
+      return CompactString::view_of(made);
     }
-    return *expected;
+    CompactString::free_raw(made);
+    return CompactString::view_of(expected);
   }
 
   // Bytes it holds in memory, with the encoding it will get (one face's:
@@ -68,12 +70,12 @@ class JournalEntry {
   // budget.
   size_t footprint() const {
     return sizeof(JournalEntry) + 16 + event_.footprint() - sizeof(StreamEvent) +
-           (sizeof(std::string) + event_.text.size() + event_.json.size() + 96);
+           (sizeof(uint32_t) + event_.text.size() + event_.json.size() + 96);
   }
 
  private:
   StreamEvent event_;
-  mutable std::array<std::atomic<std::string*>, static_cast<size_t>(Face::kCount)> encoded_{};
+  mutable std::array<std::atomic<char*>, static_cast<size_t>(Face::kCount)> encoded_{};
 };
 
 using JournalEntryPtr = std::shared_ptr<const JournalEntry>;
