@@ -18,7 +18,7 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/websocket/stream.hpp>
 #include <chrono>
-#include <deque>
+#include <boost/container/deque.hpp>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -121,7 +121,9 @@ class WsConnection : public std::enable_shared_from_this<WsConnection<Stream>>,
   ClientParser parser_;
   JournalPump pump_;  // a cursor per attached session
 
-  std::deque<Outgoing> queue_;
+  // Boost's deque allocates nothing until the first frame (std::deque: 600
+  // bytes at construction, for every idle connection).
+  boost::container::deque<Outgoing> queue_;
   size_t queued_bytes_ = 0;
   bool writing_ = false;
   bool pulling_ = false;  // pull() is queueing frames: it starts the write when done
