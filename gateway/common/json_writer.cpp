@@ -8,9 +8,26 @@
 namespace sluice {
 
 void append_json_string(std::string& out, std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
   out.reserve(out.size() + s.size() + 2);
   out.push_back('"');
+  append_json_string_body(out, s);
+  out.push_back('"');
+}
+
+bool json_string_is_plain(std::string_view s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') continue;
+    if (c < 0x80) return false;
+    const size_t len = utf8_char_length(s, i);
+    if (len == 0) return false;
+    i += len - 1;
+  }
+  return true;
+}
+
+void append_json_string_body(std::string& out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
   size_t run = 0;  // start of the current run of bytes that need no escaping
   for (size_t i = 0; i < s.size(); ++i) {
     const auto c = static_cast<unsigned char>(s[i]);
@@ -45,7 +62,6 @@ void append_json_string(std::string& out, std::string_view s) {
     }
   }
   out.append(s.data() + run, s.size() - run);
-  out.push_back('"');
 }
 
 void JsonWriter::separate() {

@@ -46,5 +46,10 @@ class JsonWriter {
 
 // Appends `s` to `out` as a quoted JSON string.
 void append_json_string(std::string& out, std::string_view s);
+// The same without the quotes: what goes between them.
+void append_json_string_body(std::string& out, std::string_view s);
+// Whether `s` goes between a JSON string's quotes as it is: no byte to
+// escape, none to replace (valid UTF-8).
+bool json_string_is_plain(std::string_view s);
 
 }  // namespace sluice

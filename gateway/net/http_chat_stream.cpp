@@ -91,7 +91,11 @@ JournalPump::Emitted HttpChatStream<Stream>::take(const JournalEntryPtr& entry) 
   const StreamEvent& e = entry->event();
   if (options_.sse) {
     const size_t before = pending_.size();
-    // The event's own part is escaped once for every SSE reader of the session.
+    if (e.type == StreamEventType::kDelta) {
+      append_sse_delta(pending_, chunk_prefix_, session_->id(), e.offset, entry->json_text());
+      return {pending_.size() - before, false};
+    }
+    // Other events' own part is encoded once for every SSE reader of the session.
     const std::string_view body =
         entry->encoded(Face::kSse, [&](const StreamEvent& ev) { return sse_event_body(session_->id(), ev); });
     append_sse_event(pending_, chunk_prefix_, session_->id(), e, body, options_.include_usage);

@@ -418,6 +418,9 @@ void WsConnection<Stream>::pull() {
   const auto r = pump_.pump(
       queued_bytes_ < limit ? limit - queued_bytes_ : 0, coalesce_.count() > 0,
       [&](const JournalPump::Cursor& c, const JournalEntryPtr& entry) {
+        if (entry->event().type == StreamEventType::kDelta) {
+          if (const size_t n = send_delta(entry, c.session->id())) return JournalPump::Emitted{n};
+        }
         // Encoded once for every WebSocket reader of the session.
         const std::string_view frame = entry->encoded(
             Face::kWebSocket, [&](const StreamEvent& e) { return event_message(c.session->id(), e); });
@@ -453,7 +456,7 @@ void WsConnection<Stream>::on_stalled() {
                state_->config.limits.slow_consumer_timeout.count());
   // Keep only the frame being written; the client resumes from its offsets.
   while (queue_.size() > (writing_ ? 1u : 0u)) {
-    add_queued(-static_cast<int64_t>(queue_.back().bytes().size()));
+    add_queued(-static_cast<int64_t>(queue_.back().size()));
     queue_.pop_back();
   }
   state_->stats.slow_consumer_closes_ws->inc();
@@ -481,9 +484,30 @@ void WsConnection<Stream>::send_entry(const JournalEntryPtr& entry, std::string_
 }
 
 template <class Stream>
+size_t WsConnection<Stream>::send_delta(const JournalEntryPtr& entry, std::string_view session_id) {
+  Outgoing o;
+  const size_t head = delta_head(session_id, entry->offset(), o.head.data(), o.head.size());
+  if (head == 0) return 0;
+  o.head_len = static_cast<uint8_t>(head);
+  o.entry = entry;  // keeps the text alive until it is written
+  o.shared = entry->json_text();
+  const size_t size = o.size();
+  enqueue(std::move(o));
+  return size;
+}
+
+template <class Stream>
+std::array<net::const_buffer, 3> WsConnection<Stream>::Outgoing::buffers() const {
+  if (!entry) return {net::buffer(own), net::const_buffer(), net::const_buffer()};
+  if (head_len == 0) return {net::buffer(shared.data(), shared.size()), net::const_buffer(), net::const_buffer()};
+  return {net::buffer(head.data(), head_len), net::buffer(shared.data(), shared.size()),
+          net::buffer(kDeltaTail.data(), kDeltaTail.size())};
+}
+
+template <class Stream>
 void WsConnection<Stream>::enqueue(Outgoing o) {
   if (ended_ || close_reason_) return;
-  const size_t size = o.bytes().size();
+  const size_t size = o.size();
   // Replies to the client's own messages are not paced by the journal; a
   // client that sends without reading is cut off at twice the queue limit.
   if (queued_bytes_ + size > 2 * state_->config.limits.send_queue_bytes) {
@@ -503,7 +527,7 @@ void WsConnection<Stream>::do_write() {
   // queue is empty (on_write releases them).
   if (queue_.size() > 1) ws_.next_layer().hold();
   ws_.text(true);
-  ws_.async_write(net::buffer(queue_.front().bytes()),
+  ws_.async_write(queue_.front().buffers(),
                   beast::bind_front_handler(&WsConnection<Stream>::on_write, this->shared_from_this()));
 }
 
@@ -514,7 +538,7 @@ void WsConnection<Stream>::on_write(beast::error_code ec, std::size_t) {
     if (!is_normal_end(ec)) spdlog::debug("connection {}: write: {}", id_, ec.message());
     return end("write failed");
   }
-  add_queued(-static_cast<int64_t>(queue_.front().bytes().size()));
+  add_queued(-static_cast<int64_t>(queue_.front().size()));
   queue_.pop_front();
   slow_.progress();
   // Room again: catch up from the journal first, so that what it finds joins

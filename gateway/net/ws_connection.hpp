@@ -11,6 +11,8 @@
 #pragma once
 
 #include <atomic>
+#include <array>
+#include <boost/asio/buffer.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/system_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -29,6 +31,7 @@
 #include "gateway/net/server_state.hpp"
 #include "gateway/net/transport.hpp"
 #include "gateway/protocol/client_parser.hpp"
+#include "gateway/protocol/server_messages.hpp"
 #include "gateway/stream/journal_pump.hpp"
 #include "gateway/stream/reader_wakeup.hpp"
 #include "gateway/net/connection_ticket.hpp"
@@ -87,14 +90,26 @@ class WsConnection : public std::enable_shared_from_this<WsConnection<Stream>>,
 
   // A frame of the send queue: the connection's own (replies, errors) or a
   // journal entry's shared encoding.
+  // A frame of the send queue: the connection's own (replies, errors,
+  // merged deltas), a journal entry's shared encoding, or a delta framed
+  // around its entry's text (head + json_text + kDeltaTail), which costs no
+  // allocation.
   struct Outgoing {
     std::string own;
-    JournalEntryPtr entry;   // keeps `shared` alive
+    JournalEntryPtr entry;  // keeps `shared` alive
     std::string_view shared;
-    std::string_view bytes() const { return entry ? shared : std::string_view(own); }
+    uint8_t head_len = 0;   // a framed delta: head[0, head_len) + shared + kDeltaTail
+    std::array<char, 112> head;
+    size_t size() const {
+      if (!entry) return own.size();
+      return head_len ? head_len + shared.size() + kDeltaTail.size() : shared.size();
+    }
+    std::array<boost::asio::const_buffer, 3> buffers() const;
   };
   void send(std::string frame);
   void send_entry(const JournalEntryPtr& entry, std::string_view frame);
+  // Queues a journal delta of `session_id` framed around its text.
+  size_t send_delta(const JournalEntryPtr& entry, std::string_view session_id);
   void enqueue(Outgoing o);
   // Changes queued_bytes_ (and the send-queue gauge) by `bytes`.
   void add_queued(int64_t bytes);

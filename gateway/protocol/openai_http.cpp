@@ -109,15 +109,26 @@ bool is_chunk(const StreamEvent& e) {
   return e.type == StreamEventType::kDelta || e.type == StreamEventType::kDone;
 }
 
+constexpr std::string_view kDeltaChoicesHead = R"("choices":[{"index":0,"delta":{"content":")";
+constexpr std::string_view kDeltaChoicesTail = R"("},"finish_reason":null}]})";
+
+void append_event_id(std::string& out, std::string_view session_id, uint64_t offset) {
+  out += "id: ";
+  out += session_id;
+  out += ':';
+  out += std::to_string(offset);
+  out += '\n';
+}
+
 // "choices":[...]} of a chunk: the rest of the object after the prefix.
 std::string choices_tail(const StreamEvent& event) {
-  std::string out = R"("choices":[{"index":0,"delta":)";
-  JsonWriter w;
+  std::string out;
   if (event.type == StreamEventType::kDelta) {
-    w.begin_object().field("content", event.text).end_object();
-    out += w.take();
-    out += R"(,"finish_reason":null}]})";
+    out = kDeltaChoicesHead;
+    append_json_string_body(out, event.text);
+    out += kDeltaChoicesTail;
   } else {
+    out = R"("choices":[{"index":0,"delta":)";
     out += R"({},"finish_reason":)";
     append_json_string(out, to_string(event.finish_reason));
     out += "}]}";
@@ -165,13 +176,20 @@ std::string sse_event_body(std::string_view session_id, const StreamEvent& event
   return out;
 }
 
+void append_sse_delta(std::string& out, std::string_view chunk_prefix, std::string_view session_id,
+                      uint64_t offset, std::string_view json_text) {
+  append_event_id(out, session_id, offset);
+  out += "data: ";
+  out += chunk_prefix;
+  out += kDeltaChoicesHead;
+  out += json_text;
+  out += kDeltaChoicesTail;
+  out += "\n\n";
+}
+
 void append_sse_event(std::string& out, std::string_view chunk_prefix, std::string_view session_id,
                       const StreamEvent& event, std::string_view body, bool include_usage) {
-  out += "id: ";
-  out += session_id;
-  out += ':';
-  out += std::to_string(event.offset);
-  out += '\n';
+  append_event_id(out, session_id, event.offset);
   if (!is_chunk(event)) {
     out += body;
     return;

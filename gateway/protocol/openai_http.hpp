@@ -40,6 +40,11 @@ std::string sse_role_chunk(const CompletionIds& ids);
 std::string sse_event_body(std::string_view session_id, const StreamEvent& event);
 void append_sse_event(std::string& out, std::string_view chunk_prefix, std::string_view session_id,
                       const StreamEvent& event, std::string_view body, bool include_usage);
+// A delta's event, from its text as it goes between JSON quotes
+// (JournalEntry::json_text): the same bytes as append_sse_event's, with no
+// body to make.
+void append_sse_delta(std::string& out, std::string_view chunk_prefix, std::string_view session_id,
+                      uint64_t offset, std::string_view json_text);
 std::string sse_event(const CompletionIds& ids, std::string_view session_id,
                       const StreamEvent& event, bool include_usage);
 inline constexpr std::string_view kSseDone = "data: [DONE]\n\n";

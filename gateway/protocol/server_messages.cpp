@@ -1,5 +1,8 @@
 #include "gateway/protocol/server_messages.hpp"
 
+#include <charconv>
+#include <cstring>
+
 #include "gateway/common/json_writer.hpp"
 #include "gateway/protocol/stream_event.hpp"
 
@@ -111,6 +114,23 @@ std::string delta_message(std::string_view session_id, uint64_t offset, std::str
       .field("offset", offset)
       .field("text", text);
   return w.end_object().take();
+}
+
+size_t delta_head(std::string_view session_id, uint64_t offset, char* out, size_t capacity) {
+  static constexpr std::string_view kStart = R"({"type":"delta","session_id":")";
+  static constexpr std::string_view kOffset = R"(","offset":)";
+  static constexpr std::string_view kText = R"(,"text":")";
+  char number[24];
+  const auto [end, ec] = std::to_chars(number, number + sizeof number, offset);
+  const size_t digits = static_cast<size_t>(end - number);
+  const size_t n = kStart.size() + session_id.size() + kOffset.size() + digits + kText.size();
+  if (ec != std::errc() || n > capacity || !json_string_is_plain(session_id)) return 0;
+  char* p = out;
+  for (std::string_view part : {kStart, session_id, kOffset, std::string_view(number, digits), kText}) {
+    std::memcpy(p, part.data(), part.size());
+    p += part.size();
+  }
+  return n;
 }
 
 std::string done_message(std::string_view session_id, uint64_t offset, std::string_view request_id,

@@ -22,6 +22,14 @@ std::string resumed_message(std::string_view session_id, uint64_t from_offset,
 std::string resume_failed_message(std::string_view session_id, std::string_view reason,
                                   std::string_view message, std::string_view request_id);
 std::string delta_message(std::string_view session_id, uint64_t offset, std::string_view text);
+// The same frame in three parts, for a face that sends a journal entry's
+// text without copying it: delta_head() (everything up to the opening quote
+// of "text"), the text as it goes between quotes (JournalEntry::json_text),
+// then kDeltaTail. delta_head writes into `out` and returns its length, or 0
+// when it does not fit (or `session_id` would need escaping): then use
+// delta_message.
+size_t delta_head(std::string_view session_id, uint64_t offset, char* out, size_t capacity);
+inline constexpr std::string_view kDeltaTail = "\"}";
 std::string moderation_message(std::string_view session_id, uint64_t offset,
                                std::string_view action, std::string_view reason,
                                std::string_view plugin);

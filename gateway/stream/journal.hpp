@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "gateway/common/json_writer.hpp"
 #include "gateway/protocol/stream_event.hpp"
 
 namespace sluice {
@@ -34,12 +35,21 @@ enum class JournalStatus {
 enum class Face : uint8_t { kWebSocket, kSse, kCount };
 
 // One event as the journal keeps it: immutable once appended and shared by
-// every reader (a read copies pointers, never text). Each face encodes it
-// once, the first time a reader of that face needs it, and every other
-// reader of the face sends the same bytes.
+// every reader (a read copies pointers, never text). A delta (nearly every
+// event) is framed by each face around its text as it goes inside a JSON
+// string (json_text: the text itself, or escaped once at the append when it
+// has to be), so it costs no encoding and no copy per reader. Other events
+// are encoded whole by each face once, the first time a reader of that face
+// needs them, and every other reader of the face sends the same bytes.
 class JournalEntry {
  public:
-  explicit JournalEntry(StreamEvent event) : event_(std::move(event)) {}
+  explicit JournalEntry(StreamEvent event) : event_(std::move(event)) {
+    if (event_.type == StreamEventType::kDelta && !json_string_is_plain(event_.text)) {
+      std::string escaped;
+      append_json_string_body(escaped, event_.text);
+      escaped_ = escaped;
+    }
+  }
   ~JournalEntry() {
     for (auto& slot : encoded_) CompactString::free_raw(slot.load(std::memory_order_relaxed));
   }
@@ -48,6 +58,10 @@ class JournalEntry {
 
   const StreamEvent& event() const { return event_; }
   uint64_t offset() const { return event_.offset; }
+  // The text as it goes between a JSON string's quotes.
+  std::string_view json_text() const {
+    return escaped_.empty() ? std::string_view(event_.text) : escaped_.view();
+  }
 
   // The event as `face` sends it; `encode(event)` (a std::string) makes it
   // the first time. The bytes live as long as the entry. Thread-safe: two
@@ -65,16 +79,18 @@ class JournalEntry {
     return CompactString::view_of(expected);
   }
 
-  // Bytes it holds in memory, with the encoding it will get (one face's:
-  // a session's readers are nearly always of one face), for the journal's
-  // budget.
+  // Bytes it holds in memory, with the encoding it will get if it is not a
+  // delta (one face's: a session's readers are nearly always of one face),
+  // for the journal's budget.
   size_t footprint() const {
-    return sizeof(JournalEntry) + 16 + event_.footprint() - sizeof(StreamEvent) +
-           (sizeof(uint32_t) + event_.text.size() + event_.json.size() + 96);
+    size_t n = sizeof(JournalEntry) + 16 + event_.footprint() - sizeof(StreamEvent) + escaped_.capacity();
+    if (event_.type != StreamEventType::kDelta) n += sizeof(uint32_t) + event_.text.size() + event_.json.size() + 128;
+    return n;
   }
 
  private:
   StreamEvent event_;
+  CompactString escaped_;  // a delta's json_text when it differs from the text
   mutable std::array<std::atomic<char*>, static_cast<size_t>(Face::kCount)> encoded_{};
 };
 

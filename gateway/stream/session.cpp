@@ -485,6 +485,9 @@ void Session::on_end(uint64_t turn, TurnResult result) {
     t = std::move(turn_);
     result.usage.prompt_tokens += t->usage.prompt_tokens;
     result.usage.completion_tokens += t->usage.completion_tokens;
+    // Counted before the `done` is journaled: a client that has its `done`
+    // finds the turn in the metrics and its tokens in its limits.
+    account_end(*t, result);
     const auto error = result.error ? result.error : t->cancel_error;
     if (error) {
       StreamEvent e;
@@ -510,19 +513,6 @@ void Session::on_end(uint64_t turn, TurnResult result) {
   }
   notify_readers();
   review_grace();
-  if (settings_.limits) {
-    settings_.limits->end_turn(principal_, result.usage.completion_tokens, Clock::now());
-  }
-
-  if (auto* m = metrics::active()) {
-    const std::string_view engine = result.engine.empty() ? engine_.name() : std::string_view(result.engine);
-    using Seconds = std::chrono::duration<double>;
-    m->turns_active.get().add(-1);
-    m->turns.with({engine, to_string(result.finish_reason)}).inc();
-    m->tokens.with({engine}).inc(static_cast<double>(std::max<int64_t>(0, result.usage.completion_tokens)));
-    if (t->got_first_token) m->ttft.with({engine}).observe(Seconds(t->first_token - t->started).count());
-    m->turn_duration.with({engine}).observe(Seconds(Clock::now() - t->started).count());
-  }
 
   using Ms = std::chrono::duration<double, std::milli>;
   TurnLogEntry log;
@@ -540,6 +530,21 @@ void Session::on_end(uint64_t turn, TurnResult result) {
   log.client_gone = t->detaches > 0;
   log.result = &result;
   write_access_line(format_turn_log(log));
+}
+
+void Session::account_end(const TurnState& t, const TurnResult& result) {
+  if (settings_.limits) {
+    settings_.limits->end_turn(principal_, result.usage.completion_tokens, Clock::now());
+  }
+  if (auto* m = metrics::active()) {
+    const std::string_view engine = result.engine.empty() ? engine_.name() : std::string_view(result.engine);
+    using Seconds = std::chrono::duration<double>;
+    m->turns_active.get().add(-1);
+    m->turns.with({engine, to_string(result.finish_reason)}).inc();
+    m->tokens.with({engine}).inc(static_cast<double>(std::max<int64_t>(0, result.usage.completion_tokens)));
+    if (t.got_first_token) m->ttft.with({engine}).observe(Seconds(t.first_token - t.started).count());
+    m->turn_duration.with({engine}).observe(Seconds(Clock::now() - t.started).count());
+  }
 }
 
 void Session::notify_readers() {

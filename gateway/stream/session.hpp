@@ -76,6 +76,9 @@ class Session : public std::enable_shared_from_this<Session> {
   void on_moderation(uint64_t turn, const ModerationOutput& what);
   void on_end(uint64_t turn, TurnResult result);
   void notify_readers();
+  // A turn's end in the principal's limits and the metrics; with mutex_
+  // held (both are leaves: they call nothing back).
+  void account_end(const TurnState& t, const TurnResult& result);
   // Arms the grace timer when nobody is attached to a running turn, and
   // disarms it otherwise. Timer operations run on `executor_` (a strand).
   void review_grace();

@@ -92,14 +92,18 @@ TEST(SlowConsumer, SseReaderThatStopsIsClosedAndResumesWithLastEventId) {
   auto sim = start_sim();
   auto gw = start_gateway(sim_url(*sim), {"SLUICE_LIMITS_SEND_QUEUE_BYTES=262144",
                                           "SLUICE_LIMITS_SLOW_CONSUMER_TIMEOUT_MS=500"});
-  RawConnection stalled(gw->port());
+  RawConnection stalled(gw->port(), 4096);  // a small window: the gateway's writes stall early
   ASSERT_TRUE(stalled.connected());
+  // About 3 MB of SSE, far more than the window, the gateway's socket
+  // buffer and its send_queue_bytes together.
   const std::string body =
-      R"({"messages":[{"role":"user","content":"[[sim repeat=5000]] 洪水 flood"}],"stream":true})";
+      R"({"messages":[{"role":"user","content":"[[sim repeat=1000]] 洪水 flood"}],"stream":true})";
   stalled.send("POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
-  // Generation is not slowed by it, and another SSE client streams meanwhile.
-  EXPECT_EQ(sim_stats(*sim, "?wait_completed=1&timeout_ms=20000").completed, 1);
+  // Generation is not slowed by it (the wait is long for the sanitizers'
+  // sake: it ends when the answer does), and another SSE client streams
+  // meanwhile.
+  EXPECT_EQ(sim_stats(*sim, "?wait_completed=1&timeout_ms=60000").completed, 1);
   const auto other = http_post(gw->port(), "/v1/chat/completions",
                                R"({"messages":[{"role":"user","content":"我还在 🙂"}],"stream":true})");
   EXPECT_EQ(other.status, 200);
@@ -137,7 +141,7 @@ TEST(SlowConsumer, SseReaderThatStopsIsClosedAndResumesWithLastEventId) {
   EXPECT_TRUE(second.offsets_in_order);
   EXPECT_TRUE(second.done);
   std::string want;
-  for (int i = 0; i < 5000; ++i) want += expected_text("洪水 flood");
+  for (int i = 0; i < 1000; ++i) want += expected_text("洪水 flood");
   EXPECT_EQ(first.text.size() + second.text.size(), want.size());
   EXPECT_TRUE(first.text + second.text == want);
 }
@@ -151,7 +155,7 @@ TEST(SlowConsumer, ReaderThatStopsIsClosedAndResumesTheRest) {
   // About 15 MB of frames for a client that does not read.
   stalled.send(chat("[[sim repeat=5000]] flood"));
   // Generation is not slowed by it: the upstream finishes the answer.
-  auto stats = sim_stats(*sim, "?wait_completed=1&timeout_ms=20000");
+  auto stats = sim_stats(*sim, "?wait_completed=1&timeout_ms=60000");  // long for the sanitizers
   EXPECT_EQ(stats.completed, 1);
   EXPECT_EQ(stats.aborted, 0);
   EXPECT_LT(rss_kib(gw->pid()), kRssScale * 200 * 1024);

@@ -15,7 +15,11 @@ namespace sluice::test {
 
 class RawConnection {
  public:
-  explicit RawConnection(uint16_t port) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+  // `receive_buffer` (bytes; 0: the kernel's default) is set before the
+  // connect, so that the window the peer sees stays that small: a client
+  // that stops reading then stalls its sender after little data.
+  explicit RawConnection(uint16_t port, int receive_buffer = 0) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+    if (receive_buffer > 0) ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_port = htons(port);
