@@ -10,7 +10,6 @@
 // on_session_events and shutdown, which may be called from any thread.
 #pragma once
 
-#include <atomic>
 #include <array>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -19,13 +18,11 @@
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/websocket/stream.hpp>
-#include <chrono>
 #include <boost/container/deque.hpp>
+#include <chrono>
 #include <memory>
-#include <mutex>
-#include <vector>
+#include <optional>
 #include <string>
-#include <unordered_map>
 
 #include "gateway/net/batching_stream.hpp"
 #include "gateway/net/server_state.hpp"

@@ -88,11 +88,22 @@ std::string header_value(const std::string& head, const std::string& name) {
 // The same rule on the SSE face: a client that stops reading is given up on
 // (counted as face="http"), and what it missed comes back, exactly once,
 // through Last-Event-ID.
+void sse_reader_that_stops(Process& sim, Process& gw);
+
 TEST(SlowConsumer, SseReaderThatStopsIsClosedAndResumesWithLastEventId) {
   auto sim = start_sim();
   auto gw = start_gateway(sim_url(*sim), {"SLUICE_LIMITS_SEND_QUEUE_BYTES=262144",
                                           "SLUICE_LIMITS_SLOW_CONSUMER_TIMEOUT_MS=500"});
-  RawConnection stalled(gw->port(), 4096);  // a small window: the gateway's writes stall early
+  try {
+    sse_reader_that_stops(*sim, *gw);
+  } catch (const std::exception& e) {  // a cut HTTP exchange: say what the gateway logged
+    const std::string log = gw->stderr_text();
+    FAIL() << e.what() << "\ngateway log (end):\n" << log.substr(log.size() > 6000 ? log.size() - 6000 : 0);
+  }
+}
+
+void sse_reader_that_stops(Process& sim, Process& gw) {
+  RawConnection stalled(gw.port(), 4096);  // a small window: the gateway's writes stall early
   ASSERT_TRUE(stalled.connected());
   // About 3 MB of SSE, far more than the window, the gateway's socket
   // buffer and its send_queue_bytes together.
@@ -103,8 +114,8 @@ TEST(SlowConsumer, SseReaderThatStopsIsClosedAndResumesWithLastEventId) {
   // Generation is not slowed by it (the wait is long for the sanitizers'
   // sake: it ends when the answer does), and another SSE client streams
   // meanwhile.
-  EXPECT_EQ(sim_stats(*sim, "?wait_completed=1&timeout_ms=60000").completed, 1);
-  const auto other = http_post(gw->port(), "/v1/chat/completions",
+  EXPECT_EQ(sim_stats(sim, "?wait_completed=1&timeout_ms=60000").completed, 1);
+  const auto other = http_post(gw.port(), "/v1/chat/completions",
                                R"({"messages":[{"role":"user","content":"我还在 🙂"}],"stream":true})");
   EXPECT_EQ(other.status, 200);
   SseRead o;
@@ -115,11 +126,11 @@ TEST(SlowConsumer, SseReaderThatStopsIsClosedAndResumesWithLastEventId) {
   // The gateway gives up on the stalled client: counted, then the
   // connection ends.
   const auto deadline = std::chrono::steady_clock::now() + 30s;
-  while (metric(gw->port(), R"(sluice_slow_consumer_closes_total{face="http"})") < 1 &&
+  while (metric(gw.port(), R"(sluice_slow_consumer_closes_total{face="http"})") < 1 &&
          std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(50ms);
   }
-  EXPECT_EQ(metric(gw->port(), R"(sluice_slow_consumer_closes_total{face="http"})"), 1);
+  EXPECT_EQ(metric(gw.port(), R"(sluice_slow_consumer_closes_total{face="http"})"), 1);
   std::string head;
   const std::string got = unchunk(stalled.read_all(30s), &head);
   SseRead first;
@@ -132,7 +143,7 @@ TEST(SlowConsumer, SseReaderThatStopsIsClosedAndResumesWithLastEventId) {
   ASSERT_FALSE(sid.empty()) << head;
 
   // EventSource's reconnect: the rest, from the next offset, and the end.
-  const auto rest = http_get_with(gw->port(), "/v1/sessions/" + sid + "/stream?resume_token=" + token,
+  const auto rest = http_get_with(gw.port(), "/v1/sessions/" + sid + "/stream?resume_token=" + token,
                                   {{"Last-Event-ID", sid + ":" + std::to_string(first.last)}});
   EXPECT_EQ(rest.status, 200);
   SseRead second;
