@@ -71,8 +71,13 @@ TEST(Limits, ConnectionsPerPrincipal) {
   auto gw = start_gateway(sim_url(*sim), {"SLUICE_LIMITS_PRINCIPAL_CONNECTIONS=2"});
   WsClient a(gw->port());
   WsClient b(gw->port());
+  // A pong means the gateway has counted that connection: a client's
+  // handshake can finish before the gateway's side of it has, and c could
+  // otherwise be counted before b (and b refused in its place).
   a.send(R"({"type":"ping"})");
   ASSERT_TRUE(a.read_until("pong"));
+  b.send(R"({"type":"ping"})");
+  ASSERT_TRUE(b.read_until("pong"));
   WsClient c(gw->port());
   auto refused = c.read_until("error");
   ASSERT_TRUE(refused);
