@@ -4,7 +4,7 @@
 # Sluice, a Bun relay (Bun.serve's built-in WebSocket server, uWebSockets, and
 # fetch) and a Node relay (the `ws` package and fetch), in one run on this
 # machine. For each: CPU per relayed token (utime + stime of the relay's
-# process, from /proc/PID/stat, over the load), added latency p50/p99,
+# process, from /proc/PID/stat, over the load, with the kernel's share), added latency p50/p99,
 # tokens/s delivered against what the upstream sent, peak RSS, and the RSS of
 # idle WebSocket connections. Prints Markdown tables (bench/README.md keeps
 # the results). Everything runs on 127.0.0.1 and stops by itself.
@@ -65,6 +65,7 @@ start_relay() {  # $1: sluice | sluice-1t | bun | node
 }
 stop_relay() { kill "$relay_pid" 2>/dev/null || true; sleep 0.3; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+sys_ticks() { awk '{print $15}' "/proc/$1/stat"; }  # the kernel's share (stime)
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 # One load against one relay: appends a row to $work/rows.
@@ -73,11 +74,13 @@ run_load() {  # $1: relay, $2: connections, $3: sessions per connection, $4: tur
   local peak=0 r
   ( while kill -0 "$relay_pid" 2>/dev/null; do rss_kib "$relay_pid"; sleep 0.25; done ) >"$work/rss" 2>/dev/null &
   local sampler=$!
-  local c0 c1 out
+  local c0 c1 k0 k1 out
   c0=$(cpu_ticks "$relay_pid")
+  k0=$(sys_ticks "$relay_pid")
   out=$("$bin/sluice-loadgen" --url "ws://127.0.0.1:${relay_port}/v1/ws" -c "$2" -s "$3" -t "$4" \
     --threads 1 --label "$1" 2>"$work/loadgen.err" | tail -n 1) || true
   c1=$(cpu_ticks "$relay_pid")
+  k1=$(sys_ticks "$relay_pid")
   kill "$sampler" 2>/dev/null || true
   wait "$sampler" 2>/dev/null || true
   peak=$(sort -n "$work/rss" | tail -n 1)
@@ -86,26 +89,26 @@ run_load() {  # $1: relay, $2: connections, $3: sessions per connection, $4: tur
   IFS='|' read -r _ label conns sessions tturns toks tps _ _ a50 a99 failed _ <<<"$out"
   local expected=$(( $2 * $3 * $4 * tokens ))
   awk -v l="$1" -v s="$sessions" -v tok="$toks" -v sent="$expected" -v tps="$tps" -v a50="$a50" \
-      -v a99="$a99" -v cpu=$((c1 - c0)) -v tck="$tck" -v rss="$peak" -v f="$failed" -v rate="$5" \
-      'BEGIN { us = tok > 0 ? cpu / tck * 1e6 / tok : 0;
-               printf "%s|%d|%d|%d|%.0f|%.1f|%s|%s|%.0f|%d|%s\n", l, s, tok, sent, tps, us, a50, a99, rss / 1024, f, rate }' \
+      -v a99="$a99" -v cpu=$((c1 - c0)) -v sys=$((k1 - k0)) -v tck="$tck" -v rss="$peak" -v f="$failed" -v rate="$5" \
+      'BEGIN { us = tok > 0 ? cpu / tck * 1e6 / tok : 0; ks = tok > 0 ? sys / tck * 1e6 / tok : 0;
+               printf "%s|%d|%d|%d|%.0f|%.1f|%s|%s|%.0f|%d|%s|%.1f\n", l, s, tok, sent, tps, us, a50, a99, rss / 1024, f, rate, ks }' \
       >>"$work/rows"
   [ -s "$work/loadgen.err" ] && sed 's/^/  loadgen: /' "$work/loadgen.err" | head -n 3 >&2 || true
 }
 
 # Rows of one scenario, averaged over the rounds, with the ratio to Bun's CPU per token.
 print_table() {
-  echo "| relay | streams | tokens delivered / sent | tokens/s | CPU per token (µs) | x Bun | added p50 (µs) | added p99 (µs) | peak RSS (MiB) | failed |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| relay | streams | tokens delivered / sent | tokens/s | CPU per token (µs) | of which kernel (µs) | x Bun | added p50 (µs) | added p99 (µs) | peak RSS (MiB) | failed |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   awk -F'|' '
     { n[$1]++; s[$1] = $2; tok[$1] += $3; sent[$1] += $4; tps[$1] += $5; us[$1] += $6;
-      a50[$1] += $7; a99[$1] += $8; if ($9 > rss[$1]) rss[$1] = $9; f[$1] += $10;
+      a50[$1] += $7; a99[$1] += $8; ks[$1] += $12; if ($9 > rss[$1]) rss[$1] = $9; f[$1] += $10;
       if (!($1 in seen)) { seen[$1] = 1; order[++k] = $1 } }
     END {
       bun = ("bun" in n) ? us["bun"] / n["bun"] : 0;
       for (i = 1; i <= k; i++) { r = order[i];
-        printf "| %s | %d | %d / %d | %.0f | %.1f | %s | %.0f | %.0f | %d | %d |\n", r, s[r], tok[r], sent[r],
-          tps[r] / n[r], us[r] / n[r], (bun > 0 ? sprintf("%.2f", us[r] / n[r] / bun) : "-"),
+        printf "| %s | %d | %d / %d | %.0f | %.1f | %.1f | %s | %.0f | %.0f | %d | %d |\n", r, s[r], tok[r], sent[r],
+          tps[r] / n[r], us[r] / n[r], ks[r] / n[r], (bun > 0 ? sprintf("%.2f", us[r] / n[r] / bun) : "-"),
           a50[r] / n[r], a99[r] / n[r], rss[r], f[r] }
     }' "$work/rows"
   rm -f "$work/rows"
