@@ -27,6 +27,7 @@
 #include "gateway/net/tls_context.hpp"
 #include "gateway/plugin/plugin_host.hpp"
 #include "gateway/stream/memory_journal_store.hpp"
+#include "gateway/store/redis_journal_store.hpp"
 #include "gateway/stream/session_registry.hpp"
 
 extern char** environ;
@@ -136,8 +137,32 @@ int main(int argc, char** argv) {
       for (const auto& u : config.openai.urls) engine_text += (engine_text.empty() ? "openai -> " : ", ") + u;
     }
     sluice::Engine& engine = *engine_owner;
-    auto store = std::make_shared<sluice::MemoryJournalStore>(config.resume.memory_budget_bytes,
-                                                             config.resume.retention);
+    std::shared_ptr<sluice::JournalStore> store;
+    std::shared_ptr<sluice::RedisJournalStore> redis_store;
+    if (config.store.backend == "redis") {
+      std::string why;
+      auto endpoint = sluice::parse_redis_url(config.store.redis_url, why);
+      if (!endpoint) {
+        spdlog::critical("configuration error: store.redis_url: {}", why);
+        sluice::shutdown_logging();
+        return 2;
+      }
+      if (!config.store.redis_password.empty()) endpoint->password = config.store.redis_password;
+      sluice::RedisStoreSettings rs;
+      rs.endpoint = *endpoint;
+      rs.key_prefix = config.store.key_prefix;
+      rs.retention = config.resume.retention;
+      rs.stream_max_events = config.store.stream_max_events;
+      rs.memory_budget_bytes = config.resume.memory_budget_bytes;
+      redis_store = std::make_shared<sluice::RedisJournalStore>(rs);
+      redis_store->start();
+      spdlog::info("store: redis at {} (keys {}:{{<session>}}:*)", sluice::redacted_redis_url(config.store.redis_url),
+                   config.store.key_prefix);
+      store = redis_store;
+    } else {
+      store = std::make_shared<sluice::MemoryJournalStore>(config.resume.memory_budget_bytes,
+                                                          config.resume.retention);
+    }
     const auto& l = config.limits;
     auto principal_limits = std::make_shared<sluice::PrincipalLimits>(sluice::PrincipalLimitsConfig{
         l.principal_connections, l.principal_concurrent_turns, l.principal_turns_per_minute,
@@ -261,6 +286,7 @@ int main(int argc, char** argv) {
     blocking.join();
     engine_events.stop();
     engine_events.join();
+    if (redis_store) redis_store->stop();  // what the drain journaled reaches Redis first
   }
   curl_global_cleanup();
   spdlog::info("sluice stopped");

@@ -16,6 +16,9 @@ packages=(
   chromium fonts-wqy-zenhei fonts-noto-color-emoji
   libsimdjson-dev libtomlplusplus-dev libspdlog-dev libfmt-dev libcli11-dev
   libgtest-dev libgmock-dev
+  # The Redis session store: hiredis (driven by the gateway's Asio loop) and
+  # the real redis-server that the scale-out tests start.
+  libhiredis-dev redis-server
   clang libclang-rt-14-dev
   curl procps
 )

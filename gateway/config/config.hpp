@@ -58,6 +58,16 @@ struct ResumeConfig {
   size_t memory_budget_bytes = size_t{256} << 20;  // journal memory over all sessions
 };
 
+// Where sessions and journals live: this process ("memory", the embedded
+// default) or Redis, shared by every instance of a fleet (docs/scale-out.md).
+struct StoreConfig {
+  std::string backend = "memory";  // "memory" | "redis"
+  std::string redis_url = "redis://127.0.0.1:6379/0";
+  std::string redis_password;      // when set, overrides the URL's
+  std::string key_prefix = "sluice";
+  size_t stream_max_events = 100'000;  // per session: the stream's cap (MAXLEN ~)
+};
+
 struct SessionConfig {
   size_t history_max_bytes = 64 * 1024;  // conversation sent upstream, oldest dropped first
 };
@@ -166,6 +176,7 @@ struct Config {
   OpenAiConfig openai;
   LocalConfig local;
   ResumeConfig resume;
+  StoreConfig store;
   SessionConfig session;
   StreamConfig stream;
   AuthConfig auth;

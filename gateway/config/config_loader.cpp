@@ -350,6 +350,12 @@ const std::vector<Option>& schema() {
              [](Config& c) -> Millis& { return c.resume.retention; }),
       integer<size_t>("resume.memory_budget_bytes", 1 << 16, int64_t{1} << 40,
                       [](Config& c) -> size_t& { return c.resume.memory_budget_bytes; }),
+      one_of("store.backend", {"memory", "redis"}, [](Config& c) -> std::string& { return c.store.backend; }),
+      string("store.redis_url", [](Config& c) -> std::string& { return c.store.redis_url; }),
+      string("store.redis_password", [](Config& c) -> std::string& { return c.store.redis_password; }),
+      string("store.key_prefix", [](Config& c) -> std::string& { return c.store.key_prefix; }),
+      integer<size_t>("store.stream_max_events", 16, 100'000'000,
+                      [](Config& c) -> size_t& { return c.store.stream_max_events; }),
       integer<size_t>("session.history_max_bytes", 256, 64 << 20,
                       [](Config& c) -> size_t& { return c.session.history_max_bytes; }),
       millis("stream.coalesce_ms", 0, 1000, [](Config& c) -> Millis& { return c.stream.coalesce; }),
@@ -550,6 +556,11 @@ ConfigResult load_config(const ConfigSources& sources) {
   }
   if (r.config.engine == "local" && r.config.local.model.empty()) {
     r.error = "engine = \"local\" needs local.model = \"FILE.gguf\"";
+    return r;
+  }
+  if (r.config.store.key_prefix.empty() ||
+      r.config.store.key_prefix.find_first_of("{} \t\r\n") != std::string::npos) {
+    r.error = "store.key_prefix: must be non-empty, without braces or spaces (it prefixes every Redis key)";
     return r;
   }
   const auto& a = r.config.auth;

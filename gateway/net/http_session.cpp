@@ -260,6 +260,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>>,
         return reply(http::status::service_unavailable, keep,
                      R"({"status":"not_ready","reason":"every upstream is ejected"})");
       }
+      if (!state_->sessions->store().reachable()) {
+        return reply(http::status::service_unavailable, keep,
+                     R"({"status":"not_ready","reason":"the session store (redis) cannot be reached"})");
+      }
       return reply(http::status::ok, keep, R"({"status":"ready"})");
     }
     if (state_->web && (req.method() == http::verb::get || req.method() == http::verb::head)) {
@@ -347,13 +351,22 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>>,
       }
     }
     // The same validation as the WebSocket's resume; each refusal has its status.
-    const ResumeCheck check = check_resume(*state_->sessions, sid, who_.principal, token, offset);
+    state_->sessions->find_or_open(
+        sid, who_.principal, stream_.get_executor(),
+        [self = this->shared_from_this(), token = std::move(token), offset](std::shared_ptr<Session> session,
+                                                                             SessionRegistry::Lookup why) {
+          self->stream_session(check_resume(std::move(session), why, token, offset), offset);
+        });
+  }
+
+  void stream_session(const ResumeCheck& check, uint64_t offset) {
     if (!check) {
       http::status status = http::status::gone;  // expired, evicted
       switch (*check.refusal) {
         case ResumeRefusal::kUnknownSession: status = http::status::not_found; break;
         case ResumeRefusal::kBadToken: status = http::status::forbidden; break;
         case ResumeRefusal::kOffsetAhead: status = http::status::bad_request; break;
+        case ResumeRefusal::kUnavailable: status = http::status::service_unavailable; break;
         case ResumeRefusal::kSessionExpired:
         case ResumeRefusal::kEvicted:
         case ResumeRefusal::kEventsExpired: break;

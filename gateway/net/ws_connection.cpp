@@ -239,7 +239,7 @@ void WsConnection<Stream>::on_read(beast::error_code ec, std::size_t) {
     handle_frame({static_cast<const char*>(data.data()), data.size()});
   }
   buffer_.consume(buffer_.size());
-  if (!ended_) do_read();
+  if (!ended_ && !read_paused_) do_read();
 }
 
 template <class Stream>
@@ -313,8 +313,28 @@ void WsConnection<Stream>::handle_chat(const ChatCommand& chat) {
 
 template <class Stream>
 void WsConnection<Stream>::handle_resume(const ResumeCommand& r) {
-  const ResumeCheck check = check_resume(*state_->sessions, r.session_id, principal_, r.resume_token, r.offset);
+  if (pump_.find(r.session_id)) {
+    return finish_resume(r, pump_.find(r.session_id)->session, SessionRegistry::Lookup::kFound);
+  }
+  const bool answered = state_->sessions->find_or_open(
+      r.session_id, principal_, ws_.get_executor(),
+      [self = this->shared_from_this(), r](std::shared_ptr<Session> session, SessionRegistry::Lookup why) {
+        self->finish_resume(r, std::move(session), why);
+        if (!std::exchange(self->read_paused_, false) || self->ended_) return;
+        self->do_read();
+      });
+  if (!answered) read_paused_ = true;
+}
+
+template <class Stream>
+void WsConnection<Stream>::finish_resume(const ResumeCommand& r, std::shared_ptr<Session> session,
+                                         SessionRegistry::Lookup why) {
+  if (ended_) return;
+  const ResumeCheck check = check_resume(std::move(session), why, r.resume_token, r.offset);
   if (!check) {
+    if (*check.refusal == ResumeRefusal::kUnavailable) {
+      return send_error(ErrorCode::kStoreUnavailable, check.message, r.session_id, r.request_id);
+    }
     return send(resume_failed_message(r.session_id, to_string(*check.refusal), check.message, r.request_id));
   }
   if (auto* cursor = pump_.find(r.session_id)) {

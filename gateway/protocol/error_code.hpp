@@ -26,6 +26,7 @@ enum class ErrorCode {
   kTooManyConnections,  // limits.max_connections, or the principal's connections
   kTooManyTurns,        // the principal's concurrent turns
   kRateLimited,         // the principal's turns or tokens per minute, or messages per second
+  kStoreUnavailable,    // the shared session store (Redis) cannot be reached
   kInternal,            // a bug: reported, never silent
 };
 

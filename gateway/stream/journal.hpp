@@ -15,11 +15,14 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "gateway/common/json_writer.hpp"
+#include "gateway/protocol/messages.hpp"
 #include "gateway/protocol/stream_event.hpp"
 
 namespace sluice {
@@ -96,6 +99,16 @@ class JournalEntry {
 
 using JournalEntryPtr = std::shared_ptr<const JournalEntry>;
 
+// What a shared store keeps of a session beside its journal, so that any
+// instance can serve it: whose it is, its resume token's hash (never the
+// token) and the conversation so far.
+struct SessionRecord {
+  std::string principal;
+  std::string token_hash;  // SHA-256 of the resume token, lowercase hex
+  std::vector<ChatMessage> history;
+  uint64_t turns = 0;      // turns started so far
+};
+
 struct JournalRead {
   JournalStatus status = JournalStatus::kOk;
   std::vector<JournalEntryPtr> events;
@@ -121,6 +134,16 @@ class Journal {
   // Whether offset `after` can be read from: kOk, kEvicted, kExpired or kAhead.
   virtual JournalStatus check(uint64_t after) const = 0;
   virtual uint64_t last_offset() const = 0;
+
+  // Whether an appended event can be read at once (the memory store), or
+  // only once a shared store holds it: then the journal calls its listener
+  // whenever events become readable (from a store thread, with no lock held).
+  virtual bool readable_at_append() const { return true; }
+  virtual void set_listener(std::function<void()> on_readable) {}
+  // The session's record, for a shared store: kept with the journal and
+  // saved before any event appended after this call. The memory store keeps
+  // none (the Session object is the record).
+  virtual void save_record(const SessionRecord& record) {}
 };
 
 class JournalStore {
@@ -130,6 +153,22 @@ class JournalStore {
   // Drops finished turns that ended before now - retention.
   virtual void expire(std::chrono::steady_clock::time_point now) = 0;
   virtual size_t bytes_used() const = 0;
+
+  // A shared store (Redis) serves every instance of a fleet; the memory
+  // store only this process.
+  virtual bool shared() const { return false; }
+  // Whether the store can be reached now (/readyz).
+  virtual bool reachable() const { return true; }
+  struct Opened {
+    enum class Outcome { kFound, kUnknown, kUnavailable };
+    Outcome outcome = Outcome::kUnknown;
+    SessionRecord record;
+    std::shared_ptr<Journal> journal;  // follows the shared stream
+  };
+  // Opens session `id` from a shared store (a session another instance
+  // created): its record and a journal that follows its stream. `done` runs
+  // on a store thread. The memory store knows no other instance's sessions.
+  virtual void open(const std::string& id, std::function<void(Opened)> done) { done(Opened{}); }
 };
 
 }  // namespace sluice

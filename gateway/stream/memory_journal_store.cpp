@@ -4,95 +4,115 @@
 
 namespace sluice {
 
-class MemoryJournal final : public Journal, public std::enable_shared_from_this<MemoryJournal> {
- public:
-  explicit MemoryJournal(std::shared_ptr<MemoryJournalStore> store) : store_(std::move(store)) {}
-  ~MemoryJournal() override { store_->remove_bytes(bytes_); }
+MemoryJournal::MemoryJournal(std::shared_ptr<MemoryJournalStore> store) : store_(std::move(store)) {}
 
-  uint64_t append(StreamEvent event) override {
-    uint64_t offset = 0;
-    size_t n = 0;
-    {
-      std::lock_guard lock(mutex_);
-      offset = next_++;
-      event.offset = offset;
-      auto entry = std::make_shared<const JournalEntry>(std::move(event));
-      n = entry->footprint();
-      events_.push_back(std::move(entry));
-      bytes_ += n;
-    }
-    store_->add_bytes(n);  // may drop other sessions' old turns
-    return offset;
-  }
+MemoryJournal::~MemoryJournal() { store_->remove_bytes(bytes_); }
 
-  void end_turn() override {
-    uint64_t through = 0;
-    {
-      std::lock_guard lock(mutex_);
-      through = next_ - 1;
-    }
-    store_->turn_ended(weak_from_this(), through);
-  }
+void MemoryJournal::keep_locked(StreamEvent&& event, size_t& bytes) {
+  auto entry = std::make_shared<const JournalEntry>(std::move(event));
+  bytes = entry->footprint();
+  events_.push_back(std::move(entry));
+  bytes_ += bytes;
+  ++next_;
+}
 
-  using Journal::read;
-  JournalStatus read(uint64_t after, size_t max_bytes, std::vector<JournalEntryPtr>& out) const override {
+uint64_t MemoryJournal::append(StreamEvent event) {
+  uint64_t offset = 0;
+  size_t n = 0;
+  {
     std::lock_guard lock(mutex_);
-    const JournalStatus status = check_locked(after);
-    if (status != JournalStatus::kOk) return status;
-    size_t bytes = 0;
-    bool any = false;
-    for (size_t i = after + 1 - first_; i < events_.size(); ++i) {
-      if (any && bytes >= max_bytes) break;
-      const StreamEvent& e = events_[i]->event();
-      bytes += e.text.size() + e.json.size() + 64;
-      out.push_back(events_[i]);
-      any = true;
-    }
-    return status;
+    offset = next_;
+    event.offset = offset;
+    keep_locked(std::move(event), n);
   }
+  store_->add_bytes(n);  // may drop other sessions' old turns
+  return offset;
+}
 
-  JournalStatus check(uint64_t after) const override {
+bool MemoryJournal::append_existing(StreamEvent event) {
+  size_t n = 0;
+  {
     std::lock_guard lock(mutex_);
-    return check_locked(after);
+    if (event.offset != next_) return false;
+    keep_locked(std::move(event), n);
   }
+  store_->add_bytes(n);
+  return true;
+}
 
-  uint64_t last_offset() const override {
+void MemoryJournal::start_at(uint64_t first, JournalStatus why) {
+  std::lock_guard lock(mutex_);
+  if (!events_.empty() || first < next_) return;
+  first_ = next_ = first;
+  dropped_because_ = why;
+}
+
+void MemoryJournal::show_through(uint64_t through) {
+  std::lock_guard lock(mutex_);
+  shown_ = through;
+}
+
+uint64_t MemoryJournal::last_appended() const {
+  std::lock_guard lock(mutex_);
+  return next_ - 1;
+}
+
+void MemoryJournal::end_turn() {
+  uint64_t through = 0;
+  {
     std::lock_guard lock(mutex_);
-    return next_ - 1;
+    through = next_ - 1;
   }
+  store_->turn_ended(weak_from_this(), through);
+}
 
-  // Drops every event up to `through`; the bytes freed. Called by the store
-  // with its own mutex held.
-  size_t drop_through(uint64_t through, JournalStatus why) {
-    std::lock_guard lock(mutex_);
-    size_t freed = 0;
-    while (!events_.empty() && events_.front()->offset() <= through) {
-      freed += events_.front()->footprint();
-      events_.pop_front();
-    }
-    if (through + 1 > first_) {
-      first_ = through + 1;
-      dropped_because_ = why;
-    }
-    bytes_ -= freed;
-    return freed;
+JournalStatus MemoryJournal::read(uint64_t after, size_t max_bytes, std::vector<JournalEntryPtr>& out) const {
+  std::lock_guard lock(mutex_);
+  const JournalStatus status = check_locked(after);
+  if (status != JournalStatus::kOk) return status;
+  size_t bytes = 0;
+  bool any = false;
+  const uint64_t last = visible_last_locked();
+  for (size_t i = after + 1 - first_; i < events_.size() && events_[i]->offset() <= last; ++i) {
+    if (any && bytes >= max_bytes) break;
+    const StreamEvent& e = events_[i]->event();
+    bytes += e.text.size() + e.json.size() + 64;
+    out.push_back(events_[i]);
+    any = true;
   }
+  return status;
+}
 
- private:
-  JournalStatus check_locked(uint64_t after) const {
-    if (after > next_ - 1) return JournalStatus::kAhead;
-    if (after + 1 < first_) return dropped_because_;
-    return JournalStatus::kOk;
+JournalStatus MemoryJournal::check(uint64_t after) const {
+  std::lock_guard lock(mutex_);
+  return check_locked(after);
+}
+
+uint64_t MemoryJournal::last_offset() const {
+  std::lock_guard lock(mutex_);
+  return visible_last_locked();
+}
+
+size_t MemoryJournal::drop_through(uint64_t through, JournalStatus why) {
+  std::lock_guard lock(mutex_);
+  size_t freed = 0;
+  while (!events_.empty() && events_.front()->offset() <= through) {
+    freed += events_.front()->footprint();
+    events_.pop_front();
   }
+  if (through + 1 > first_) {
+    first_ = through + 1;
+    dropped_because_ = why;
+  }
+  bytes_ -= freed;
+  return freed;
+}
 
-  std::shared_ptr<MemoryJournalStore> store_;
-  mutable std::mutex mutex_;
-  std::deque<JournalEntryPtr> events_;
-  uint64_t first_ = 1;  // offset of events_.front() (or next_ when empty)
-  uint64_t next_ = 1;
-  size_t bytes_ = 0;
-  JournalStatus dropped_because_ = JournalStatus::kEvicted;
-};
+JournalStatus MemoryJournal::check_locked(uint64_t after) const {
+  if (after > visible_last_locked()) return JournalStatus::kAhead;
+  if (after + 1 < first_) return dropped_because_;
+  return JournalStatus::kOk;
+}
 
 MemoryJournalStore::MemoryJournalStore(size_t budget_bytes, std::chrono::milliseconds retention)
     : budget_(budget_bytes), retention_(retention) {}

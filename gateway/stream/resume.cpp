@@ -13,6 +13,7 @@ std::string_view to_string(ResumeRefusal refusal) {
     case ResumeRefusal::kOffsetAhead: return "offset_ahead";
     case ResumeRefusal::kEvicted: return "evicted";
     case ResumeRefusal::kEventsExpired: return "expired";
+    case ResumeRefusal::kUnavailable: return "store_unavailable";
   }
   return "unknown_session";
 }
@@ -31,7 +32,15 @@ ResumeCheck check_resume(const SessionRegistry& sessions, const std::string& id,
                          const std::string& principal, std::string_view token, uint64_t offset) {
   SessionRegistry::Lookup why{};
   auto session = sessions.find(id, principal, why);
+  return check_resume(std::move(session), why, token, offset);
+}
+
+ResumeCheck check_resume(std::shared_ptr<Session> session, SessionRegistry::Lookup why, std::string_view token,
+                         uint64_t offset) {
   if (!session) {
+    if (why == SessionRegistry::Lookup::kUnavailable) {
+      return refuse(ResumeRefusal::kUnavailable, "the session store cannot be reached; try again shortly");
+    }
     if (why == SessionRegistry::Lookup::kExpired) {
       return refuse(ResumeRefusal::kSessionExpired,
                     "the session ended longer ago than resume.retention_ms");

@@ -14,10 +14,9 @@
 #include <string_view>
 
 #include "gateway/stream/session.hpp"
+#include "gateway/stream/session_registry.hpp"
 
 namespace sluice {
-
-class SessionRegistry;
 
 enum class ResumeRefusal {
   kUnknownSession,  // no such session, or another principal's
@@ -26,6 +25,7 @@ enum class ResumeRefusal {
   kOffsetAhead,     // the offset is beyond the last event
   kEvicted,         // the events after it were dropped for resume.memory_budget_bytes
   kEventsExpired,   // the events after it passed resume.retention_ms
+  kUnavailable,     // the shared session store cannot be reached (not a resume_failed reason)
 };
 
 // The protocol's word: unknown_session, expired, bad_token, offset_ahead or
@@ -44,6 +44,9 @@ struct ResumeCheck {
 // ahead is counted by record_resumed, once the face has admitted it.
 ResumeCheck check_resume(const SessionRegistry& sessions, const std::string& id,
                          const std::string& principal, std::string_view token, uint64_t offset);
+// The same check on a session already looked up (SessionRegistry::find_or_open).
+ResumeCheck check_resume(std::shared_ptr<Session> session, SessionRegistry::Lookup why, std::string_view token,
+                         uint64_t offset);
 void record_resumed(const Session& session, uint64_t offset);
 
 }  // namespace sluice

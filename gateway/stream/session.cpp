@@ -7,6 +7,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/container/small_vector.hpp>
 
+#include "gateway/auth/authenticator.hpp"
 #include "gateway/common/logging.hpp"
 #include "gateway/common/json_writer.hpp"
 #include "gateway/common/random_id.hpp"
@@ -192,22 +193,58 @@ Session::Session(std::string id, std::string principal, std::shared_ptr<Journal>
     : id_(std::move(id)),
       principal_(std::move(principal)),
       resume_token_(make_random_id("rt_")),
+      token_hash_(sha256_hex(resume_token_)),
       journal_(std::move(journal)),
       engine_(engine),
       settings_(settings),
+      last_active_(Clock::now()),
+      executor_(executor),
+      grace_timer_(executor) {
+  std::lock_guard lock(mutex_);
+  save_record_locked();
+}
+
+Session::Session(std::string id, SessionRecord record, std::shared_ptr<Journal> journal, Engine& engine,
+                 SessionSettings settings, net::any_io_executor executor)
+    : id_(std::move(id)),
+      principal_(std::move(record.principal)),
+      token_hash_(std::move(record.token_hash)),
+      follower_(true),
+      journal_(std::move(journal)),
+      engine_(engine),
+      settings_(settings),
+      history_(std::move(record.history)),
+      turns_started_(record.turns),
       last_active_(Clock::now()),
       executor_(executor),
       grace_timer_(executor) {}
 
 Session::~Session() = default;
 
+void Session::listen_to_journal() {
+  if (journal_->readable_at_append() && !follower_) return;
+  journal_->set_listener([weak = weak_from_this()] {
+    if (auto self = weak.lock()) self->notify_readers();
+  });
+}
+
 bool Session::token_matches(std::string_view token) const {
-  if (token.size() != resume_token_.size()) return false;
+  const std::string hash = sha256_hex(token);
+  if (hash.size() != token_hash_.size()) return false;
   unsigned char diff = 0;
-  for (size_t i = 0; i < token.size(); ++i) {
-    diff |= static_cast<unsigned char>(token[i] ^ resume_token_[i]);
+  for (size_t i = 0; i < hash.size(); ++i) {
+    diff |= static_cast<unsigned char>(hash[i] ^ token_hash_[i]);
   }
   return diff == 0;
+}
+
+void Session::save_record_locked() {
+  if (follower_) return;
+  journal_->save_record({principal_, token_hash_, history_, turns_started_});
+}
+
+void Session::after_append() {
+  if (journal_->readable_at_append()) notify_readers();
 }
 
 Admission Session::start_turn(const ChatCommand& chat) {
@@ -218,6 +255,12 @@ Admission Session::start_turn(const ChatCommand& chat) {
     if (turn_) {
       return {false, ErrorCode::kSessionBusy,
               "a turn is already running on this session; wait for its done or cancel it", {}};
+    }
+    if (follower_) {
+      return {false, ErrorCode::kSessionBusy,
+              "this session's turns run on the gateway instance that created it; send this chat there "
+              "(or resume the session on a connection to it)",
+              {}};
     }
     if (settings_.limits) {
       if (auto a = settings_.limits->start_turn(principal_, Clock::now()); !a.ok) return a;
@@ -245,6 +288,7 @@ Admission Session::start_turn(const ChatCommand& chat) {
     last_active_ = t->started;
     turn_ = std::move(t);
     req = round_request();
+    save_record_locked();
   }
   start_round(number, std::move(req));
   review_grace();
@@ -368,7 +412,7 @@ void Session::on_delta(uint64_t turn, std::string text) {
     e.text = std::move(text);
     journal_->append(std::move(e));
   }
-  notify_readers();
+  after_append();
 }
 
 void Session::on_moderation(uint64_t turn, const ModerationOutput& what) {
@@ -383,7 +427,7 @@ void Session::on_moderation(uint64_t turn, const ModerationOutput& what) {
     e.plugin = what.plugin;
     journal_->append(std::move(e));
   }
-  notify_readers();
+  after_append();
 }
 
 bool Session::begin_tools(uint64_t turn, TurnResult& result) {
@@ -421,7 +465,7 @@ bool Session::begin_tools(uint64_t turn, TurnResult& result) {
     turn_->handle.reset();
     calls = turn_->calls;
   }
-  notify_readers();
+  after_append();
   for (size_t i = 0; i < calls.size(); ++i) {
     runner->run(std::move(calls[i]), executor_,
                 [self = shared_from_this(), turn, i](ToolOutcome o) { self->on_tool_outcome(turn, i, std::move(o)); });
@@ -472,7 +516,7 @@ void Session::on_tool_outcome(uint64_t turn, size_t index, ToolOutcome o) {
       next = round_request();
     }
   }
-  notify_readers();
+  after_append();
   if (next) start_round(turn, std::move(*next));
 }
 
@@ -488,6 +532,13 @@ void Session::on_end(uint64_t turn, TurnResult result) {
     // Counted before the `done` is journaled: a client that has its `done`
     // finds the turn in the metrics and its tokens in its limits.
     account_end(*t, result);
+    // The conversation first: a shared store holds it before the done, so a
+    // client that has the done may send its next chat to any instance.
+    if (!t->round_output.empty()) {
+      history_.push_back({"assistant", t->round_output, {}, {}});
+    }
+    fit_history(history_, settings_.history_max_bytes);
+    save_record_locked();
     const auto error = result.error ? result.error : t->cancel_error;
     if (error) {
       StreamEvent e;
@@ -504,14 +555,10 @@ void Session::on_end(uint64_t turn, TurnResult result) {
     done.usage = result.usage;
     journal_->append(std::move(done));
     journal_->end_turn();
-    if (!t->round_output.empty()) {
-      history_.push_back({"assistant", t->round_output, {}, {}});
-    }
-    fit_history(history_, settings_.history_max_bytes);
     last_active_ = Clock::now();
     if (!result.error && t->cancel_error) result.error = t->cancel_error;
   }
-  notify_readers();
+  after_append();
   review_grace();
 
   using Ms = std::chrono::duration<double, std::milli>;

@@ -39,15 +39,28 @@ class Session : public std::enable_shared_from_this<Session> {
  public:
   using Clock = std::chrono::steady_clock;
 
+  // A new session, with a new resume token.
   Session(std::string id, std::string principal, std::shared_ptr<Journal> journal, Engine& engine,
+          SessionSettings settings, boost::asio::any_io_executor executor);
+  // A session another instance created, as a shared store keeps it
+  // (`journal` follows its stream). Its turns run where it was created.
+  Session(std::string id, SessionRecord record, std::shared_ptr<Journal> journal, Engine& engine,
           SessionSettings settings, boost::asio::any_io_executor executor);
   ~Session();
 
+  // Readers are told of events the journal makes readable later (a shared
+  // store's journal shows an event once the store holds it). Call once,
+  // after construction.
+  void listen_to_journal();
+
   const std::string& id() const { return id_; }
   const std::string& principal() const { return principal_; }
+  // Empty for a session opened from a shared store: only its hash is kept.
   const std::string& resume_token() const { return resume_token_; }
-  bool token_matches(std::string_view token) const;  // constant time
+  bool token_matches(std::string_view token) const;  // constant time, on the token's SHA-256
   Journal& journal() const { return *journal_; }
+  // Opened from a shared store: another instance runs its turns.
+  bool follows_another_instance() const { return follower_; }
 
   // Starts a turn. Refused with kSessionBusy when one is running, or with the
   // principal's limit that stands in the way.
@@ -76,6 +89,11 @@ class Session : public std::enable_shared_from_this<Session> {
   void on_moderation(uint64_t turn, const ModerationOutput& what);
   void on_end(uint64_t turn, TurnResult result);
   void notify_readers();
+  // After a journal append, with mutex_ released: readers are told now, or
+  // by the journal's listener once a shared store holds the event.
+  void after_append();
+  // The record a shared store keeps; with mutex_ held.
+  void save_record_locked();
   // A turn's end in the principal's limits and the metrics; with mutex_
   // held (both are leaves: they call nothing back).
   void account_end(const TurnState& t, const TurnResult& result);
@@ -87,6 +105,8 @@ class Session : public std::enable_shared_from_this<Session> {
   const std::string id_;
   const std::string principal_;
   const std::string resume_token_;
+  const std::string token_hash_;
+  const bool follower_ = false;
   const std::shared_ptr<Journal> journal_;
   Engine& engine_;
   const SessionSettings settings_;

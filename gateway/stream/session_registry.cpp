@@ -37,6 +37,7 @@ std::shared_ptr<Session> SessionRegistry::create(const std::string& principal) {
   std::string id = make_random_id("s_");
   auto session = std::make_shared<Session>(id, principal, store_->create(id), engine_, settings_,
                                            net::make_strand(ioc_));
+  session->listen_to_journal();
   std::lock_guard lock(mutex_);
   sessions_.emplace(std::move(id), session);
   return session;
@@ -53,6 +54,47 @@ std::shared_ptr<Session> SessionRegistry::find(const std::string& id, const std:
   const auto dead = it == sessions_.end() ? tombstones_.find(id) : tombstones_.end();
   why = dead != tombstones_.end() && dead->second == principal ? Lookup::kExpired : Lookup::kUnknown;
   return nullptr;
+}
+
+bool SessionRegistry::find_or_open(const std::string& id, const std::string& principal,
+                                   const net::any_io_executor& executor, Found done) {
+  Lookup why{};
+  auto session = find(id, principal, why);
+  if (session || why == Lookup::kExpired || !store_->shared()) {
+    done(std::move(session), why);
+    return true;
+  }
+  {
+    // Another principal's session that is here is unknown, and stays so.
+    std::lock_guard lock(mutex_);
+    if (sessions_.count(id)) {
+      done(nullptr, Lookup::kUnknown);
+      return true;
+    }
+  }
+  store_->open(id, [self = shared_from_this(), id, principal, executor,
+                    done = std::move(done)](JournalStore::Opened o) mutable {
+    std::shared_ptr<Session> found;
+    Lookup why = Lookup::kUnknown;
+    if (o.outcome == JournalStore::Opened::Outcome::kUnavailable) {
+      why = Lookup::kUnavailable;
+    } else if (o.outcome == JournalStore::Opened::Outcome::kFound && o.record.principal == principal) {
+      auto opened = std::make_shared<Session>(id, std::move(o.record), std::move(o.journal), self->engine_,
+                                              self->settings_, net::make_strand(self->ioc_));
+      {
+        std::lock_guard lock(self->mutex_);
+        auto [it, inserted] = self->sessions_.emplace(id, opened);
+        found = it->second;  // opened twice at once: the first one stays
+        if (!inserted) opened.reset();
+      }
+      if (opened) opened->listen_to_journal();
+      why = Lookup::kFound;
+    }
+    net::post(executor, [done = std::move(done), found = std::move(found), why]() mutable {
+      done(std::move(found), why);
+    });
+  });
+  return false;
 }
 
 void SessionRegistry::discard(const std::string& id) {

@@ -11,6 +11,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <chrono>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -33,11 +34,21 @@ class SessionRegistry : public std::enable_shared_from_this<SessionRegistry> {
   // with no tombstone: it never existed for anyone.
   void discard(const std::string& id);
 
-  enum class Lookup { kFound, kUnknown, kExpired };
+  enum class Lookup { kFound, kUnknown, kExpired, kUnavailable };
   // The session `id` of `principal`. Another principal's session, live or
   // expired, is kUnknown, exactly like a session that never existed.
   std::shared_ptr<Session> find(const std::string& id, const std::string& principal,
                                 Lookup& why) const;
+
+  // Like find; when this instance has no such session and the journal store
+  // is shared, the session is opened from the store (another instance
+  // created it) and kept here as a follower. Returns true when `done` was
+  // called before returning (the session was here, or the store is not
+  // shared); otherwise `done` is posted to `executor` later, with kUnavailable
+  // when the store cannot be reached.
+  using Found = std::function<void(std::shared_ptr<Session>, Lookup)>;
+  bool find_or_open(const std::string& id, const std::string& principal,
+                    const boost::asio::any_io_executor& executor, Found done);
 
   // Starts the periodic sweep; stop() ends it.
   void start();

@@ -1,0 +1,130 @@
+// RedisJournalStore: sessions and their journals in Redis, so that every
+// instance given the same Redis serves every session (docs/scale-out.md).
+//
+// Keys, one hash slot per session (`{id}` is the Redis Cluster hash tag):
+//   <prefix>:{<id>}:r  hash: principal, token (SHA-256 of the resume
+//                      token), history (JSON), turns, epoch, last
+//   <prefix>:{<id>}:j  stream: one entry per journal event, id <offset>-0,
+//                      field d = the event's record (event_record.hpp)
+//   <prefix>:{<id>}:c  channel: each appended batch, "<first offset>\n"
+//                      followed by its records, one per line
+// Both keys expire `retention` after the session's last write, and the
+// stream keeps at most `stream_max_events` entries (MAXLEN ~).
+//
+// The journal invariant, fleet-wide: an event is shown to readers (on any
+// instance) only once Redis holds it. The owner's appends go into its local
+// copy, hidden, and are sent in order by one Lua script per batch (append,
+// record fields, publish, expire: atomic), batched per turn of the store's
+// loop with one batch in flight per session; when the script's reply comes,
+// the batch becomes readable. The script refuses a batch whose epoch is not
+// the record's (fencing: an owner that lost the session can never append
+// again) and a batch that would leave a gap; a batch sent again after a
+// lost reply is recognised and not appended twice.
+//
+// Other instances open a session (open()): they subscribe to its channel
+// first, then read the record and the stream, and merge what was published
+// meanwhile by offset, so nothing falls between; a gap in what arrives (a
+// lost subscriber connection) is filled from the stream.
+//
+// Threads: the store runs its own thread and io_context (the Redis
+// connections live there, never on an I/O thread); every public member is
+// thread-safe.
+#pragma once
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "gateway/store/redis_client.hpp"
+#include "gateway/stream/journal.hpp"
+#include "gateway/stream/memory_journal_store.hpp"
+
+namespace sluice {
+
+class RedisJournal;
+
+struct RedisStoreSettings {
+  RedisEndpoint endpoint;
+  std::string key_prefix = "sluice";
+  std::chrono::milliseconds retention{600'000};  // the keys' TTL after a session's last write
+  size_t stream_max_events = 100'000;            // per session (MAXLEN ~)
+  size_t memory_budget_bytes = size_t{256} << 20;  // the local copies of journals
+  size_t max_batch_events = 512;                   // per script call
+};
+
+class RedisJournalStore final : public JournalStore, public std::enable_shared_from_this<RedisJournalStore> {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  explicit RedisJournalStore(RedisStoreSettings settings);
+  ~RedisJournalStore() override;
+
+  // Starts the store's thread and connects (in the background: the
+  // connection may come later; reachable() says when it is up).
+  void start();
+  // Waits up to `flush_timeout` for the batches still to be written, then
+  // closes the connections and joins the thread.
+  void stop(std::chrono::milliseconds flush_timeout = std::chrono::milliseconds(2000));
+
+  std::shared_ptr<Journal> create(const std::string& session_id) override;
+  void expire(Clock::time_point now) override { local_->expire(now); }
+  size_t bytes_used() const override { return local_->bytes_used(); }
+  bool shared() const override { return true; }
+  bool reachable() const override;
+  void open(const std::string& id, std::function<void(Opened)> done) override;
+
+  std::string record_key(const std::string& id) const;
+  std::string stream_key(const std::string& id) const;
+  std::string channel(const std::string& id) const;
+  const RedisStoreSettings& settings() const { return settings_; }
+  // Script calls that appended events (tests and the bench: batches, not tokens).
+  uint64_t batches_written() const { return batches_written_.load(); }
+  // Events sent but not yet held by Redis, over all sessions.
+  size_t events_pending() const { return events_pending_.load(); }
+
+ private:
+  friend class RedisJournal;
+  // Any thread: `journal` has something to write; the store's loop writes
+  // every such journal's batch in its next turn (pipelined).
+  void schedule(const std::shared_ptr<RedisJournal>& journal);
+  void flush();                                // store thread
+  void on_commands_connected();                // store thread
+  void wait_for_connection(std::weak_ptr<RedisJournal> journal);  // store thread
+  void retry_after_error(std::weak_ptr<RedisJournal> journal);    // store thread
+  void forget_follower(const std::string& channel);              // store thread
+  void on_message(std::string_view channel, std::string_view payload);  // store thread
+
+  const RedisStoreSettings settings_;
+  boost::asio::io_context ioc_;
+  std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
+  std::thread thread_;
+  std::shared_ptr<MemoryJournalStore> local_;
+  std::shared_ptr<RedisClient> commands_;    // the script, reads
+  std::shared_ptr<RedisClient> subscriber_;  // SUBSCRIBE only
+  const std::string script_sha_;
+
+  std::mutex dirty_mutex_;
+  std::vector<std::shared_ptr<RedisJournal>> dirty_;
+  bool flush_posted_ = false;
+
+  // Store thread only:
+  std::unordered_map<std::string, std::weak_ptr<RedisJournal>> followers_;  // by channel
+  std::vector<std::weak_ptr<RedisJournal>> waiting_;  // a batch to write once connected
+  bool logged_write_error_ = false;
+
+  std::atomic<uint64_t> batches_written_{0};
+  std::atomic<size_t> events_pending_{0};
+};
+
+// The Lua script that appends a batch (for tests that call it directly).
+const std::string& redis_append_script();
+
+}  // namespace sluice

@@ -1,0 +1,309 @@
+// The Redis store against a real redis-server started by the test: the
+// Asio adapter for hiredis, the journal invariant (nothing readable before
+// Redis holds it), batching, fencing, a follower on another store object
+// (another instance), and a Redis restart in the middle of a stream.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+
+#include "gateway/store/redis_client.hpp"
+#include "gateway/store/redis_journal_store.hpp"
+#include "tests/support/redis_server.hpp"
+
+namespace sluice {
+namespace {
+
+using namespace std::chrono_literals;
+using test::RedisServer;
+
+#define SKIP_WITHOUT_REDIS()                                                        \
+  if (!RedisServer::installed()) GTEST_SKIP() << "redis-server is not installed " \
+                                                 "(apt-get install redis-server)"
+
+template <class Pred>
+bool eventually(Pred pred, std::chrono::milliseconds timeout = 10s) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(5ms);
+  }
+  return pred();
+}
+
+StreamEvent delta(std::string text) {
+  StreamEvent e;
+  e.text = std::move(text);
+  return e;
+}
+
+RedisStoreSettings settings_for(const RedisServer& redis, const std::string& prefix) {
+  std::string error;
+  RedisStoreSettings s;
+  s.endpoint = *parse_redis_url(redis.url(), error);
+  s.key_prefix = prefix;
+  s.retention = 60s;
+  return s;
+}
+
+// A started store, stopped when the test ends (however it ends).
+struct StartedStore {
+  std::shared_ptr<RedisJournalStore> store;
+  StartedStore(const RedisServer& redis, const std::string& prefix)
+      : store(std::make_shared<RedisJournalStore>(settings_for(redis, prefix))) {
+    store->start();
+    EXPECT_TRUE(eventually([&] { return store->reachable(); })) << "the store never connected";
+  }
+  ~StartedStore() { store->stop(0ms); }
+  RedisJournalStore* operator->() const { return store.get(); }
+};
+
+std::string text_of(const Journal& j, uint64_t after = 0) {
+  std::string out;
+  for (const auto& e : j.read(after, size_t{1} << 30).events) out += e->event().text;
+  return out;
+}
+
+TEST(RedisClient, CommandsRepliesAndReconnection) {
+  SKIP_WITHOUT_REDIS();
+  RedisServer redis;
+  boost::asio::io_context ioc;
+  std::string error;
+  auto client = std::make_shared<RedisClient>(ioc, *parse_redis_url(redis.url(), error), "test");
+  int connects = 0;
+  client->on_connect([&] { ++connects; });
+  client->start();
+  std::thread t([&] {
+    auto work = boost::asio::make_work_guard(ioc);
+    ioc.run();
+  });
+  auto on_loop = [&](auto f) { boost::asio::post(ioc, f); };
+  ASSERT_TRUE(eventually([&] { return client->connected(); }));
+
+  // Pipelined commands answer in order, binary-safe.
+  std::vector<RedisValue> replies(3);
+  std::atomic<int> got{0};
+  const std::string value("你好\0🚀", 11);
+  on_loop([&] {
+    client->command({"SET", "k", value}, [&](const RedisValue& v) { replies[0] = v; ++got; });
+    client->command({"GET", "k"}, [&](const RedisValue& v) { replies[1] = v; ++got; });
+    client->command({"NOSUCHCOMMAND"}, [&](const RedisValue& v) { replies[2] = v; ++got; });
+  });
+  ASSERT_TRUE(eventually([&] { return got == 3; }));
+  EXPECT_EQ(replies[0].str, "OK");
+  EXPECT_EQ(replies[1].str, value);
+  EXPECT_TRUE(replies[2].is_error());
+
+  // Redis dies: the client says so, commands fail at once, and it comes back by itself.
+  redis.kill();
+  ASSERT_TRUE(eventually([&] { return !client->connected(); }));
+  RedisValue down;
+  got = 0;
+  on_loop([&] { client->command({"PING"}, [&](const RedisValue& v) { down = v; ++got; }); });
+  ASSERT_TRUE(eventually([&] { return got == 1; }));
+  EXPECT_TRUE(down.is_error());
+  redis.start();
+  ASSERT_TRUE(eventually([&] { return client->connected(); }, 15s));
+  EXPECT_GE(connects, 2);
+  got = 0;
+  RedisValue up;
+  on_loop([&] { client->command({"PING"}, [&](const RedisValue& v) { up = v; ++got; }); });
+  ASSERT_TRUE(eventually([&] { return got == 1; }));
+  EXPECT_EQ(up.str, "PONG");
+
+  on_loop([&] { client->stop(); });
+  ioc.stop();
+  t.join();
+}
+
+TEST(RedisJournalStore, EventsAreReadableOnlyOnceRedisHoldsThem) {
+  SKIP_WITHOUT_REDIS();
+  RedisServer redis;
+  StartedStore store(redis, "t1");
+  auto journal = store->create("s1");
+  std::atomic<int> told{0};
+  journal->set_listener([&] { ++told; });
+  EXPECT_FALSE(journal->readable_at_append());
+  journal->save_record({"alice", "abc123", {{"user", "你好", {}, {}}}, 1});
+
+  // Redis paused (SIGSTOP would stop the test's own client too: use a
+  // blocking command on another connection to hold the server instead).
+  std::thread blocker([&] { redis.call({"DEBUG", "SLEEP", "0.5"}); });
+  std::this_thread::sleep_for(50ms);
+  for (int i = 0; i < 100; ++i) journal->append(delta("第" + std::to_string(i) + "个 "));
+  EXPECT_EQ(journal->last_offset(), 0u) << "nothing is readable before Redis holds it";
+  EXPECT_TRUE(journal->read(0, 1 << 20).events.empty());
+  blocker.join();
+
+  ASSERT_TRUE(eventually([&] { return journal->last_offset() == 100; }));
+  EXPECT_GT(told.load(), 0);
+  std::string expected;
+  for (int i = 0; i < 100; ++i) expected += "第" + std::to_string(i) + "个 ";
+  EXPECT_EQ(text_of(*journal), expected);
+  // Batched: 100 appends during one stall are a few script calls, not 100.
+  EXPECT_LE(store->batches_written(), 5u);
+
+  // In Redis: the stream's ids are the offsets, the record has the owner's fields.
+  auto range = redis.call({"XRANGE", "t1:{s1}:j", "-", "+"});
+  ASSERT_EQ(range.elements.size(), 100u);
+  EXPECT_EQ(range.elements.front().elements[0].str, "1-0");
+  EXPECT_EQ(range.elements.back().elements[0].str, "100-0");
+  EXPECT_EQ(redis.call({"HGET", "t1:{s1}:r", "principal"}).str, "alice");
+  EXPECT_EQ(redis.call({"HGET", "t1:{s1}:r", "token"}).str, "abc123");
+  EXPECT_EQ(redis.call({"HGET", "t1:{s1}:r", "last"}).str, "100");
+  EXPECT_NE(redis.call({"HGET", "t1:{s1}:r", "history"}).str.find("你好"), std::string::npos);
+  const auto ttl = redis.call({"PTTL", "t1:{s1}:j"}).integer;
+  EXPECT_GT(ttl, 50'000) << "the keys expire after resume.retention";
+  EXPECT_LE(ttl, 60'000);
+}
+
+TEST(RedisJournalStore, AFencedOwnerCanNeverAppendAgain) {
+  SKIP_WITHOUT_REDIS();
+  RedisServer redis;
+  StartedStore store(redis, "t2");
+  auto journal = store->create("s2");
+  journal->save_record({"bob", "h", {}, 0});
+  journal->append(delta("before"));
+  ASSERT_TRUE(eventually([&] { return journal->last_offset() == 1; }));
+
+  // Another instance took the session over: the record's epoch moved on.
+  redis.call({"HINCRBY", "t2:{s2}:r", "epoch", "1"});
+  journal->append(delta(" after"));
+  journal->append(delta(" and more"));
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(journal->last_offset(), 1u) << "a refused append is never shown";
+  EXPECT_EQ(redis.call({"XLEN", "t2:{s2}:j"}).integer, 1);
+  EXPECT_EQ(redis.call({"HGET", "t2:{s2}:r", "last"}).str, "1");
+}
+
+TEST(RedisJournalStore, TheScriptTakesABatchOnceAndRefusesGaps) {
+  SKIP_WITHOUT_REDIS();
+  RedisServer redis;
+  const std::string& script = redis_append_script();
+  auto batch = [&](const std::string& first, const std::string& create, std::vector<std::string> events) {
+    std::vector<std::string> args{"EVAL", script, "2", "t3:{s}:r", "t3:{s}:j", "1", first, "60000", "1000",
+                                  "t3:{s}:c", create, "0"};
+    args.insert(args.end(), events.begin(), events.end());
+    return redis.call(args);
+  };
+  EXPECT_EQ(batch("1", "1", {R"({"t":"d","x":"a"})", R"({"t":"d","x":"b"})"}).integer, 2);
+  // The same batch again (its reply was lost): taken once.
+  EXPECT_EQ(batch("1", "0", {R"({"t":"d","x":"a"})", R"({"t":"d","x":"b"})"}).integer, 2);
+  EXPECT_EQ(redis.call({"XLEN", "t3:{s}:j"}).integer, 2);
+  // A batch that would leave a hole is refused.
+  auto gap = batch("5", "0", {R"({"t":"d","x":"e"})"});
+  EXPECT_TRUE(gap.error);
+  EXPECT_NE(gap.str.find("GAP"), std::string::npos) << gap.str;
+  // A second creator of the same session is refused.
+  EXPECT_TRUE(batch("1", "1", {R"({"t":"d","x":"x"})"}).error);
+  EXPECT_EQ(batch("3", "0", {R"({"t":"d","x":"c"})"}).integer, 3);
+  EXPECT_EQ(redis.call({"XLEN", "t3:{s}:j"}).integer, 3);
+}
+
+TEST(RedisJournalStore, AnotherInstanceFollowsTheStreamWithNoGapOrDuplicate) {
+  SKIP_WITHOUT_REDIS();
+  RedisServer redis;
+  StartedStore owner_store(redis, "t4");
+  StartedStore follower_store(redis, "t4");  // another gateway instance
+  auto owner = owner_store->create("s4");
+  owner->save_record({"carol", "hash-of-token", {{"user", "讲个笑话", {}, {}}}, 1});
+  std::string expected;
+  for (int i = 0; i < 50; ++i) {
+    const std::string t = "片段" + std::to_string(i) + "🚀 ";
+    owner->append(delta(t));
+    expected += t;
+  }
+  ASSERT_TRUE(eventually([&] { return owner->last_offset() == 50; }));
+
+  std::optional<JournalStore::Opened> opened;
+  std::atomic<bool> answered{false};
+  // The owner keeps appending while the follower opens: the follower's
+  // subscription and its read of the stream overlap these appends.
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    for (int i = 50; i < 400 && !stop; ++i) {
+      owner->append(delta("片段" + std::to_string(i) + "🚀 "));
+      std::this_thread::sleep_for(1ms);
+    }
+  });
+  follower_store->open("s4", [&](JournalStore::Opened o) {
+    opened = std::move(o);
+    answered = true;
+  });
+  ASSERT_TRUE(eventually([&] { return answered.load(); }));
+  writer.join();
+  for (int i = 50; i < 400; ++i) expected += "片段" + std::to_string(i) + "🚀 ";
+  ASSERT_EQ(opened->outcome, JournalStore::Opened::Outcome::kFound);
+  EXPECT_EQ(opened->record.principal, "carol");
+  EXPECT_EQ(opened->record.token_hash, "hash-of-token");
+  ASSERT_EQ(opened->record.history.size(), 1u);
+  EXPECT_EQ(opened->record.history[0].content, "讲个笑话");
+  auto& follower = *opened->journal;
+  ASSERT_TRUE(eventually([&] { return follower.last_offset() == 400; }))
+      << "follower at " << follower.last_offset();
+  EXPECT_EQ(text_of(follower), expected);
+  EXPECT_EQ(text_of(follower), text_of(*owner));
+  // Offsets as the owner gave them.
+  auto all = follower.read(0, size_t{1} << 30);
+  for (size_t i = 0; i < all.events.size(); ++i) ASSERT_EQ(all.events[i]->offset(), i + 1);
+
+  // An unknown session is unknown.
+  std::optional<JournalStore::Opened> none;
+  answered = false;
+  follower_store->open("nope", [&](JournalStore::Opened o) {
+    none = std::move(o);
+    answered = true;
+  });
+  ASSERT_TRUE(eventually([&] { return answered.load(); }));
+  EXPECT_EQ(none->outcome, JournalStore::Opened::Outcome::kUnknown);
+}
+
+TEST(RedisJournalStore, ARedisRestartLosesNothingAndTheFollowerCatchesUp) {
+  SKIP_WITHOUT_REDIS();
+  RedisServer redis(/*persistent=*/true);
+  StartedStore owner_store(redis, "t5");
+  StartedStore follower_store(redis, "t5");
+  auto owner = owner_store->create("s5");
+  owner->save_record({"dave", "h", {}, 1});
+  std::string expected;
+  for (int i = 0; i < 10; ++i) {
+    owner->append(delta("前" + std::to_string(i)));
+    expected += "前" + std::to_string(i);
+  }
+  ASSERT_TRUE(eventually([&] { return owner->last_offset() == 10; }));
+  std::optional<JournalStore::Opened> opened;
+  std::atomic<bool> answered{false};
+  follower_store->open("s5", [&](JournalStore::Opened o) {
+    opened = std::move(o);
+    answered = true;
+  });
+  ASSERT_TRUE(eventually([&] { return answered.load(); }));
+  ASSERT_EQ(opened->outcome, JournalStore::Opened::Outcome::kFound);
+  auto& follower = *opened->journal;
+  ASSERT_TRUE(eventually([&] { return follower.last_offset() == 10; }));
+
+  // Redis crashes mid-answer; the answer goes on meanwhile: its events are
+  // held back (never shown) and written, in order, once Redis is back.
+  redis.kill();
+  ASSERT_TRUE(eventually([&] { return !owner_store->reachable(); }));
+  for (int i = 0; i < 10; ++i) {
+    owner->append(delta("后" + std::to_string(i)));
+    expected += "后" + std::to_string(i);
+  }
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(owner->last_offset(), 10u) << "nothing is shown while Redis is away";
+  EXPECT_EQ(follower.last_offset(), 10u);
+  redis.start();
+  ASSERT_TRUE(eventually([&] { return owner->last_offset() == 20; }, 15s)) << owner->last_offset();
+  // The follower's subscription was lost with the connection: it reads what it missed.
+  ASSERT_TRUE(eventually([&] { return follower.last_offset() == 20; }, 15s)) << follower.last_offset();
+  EXPECT_EQ(text_of(*owner), expected);
+  EXPECT_EQ(text_of(follower), expected);
+  EXPECT_EQ(redis.call({"XLEN", "t5:{s5}:j"}).integer, 20);
+}
+
+}  // namespace
+}  // namespace sluice
