@@ -1,5 +1,7 @@
 // sluice: the gateway executable. Reads the configuration, then wires the
 // engine and the server onto one io_context and runs it until drained.
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <curl/curl.h>
 #include <spdlog/spdlog.h>
@@ -27,6 +29,7 @@
 #include "gateway/net/tls_context.hpp"
 #include "gateway/plugin/plugin_host.hpp"
 #include "gateway/stream/memory_journal_store.hpp"
+#include "gateway/common/random_id.hpp"
 #include "gateway/store/redis_journal_store.hpp"
 #include "gateway/stream/session_registry.hpp"
 
@@ -154,10 +157,18 @@ int main(int argc, char** argv) {
       rs.retention = config.resume.retention;
       rs.stream_max_events = config.store.stream_max_events;
       rs.memory_budget_bytes = config.resume.memory_budget_bytes;
+      rs.lease = config.store.lease;
+      rs.instance_id = config.store.instance_id;
+      if (rs.instance_id.empty()) {
+        char host[256] = {};
+        gethostname(host, sizeof host - 1);
+        rs.instance_id = std::string(host) + ":" + std::to_string(getpid()) + ":" + sluice::make_random_id("").substr(0, 6);
+      }
       redis_store = std::make_shared<sluice::RedisJournalStore>(rs);
       redis_store->start();
-      spdlog::info("store: redis at {} (keys {}:{{<session>}}:*)", sluice::redacted_redis_url(config.store.redis_url),
-                   config.store.key_prefix);
+      spdlog::info("store: redis at {} (keys {}:{{<session>}}:*), this instance {}, lease {} ms",
+                   sluice::redacted_redis_url(config.store.redis_url), config.store.key_prefix, rs.instance_id,
+                   rs.lease.count());
       store = redis_store;
     } else {
       store = std::make_shared<sluice::MemoryJournalStore>(config.resume.memory_budget_bytes,
@@ -173,6 +184,7 @@ int main(int argc, char** argv) {
     sluice::SessionSettings session_settings{config.resume.grace, config.session.history_max_bytes,
                                              principal_limits, plugins};
     session_settings.engine_events = engine_events.get_executor();
+    session_settings.continue_taken_over_turns = config.store.continue_taken_over_turns;
     auto sessions = std::make_shared<sluice::SessionRegistry>(ioc, store, engine, session_settings,
                                                               config.resume.retention);
     sessions->start();

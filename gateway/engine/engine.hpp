@@ -27,6 +27,10 @@ struct TurnRequest {
   ChatParams params;
   std::string tools_json;  // an OpenAI "tools" array offered to the model; "" for none
   std::string traceparent; // W3C trace context for the upstream request ("" for none)
+  // Set when another instance began this answer and was lost: the engine
+  // continues this partial assistant message instead of starting a new one
+  // (OpenAI-compatible upstreams: vLLM's continue_final_message).
+  std::string continue_final;
 };
 
 // A tool call the model asked for, gathered from the stream's fragments.

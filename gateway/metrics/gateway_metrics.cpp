@@ -34,6 +34,8 @@ GatewayMetrics::GatewayMetrics(Registry& r)
       upstream_errors(r.counter("sluice_upstream_errors_total",
                                 "Failed upstream attempts, by error code", {"reason"})),
       resumes(r.counter("sluice_resumes_total", "Resume requests, by result", {"result"})),
+      takeovers(r.counter("sluice_turn_takeovers_total",
+                          "Turns of a lost instance taken over by this one, by outcome", {"outcome"})),
       replayed_events(r.counter("sluice_replayed_events_total",
                                 "Journal events sent again to resuming clients", {})),
       slow_consumer_closes(r.counter("sluice_slow_consumer_closes_total",

@@ -25,6 +25,7 @@ struct GatewayMetrics {
   Family<Counter>& upstream_requests;     // upstream
   Family<Counter>& upstream_errors;       // reason
   Family<Counter>& resumes;               // result
+  Family<Counter>& takeovers;             // outcome: continued, ended (a lost instance's turn)
   Family<Counter>& replayed_events;
   Family<Counter>& slow_consumer_closes;  // face
   Family<Gauge>& send_queue_bytes;

@@ -286,33 +286,52 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>>,
                    openai_error_json("shutting_down", "the gateway is shutting down"));
     }
     // Admission first: a refused request creates nothing.
-    ConnectionTicket ticket = admit_client();
-    if (!ticket) return;
-    std::shared_ptr<Session> session;
+    auto ticket = std::make_shared<ConnectionTicket>(admit_client());
+    if (!*ticket) return;
     const std::string sid(req["X-Sluice-Session-Id"]);
-    if (!sid.empty()) {
-      SessionRegistry::Lookup why{};
-      session = state_->sessions->find(sid, who_.principal, why);
-      // A refused request gives its place back before its answer leaves: the
-      // client's next request may come the moment it has read it.
-      if (!session) {
-        ticket.reset();
-        return reply(http::status::not_found, false,
-                     openai_error_json(why == SessionRegistry::Lookup::kExpired ? "expired" : "unknown_session",
-                                       "no such session"));
-      }
-      if (!session->token_matches(req["X-Sluice-Resume-Token"])) {
-        ticket.reset();
-        return reply(http::status::forbidden, false,
-                     openai_error_json("bad_token", "X-Sluice-Resume-Token does not match the session"));
-      }
-    } else {
-      session = state_->sessions->create(who_.principal);
-    }
+    if (sid.empty()) return claim_and_start(std::move(r), ticket, state_->sessions->create(who_.principal), true, {});
+    std::string token(req["X-Sluice-Resume-Token"]);
+    state_->sessions->find_or_open(
+        sid, who_.principal, stream_.get_executor(),
+        [self = this->shared_from_this(), r = std::move(r), ticket, token](std::shared_ptr<Session> session,
+                                                                            SessionRegistry::Lookup why) mutable {
+          // A refused request gives its place back before its answer leaves: the
+          // client's next request may come the moment it has read it.
+          if (!session) {
+            ticket->reset();
+            if (why == SessionRegistry::Lookup::kUnavailable) {
+              return self->reply(http::status::service_unavailable, false,
+                                 openai_error_json("store_unavailable", "the session store cannot be reached"));
+            }
+            return self->reply(http::status::not_found, false,
+                               openai_error_json(why == SessionRegistry::Lookup::kExpired ? "expired" : "unknown_session",
+                                                 "no such session"));
+          }
+          if (!session->token_matches(token)) {
+            ticket->reset();
+            return self->reply(http::status::forbidden, false,
+                               openai_error_json("bad_token", "X-Sluice-Resume-Token does not match the session"));
+          }
+          self->claim_and_start(std::move(r), ticket, std::move(session), false, std::move(token));
+        });
+  }
+
+  // A turn on `session`, once a shared store has let this instance run it.
+  void claim_and_start(OpenAiChatRequest r, std::shared_ptr<ConnectionTicket> ticket,
+                       std::shared_ptr<Session> session, bool created, std::string token) {
+    auto self = this->shared_from_this();
+    auto go = [self, r, ticket, session, created, token](const Admission& claimed) mutable {
+      self->start_http_turn(r, *ticket, session, created, token, claimed);
+    };
+    session->prepare_turn(stream_.get_executor(), std::move(go));
+  }
+
+  void start_http_turn(const OpenAiChatRequest& r, ConnectionTicket& ticket, const std::shared_ptr<Session>& session,
+                       bool created, const std::string& token, const Admission& claimed) {
     const uint64_t cursor = session->journal().last_offset();
-    if (const Admission a = session->start_turn(r.chat); !a.ok) {
+    if (const Admission a = claimed.ok ? session->start_turn(r.chat) : claimed; !a.ok) {
       // A new session whose first turn is refused never existed.
-      if (sid.empty()) state_->sessions->discard(session->id());
+      if (created) state_->sessions->discard(session->id());
       ticket.reset();
       return refuse(a);
     }
@@ -321,8 +340,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>>,
     o.include_usage = r.include_usage;
     o.ids = {"chatcmpl-" + session->id() + "-" + std::to_string(cursor + 1),
              r.chat.model.empty() ? state_->config.openai.model : r.chat.model, unix_seconds()};
+    // A session opened from the shared store keeps only its token's hash: the client's token is the one.
     o.headers = {{"X-Sluice-Session-Id", session->id()},
-                 {"X-Sluice-Resume-Token", session->resume_token()},
+                 {"X-Sluice-Resume-Token", created ? session->resume_token() : token},
                  {"X-Sluice-First-Offset", std::to_string(cursor + 1)}};
     hand_over(std::move(ticket), session, cursor, std::move(o));
   }
@@ -389,6 +409,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>>,
   void refuse(const Admission& a) {
     if (a.code == ErrorCode::kSessionBusy) {
       return reply(http::status::conflict, false, openai_error_json("session_busy", a.message));
+    }
+    if (a.code == ErrorCode::kStoreUnavailable || a.code == ErrorCode::kUnknownSession) {
+      return reply(a.code == ErrorCode::kUnknownSession ? http::status::not_found : http::status::service_unavailable,
+                   false, openai_error_json(to_string(a.code), a.message));
     }
     auto res = std::make_shared<http::response<http::string_body>>(http::status::too_many_requests, 11);
     res->set(http::field::server, "sluice");

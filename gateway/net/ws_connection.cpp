@@ -305,9 +305,23 @@ void WsConnection<Stream>::handle_chat(const ChatCommand& chat) {
     send(session_message(session->id(), session->resume_token(), chat.request_id));
     attach(session, 0);
   }
-  if (const Admission a = session->start_turn(chat); !a.ok) {
-    send(error_message(a.code, a.message, session->id(), chat.request_id, 0,
-                       a.retry_after.count()));
+  // With a shared store the session is claimed first (another instance may
+  // hold it); reading waits meanwhile, so that messages keep their order.
+  const bool ready = session->prepare_turn(
+      ws_.get_executor(), [self = this->shared_from_this(), session, chat](const Admission& claimed) {
+        self->start_turn(*session, chat, claimed);
+        if (!std::exchange(self->read_paused_, false) || self->ended_) return;
+        self->do_read();
+      });
+  if (!ready) read_paused_ = true;
+}
+
+template <class Stream>
+void WsConnection<Stream>::start_turn(Session& session, const ChatCommand& chat, const Admission& claimed) {
+  if (ended_) return;
+  const Admission a = claimed.ok ? session.start_turn(chat) : claimed;
+  if (!a.ok) {
+    send(error_message(a.code, a.message, session.id(), chat.request_id, 0, a.retry_after.count()));
   }
 }
 

@@ -24,6 +24,7 @@ std::string_view to_string(ErrorCode code) {
     case ErrorCode::kTooManyTurns: return "too_many_turns";
     case ErrorCode::kRateLimited: return "rate_limited";
     case ErrorCode::kStoreUnavailable: return "store_unavailable";
+    case ErrorCode::kInstanceLost: return "instance_lost";
     case ErrorCode::kInternal: return "internal";
   }
   return "internal";

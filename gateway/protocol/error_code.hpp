@@ -27,6 +27,7 @@ enum class ErrorCode {
   kTooManyTurns,        // the principal's concurrent turns
   kRateLimited,         // the principal's turns or tokens per minute, or messages per second
   kStoreUnavailable,    // the shared session store (Redis) cannot be reached
+  kInstanceLost,        // the gateway instance running the turn was lost; it was not continued
   kInternal,            // a bug: reported, never silent
 };
 

@@ -8,6 +8,9 @@
 #include <charconv>
 #include <deque>
 
+#include <simdjson.h>
+
+#include "gateway/common/json_writer.hpp"
 #include "gateway/store/event_record.hpp"
 
 namespace sluice {
@@ -16,12 +19,18 @@ namespace net = boost::asio;
 
 namespace {
 
-// KEYS[1] the record hash, KEYS[2] the stream.
+// Milliseconds of Redis's own clock, inside a script (every instance then
+// judges a lease by the same clock).
+#define SLUICE_LUA_NOW \
+  "local t = redis.call('TIME')\n" \
+  "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+
+// Appends a batch. KEYS[1] the record hash, KEYS[2] the stream.
 // ARGV[1] epoch, ARGV[2] first offset, ARGV[3] TTL (ms), ARGV[4] stream cap,
 // ARGV[5] channel, ARGV[6] "1": create the record (it must not exist),
-// ARGV[7] n, ARGV[8 .. 7+2n] record fields and values, then the events.
-// Returns the record's last offset.
-const std::string kAppendScript = R"lua(
+// ARGV[7] lease (ms; 0: leave it), ARGV[8] n, ARGV[9 .. 8+2n] record fields
+// and values, then the events. Returns the record's last offset.
+const std::string kAppendScript = SLUICE_LUA_NOW R"lua(
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if ARGV[6] == '1' then
   if epoch then return redis.error_reply('EXISTS session record already exists') end
@@ -31,14 +40,15 @@ elseif epoch ~= ARGV[1] then
 end
 local last = tonumber(redis.call('HGET', KEYS[1], 'last'))
 local first = tonumber(ARGV[2])
-local n = tonumber(ARGV[7])
-local base = 8 + 2 * n
+local n = tonumber(ARGV[8])
+local base = 9 + 2 * n
 local count = #ARGV - base + 1
 local again = count > 0 and first + count - 1 <= last
 if count > 0 and not again and first ~= last + 1 then
   return redis.error_reply('GAP the stream ends at ' .. last .. ', the batch starts at ' .. first)
 end
-if n > 0 then redis.call('HSET', KEYS[1], unpack(ARGV, 8, 7 + 2 * n)) end
+if n > 0 then redis.call('HSET', KEYS[1], unpack(ARGV, 9, 8 + 2 * n)) end
+if tonumber(ARGV[7]) > 0 then redis.call('HSET', KEYS[1], 'lease', now + tonumber(ARGV[7])) end
 if count > 0 and not again then
   for i = 0, count - 1 do
     redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], (first + i) .. '-0', 'd', ARGV[base + i])
@@ -50,6 +60,40 @@ end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 return last
+)lua";
+
+// Claims a session for this instance: a new turn (refused while another
+// instance's turn is live) or the takeover of a turn whose lease lapsed.
+// KEYS[1] the record. ARGV[1] instance, ARGV[2] lease (ms), ARGV[3]
+// principal, ARGV[4] "turn" | "takeover", ARGV[5] TTL (ms).
+// Returns {new epoch, the record's fields before the claim}.
+const std::string kClaimScript = SLUICE_LUA_NOW R"lua(
+local all = redis.call('HGETALL', KEYS[1])
+local r = {}
+for i = 1, #all, 2 do r[all[i]] = all[i + 1] end
+if not r['principal'] or r['principal'] ~= ARGV[3] then return redis.error_reply('UNKNOWN no such session') end
+local running = r['running'] == '1'
+local live = running and tonumber(r['lease'] or '0') > now
+if ARGV[4] == 'turn' and live then
+  return redis.error_reply('BUSY a turn of this session is running on ' .. tostring(r['owner']))
+end
+if ARGV[4] == 'takeover' and not (running and not live) then
+  return redis.error_reply('NOTORPHANED the turn is not orphaned')
+end
+local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'lease', now + tonumber(ARGV[2]), 'running', '1')
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return {epoch, all}
+)lua";
+
+// -1: no turn is running; 0: it runs and its owner's lease has lapsed;
+// otherwise the lease's milliseconds left.
+const std::string kOrphanedScript = SLUICE_LUA_NOW R"lua(
+local r = redis.call('HMGET', KEYS[1], 'running', 'lease')
+if r[1] ~= '1' then return -1 end
+local left = tonumber(r[2] or '0') - now
+if left <= 0 then return 0 end
+return left
 )lua";
 
 std::string sha1_hex(std::string_view data) {
@@ -81,43 +125,96 @@ bool starts_with(std::string_view s, std::string_view prefix) { return s.substr(
 // How long opening a session may wait for Redis before it is answered as unavailable.
 constexpr auto kOpenTimeout = std::chrono::milliseconds(2000);
 
+std::string encode_params(const ChatParams& p) {
+  std::string out = "{";
+  for (const auto& [k, v] : p.fields) {
+    if (out.size() > 1) out += ',';
+    append_json_string(out, k);
+    out += ':';
+    out += v;  // compact, validated JSON (ChatParams)
+  }
+  return out + "}";
+}
+
+ChatParams decode_params(std::string_view json) {
+  ChatParams p;
+  thread_local simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  simdjson::dom::object o;
+  if (parser.parse(json.data(), json.size()).get(doc) != simdjson::SUCCESS || doc.get(o) != simdjson::SUCCESS) {
+    return p;
+  }
+  for (auto field : o) p.fields.emplace_back(std::string(field.key), simdjson::minify(field.value));
+  return p;
+}
+
+// The record's fields as Redis returns them ([k, v, k, v, ...]); false
+// when it is not a session's.
+bool parse_record(const RedisValue& fields, SessionRecord& r, uint64_t& last) {
+  std::optional<RunningTurn> turn;
+  bool running = false;
+  for (size_t i = 0; i + 1 < fields.elements.size(); i += 2) {
+    const std::string& k = fields.elements[i].str;
+    const std::string& v = fields.elements[i + 1].str;
+    if (k == "principal") r.principal = v;
+    if (k == "token") r.token_hash = v;
+    if (k == "turns") parse_u64(v, r.turns);
+    if (k == "last") parse_u64(v, last);
+    if (k == "running") running = v == "1";
+    if (k == "history") {
+      if (auto h = decode_history(v)) r.history = std::move(*h);
+    }
+    if (k.rfind("turn_", 0) == 0 && !turn) turn.emplace();
+    if (k == "turn_first") parse_u64(v, turn->first_offset);
+    if (k == "turn_request") turn->request_id = v;
+    if (k == "turn_model") turn->model = v;
+    if (k == "turn_params") turn->params = decode_params(v);
+  }
+  if (running && turn) r.turn = std::move(turn);
+  return !r.principal.empty() && !r.token_hash.empty();
+}
+
 }  // namespace
 
 const std::string& redis_append_script() { return kAppendScript; }
 
-// A journal kept in Redis. The owner (the instance that created the
-// session) appends; a follower (another instance that opened it) mirrors
-// the stream. Both read from their local copy (MemoryJournal).
+// A journal kept in Redis, with its local copy (MemoryJournal) that every
+// read goes to. The instance that runs the session's turn is its owner: it
+// appends, and its events are shown once Redis holds them. Any other
+// instance that has the session open follows the stream. A claim makes a
+// follower the owner (and fences the old owner off: its next batch is
+// refused, and it becomes a follower again).
 class RedisJournal final : public Journal, public std::enable_shared_from_this<RedisJournal> {
  public:
   enum class Role { kOwner, kFollower };
   using Opened = JournalStore::Opened;
+  using Clock = std::chrono::steady_clock;
 
   RedisJournal(std::shared_ptr<RedisJournalStore> store, std::string id, Role role,
                std::shared_ptr<MemoryJournal> local)
-      : store_(std::move(store)), id_(std::move(id)), role_(role), local_(std::move(local)) {
+      : store_(std::move(store)), id_(std::move(id)), local_(std::move(local)), role_(role) {
     if (role_ == Role::kOwner) local_->show_through(0);  // nothing shown before Redis has it
   }
 
   ~RedisJournal() override {
     store_->events_pending_ -= pending_.size() + inflight_.size();
-    if (role_ == Role::kFollower) {
-      net::post(store_->ioc_, [store = store_, channel = store_->channel(id_)] { store->forget_follower(channel); });
-    }
+    net::post(store_->ioc_, [store = store_, id = id_] { store->forget(id); });
   }
 
+  const std::string& id() const { return id_; }
+
   uint64_t append(StreamEvent event) override {
-    if (role_ != Role::kOwner) {
-      spdlog::error("session {}: an event was appended to a journal this instance only follows", id_);
-      return 0;
-    }
     std::string record = encode_event_record(event);
     bool schedule = false;
     uint64_t offset = 0;
     {
       std::lock_guard lock(mutex_);
+      if (role_ != Role::kOwner) {
+        // Fenced off meanwhile: the event is never shown, never written.
+        spdlog::debug("session {}: an event after this instance lost the session is dropped", id_);
+        return local_->last_appended() + 1;
+      }
       offset = local_->append(std::move(event));
-      if (fenced_) return offset;  // never shown, never written
       pending_.push_back({offset, std::move(record)});
       ++store_->events_pending_;
       schedule = !std::exchange(scheduled_, true);
@@ -134,25 +231,48 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
   JournalStatus check(uint64_t after) const override { return local_->check(after); }
   uint64_t last_offset() const override { return local_->last_offset(); }
   bool readable_at_append() const override { return false; }
+  bool claims_turns() const override { return true; }
 
   void set_listener(std::function<void()> on_readable) override {
     std::lock_guard lock(mutex_);
     listener_ = std::move(on_readable);
   }
+  void set_on_fenced(std::function<void()> on_fenced) override {
+    std::lock_guard lock(mutex_);
+    on_fenced_ = std::move(on_fenced);
+  }
+  void watch(bool watched, std::function<void()> on_orphaned) override {
+    std::lock_guard lock(mutex_);
+    watched_ = watched;
+    on_orphaned_ = std::move(on_orphaned);
+  }
 
   void save_record(const SessionRecord& r) override {
-    if (role_ != Role::kOwner) return;
-    std::vector<std::pair<std::string, std::string>> fields{
-        {"principal", r.principal}, {"token", r.token_hash}, {"history", encode_history(r.history)},
-        {"turns", std::to_string(r.turns)}};
+    Fields fields{{"principal", r.principal}, {"token", r.token_hash}, {"history", encode_history(r.history)},
+                  {"turns", std::to_string(r.turns)}, {"running", r.turn ? "1" : "0"}};
+    if (r.turn) {
+      fields.push_back({"turn_first", std::to_string(r.turn->first_offset)});
+      fields.push_back({"turn_request", r.turn->request_id});
+      fields.push_back({"turn_model", r.turn->model});
+      fields.push_back({"turn_params", encode_params(r.turn->params)});
+    }
     bool schedule = false;
     {
       std::lock_guard lock(mutex_);
-      if (fenced_) return;
+      if (role_ != Role::kOwner) return;
+      if (create_) fields.push_back({"owner", store_->settings_.instance_id});
+      principal_ = r.principal;
       fields_ = std::move(fields);
+      running_ = r.turn.has_value();
       schedule = !std::exchange(scheduled_, true);
     }
     if (schedule) store_->schedule(shared_from_this());
+  }
+
+  void claim(ClaimKind kind, std::function<void(TurnClaim)> done) override {
+    net::post(store_->ioc_, [self = shared_from_this(), kind, done = std::move(done)]() mutable {
+      self->send_claim(kind, std::move(done));
+    });
   }
 
   // ---- the owner's writes (store thread) ----
@@ -163,26 +283,27 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
     {
       std::lock_guard lock(mutex_);
       scheduled_ = false;
-      if (in_flight_ || fenced_ || (pending_.empty() && !fields_)) return;
+      if (in_flight_ || role_ != Role::kOwner || (pending_.empty() && !fields_ && !renew_due_)) return;
       const size_t n = std::min(pending_.size(), store_->settings_.max_batch_events);
       inflight_.assign(std::make_move_iterator(pending_.begin()), std::make_move_iterator(pending_.begin() + n));
       pending_.erase(pending_.begin(), pending_.begin() + n);
       inflight_fields_ = std::move(fields_);
       fields_.reset();
-      inflight_create_ = create_;
+      renew_due_ = false;
       in_flight_ = true;
       const auto& s = store_->settings_;
       args = {"EVALSHA",
-              store_->script_sha_,
+              store_->append_sha_,
               "2",
               store_->record_key(id_),
               store_->stream_key(id_),
-              "1",
+              epoch_,
               std::to_string(inflight_.empty() ? 0 : inflight_.front().offset),
               std::to_string(s.retention.count()),
               std::to_string(s.stream_max_events),
               store_->channel(id_),
-              inflight_create_ ? "1" : "0",
+              create_ ? "1" : "0",
+              std::to_string(running_ ? s.lease.count() : 0),
               std::to_string(inflight_fields_ ? inflight_fields_->size() : 0)};
       if (inflight_fields_) {
         for (const auto& [k, v] : *inflight_fields_) {
@@ -192,23 +313,12 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
       }
       for (const auto& p : inflight_) args.push_back(p.record);
     }
-    send(std::move(args));
-  }
-
-  void send(std::vector<std::string> args) {
-    std::vector<std::string_view> views(args.begin(), args.end());
-    store_->commands_->command(views, [self = shared_from_this(), args = std::move(args)](const RedisValue& v) mutable {
-      self->on_written(v, std::move(args));
+    store_->eval(std::move(args), kAppendScript, [self = shared_from_this()](const RedisValue& v) {
+      self->on_written(v);
     });
   }
 
-  void on_written(const RedisValue& v, std::vector<std::string> args) {
-    if (v.is_error() && starts_with(v.str, "NOSCRIPT")) {
-      // Redis lost its script cache (a restart): the same call with the script itself loads it.
-      args[0] = "EVAL";
-      args[1] = kAppendScript;
-      return send(std::move(args));
-    }
+  void on_written(const RedisValue& v) {
     if (v.is_error()) return on_write_failed(v.str);
     uint64_t through = 0;
     std::function<void()> listener;
@@ -217,6 +327,7 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
       std::lock_guard lock(mutex_);
       in_flight_ = false;
       create_ = false;
+      last_write_ = Clock::now();
       if (!inflight_.empty()) through = inflight_.back().offset;
       store_->events_pending_ -= inflight_.size();
       inflight_.clear();
@@ -226,23 +337,26 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
       more = !pending_.empty() || fields_;
       if (more) scheduled_ = true;
     }
-    store_->batches_written_ += through ? 1 : 0;
+    if (through) ++store_->batches_written_;
     if (more) store_->schedule(shared_from_this());
     if (through && listener) listener();
   }
 
   void on_write_failed(const std::string& why) {
     const bool fenced = starts_with(why, "FENCED") || starts_with(why, "EXISTS");
+    std::function<void()> on_fenced;
     {
       std::lock_guard lock(mutex_);
       in_flight_ = false;
       if (fenced) {
-        fenced_ = true;
         store_->events_pending_ -= inflight_.size() + pending_.size();
         inflight_.clear();
         pending_.clear();
         fields_.reset();
         inflight_fields_.reset();
+        role_ = Role::kFollower;
+        running_ = false;
+        on_fenced = on_fenced_;
       } else {
         // Written again, first, once Redis answers: the script knows a batch it already holds.
         pending_.insert(pending_.begin(), std::make_move_iterator(inflight_.begin()),
@@ -253,7 +367,9 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
       }
     }
     if (fenced) {
-      spdlog::error("session {}: Redis refused this instance's appends ({}); its events are dropped", id_, why);
+      spdlog::warn("session {}: another instance holds this session now ({}); this instance follows it", id_, why);
+      become_follower();
+      if (on_fenced) on_fenced();
       return;
     }
     if (!store_->commands_->connected()) return store_->wait_for_connection(weak_from_this());
@@ -264,23 +380,140 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
     }
   }
 
+  // Store thread: the owner's lease is renewed when no batch renewed it lately.
+  void renew_if_due(Clock::time_point now) {
+    bool write = false;
+    {
+      std::lock_guard lock(mutex_);
+      if (role_ != Role::kOwner || !running_ || in_flight_ || now - last_write_ < store_->settings_.lease / 3) return;
+      renew_due_ = write = true;
+    }
+    if (write) write_batch();
+  }
+
+  // Store thread: a watched follower asks whether the owner's lease lapsed;
+  // while it has not, it asks again the moment it would.
+  void check_orphaned() {
+    {
+      std::lock_guard lock(mutex_);
+      if (role_ != Role::kFollower || !watched_ || !on_orphaned_ || checking_) return;
+      checking_ = true;
+    }
+    store_->eval({"EVALSHA", store_->orphaned_sha_, "1", store_->record_key(id_)}, kOrphanedScript,
+                 [self = shared_from_this()](const RedisValue& v) {
+                   std::function<void()> orphaned;
+                   {
+                     std::lock_guard lock(self->mutex_);
+                     self->checking_ = false;
+                     if (v.type != RedisValue::Type::kInteger || !self->watched_) return;
+                     if (v.integer == 0) orphaned = self->on_orphaned_;
+                   }
+                   if (orphaned) return orphaned();
+                   if (v.integer > 0) self->check_again_in(std::chrono::milliseconds(v.integer + 5));
+                 });
+  }
+
+  void check_again_in(std::chrono::milliseconds delay) {
+    if (delay >= store_->settings_.lease / 3) return;  // the store's tick comes first
+    if (!recheck_) recheck_ = std::make_unique<net::steady_timer>(store_->ioc_);
+    recheck_->expires_after(delay);
+    recheck_->async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
+      if (ec) return;
+      if (auto self = weak.lock()) self->check_orphaned();
+    });
+  }
+
   bool has_pending() {
     std::lock_guard lock(mutex_);
     return !pending_.empty() || fields_ || in_flight_;
   }
 
+  // ---- claims (store thread) ----
+
+  void send_claim(ClaimKind kind, std::function<void(TurnClaim)> done) {
+    std::string principal;
+    {
+      std::lock_guard lock(mutex_);
+      principal = principal_;
+    }
+    const auto& s = store_->settings_;
+    store_->eval({"EVALSHA", store_->claim_sha_, "1", store_->record_key(id_), s.instance_id,
+                  std::to_string(s.lease.count()), principal, kind == ClaimKind::kTakeOver ? "takeover" : "turn",
+                  std::to_string(s.retention.count())},
+                 kClaimScript, [self = shared_from_this(), done = std::move(done)](const RedisValue& v) mutable {
+                   self->on_claimed(v, std::move(done));
+                 });
+  }
+
+  void on_claimed(const RedisValue& v, std::function<void(TurnClaim)> done) {
+    TurnClaim c;
+    if (v.is_error()) {
+      c.message = v.str;
+      if (starts_with(v.str, "BUSY")) c.outcome = TurnClaim::Outcome::kBusy;
+      else if (starts_with(v.str, "UNKNOWN")) c.outcome = TurnClaim::Outcome::kUnknown;
+      else if (starts_with(v.str, "NOTORPHANED")) c.outcome = TurnClaim::Outcome::kNotOrphaned;
+      else c.outcome = TurnClaim::Outcome::kUnavailable;
+      return done(std::move(c));
+    }
+    if (v.type != RedisValue::Type::kArray || v.elements.size() < 2) {
+      c.message = "unexpected reply to the claim";
+      return done(std::move(c));
+    }
+    parse_record(v.elements[1], c.record, c.last_offset);
+    const std::string epoch = std::to_string(v.elements[0].integer);
+    // The local copy must hold everything Redis has, and nothing it does not.
+    const uint64_t here = local_->last_appended();
+    if (here > c.last_offset) local_->discard_after(c.last_offset);
+    auto finish = [self = shared_from_this(), epoch, c = std::move(c), done = std::move(done)]() mutable {
+      {
+        std::lock_guard lock(self->mutex_);
+        self->role_ = Role::kOwner;
+        self->epoch_ = epoch;
+        self->create_ = false;
+        self->running_ = true;
+        self->last_write_ = Clock::now();
+        self->local_->show_through(c.last_offset);
+      }
+      c.outcome = TurnClaim::Outcome::kClaimed;
+      done(std::move(c));
+    };
+    if (local_->last_appended() >= c.last_offset) return finish();
+    fetch_after(local_->last_appended(), [self = shared_from_this(), target = c.last_offset,
+                                          finish = std::move(finish)]() mutable {
+      if (self->local_->last_appended() < target) {
+        spdlog::error("session {}: Redis's stream lacks events {}..{}; the turn goes on from what it has",
+                      self->id_, self->local_->last_appended() + 1, target);
+      }
+      finish();
+    });
+  }
+
+  // Fenced off: what Redis never took is forgotten, and the journal reads
+  // the new owner's events like any follower (it is subscribed already).
+  void become_follower() {
+    const uint64_t shown = local_->last_offset();
+    local_->discard_after(shown);
+    local_->show_through(UINT64_MAX);
+    catch_up();
+  }
+
   // ---- a follower's reads (store thread) ----
+
+  // A new session's journal has nothing to load.
+  void mark_loaded() {
+    std::lock_guard lock(mutex_);
+    loaded_ = true;
+  }
 
   // Reads the record and the stream; `done` gets the session.
   void load(std::function<void(Opened)> done) {
     auto self = shared_from_this();
     auto record = std::make_shared<std::optional<RedisValue>>();
-    const std::string rkey = store_->record_key(id_);
-    const std::string skey = store_->stream_key(id_);
-    store_->commands_->command({"HGETALL", rkey}, [record](const RedisValue& v) { *record = v; });
-    store_->commands_->command({"XRANGE", skey, "-", "+"}, [self, record, done = std::move(done)](const RedisValue& v) {
-      self->loaded(**record, v, done);
-    });
+    store_->commands_->command({"HGETALL", store_->record_key(id_)}, [record](const RedisValue& v) { *record = v; });
+    store_->commands_->command({"XRANGE", store_->stream_key(id_), "-", "+"},
+                               [self, record, done = std::move(done)](const RedisValue& v) {
+                                 self->loaded(**record, v, done);
+                               });
   }
 
   void loaded(const RedisValue& record, const RedisValue& stream, const std::function<void(Opened)>& done) {
@@ -289,23 +522,17 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
       opened.outcome = Opened::Outcome::kUnavailable;
       return done(std::move(opened));
     }
-    if (record.type != RedisValue::Type::kArray || record.elements.empty()) return done(std::move(opened));
     uint64_t last = 0;
-    for (size_t i = 0; i + 1 < record.elements.size(); i += 2) {
-      const std::string& k = record.elements[i].str;
-      const std::string& v = record.elements[i + 1].str;
-      if (k == "principal") opened.record.principal = v;
-      if (k == "token") opened.record.token_hash = v;
-      if (k == "turns") parse_u64(v, opened.record.turns);
-      if (k == "last") parse_u64(v, last);
-      if (k == "history") {
-        if (auto h = decode_history(v)) opened.record.history = std::move(*h);
-      }
+    if (record.type != RedisValue::Type::kArray || !parse_record(record, opened.record, last)) {
+      return done(std::move(opened));
     }
-    if (opened.record.principal.empty() || opened.record.token_hash.empty()) return done(std::move(opened));
+    {
+      std::lock_guard lock(mutex_);
+      principal_ = opened.record.principal;
+    }
     const auto& entries = stream.elements;
     uint64_t first = last + 1;
-    if (!entries.empty()) stream_id_offset(entries.front().elements.empty() ? "" : entries.front().elements[0].str, first);
+    if (!entries.empty() && !entries.front().elements.empty()) stream_id_offset(entries.front().elements[0].str, first);
     if (first > 1) local_->start_at(first, JournalStatus::kEvicted);
     take_entries(stream);
     std::vector<std::string> early;
@@ -320,7 +547,7 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
     done(std::move(opened));
   }
 
-  // XRANGE / XREAD entries: [[id, [field, value, ...]], ...], oldest first.
+  // XRANGE entries: [[id, [field, value, ...]], ...], oldest first.
   void take_entries(const RedisValue& stream) {
     for (const auto& e : stream.elements) {
       if (e.elements.size() < 2) continue;
@@ -328,14 +555,27 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
       if (!stream_id_offset(e.elements[0].str, offset)) continue;
       const auto& fv = e.elements[1].elements;
       for (size_t i = 0; i + 1 < fv.size(); i += 2) {
-        if (fv[i].str != "d") continue;
-        take(offset, fv[i + 1].str);
+        if (fv[i].str == "d") take(offset, fv[i + 1].str);
       }
     }
   }
 
   // Keeps the event at `offset` unless it is already here; false on a gap.
+  // An owner's own batches come back on its channel: they are here already.
+  // Another instance's events while this one is writing mean it was fenced
+  // off: they are taken once the refusal has cleared the way.
   bool take(uint64_t offset, std::string_view record) {
+    {
+      std::lock_guard lock(mutex_);
+      if (in_flight_ || !pending_.empty()) return offset <= local_->last_appended();
+      if (role_ == Role::kOwner && offset > local_->last_appended()) {
+        // Another instance appends: it claimed the session. This copy follows it
+        // (and shows its events); a turn here claims the session back first.
+        role_ = Role::kFollower;
+        running_ = false;
+        local_->show_through(UINT64_MAX);
+      }
+    }
     const uint64_t last = local_->last_appended();
     if (offset <= last) return true;
     if (offset != last + 1) return false;
@@ -380,15 +620,25 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
   // Reads what the stream has after the local copy's last event.
   void catch_up() {
     if (catching_up_) return;
+    {
+      std::lock_guard lock(mutex_);
+      if (in_flight_ || !pending_.empty()) return;  // writing: nothing can be missing
+    }
     catching_up_ = true;
-    const std::string from = "(" + std::to_string(local_->last_appended()) + "-0";
+    const uint64_t before = local_->last_appended();
+    fetch_after(before, [self = shared_from_this(), before] {
+      self->catching_up_ = false;
+      if (self->local_->last_appended() != before) self->notify();
+    });
+  }
+
+  // Appends to the local copy what the stream has after `after`, then `then`.
+  void fetch_after(uint64_t after, std::function<void()> then) {
+    const std::string from = "(" + std::to_string(after) + "-0";
     store_->commands_->command({"XRANGE", store_->stream_key(id_), from, "+"},
-                               [self = shared_from_this()](const RedisValue& v) {
-                                 self->catching_up_ = false;
-                                 if (v.is_error()) return;
-                                 const uint64_t before = self->local_->last_appended();
-                                 self->take_entries(v);
-                                 if (self->local_->last_appended() != before) self->notify();
+                               [self = shared_from_this(), then = std::move(then)](const RedisValue& v) {
+                                 if (!v.is_error()) self->take_entries(v);
+                                 then();
                                });
   }
 
@@ -410,22 +660,30 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
 
   const std::shared_ptr<RedisJournalStore> store_;
   const std::string id_;
-  const Role role_;
   const std::shared_ptr<MemoryJournal> local_;
 
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
+  Role role_;
+  std::string epoch_ = "1";   // the owner's fencing token
+  std::string principal_;     // the record's, for claims
   std::function<void()> listener_;
+  std::function<void()> on_fenced_;
+  std::function<void()> on_orphaned_;
+  bool watched_ = false;
+  bool checking_ = false;
+  std::unique_ptr<net::steady_timer> recheck_;  // store thread: the lease's end, when near
   // The owner's writes, under mutex_: pending_ waits for the next batch,
   // inflight_ is the batch Redis has not answered yet.
   std::deque<Pending> pending_;
   std::optional<Fields> fields_;
   std::vector<Pending> inflight_;
   std::optional<Fields> inflight_fields_;
-  bool inflight_create_ = false;
-  bool create_ = true;     // the first batch creates the record
+  bool create_ = true;       // the owner's first batch creates the record
   bool in_flight_ = false;
-  bool scheduled_ = false;  // in the store's list for its next flush
-  bool fenced_ = false;
+  bool scheduled_ = false;   // in the store's list for its next flush
+  bool running_ = false;     // a turn runs here: batches renew its lease
+  bool renew_due_ = false;
+  Clock::time_point last_write_{};
   // A follower's reads: early_ under mutex_, catching_up_ on the store thread.
   bool loaded_ = false;
   std::vector<std::string> early_;  // published before the load was done
@@ -437,7 +695,10 @@ RedisJournalStore::RedisJournalStore(RedisStoreSettings settings)
       local_(std::make_shared<MemoryJournalStore>(settings_.memory_budget_bytes, settings_.retention)),
       commands_(std::make_shared<RedisClient>(ioc_, settings_.endpoint, "commands")),
       subscriber_(std::make_shared<RedisClient>(ioc_, settings_.endpoint, "subscriber")),
-      script_sha_(sha1_hex(kAppendScript)) {}
+      append_sha_(sha1_hex(kAppendScript)),
+      claim_sha_(sha1_hex(kClaimScript)),
+      orphaned_sha_(sha1_hex(kOrphanedScript)),
+      lease_timer_(ioc_) {}
 
 RedisJournalStore::~RedisJournalStore() {
   if (thread_.joinable() && thread_.get_id() == std::this_thread::get_id()) {
@@ -457,9 +718,10 @@ void RedisJournalStore::start() {
   commands_->on_connect([weak] {
     if (auto self = weak.lock()) self->on_commands_connected();
   });
-  net::post(ioc_, [c = commands_, s = subscriber_] {
-    c->start();
-    s->start();
+  net::post(ioc_, [self = shared_from_this()] {
+    self->commands_->start();
+    self->subscriber_->start();
+    self->tick();
   });
   thread_ = std::thread([this] { ioc_.run(); });
 }
@@ -473,9 +735,11 @@ void RedisJournalStore::stop(std::chrono::milliseconds flush_timeout) {
   if (events_pending_.load() > 0) {
     spdlog::warn("redis store: {} events were not written to Redis before the stop", events_pending_.load());
   }
-  net::post(ioc_, [c = commands_, s = subscriber_] {
-    c->stop();
-    s->stop();
+  net::post(ioc_, [this] {
+    stopped_ = true;
+    lease_timer_.cancel();
+    commands_->stop();
+    subscriber_->stop();
   });
   work_.reset();
   // The connections close at once; a retry timer or a wait still pending ends with the context.
@@ -500,8 +764,28 @@ std::string RedisJournalStore::channel(const std::string& id) const {
 }
 
 std::shared_ptr<Journal> RedisJournalStore::create(const std::string& session_id) {
-  return std::make_shared<RedisJournal>(shared_from_this(), session_id, RedisJournal::Role::kOwner,
-                                        std::make_shared<MemoryJournal>(local_));
+  auto journal = std::make_shared<RedisJournal>(shared_from_this(), session_id, RedisJournal::Role::kOwner,
+                                                std::make_shared<MemoryJournal>(local_));
+  journal->mark_loaded();
+  // Subscribed too: when another instance runs a later turn, this copy follows it.
+  net::post(ioc_, [self = shared_from_this(), journal] { self->follow(journal, nullptr); });
+  return journal;
+}
+
+void RedisJournalStore::eval(std::vector<std::string> args, const std::string& script,
+                             std::function<void(const RedisValue&)> done) {
+  std::vector<std::string_view> views(args.begin(), args.end());
+  commands_->command(views, [self = shared_from_this(), args = std::move(args), &script,
+                             done = std::move(done)](const RedisValue& v) mutable {
+    if (v.is_error() && starts_with(v.str, "NOSCRIPT")) {
+      // Redis lost its script cache (a restart): the same call with the script itself loads it.
+      args[0] = "EVAL";
+      args[1] = script;
+      std::vector<std::string_view> again(args.begin(), args.end());
+      return self->commands_->command(again, std::move(done));
+    }
+    done(v);
+  });
 }
 
 void RedisJournalStore::schedule(const std::shared_ptr<RedisJournal>& journal) {
@@ -523,6 +807,27 @@ void RedisJournalStore::flush() {
   for (const auto& j : dirty) j->write_batch();
 }
 
+// Every lease / 3: owners renew the lease of their running turn (when no
+// batch did lately), watched followers check whether their owner's lapsed.
+void RedisJournalStore::tick() {
+  if (stopped_) return;
+  const auto now = Clock::now();
+  for (auto it = journals_.begin(); it != journals_.end();) {
+    auto j = it->second.lock();
+    if (!j) {
+      it = journals_.erase(it);
+      continue;
+    }
+    j->renew_if_due(now);
+    j->check_orphaned();
+    ++it;
+  }
+  lease_timer_.expires_after(std::max(std::chrono::milliseconds(50), settings_.lease / 3));
+  lease_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+    if (!ec) self->tick();
+  });
+}
+
 void RedisJournalStore::wait_for_connection(std::weak_ptr<RedisJournal> journal) {
   waiting_.push_back(std::move(journal));
 }
@@ -537,28 +842,47 @@ void RedisJournalStore::retry_after_error(std::weak_ptr<RedisJournal> journal) {
 
 void RedisJournalStore::on_commands_connected() {
   logged_write_error_ = false;
-  // A read of a follower may have failed while this connection was down.
-  for (const auto& [channel, weak] : followers_) {
-    if (auto j = weak.lock()) j->catch_up();
-  }
   auto waiting = std::move(waiting_);
   waiting_.clear();
   for (const auto& w : waiting) {
     if (auto j = w.lock()) j->write_batch();
   }
+  // A read of a follower may have failed while this connection was down.
+  for (const auto& [channel, weak] : journals_) {
+    if (auto j = weak.lock()) j->catch_up();
+  }
 }
 
 void RedisJournalStore::on_message(std::string_view channel, std::string_view payload) {
-  const auto it = followers_.find(std::string(channel));
-  if (it == followers_.end()) return;
+  const auto it = journals_.find(std::string(channel));
+  if (it == journals_.end()) return;
   if (auto j = it->second.lock()) j->on_published(payload);
 }
 
-void RedisJournalStore::forget_follower(const std::string& channel) {
-  const auto it = followers_.find(channel);
-  if (it == followers_.end() || !it->second.expired()) return;  // opened again meanwhile
-  followers_.erase(it);
-  subscriber_->unsubscribe(channel);
+void RedisJournalStore::follow(const std::shared_ptr<RedisJournal>& journal, std::function<void()> first) {
+  const std::string ch = channel(journal->id());
+  journals_[ch] = journal;
+  std::weak_ptr<RedisJournalStore> weak_store = weak_from_this();
+  auto pending_first = std::make_shared<std::function<void()>>(std::move(first));
+  subscriber_->subscribe(
+      ch,
+      [weak_store](std::string_view channel, std::string_view payload) {
+        if (auto s = weak_store.lock()) s->on_message(channel, payload);
+      },
+      [weak = std::weak_ptr<RedisJournal>(journal), pending_first] {
+        auto j = weak.lock();
+        if (!j) return;
+        if (*pending_first) return std::exchange(*pending_first, nullptr)();
+        j->catch_up();  // subscribed again after a reconnection: read what was missed
+      });
+}
+
+void RedisJournalStore::forget(const std::string& id) {
+  const std::string ch = channel(id);
+  const auto it = journals_.find(ch);
+  if (it == journals_.end() || !it->second.expired()) return;  // opened again meanwhile
+  journals_.erase(it);
+  subscriber_->unsubscribe(ch);
 }
 
 void RedisJournalStore::open(const std::string& id, std::function<void(Opened)> done) {
@@ -571,36 +895,26 @@ void RedisJournalStore::open(const std::string& id, std::function<void(Opened)> 
     // Answered once: by the load, or as unavailable if Redis does not answer in time.
     auto answer = std::make_shared<std::function<void(Opened)>>(std::move(done));
     auto timer = std::make_shared<net::steady_timer>(self->ioc_, kOpenTimeout);
-    timer->async_wait([answer, timer](const boost::system::error_code& ec) {
+    auto journal = std::make_shared<RedisJournal>(self, id, RedisJournal::Role::kFollower,
+                                                  std::make_shared<MemoryJournal>(self->local_));
+    // Until the subscription is confirmed and the load is done, the journal
+    // lives in this wait; then in whatever `done` gives it to.
+    timer->async_wait([answer, timer, journal](const boost::system::error_code& ec) {
       if (ec || !*answer) return;
       Opened o;
       o.outcome = Opened::Outcome::kUnavailable;
       std::exchange(*answer, nullptr)(std::move(o));
     });
-    auto journal = std::make_shared<RedisJournal>(self, id, RedisJournal::Role::kFollower,
-                                                  std::make_shared<MemoryJournal>(self->local_));
-    const std::string ch = self->channel(id);
-    self->followers_[ch] = journal;
-    std::weak_ptr<RedisJournalStore> weak = self;
     // Subscribed first, read second: what is published in between is kept
     // and merged by offset (RedisJournal::loaded).
-    self->subscriber_->subscribe(
-        ch,
-        [weak](std::string_view channel, std::string_view payload) {
-          if (auto s = weak.lock()) s->on_message(channel, payload);
-        },
-        [weak_journal = std::weak_ptr<RedisJournal>(journal), answer, timer] {
-          auto journal = weak_journal.lock();
-          if (!journal) return;
-          if (!*answer) return journal->catch_up();  // subscribed again after a reconnection
-          journal->load([answer, timer](Opened o) {
-            timer->cancel();
-            if (*answer) std::exchange(*answer, nullptr)(std::move(o));
-          });
-        });
-    // Until the subscription is confirmed, the journal lives in this
-    // handler; then in whatever `done` gives it to.
-    timer->async_wait([journal](const boost::system::error_code&) {});
+    self->follow(journal, [weak = std::weak_ptr<RedisJournal>(journal), answer, timer] {
+      auto j = weak.lock();
+      if (!j) return;
+      j->load([answer, timer](Opened o) {
+        timer->cancel();
+        if (*answer) std::exchange(*answer, nullptr)(std::move(o));
+      });
+    });
   });
 }
 

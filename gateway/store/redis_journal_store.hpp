@@ -33,6 +33,7 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <atomic>
 #include <chrono>
 #include <memory>
@@ -58,6 +59,8 @@ struct RedisStoreSettings {
   size_t stream_max_events = 100'000;            // per session (MAXLEN ~)
   size_t memory_budget_bytes = size_t{256} << 20;  // the local copies of journals
   size_t max_batch_events = 512;                   // per script call
+  std::string instance_id;                         // this instance, as the record names its owner
+  std::chrono::milliseconds lease{3000};           // an owner's hold on its running turn
 };
 
 class RedisJournalStore final : public JournalStore, public std::enable_shared_from_this<RedisJournalStore> {
@@ -95,12 +98,19 @@ class RedisJournalStore final : public JournalStore, public std::enable_shared_f
   // Any thread: `journal` has something to write; the store's loop writes
   // every such journal's batch in its next turn (pipelined).
   void schedule(const std::shared_ptr<RedisJournal>& journal);
-  void flush();                                // store thread
-  void on_commands_connected();                // store thread
-  void wait_for_connection(std::weak_ptr<RedisJournal> journal);  // store thread
-  void retry_after_error(std::weak_ptr<RedisJournal> journal);    // store thread
-  void forget_follower(const std::string& channel);              // store thread
-  void on_message(std::string_view channel, std::string_view payload);  // store thread
+  // The rest: store thread.
+  void flush();
+  void tick();
+  void on_commands_connected();
+  // A script by its SHA, and by its text if Redis lost its script cache.
+  void eval(std::vector<std::string> args, const std::string& script, std::function<void(const RedisValue&)> done);
+  void wait_for_connection(std::weak_ptr<RedisJournal> journal);
+  void retry_after_error(std::weak_ptr<RedisJournal> journal);
+  // Subscribes `journal` to its channel; `first` runs once the first
+  // subscription is confirmed, later confirmations make it catch up.
+  void follow(const std::shared_ptr<RedisJournal>& journal, std::function<void()> first);
+  void forget(const std::string& id);
+  void on_message(std::string_view channel, std::string_view payload);
 
   const RedisStoreSettings settings_;
   boost::asio::io_context ioc_;
@@ -109,14 +119,18 @@ class RedisJournalStore final : public JournalStore, public std::enable_shared_f
   std::shared_ptr<MemoryJournalStore> local_;
   std::shared_ptr<RedisClient> commands_;    // the script, reads
   std::shared_ptr<RedisClient> subscriber_;  // SUBSCRIBE only
-  const std::string script_sha_;
+  const std::string append_sha_;
+  const std::string claim_sha_;
+  const std::string orphaned_sha_;
+  boost::asio::steady_timer lease_timer_;  // tick()
+  bool stopped_ = false;                   // store thread
 
   std::mutex dirty_mutex_;
   std::vector<std::shared_ptr<RedisJournal>> dirty_;
   bool flush_posted_ = false;
 
   // Store thread only:
-  std::unordered_map<std::string, std::weak_ptr<RedisJournal>> followers_;  // by channel
+  std::unordered_map<std::string, std::weak_ptr<RedisJournal>> journals_;  // by channel
   std::vector<std::weak_ptr<RedisJournal>> waiting_;  // a batch to write once connected
   bool logged_write_error_ = false;
 

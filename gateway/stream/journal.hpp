@@ -102,11 +102,31 @@ using JournalEntryPtr = std::shared_ptr<const JournalEntry>;
 // What a shared store keeps of a session beside its journal, so that any
 // instance can serve it: whose it is, its resume token's hash (never the
 // token) and the conversation so far.
+struct RunningTurn {
+  uint64_t first_offset = 0;  // the offset its first event has (or will have)
+  std::string request_id;
+  std::string model;
+  ChatParams params;
+};
+
 struct SessionRecord {
   std::string principal;
   std::string token_hash;  // SHA-256 of the resume token, lowercase hex
   std::vector<ChatMessage> history;
   uint64_t turns = 0;      // turns started so far
+  std::optional<RunningTurn> turn;  // while a turn runs
+};
+
+// A claim on a session kept in a shared store: this instance runs its next
+// turn (kNewTurn), or continues the turn of an instance that was lost
+// (kTakeOver: its lease lapsed).
+enum class ClaimKind { kNewTurn, kTakeOver };
+struct TurnClaim {
+  enum class Outcome { kClaimed, kBusy, kUnknown, kUnavailable, kNotOrphaned };
+  Outcome outcome = Outcome::kUnavailable;
+  std::string message;   // why not
+  SessionRecord record;  // as the store had it; record.turn set: a turn was running
+  uint64_t last_offset = 0;
 };
 
 struct JournalRead {
@@ -144,6 +164,25 @@ class Journal {
   // saved before any event appended after this call. The memory store keeps
   // none (the Session object is the record).
   virtual void save_record(const SessionRecord& record) {}
+
+  // Shared stores: a turn claims the session first (another instance may
+  // own it). `done` runs on a store thread; on kClaimed this journal appends
+  // for this instance from then on (and every other owner is fenced off).
+  virtual bool claims_turns() const { return false; }
+  virtual void claim(ClaimKind kind, std::function<void(TurnClaim)> done) {
+    TurnClaim c;
+    c.outcome = TurnClaim::Outcome::kClaimed;
+    done(std::move(c));
+  }
+  // Shared stores: whether readers here wait on this session. A watched
+  // journal that follows another instance checks that instance's lease on
+  // the running turn, and calls `on_orphaned` (from a store thread) once it
+  // has lapsed.
+  virtual void watch(bool watched, std::function<void()> on_orphaned) {}
+  // Shared stores: `on_fenced` runs (from a store thread) when another
+  // instance has claimed the session while this one was appending: its
+  // turn here must stop; nothing more it appends is kept.
+  virtual void set_on_fenced(std::function<void()> on_fenced) {}
 };
 
 class JournalStore {

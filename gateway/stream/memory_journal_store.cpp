@@ -57,6 +57,20 @@ uint64_t MemoryJournal::last_appended() const {
   return next_ - 1;
 }
 
+void MemoryJournal::discard_after(uint64_t through) {
+  size_t freed = 0;
+  {
+    std::lock_guard lock(mutex_);
+    while (!events_.empty() && events_.back()->offset() > through) {
+      freed += events_.back()->footprint();
+      events_.pop_back();
+    }
+    if (next_ > through + 1 && through + 1 >= first_) next_ = through + 1;
+    bytes_ -= freed;
+  }
+  store_->remove_bytes(freed);
+}
+
 void MemoryJournal::end_turn() {
   uint64_t through = 0;
   {

@@ -46,6 +46,9 @@ class MemoryJournal final : public Journal, public std::enable_shared_from_this<
   void show_through(uint64_t through);
   // The offset of the last event appended, shown or not.
   uint64_t last_appended() const;
+  // Forgets the events after `through` that were never shown (appended by
+  // an owner that lost the session before the shared store held them).
+  void discard_after(uint64_t through);
 
   // Drops every event up to `through`; the bytes freed. Called by the store
   // with its own mutex held.

@@ -23,6 +23,8 @@ namespace net = boost::asio;
 
 struct Session::TurnState {
   uint64_t number = 0;
+  uint64_t first_offset = 0;  // of the turn's first event
+  bool taken_over = false;    // begun by an instance that was lost
   std::string request_id;
   std::string trace_id;
   std::string trace_flags = "01";
@@ -215,16 +217,23 @@ Session::Session(std::string id, SessionRecord record, std::shared_ptr<Journal> 
       settings_(settings),
       history_(std::move(record.history)),
       turns_started_(record.turns),
+      fresh_(false),
       last_active_(Clock::now()),
       executor_(executor),
-      grace_timer_(executor) {}
+      grace_timer_(executor) {
+  last_appended_ = journal_->last_offset();
+}
 
 Session::~Session() = default;
 
 void Session::listen_to_journal() {
   if (journal_->readable_at_append() && !follower_) return;
-  journal_->set_listener([weak = weak_from_this()] {
+  std::weak_ptr<Session> weak = weak_from_this();
+  journal_->set_listener([weak] {
     if (auto self = weak.lock()) self->notify_readers();
+  });
+  journal_->set_on_fenced([weak] {
+    if (auto self = weak.lock()) net::post(self->executor_, [self] { self->on_fenced(); });
   });
 }
 
@@ -240,7 +249,171 @@ bool Session::token_matches(std::string_view token) const {
 
 void Session::save_record_locked() {
   if (follower_) return;
-  journal_->save_record({principal_, token_hash_, history_, turns_started_});
+  SessionRecord r{principal_, token_hash_, history_, turns_started_, std::nullopt};
+  if (turn_) r.turn = RunningTurn{turn_->first_offset, turn_->request_id, turn_->model, turn_->params};
+  journal_->save_record(r);
+}
+
+uint64_t Session::append_locked(StreamEvent e) {
+  last_appended_ = journal_->append(std::move(e));
+  return last_appended_;
+}
+
+bool Session::prepare_turn(const net::any_io_executor& executor, std::function<void(Admission)> done) {
+  bool claim = false;
+  {
+    std::lock_guard lock(mutex_);
+    claim = journal_->claims_turns() && !(fresh_ && !follower_);
+  }
+  if (!claim) {
+    done({});  // never under the mutex: it starts the turn
+    return true;
+  }
+  journal_->claim(ClaimKind::kNewTurn, [self = shared_from_this(), executor, done = std::move(done)](TurnClaim c) mutable {
+    net::post(self->executor_, [self, executor, c = std::move(c), done = std::move(done)]() mutable {
+      Admission a = self->on_claimed(std::move(c));
+      net::post(executor, [a = std::move(a), done = std::move(done)] { done(a); });
+    });
+  });
+  return false;
+}
+
+Admission Session::on_claimed(TurnClaim c) {
+  using O = TurnClaim::Outcome;
+  switch (c.outcome) {
+    case O::kClaimed: break;
+    case O::kBusy:
+      return {false, ErrorCode::kSessionBusy,
+              "a turn is already running on this session (on another gateway instance); wait for its done "
+              "or cancel it",
+              {}};
+    case O::kUnknown:
+    case O::kNotOrphaned: return {false, ErrorCode::kUnknownSession, "no such session", {}};
+    case O::kUnavailable:
+      return {false, ErrorCode::kStoreUnavailable, "the session store cannot be reached; try again shortly", {}};
+  }
+  bool appended = false;
+  {
+    std::lock_guard lock(mutex_);
+    // The store's conversation is the truth: other instances may have run turns.
+    follower_ = false;
+    fresh_ = false;
+    history_ = std::move(c.record.history);
+    turns_started_ = std::max(turns_started_, c.record.turns);
+    last_appended_ = c.last_offset;
+    if (c.record.turn && !turn_) {
+      // The turn before was running on an instance that was lost, and the
+      // client moved on: it ends here, so that every turn has its done.
+      StreamEvent e;
+      e.type = StreamEventType::kError;
+      e.code = ErrorCode::kInstanceLost;
+      e.text = "the gateway instance that was generating this answer was lost";
+      e.request_id = c.record.turn->request_id;
+      append_locked(std::move(e));
+      StreamEvent done;
+      done.type = StreamEventType::kDone;
+      done.request_id = c.record.turn->request_id;
+      done.finish_reason = FinishReason::kError;
+      append_locked(std::move(done));
+      journal_->end_turn();
+      appended = true;
+    }
+  }
+  if (appended) after_append();
+  return {};
+}
+
+void Session::on_fenced() {
+  {
+    std::lock_guard lock(mutex_);
+    follower_ = true;  // another instance holds the session: the next turn claims it back
+    fresh_ = false;
+    if (!turn_) return;
+    spdlog::warn("session {}: another instance took this session over; its turn here stops", id_);
+  }
+  cancel(TurnError{ErrorCode::kInstanceLost, "another gateway instance took this session over"});
+}
+
+void Session::take_over() {
+  {
+    std::lock_guard lock(mutex_);
+    if (turn_ || taking_over_) return;
+    taking_over_ = true;
+  }
+  journal_->claim(ClaimKind::kTakeOver, [self = shared_from_this()](TurnClaim c) mutable {
+    net::post(self->executor_, [self, c = std::move(c)]() mutable { self->on_taken_over(std::move(c)); });
+  });
+}
+
+void Session::on_taken_over(TurnClaim c) {
+  uint64_t number = 0;
+  std::optional<TurnRequest> req;
+  bool continued = false;
+  {
+    std::lock_guard lock(mutex_);
+    taking_over_ = false;
+    // Another instance won it, or the turn ended meanwhile.
+    if (c.outcome != TurnClaim::Outcome::kClaimed || !c.record.turn || turn_) return;
+    follower_ = false;
+    fresh_ = false;
+    history_ = std::move(c.record.history);
+    turns_started_ = std::max(turns_started_, c.record.turns);
+    last_appended_ = c.last_offset;
+    const RunningTurn& rt = *c.record.turn;
+    // What the lost instance had journaled of this turn: all of it, and the
+    // text of its last round (after the turn's last tool event).
+    std::string turn_text, round_text;
+    for (const auto& e : journal_->read(rt.first_offset ? rt.first_offset - 1 : 0, size_t{1} << 30).events) {
+      const StreamEvent& ev = e->event();
+      if (ev.type == StreamEventType::kDelta) {
+        turn_text += ev.text;
+        round_text += ev.text;
+      } else if (ev.type == StreamEventType::kToolCall || ev.type == StreamEventType::kToolResult ||
+                 ev.type == StreamEventType::kSources) {
+        round_text.clear();
+      }
+    }
+    // A round of tool calls without all its results is asked for again
+    // (tools run again on this instance: they must be idempotent).
+    if (!history_.empty() && history_.back().role == "assistant" && !history_.back().tool_calls_json.empty()) {
+      history_.pop_back();
+      round_text.clear();
+    }
+    auto t = std::make_unique<TurnState>();
+    t->number = number = ++turns_started_;
+    t->first_offset = rt.first_offset;
+    t->taken_over = true;
+    t->request_id = rt.request_id;
+    t->trace_id = make_trace_id();
+    t->started = Clock::now();
+    t->model = rt.model;
+    t->params = rt.params;
+    t->output = turn_text;
+    t->round_output = round_text;
+    if (auto* m = metrics::active()) {
+      m->turns_active.get().add(1);
+      t->inter_token = &m->inter_token.with({engine_.name()});
+    }
+    last_active_ = t->started;
+    turn_ = std::move(t);
+    continued = settings_.continue_taken_over_turns;
+    if (continued) {
+      req = round_request();
+      req->continue_final = round_text;
+    }
+    save_record_locked();
+  }
+  if (auto* m = metrics::active()) m->takeovers.with({continued ? "continued" : "ended"}).inc();
+  spdlog::info("session {}: took over the turn of a lost instance after offset {}{}", id_, c.last_offset,
+               continued ? "" : " (store.continue_taken_over_turns is false: it ends here)");
+  if (!continued) {
+    TurnResult r;
+    r.finish_reason = FinishReason::kError;
+    r.error = TurnError{ErrorCode::kInstanceLost, "the gateway instance that was generating this answer was lost"};
+    return on_end(number, std::move(r));
+  }
+  start_round(number, std::move(*req));
+  review_grace();
 }
 
 void Session::after_append() {
@@ -256,12 +429,7 @@ Admission Session::start_turn(const ChatCommand& chat) {
       return {false, ErrorCode::kSessionBusy,
               "a turn is already running on this session; wait for its done or cancel it", {}};
     }
-    if (follower_) {
-      return {false, ErrorCode::kSessionBusy,
-              "this session's turns run on the gateway instance that created it; send this chat there "
-              "(or resume the session on a connection to it)",
-              {}};
-    }
+
     if (settings_.limits) {
       if (auto a = settings_.limits->start_turn(principal_, Clock::now()); !a.ok) return a;
     }
@@ -276,6 +444,8 @@ Admission Session::start_turn(const ChatCommand& chat) {
       t->trace_id = make_trace_id();
     }
     t->started = Clock::now();
+    t->first_offset = last_appended_ + 1;
+    fresh_ = false;
     for (const auto& m : chat.messages) t->input_bytes += m.content.size();
     history_.insert(history_.end(), chat.messages.begin(), chat.messages.end());
     fit_history(history_, settings_.history_max_bytes);
@@ -359,16 +529,26 @@ void Session::cancel(std::optional<TurnError> why) {
 }
 
 void Session::attach(const std::shared_ptr<SessionReader>& reader) {
+  bool first = false;
   {
     std::lock_guard lock(mutex_);
+    first = std::none_of(readers_.begin(), readers_.end(), [](const auto& w) { return !w.expired(); });
     readers_.push_back(reader);
     if (turn_) ++turn_->attaches;
     last_active_ = Clock::now();
+  }
+  // Readers here wait on this session: if the instance running its turn is
+  // lost, this one takes the turn over.
+  if (first) {
+    journal_->watch(true, [weak = weak_from_this()] {
+      if (auto self = weak.lock()) net::post(self->executor_, [self] { self->take_over(); });
+    });
   }
   review_grace();
 }
 
 void Session::detach(const SessionReader* reader) {
+  bool nobody = false;
   {
     std::lock_guard lock(mutex_);
     std::erase_if(readers_, [&](const std::weak_ptr<SessionReader>& w) {
@@ -377,7 +557,9 @@ void Session::detach(const SessionReader* reader) {
     });
     if (turn_) ++turn_->detaches;
     last_active_ = Clock::now();
+    nobody = readers_.empty();
   }
+  if (nobody) journal_->watch(false, nullptr);
   review_grace();
 }
 
@@ -410,7 +592,7 @@ void Session::on_delta(uint64_t turn, std::string text) {
     StreamEvent e;
     e.type = StreamEventType::kDelta;
     e.text = std::move(text);
-    journal_->append(std::move(e));
+    append_locked(std::move(e));
   }
   after_append();
 }
@@ -425,7 +607,7 @@ void Session::on_moderation(uint64_t turn, const ModerationOutput& what) {
     e.action = what.action;
     e.text = what.reason;
     e.plugin = what.plugin;
-    journal_->append(std::move(e));
+    append_locked(std::move(e));
   }
   after_append();
 }
@@ -449,6 +631,7 @@ bool Session::begin_tools(uint64_t turn, TurnResult& result) {
       w.field("name", c.name).field("arguments", c.arguments).end_object().end_object();
     }
     history_.push_back({"assistant", std::exchange(turn_->round_output, {}), w.end_array().take(), {}});
+    save_record_locked();
     for (const auto& c : result.tool_calls) {
       StreamEvent e;
       e.type = StreamEventType::kToolCall;
@@ -456,7 +639,7 @@ bool Session::begin_tools(uint64_t turn, TurnResult& result) {
       e.name = c.name;
       e.plugin = runner->plugin_of(c.name);
       e.json = json_or_string(c.arguments);
-      journal_->append(std::move(e));
+      append_locked(std::move(e));
     }
     turn_->calls = result.tool_calls;
     turn_->outcomes.assign(turn_->calls.size(), {});
@@ -489,7 +672,7 @@ void Session::on_tool_outcome(uint64_t turn, size_t index, ToolOutcome o) {
     } else {
       e.text = o.error;
     }
-    journal_->append(std::move(e));
+    append_locked(std::move(e));
     if (o.ok && !o.sources.empty()) {
       JsonWriter w;
       w.begin_array();
@@ -499,7 +682,7 @@ void Session::on_tool_outcome(uint64_t turn, size_t index, ToolOutcome o) {
       StreamEvent s;
       s.type = StreamEventType::kSources;
       s.json = w.end_array().take();
-      journal_->append(std::move(s));
+      append_locked(std::move(s));
     }
     turn_->outcomes[index] = std::move(o);
     if (--turn_->tools_pending == 0) {
@@ -514,6 +697,7 @@ void Session::on_tool_outcome(uint64_t turn, size_t index, ToolOutcome o) {
       turn_->outcomes.clear();
       ++turn_->round;
       next = round_request();
+      save_record_locked();
     }
   }
   after_append();
@@ -546,14 +730,14 @@ void Session::on_end(uint64_t turn, TurnResult result) {
       e.code = error->code;
       e.text = error->message;
       e.request_id = t->request_id;
-      journal_->append(std::move(e));
+      append_locked(std::move(e));
     }
     StreamEvent done;
     done.type = StreamEventType::kDone;
     done.request_id = t->request_id;
     done.finish_reason = result.finish_reason;
     done.usage = result.usage;
-    journal_->append(std::move(done));
+    append_locked(std::move(done));
     journal_->end_turn();
     last_active_ = Clock::now();
     if (!result.error && t->cancel_error) result.error = t->cancel_error;

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <memory>
 #include <mutex>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -29,6 +30,9 @@ struct SessionSettings {
   size_t history_max_bytes = 64 * 1024;
   std::shared_ptr<PrincipalLimits> limits;  // may be null: no per-principal limits
   std::shared_ptr<const PluginHost> plugins;  // may be null: no moderation
+  // A turn taken over from a lost instance goes on (the engine continues
+  // the partial answer); false: it ends with an instance_lost error.
+  bool continue_taken_over_turns = true;
   // Where a turn's events are moderated and journaled when the engine calls
   // back on its own compute thread (Engine::calls_back_on_io_threads); a
   // strand of it per turn. Empty: on the session's executor.
@@ -60,8 +64,17 @@ class Session : public std::enable_shared_from_this<Session> {
   bool token_matches(std::string_view token) const;  // constant time, on the token's SHA-256
   Journal& journal() const { return *journal_; }
   // Opened from a shared store: another instance runs its turns.
-  bool follows_another_instance() const { return follower_; }
+  bool follows_another_instance() const {
+    std::lock_guard lock(mutex_);
+    return follower_;
+  }
 
+  // With a shared store a turn first claims the session (another instance
+  // may hold it, and may have run turns since): call this before
+  // start_turn. Returns true when `done` ran before returning (nothing to
+  // claim); otherwise `done` is posted to `executor` with the outcome
+  // (kSessionBusy while another instance runs a turn, kStoreUnavailable).
+  bool prepare_turn(const boost::asio::any_io_executor& executor, std::function<void(Admission)> done);
   // Starts a turn. Refused with kSessionBusy when one is running, or with the
   // principal's limit that stands in the way.
   Admission start_turn(const ChatCommand& chat);
@@ -94,6 +107,14 @@ class Session : public std::enable_shared_from_this<Session> {
   void after_append();
   // The record a shared store keeps; with mutex_ held.
   void save_record_locked();
+  uint64_t append_locked(StreamEvent e);  // with mutex_ held
+  Admission on_claimed(TurnClaim claim);  // on executor_
+  // Another instance claimed the session while a turn ran here.
+  void on_fenced();
+  // The instance running this session's turn was lost (its lease lapsed):
+  // this one claims the turn and continues the answer from the journal.
+  void take_over();
+  void on_taken_over(TurnClaim claim);
   // A turn's end in the principal's limits and the metrics; with mutex_
   // held (both are leaves: they call nothing back).
   void account_end(const TurnState& t, const TurnResult& result);
@@ -106,7 +127,7 @@ class Session : public std::enable_shared_from_this<Session> {
   const std::string principal_;
   const std::string resume_token_;
   const std::string token_hash_;
-  const bool follower_ = false;
+  bool follower_ = false;  // under mutex_: the store says another instance holds it
   const std::shared_ptr<Journal> journal_;
   Engine& engine_;
   const SessionSettings settings_;
@@ -116,6 +137,9 @@ class Session : public std::enable_shared_from_this<Session> {
   std::vector<ChatMessage> history_;
   std::unique_ptr<TurnState> turn_;
   uint64_t turns_started_ = 0;
+  bool fresh_ = true;           // created here, no turn yet: its first turn needs no claim
+  bool taking_over_ = false;
+  uint64_t last_appended_ = 0;  // the journal offset of the last event appended
   Clock::time_point last_active_;
   boost::asio::any_io_executor executor_;
   boost::asio::steady_timer grace_timer_;  // used on executor_ only

@@ -184,7 +184,7 @@ inline double metric(uint16_t port, const std::string& series) {
 }
 
 struct SimStats {
-  int64_t connections = 0, requests = 0, completed = 0, aborted = 0, active = 0;
+  int64_t connections = 0, requests = 0, completed = 0, aborted = 0, active = 0, continued = 0;
   std::string last_body;
   std::string last_authorization;
   std::string last_traceparent;
@@ -204,6 +204,7 @@ inline SimStats sim_stats(const Process& sim, const std::string& query = "") {
   num("completed", s.completed);
   num("aborted", s.aborted);
   num("active", s.active);
+  num("continued", s.continued);
   std::string_view auth;
   if (doc["last_authorization"].get(auth) == simdjson::SUCCESS) s.last_authorization = auth;
   if (doc["last_traceparent"].get(auth) == simdjson::SUCCESS) s.last_traceparent = auth;

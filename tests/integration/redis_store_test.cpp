@@ -127,7 +127,7 @@ TEST(RedisJournalStore, EventsAreReadableOnlyOnceRedisHoldsThem) {
   std::atomic<int> told{0};
   journal->set_listener([&] { ++told; });
   EXPECT_FALSE(journal->readable_at_append());
-  journal->save_record({"alice", "abc123", {{"user", "你好", {}, {}}}, 1});
+  journal->save_record({"alice", "abc123", {{"user", "你好", {}, {}}}, 1, std::nullopt});
 
   // Redis paused (SIGSTOP would stop the test's own client too: use a
   // blocking command on another connection to hold the server instead).
@@ -165,7 +165,7 @@ TEST(RedisJournalStore, AFencedOwnerCanNeverAppendAgain) {
   RedisServer redis;
   StartedStore store(redis, "t2");
   auto journal = store->create("s2");
-  journal->save_record({"bob", "h", {}, 0});
+  journal->save_record({"bob", "h", {}, 0, std::nullopt});
   journal->append(delta("before"));
   ASSERT_TRUE(eventually([&] { return journal->last_offset() == 1; }));
 
@@ -185,7 +185,7 @@ TEST(RedisJournalStore, TheScriptTakesABatchOnceAndRefusesGaps) {
   const std::string& script = redis_append_script();
   auto batch = [&](const std::string& first, const std::string& create, std::vector<std::string> events) {
     std::vector<std::string> args{"EVAL", script, "2", "t3:{s}:r", "t3:{s}:j", "1", first, "60000", "1000",
-                                  "t3:{s}:c", create, "0"};
+                                  "t3:{s}:c", create, /*lease*/ "0", /*fields*/ "0"};
     args.insert(args.end(), events.begin(), events.end());
     return redis.call(args);
   };
@@ -209,7 +209,7 @@ TEST(RedisJournalStore, AnotherInstanceFollowsTheStreamWithNoGapOrDuplicate) {
   StartedStore owner_store(redis, "t4");
   StartedStore follower_store(redis, "t4");  // another gateway instance
   auto owner = owner_store->create("s4");
-  owner->save_record({"carol", "hash-of-token", {{"user", "讲个笑话", {}, {}}}, 1});
+  owner->save_record({"carol", "hash-of-token", {{"user", "讲个笑话", {}, {}}}, 1, std::nullopt});
   std::string expected;
   for (int i = 0; i < 50; ++i) {
     const std::string t = "片段" + std::to_string(i) + "🚀 ";
@@ -267,7 +267,7 @@ TEST(RedisJournalStore, ARedisRestartLosesNothingAndTheFollowerCatchesUp) {
   StartedStore owner_store(redis, "t5");
   StartedStore follower_store(redis, "t5");
   auto owner = owner_store->create("s5");
-  owner->save_record({"dave", "h", {}, 1});
+  owner->save_record({"dave", "h", {}, 1, std::nullopt});
   std::string expected;
   for (int i = 0; i < 10; ++i) {
     owner->append(delta("前" + std::to_string(i)));

@@ -52,7 +52,7 @@ TEST(ScaleOut, AnswerResumedOnAnotherInstanceMidTurnIsByteExact) {
     s = start_chat(ca, prompt);
     for (int i = 0; i < 4; ++i) {
       auto f = ca.read_until("delta", s.session_id);
-      ASSERT_TRUE(f);
+      ASSERT_TRUE(f) << "no delta on the first instance; its log:\n" << a->stderr_text();
       ASSERT_EQ(f->offset, last + 1);
       last = f->offset;
       text += f->text;
@@ -193,6 +193,166 @@ TEST(ScaleOut, ReadinessFollowsTheStoreAndResumesWaitForIt) {
   cb.send(resume(s.session_id, 0, s.token));
   ASSERT_TRUE(cb.read_until("resumed")) << b->stderr_text();
   EXPECT_EQ(read_turn(cb, s.session_id).text, expected_text("Redis 重启"));
+}
+
+TEST(ScaleOut, TheConversationGoesOnWhicheverInstanceTheClientReaches) {
+  SKIP_WITHOUT_REDIS();
+  RedisServer redis;
+  auto sim = start_sim();
+  auto a = start_gateway(sim_url(*sim), redis_env(redis));
+  auto b = start_gateway(sim_url(*sim), redis_env(redis));
+  WsClient ca(a->port());
+  Started s = start_chat(ca, "第一轮 first");
+  auto one = read_turn(ca, s.session_id);
+  ASSERT_TRUE(one.done);
+
+  // Turn two on the other instance: it claims the session and sends the
+  // conversation so far upstream.
+  WsClient cb(b->port());
+  cb.send(resume(s.session_id, one.offsets.back(), s.token));
+  ASSERT_TRUE(cb.read_until("resumed"));
+  cb.send(chat("第二轮 second", "two", s.session_id));
+  auto two = read_turn(cb, s.session_id);
+  ASSERT_TRUE(two.done) << b->stderr_text();
+  EXPECT_EQ(two.text, expected_text("第二轮 second"));
+  ASSERT_FALSE(two.offsets.empty());
+  EXPECT_EQ(two.offsets.front(), one.offsets.back() + 1) << "offsets go on across instances";
+  const std::string body = sim_stats(*sim).last_body;
+  EXPECT_NE(body.find("第一轮 first"), std::string::npos) << body;
+  EXPECT_NE(body.find(expected_text("第一轮 first")), std::string::npos) << "the first answer is in the history";
+
+  // The connection that stayed on the first instance saw turn two as it
+  // happened on the other one.
+  auto two_on_a = read_turn(ca, s.session_id);
+  ASSERT_TRUE(two_on_a.done);
+  EXPECT_EQ(two_on_a.text, two.text);
+  EXPECT_EQ(two_on_a.offsets, two.offsets);
+  // Turn three back on the first instance: it claims the session again,
+  // with the history of turn two.
+  ca.send(chat("第三轮 third", "three", s.session_id));
+  auto three = read_turn(ca, s.session_id);
+  ASSERT_TRUE(three.done) << a->stderr_text();
+  EXPECT_EQ(three.text, expected_text("第三轮 third"));
+  EXPECT_EQ(three.offsets.front(), two.offsets.back() + 1);
+  EXPECT_NE(sim_stats(*sim).last_body.find(expected_text("第二轮 second")), std::string::npos);
+  WsClient check(a->port());
+  check.send(resume(s.session_id, 0, s.token));
+  ASSERT_TRUE(check.read_until("resumed"));
+  std::string all;
+  for (int i = 0; i < 3; ++i) all += read_turn(check, s.session_id).text;
+  EXPECT_EQ(all, expected_text("第一轮 first") + expected_text("第二轮 second") + expected_text("第三轮 third"));
+}
+
+TEST(ScaleOut, ASecondTurnOnAnotherInstanceWaitsForTheFirst) {
+  SKIP_WITHOUT_REDIS();
+  RedisServer redis;
+  auto sim = start_sim({"--rate", "20"});
+  auto a = start_gateway(sim_url(*sim), redis_env(redis));
+  auto b = start_gateway(sim_url(*sim), redis_env(redis));
+  WsClient ca(a->port());
+  Started s = start_chat(ca, "慢慢来 slow");
+  ASSERT_TRUE(ca.read_until("delta", s.session_id));
+  WsClient cb(b->port());
+  cb.send(resume(s.session_id, 0, s.token));
+  ASSERT_TRUE(cb.read_until("resumed"));
+  cb.send(chat("插队 cut in", "cut", s.session_id));
+  auto refused = cb.read_until("error", s.session_id);
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->code, "session_busy");
+  EXPECT_EQ(refused->request_id, "cut");
+  // The first turn is untouched, on both connections.
+  EXPECT_EQ(read_turn(cb, s.session_id).done.has_value(), true);
+  auto rest = read_turn(ca, s.session_id);
+  ASSERT_TRUE(rest.done);
+}
+
+// Kills the instance generating an answer; the other instance, where the
+// client waits, takes the turn over once the lease lapses and continues the
+// answer (continue_final_message upstream): the client reads the whole
+// answer, byte for byte, offsets gap-free.
+TEST(ScaleOut, AnAnswerSurvivesTheLossOfItsInstance) {
+  SKIP_WITHOUT_REDIS();
+  RedisServer redis;
+  auto sim = start_sim({"--rate", "8"});
+  const std::vector<std::string> lease{"SLUICE_STORE_LEASE_MS=900"};
+  auto a = start_gateway(sim_url(*sim), redis_env(redis, lease));
+  auto b = start_gateway(sim_url(*sim), redis_env(redis, lease));
+  const std::string prompt = "实例宕机 💥 takeover";
+  WsClient ca(a->port());
+  Started s = start_chat(ca, prompt);
+  std::string seen;
+  uint64_t last = 0;
+  for (int i = 0; i < 3; ++i) {
+    auto f = ca.read_until("delta", s.session_id);
+    ASSERT_TRUE(f);
+    seen += f->text;
+    last = f->offset;
+  }
+  // The client also reads the session on the other instance (a second tab,
+  // or the reconnect a balancer sent there).
+  WsClient cb(b->port());
+  cb.send(resume(s.session_id, last, s.token));
+  ASSERT_TRUE(cb.read_until("resumed"));
+  const auto killed = std::chrono::steady_clock::now();
+  a->signal(SIGKILL);
+  a->wait(5s);
+  // The first event after the kill is a delta of the same answer (the
+  // lost instance may have journaled a few before it died).
+  auto next = cb.read_until("delta", s.session_id, 30s);
+  ASSERT_TRUE(next) << "nothing after the kill; the surviving instance's log:\n" << b->stderr_text();
+  const auto gap = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - killed);
+  auto rest = read_turn(cb, s.session_id, 30s);
+  rest.text = next->text + rest.text;
+  rest.offsets.insert(rest.offsets.begin(), next->offset);
+  ASSERT_TRUE(rest.done) << "the answer did not finish on the surviving instance; its log:\n" << b->stderr_text();
+  EXPECT_EQ(rest.done->finish_reason, "stop");
+  EXPECT_EQ(rest.offsets.front(), last + 1);
+  for (size_t i = 1; i < rest.offsets.size(); ++i) ASSERT_EQ(rest.offsets[i], rest.offsets[i - 1] + 1);
+  EXPECT_EQ(seen + rest.text, expected_text(prompt));
+  EXPECT_GE(sim_stats(*sim).continued, 1) << "the upstream was asked to continue the partial answer";
+  std::printf("takeover: first delta %lld ms after the kill (lease 900 ms, upstream 8 tokens/s)\n",
+              static_cast<long long>(gap.count()));
+  EXPECT_TRUE(b->wait_for_stderr("took over the turn of a lost instance"));
+  // A client that comes back later, anywhere, reads the same answer.
+  WsClient late(b->port());
+  late.send(resume(s.session_id, 0, s.token));
+  ASSERT_TRUE(late.read_until("resumed"));
+  EXPECT_EQ(read_turn(late, s.session_id).text, expected_text(prompt));
+}
+
+// A paused owner (SIGSTOP past its lease) that wakes up cannot append: its
+// next batch is refused in Redis, it stops its turn, and the stream keeps
+// the new owner's events only.
+TEST(ScaleOut, AnOwnerThatWakesUpAfterItsLeaseCannotAppend) {
+  SKIP_WITHOUT_REDIS();
+  RedisServer redis;
+  auto sim = start_sim({"--rate", "8"});
+  const std::vector<std::string> lease{"SLUICE_STORE_LEASE_MS=900"};
+  auto a = start_gateway(sim_url(*sim), redis_env(redis, lease));
+  auto b = start_gateway(sim_url(*sim), redis_env(redis, lease));
+  const std::string prompt = "暂停的实例 ⏸ fencing";
+  WsClient ca(a->port());
+  Started s = start_chat(ca, prompt);
+  ASSERT_TRUE(ca.read_until("delta", s.session_id));
+  WsClient cb(b->port());
+  cb.send(resume(s.session_id, 0, s.token));
+  ASSERT_TRUE(cb.read_until("resumed"));
+  a->signal(SIGSTOP);
+  auto rest = read_turn(cb, s.session_id, 30s);
+  a->signal(SIGCONT);
+  ASSERT_TRUE(rest.done) << b->stderr_text();
+  EXPECT_EQ(rest.text, expected_text(prompt));
+  EXPECT_TRUE(a->wait_for_stderr("another instance holds this session now", 10s)) << a->stderr_text();
+  // Redis has each offset once, and the text the client read.
+  std::this_thread::sleep_for(500ms);
+  auto range = redis.call({"XRANGE", "sluice:{" + s.session_id + "}:j", "-", "+"});
+  for (size_t i = 0; i < range.elements.size(); ++i) {
+    ASSERT_EQ(range.elements[i].elements[0].str, std::to_string(i + 1) + "-0");
+  }
+  WsClient late(b->port());
+  late.send(resume(s.session_id, 0, s.token));
+  ASSERT_TRUE(late.read_until("resumed"));
+  EXPECT_EQ(read_turn(late, s.session_id).text, expected_text(prompt));
 }
 
 }  // namespace

@@ -37,6 +37,7 @@
 #include <fstream>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <regex>
 #include <sstream>
@@ -73,6 +74,9 @@ struct Behaviour {
   std::string model = "sim-model";
   std::string tool;       // call this tool instead of answering in text
   std::string tool_args;  // ... with these arguments (JSON)
+  // continue_final_message: the answer's beginning, written elsewhere; the
+  // stream sends the rest of the answer after it.
+  std::optional<std::string> continue_from;
 };
 
 struct Stats {
@@ -84,6 +88,7 @@ struct Stats {
   std::atomic<uint64_t> errors_sent{0};
   std::atomic<uint64_t> drops{0};
   std::atomic<uint64_t> stalls{0};
+  std::atomic<uint64_t> continued{0};  // requests with continue_final_message
   std::atomic<int64_t> last_abort_ns{0};  // steady_clock time the last abort was seen
   std::mutex mutex;
   std::string last_body;
@@ -219,6 +224,7 @@ class Simulator {
         .field("errors_sent", static_cast<uint64_t>(stats_.errors_sent))
         .field("drops", static_cast<uint64_t>(stats_.drops))
         .field("stalls", static_cast<uint64_t>(stats_.stalls))
+        .field("continued", static_cast<uint64_t>(stats_.continued))
         .field("last_abort_ns", static_cast<int64_t>(stats_.last_abort_ns));
     std::lock_guard lock(stats_.mutex);
     w.field("last_authorization", stats_.last_authorization);
@@ -293,15 +299,35 @@ class Simulator {
       simdjson::dom::array messages;
       std::string_view last_role;
       std::string tool_content;
+      std::string last_content;
       if (doc["messages"].get(messages) == simdjson::SUCCESS) {
         for (auto m : messages) {
           std::string_view role, content;
           if (m["role"].get(role) != simdjson::SUCCESS) continue;
           last_role = role;
+          last_content.clear();
           if (m["content"].get(content) != simdjson::SUCCESS) continue;
+          last_content = content;
           if (role == "user") prompt = content;
           if (role == "tool") tool_content = content;
         }
+      }
+      // vLLM's continue_final_message: the last (assistant) message is an
+      // answer begun elsewhere; the stream goes on from its end.
+      bool continue_final = false, generation_prompt = true;
+      if (doc["continue_final_message"].get(continue_final) != simdjson::SUCCESS) continue_final = false;
+      if (doc["add_generation_prompt"].get(generation_prompt) != simdjson::SUCCESS) generation_prompt = true;
+      if (continue_final && (generation_prompt || last_role != "assistant")) {
+        ++stats_.errors_sent;
+        co_return co_await reply(
+            socket, http::status::bad_request,
+            R"({"object":"error","message":"continue_final_message needs add_generation_prompt false and an assistant message last","type":"BadRequestError","param":null,"code":400})",
+            keep);
+      }
+      if (continue_final) {
+        b.continue_from = last_content;
+        ++stats_.continued;
+        last_role = "user";  // the answer is the prompt's, not a tool result's
       }
       std::vector<std::string> offered;
       simdjson::dom::array tools;
@@ -363,6 +389,12 @@ class Simulator {
     std::string once = b.text;
     for (size_t pos; (pos = once.find("{prompt}")) != std::string::npos;) {
       once.replace(pos, 8, prompt);
+    }
+    if (b.continue_from) {
+      // The answer this prompt gets goes on after its beginning (a model
+      // continuing its own words); another beginning is continued as a whole.
+      const std::string& begun = *b.continue_from;
+      once = once.compare(0, begun.size(), begun) == 0 ? once.substr(begun.size()) : once;
     }
     auto one = sluice::sim::tokenize(once);
     if (b.by_char) {

@@ -151,7 +151,10 @@ std::unique_ptr<TurnHandle> LocalEngine::start(TurnRequest request, std::shared_
   std::vector<int32_t> prompt;
   for (;;) {
     // Template text may hold special tokens; message content never does.
-    prompt = encode_prompt(*tokenizer_, render_chat(format_, request.messages, request.tools_json));
+    auto segments = render_chat(format_, request.messages, request.tools_json);
+    // A partial answer to continue is prefilled after the assistant header.
+    if (!request.continue_final.empty()) segments.push_back({request.continue_final, false});
+    prompt = encode_prompt(*tokenizer_, segments);
     if (static_cast<int64_t>(prompt.size()) + room <= context) break;
     auto first = std::find_if(request.messages.begin(), request.messages.end(),
                               [](const ChatMessage& m) { return m.role != "system"; });

@@ -75,7 +75,14 @@ std::string build_body(const OpenAiConfig& config, const TurnRequest& request) {
     if (!m.tool_call_id.empty()) w.field("tool_call_id", m.tool_call_id);
     w.end_object();
   }
+  if (!request.continue_final.empty()) {
+    w.begin_object().field("role", "assistant").field("content", request.continue_final).end_object();
+  }
   w.end_array();
+  if (!request.continue_final.empty()) {
+    // vLLM's fields: the answer goes on inside that assistant message.
+    w.field("continue_final_message", true).field("add_generation_prompt", false);
+  }
   if (!request.tools_json.empty()) w.key("tools").raw(request.tools_json);
   w.field("stream", true);
   w.key("stream_options").begin_object().field("include_usage", true).end_object();
