@@ -369,17 +369,34 @@ void WsConnection<Stream>::handle_cancel(const CancelCommand& cancel) {
   }
   // Another connection of the same principal (its client came back, or a
   // second tab) may stop it with the session's resume token: session ids
-  // travel in SSE id lines, headers and logs, the token does not.
-  SessionRegistry::Lookup why{};
-  auto session = state_->sessions->find(cancel.session_id, principal_, why);
-  if (!session) {
-    return send_error(ErrorCode::kUnknownSession, "no such session", cancel.session_id,
-                      cancel.request_id);
-  }
+  // travel in SSE id lines, headers and logs, the token does not. With a
+  // shared store the turn may run on another instance: the cancel reaches it.
   if (cancel.resume_token.empty()) {
     return send_error(ErrorCode::kBadMessage,
                       "cancel of a session not attached to this connection needs its resume_token",
                       cancel.session_id, cancel.request_id);
+  }
+  const bool answered = state_->sessions->find_or_open(
+      cancel.session_id, principal_, ws_.get_executor(),
+      [self = this->shared_from_this(), cancel](std::shared_ptr<Session> session, SessionRegistry::Lookup why) {
+        self->finish_cancel(cancel, std::move(session), why);
+        if (!std::exchange(self->read_paused_, false) || self->ended_) return;
+        self->do_read();
+      });
+  if (!answered) read_paused_ = true;
+}
+
+template <class Stream>
+void WsConnection<Stream>::finish_cancel(const CancelCommand& cancel, std::shared_ptr<Session> session,
+                                         SessionRegistry::Lookup why) {
+  if (ended_) return;
+  if (!session) {
+    if (why == SessionRegistry::Lookup::kUnavailable) {
+      return send_error(ErrorCode::kStoreUnavailable, "the session store cannot be reached; try again shortly",
+                        cancel.session_id, cancel.request_id);
+    }
+    return send_error(ErrorCode::kUnknownSession, "no such session", cancel.session_id,
+                      cancel.request_id);
   }
   if (!session->token_matches(cancel.resume_token)) {
     return send_error(ErrorCode::kBadToken, "resume_token does not match the session",

@@ -69,6 +69,7 @@ class WsConnection : public std::enable_shared_from_this<WsConnection<Stream>>,
   void handle_frame(std::string_view frame);
   void handle_chat(const ChatCommand& chat);
   void handle_resume(const ResumeCommand& resume);
+  void finish_cancel(const CancelCommand& cancel, std::shared_ptr<Session> session, SessionRegistry::Lookup why);
   // The turn, once the session is claimed (at once, or after the shared store answered).
   void start_turn(Session& session, const ChatCommand& chat, const Admission& claimed);
   // The resume once its session is looked up (at once, or after the shared

@@ -207,8 +207,10 @@ void RedisClient::handshake() {
       if (v.is_error()) failed("SELECT", v);
     });
   }
-  send({"PING"}, [this, ac](const RedisValue& v) {
-    if (ctx_ != ac || v.is_error()) return;
+  send({"PING"}, [this, ac, failed](const RedisValue& v) {
+    if (ctx_ != ac) return;
+    // LOADING (a restarted Redis reading its data) and the like: try again later.
+    if (v.is_error()) return failed("PING", v);
     backoff_ = std::chrono::milliseconds(50);
     if (logged_down_) spdlog::info("redis ({}): connected again", name_);
     logged_down_ = false;

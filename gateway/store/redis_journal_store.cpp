@@ -122,6 +122,9 @@ bool stream_id_offset(std::string_view id, uint64_t& offset) {
 
 bool starts_with(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
 
+// On a session's channel beside the batches (which start with a digit).
+constexpr std::string_view kCancelMessage = "!cancel";
+
 // How long opening a session may wait for Redis before it is answered as unavailable.
 constexpr auto kOpenTimeout = std::chrono::milliseconds(2000);
 
@@ -241,6 +244,18 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
     std::lock_guard lock(mutex_);
     on_fenced_ = std::move(on_fenced);
   }
+  void set_on_cancel(std::function<void()> on_cancel) override {
+    std::lock_guard lock(mutex_);
+    on_cancel_ = std::move(on_cancel);
+  }
+  // The control message goes on the session's channel; only the owner acts on it.
+  void request_cancel() override {
+    net::post(store_->ioc_, [self = shared_from_this()] {
+      self->store_->commands_->command({"PUBLISH", self->store_->channel(self->id_), kCancelMessage},
+                                       [](const RedisValue&) {});
+    });
+  }
+
   void watch(bool watched, std::function<void()> on_orphaned) override {
     std::lock_guard lock(mutex_);
     watched_ = watched;
@@ -565,6 +580,7 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
   // Another instance's events while this one is writing mean it was fenced
   // off: they are taken once the refusal has cleared the way.
   bool take(uint64_t offset, std::string_view record) {
+    std::function<void()> fenced;
     {
       std::lock_guard lock(mutex_);
       if (in_flight_ || !pending_.empty()) return offset <= local_->last_appended();
@@ -572,9 +588,15 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
         // Another instance appends: it claimed the session. This copy follows it
         // (and shows its events); a turn here claims the session back first.
         role_ = Role::kFollower;
-        running_ = false;
+        if (std::exchange(running_, false)) fenced = on_fenced_;
         local_->show_through(UINT64_MAX);
       }
+    }
+    if (fenced) {
+      spdlog::warn("session {}: another instance holds this session now (its events arrived); this instance "
+                   "follows it",
+                   id_);
+      fenced();
     }
     const uint64_t last = local_->last_appended();
     if (offset <= last) return true;
@@ -591,6 +613,15 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
 
   // A batch published by the owner: "<first>\n<record>\n<record>...".
   void on_published(std::string_view payload) {
+    if (payload == kCancelMessage) {
+      std::function<void()> on_cancel;
+      {
+        std::lock_guard lock(mutex_);
+        if (role_ == Role::kOwner && running_) on_cancel = on_cancel_;
+      }
+      if (on_cancel) on_cancel();
+      return;
+    }
     {
       std::lock_guard lock(mutex_);
       if (!loaded_) {
@@ -669,6 +700,7 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
   std::function<void()> listener_;
   std::function<void()> on_fenced_;
   std::function<void()> on_orphaned_;
+  std::function<void()> on_cancel_;
   bool watched_ = false;
   bool checking_ = false;
   std::unique_ptr<net::steady_timer> recheck_;  // store thread: the lease's end, when near

@@ -235,6 +235,9 @@ void Session::listen_to_journal() {
   journal_->set_on_fenced([weak] {
     if (auto self = weak.lock()) net::post(self->executor_, [self] { self->on_fenced(); });
   });
+  journal_->set_on_cancel([weak] {
+    if (auto self = weak.lock()) net::post(self->executor_, [self] { self->cancel(); });
+  });
 }
 
 bool Session::token_matches(std::string_view token) const {
@@ -503,6 +506,13 @@ void Session::start_round(uint64_t number, TurnRequest req) {
 void Session::cancel(std::optional<TurnError> why) {
   uint64_t ended_in_tools = 0;
   std::shared_ptr<TurnHandle> running;  // cancelled with the mutex released
+  bool elsewhere = false;
+  {
+    std::lock_guard lock(mutex_);
+    elsewhere = !turn_ && !why && journal_->claims_turns();
+  }
+  // The turn may run on another instance (a shared store): it is asked to stop there.
+  if (elsewhere) return journal_->request_cancel();
   {
     std::lock_guard lock(mutex_);
     if (!turn_) return;

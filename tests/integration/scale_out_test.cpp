@@ -266,6 +266,42 @@ TEST(ScaleOut, ASecondTurnOnAnotherInstanceWaitsForTheFirst) {
   ASSERT_TRUE(rest.done);
 }
 
+TEST(ScaleOut, CancelOnAnotherInstanceStopsTheUpstreamOnTheOwner) {
+  SKIP_WITHOUT_REDIS();
+  RedisServer redis;
+  auto sim = start_sim({"--rate", "10"});
+  auto a = start_gateway(sim_url(*sim), redis_env(redis));
+  auto b = start_gateway(sim_url(*sim), redis_env(redis));
+  WsClient ca(a->port());
+  Started s = start_chat(ca, "别说了 stop please");
+  ASSERT_TRUE(ca.read_until("delta", s.session_id));
+  {
+    // From a connection that has not resumed it: the token is needed.
+    WsClient other(b->port());
+    other.send(cancel(s.session_id));
+    auto refused = other.read_until("error", s.session_id);
+    ASSERT_TRUE(refused);
+    EXPECT_EQ(refused->code, "bad_message");
+    other.send(cancel(s.session_id, "rt_not_the_token"));
+    refused = other.read_until("error", s.session_id);
+    ASSERT_TRUE(refused);
+    EXPECT_EQ(refused->code, "bad_token");
+  }
+  WsClient cb(b->port());
+  cb.send(cancel(s.session_id, s.token));
+  auto on_a = read_turn(ca, s.session_id, 10s);
+  ASSERT_TRUE(on_a.done) << a->stderr_text();
+  EXPECT_EQ(on_a.done->finish_reason, "cancelled");
+  for (int i = 0; i < 100 && sim_stats(*sim).aborted < 1; ++i) std::this_thread::sleep_for(20ms);
+  EXPECT_GE(sim_stats(*sim).aborted, 1) << "the owner aborted its upstream request";
+  WsClient late(b->port());
+  late.send(resume(s.session_id, 0, s.token));
+  ASSERT_TRUE(late.read_until("resumed"));
+  auto replay = read_turn(late, s.session_id);
+  ASSERT_TRUE(replay.done);
+  EXPECT_EQ(replay.done->finish_reason, "cancelled");
+}
+
 // Kills the instance generating an answer; the other instance, where the
 // client waits, takes the turn over once the lease lapses and continues the
 // answer (continue_final_message upstream): the client reads the whole
