@@ -67,6 +67,7 @@ struct StoreConfig {
   std::string key_prefix = "sluice";
   size_t stream_max_events = 100'000;  // per session: the stream's cap (MAXLEN ~)
   Millis lease{3000};              // an instance's hold on a running turn; lost after this long
+  Millis write_timeout{10'000};    // a running answer waits this long for Redis, then ends (store_unavailable)
   std::string instance_id;         // empty: host name, pid and a random suffix
   bool continue_taken_over_turns = true;  // false: a lost instance's turn ends with instance_lost
 };

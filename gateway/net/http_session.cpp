@@ -289,6 +289,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>>,
     auto ticket = std::make_shared<ConnectionTicket>(admit_client());
     if (!*ticket) return;
     const std::string sid(req["X-Sluice-Session-Id"]);
+    if (!state_->sessions->store().reachable()) {
+      ticket->reset();
+      return reply(http::status::service_unavailable, false,
+                   openai_error_json("store_unavailable", "the session store cannot be reached"));
+    }
     if (sid.empty()) return claim_and_start(std::move(r), ticket, state_->sessions->create(who_.principal), true, {});
     std::string token(req["X-Sluice-Resume-Token"]);
     state_->sessions->find_or_open(

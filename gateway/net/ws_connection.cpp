@@ -300,6 +300,10 @@ void WsConnection<Stream>::handle_chat(const ChatCommand& chat) {
     cursor->last_used = Clock::now();
     session = cursor->session;
   } else {
+    if (!state_->sessions->store().reachable()) {
+      return send_error(ErrorCode::kStoreUnavailable,
+                        "the session store cannot be reached; no new session can start now", "", chat.request_id);
+    }
     if (!make_room(chat.request_id)) return;
     session = state_->sessions->create(principal_);
     send(session_message(session->id(), session->resume_token(), chat.request_id));

@@ -218,6 +218,7 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
         return local_->last_appended() + 1;
       }
       offset = local_->append(std::move(event));
+      if (pending_.empty() && !in_flight_) waiting_since_ = Clock::now();
       pending_.push_back({offset, std::move(record)});
       ++store_->events_pending_;
       schedule = !std::exchange(scheduled_, true);
@@ -243,6 +244,10 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
   void set_on_fenced(std::function<void()> on_fenced) override {
     std::lock_guard lock(mutex_);
     on_fenced_ = std::move(on_fenced);
+  }
+  void set_on_stalled(std::function<void()> on_stalled) override {
+    std::lock_guard lock(mutex_);
+    on_stalled_ = std::move(on_stalled);
   }
   void set_on_cancel(std::function<void()> on_cancel) override {
     std::lock_guard lock(mutex_);
@@ -343,6 +348,8 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
       in_flight_ = false;
       create_ = false;
       last_write_ = Clock::now();
+      waiting_since_ = last_write_;  // what is still pending waits from now
+      stall_reported_ = false;
       if (!inflight_.empty()) through = inflight_.back().offset;
       store_->events_pending_ -= inflight_.size();
       inflight_.clear();
@@ -404,6 +411,22 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
       renew_due_ = write = true;
     }
     if (write) write_batch();
+  }
+
+  // Store thread: events that waited for Redis too long stop the turn (once).
+  void check_stalled(Clock::time_point now) {
+    std::function<void()> stalled;
+    {
+      std::lock_guard lock(mutex_);
+      if (role_ != Role::kOwner || stall_reported_ || (pending_.empty() && !in_flight_)) return;
+      if (now - waiting_since_ < store_->settings_.write_timeout) return;
+      stall_reported_ = true;
+      stalled = on_stalled_;
+    }
+    spdlog::warn("session {}: events waited for Redis over {} ms; its turn stops (the rest is written when "
+                 "Redis is back)",
+                 id_, store_->settings_.write_timeout.count());
+    if (stalled) stalled();
   }
 
   // Store thread: a watched follower asks whether the owner's lease lapsed;
@@ -701,6 +724,9 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
   std::function<void()> on_fenced_;
   std::function<void()> on_orphaned_;
   std::function<void()> on_cancel_;
+  std::function<void()> on_stalled_;
+  Clock::time_point waiting_since_{};  // the oldest unwritten event's wait began
+  bool stall_reported_ = false;
   bool watched_ = false;
   bool checking_ = false;
   std::unique_ptr<net::steady_timer> recheck_;  // store thread: the lease's end, when near
@@ -851,6 +877,7 @@ void RedisJournalStore::tick() {
       continue;
     }
     j->renew_if_due(now);
+    j->check_stalled(now);
     j->check_orphaned();
     ++it;
   }

@@ -61,6 +61,7 @@ struct RedisStoreSettings {
   size_t max_batch_events = 512;                   // per script call
   std::string instance_id;                         // this instance, as the record names its owner
   std::chrono::milliseconds lease{3000};           // an owner's hold on its running turn
+  std::chrono::milliseconds write_timeout{10'000};  // a running turn waits this long for Redis
 };
 
 class RedisJournalStore final : public JournalStore, public std::enable_shared_from_this<RedisJournalStore> {

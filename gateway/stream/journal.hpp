@@ -183,6 +183,9 @@ class Journal {
   // instance has claimed the session while this one was appending: its
   // turn here must stop; nothing more it appends is kept.
   virtual void set_on_fenced(std::function<void()> on_fenced) {}
+  // Shared stores: `on_stalled` runs (from a store thread) when events of a
+  // running turn have waited for the store longer than its write timeout.
+  virtual void set_on_stalled(std::function<void()> on_stalled) {}
   // Shared stores: asks whichever instance runs the session's turn to stop
   // it; that instance's journal calls its `on_cancel` (from a store thread).
   virtual void request_cancel() {}

@@ -235,6 +235,14 @@ void Session::listen_to_journal() {
   journal_->set_on_fenced([weak] {
     if (auto self = weak.lock()) net::post(self->executor_, [self] { self->on_fenced(); });
   });
+  journal_->set_on_stalled([weak] {
+    if (auto self = weak.lock()) {
+      net::post(self->executor_, [self] {
+        self->cancel(TurnError{ErrorCode::kStoreUnavailable,
+                               "the session store could not be reached in time; the answer stops here"});
+      });
+    }
+  });
   journal_->set_on_cancel([weak] {
     if (auto self = weak.lock()) net::post(self->executor_, [self] { self->cancel(); });
   });

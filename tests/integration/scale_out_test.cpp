@@ -302,6 +302,56 @@ TEST(ScaleOut, CancelOnAnotherInstanceStopsTheUpstreamOnTheOwner) {
   EXPECT_EQ(replay.done->finish_reason, "cancelled");
 }
 
+// Redis restarted in the middle of answers: a short outage loses nothing
+// (the answer waits, then goes on); a long one ends the answer with a
+// stable error once Redis is back; new sessions are refused meanwhile.
+TEST(ScaleOut, RedisRestartedMidAnswer) {
+  SKIP_WITHOUT_REDIS();
+  RedisServer redis(/*persistent=*/true);
+  auto sim = start_sim({"--rate", "10"});
+  auto a = start_gateway(sim_url(*sim), redis_env(redis, {"SLUICE_STORE_WRITE_TIMEOUT_MS=2500"}));
+  {
+    const std::string prompt = "短暂中断 short outage";
+    WsClient c(a->port());
+    Started s = start_chat(c, prompt);
+    auto first = c.read_until("delta", s.session_id);
+    ASSERT_TRUE(first);
+    redis.kill();
+    std::this_thread::sleep_for(300ms);
+    // No new session while the store is away, with a stable code.
+    WsClient other(a->port());
+    other.send(chat("新会话 new", "new"));
+    auto refused = other.read_until("error", "", 5s);
+    ASSERT_TRUE(refused);
+    EXPECT_EQ(refused->code, "store_unavailable");
+    EXPECT_EQ(refused->request_id, "new");
+    redis.start();
+    auto rest = read_turn(c, s.session_id, 20s);
+    ASSERT_TRUE(rest.done) << a->stderr_text();
+    EXPECT_EQ(rest.done->finish_reason, "stop");
+    EXPECT_EQ(first->text + rest.text, expected_text(prompt));
+    EXPECT_EQ(rest.offsets.front(), first->offset + 1);
+  }
+  {
+    WsClient c(a->port());
+    Started s = start_chat(c, "长时间中断 long outage");
+    auto first = c.read_until("delta", s.session_id);
+    ASSERT_TRUE(first);
+    redis.kill();
+    std::this_thread::sleep_for(3500ms);  // past store.write_timeout_ms
+    redis.start();
+    auto rest = read_turn(c, s.session_id, 20s);
+    ASSERT_TRUE(rest.error) << a->stderr_text();
+    EXPECT_EQ(rest.error->code, "store_unavailable");
+    ASSERT_TRUE(rest.done);
+    EXPECT_EQ(rest.done->finish_reason, "cancelled");
+    // The instance serves new turns again.
+    WsClient again(a->port());
+    Started t = start_chat(again, "恢复 back");
+    EXPECT_EQ(read_turn(again, t.session_id).text, expected_text("恢复 back"));
+  }
+}
+
 // Kills the instance generating an answer; the other instance, where the
 // client waits, takes the turn over once the lease lapses and continues the
 // answer (continue_final_message upstream): the client reads the whole
