@@ -20,6 +20,9 @@ struct ServerConfig {
   // Browser origins allowed to connect ("https://shop.example"); empty: any.
   // Requests without an Origin header (non-browser clients) are not affected.
   std::vector<std::string> allowed_origins;
+  // Behind a proxy (nginx): the client's address is the last one in
+  // X-Forwarded-For (the address the proxy saw), not the proxy's.
+  bool trust_x_forwarded_for = false;
 };
 
 // TLS on the listener: on when both files are set. PEM files; the

@@ -328,6 +328,8 @@ const std::vector<Option>& schema() {
       listen_option(),
       origins_option(),
       integer<int>("server.threads", 0, 256, [](Config& c) -> int& { return c.server.threads; }),
+      boolean("server.trust_x_forwarded_for",
+              [](Config& c) -> bool& { return c.server.trust_x_forwarded_for; }),
       string("tls.cert_file", [](Config& c) -> std::string& { return c.tls.cert_file; }),
       string("tls.key_file", [](Config& c) -> std::string& { return c.tls.key_file; }),
       one_of("tls.min_version", {"1.2", "1.3"}, [](Config& c) -> std::string& { return c.tls.min_version; }),

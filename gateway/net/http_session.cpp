@@ -229,7 +229,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>>,
       }
       beast::get_lowest_layer(stream_).expires_never();
       auto conn = std::make_shared<WsConnection<Stream>>(std::move(stream_), state_, std::move(ticket),
-                                                         who_.principal, who_.expires);
+                                                         who_.principal, who_.expires, client_address(req));
       conn->run(std::move(req));
       return;
     }
@@ -281,6 +281,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>>,
     }
     auto& r = std::get<OpenAiChatRequest>(parsed);
     r.chat.traceparent = std::string(req["traceparent"]);
+    r.chat.client = client_address(req);
     if (state_->draining) {
       return reply(http::status::service_unavailable, false,
                    openai_error_json("shutting_down", "the gateway is shutting down"));
@@ -407,6 +408,22 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>>,
     o.ids = {"chatcmpl-" + session->id(), state_->config.openai.model, unix_seconds()};
     o.headers = {{"X-Sluice-Session-Id", session->id()}};
     hand_over(std::move(ticket), session, offset, std::move(o));
+  }
+
+  // The client's address: the peer's, or behind a trusted proxy the last
+  // address of X-Forwarded-For (the one the proxy saw; earlier ones are
+  // whatever the client wrote).
+  std::string client_address(const http::request<http::string_body>& req) {
+    if (state_->config.server.trust_x_forwarded_for) {
+      std::string_view xff = req["X-Forwarded-For"];
+      if (const auto comma = xff.rfind(','); comma != std::string_view::npos) xff = xff.substr(comma + 1);
+      while (!xff.empty() && xff.front() == ' ') xff.remove_prefix(1);
+      while (!xff.empty() && xff.back() == ' ') xff.remove_suffix(1);
+      if (!xff.empty() && xff.size() <= 64) return std::string(xff);
+    }
+    beast::error_code ec;
+    const auto ep = beast::get_lowest_layer(stream_).socket().remote_endpoint(ec);
+    return ec ? std::string() : ep.address().to_string();
   }
 
   // A refused turn or connection: 409 for a busy session, else 429 with

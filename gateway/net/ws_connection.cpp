@@ -63,11 +63,13 @@ std::string_view lost_reason(JournalStatus s) {
 template <class Stream>
 WsConnection<Stream>::WsConnection(Stream stream, std::shared_ptr<ServerState> state,
                                    ConnectionTicket ticket, std::string principal,
-                           std::optional<std::chrono::system_clock::time_point> expires)
+                                   std::optional<std::chrono::system_clock::time_point> expires,
+                                   std::string client)
     : ws_(std::move(stream)),
       state_(std::move(state)),
       id_(state_->next_id()),
       principal_(std::move(principal)),
+      client_(std::move(client)),
       coalesce_(state_->config.stream.coalesce),
       coalesce_timer_(ws_.get_executor()),
       slow_(ws_.get_executor(), state_->config.limits.slow_consumer_timeout),
@@ -275,7 +277,10 @@ void WsConnection<Stream>::handle_frame(std::string_view frame) {
     send_error(ErrorCode::kUnauthorized, "send hello with a token first", "", request_id_of(msg));
     return close({kCloseUnauthorized, "unauthorized"});
   }
-  if (auto* chat = std::get_if<ChatCommand>(&msg)) return handle_chat(*chat);
+  if (auto* chat = std::get_if<ChatCommand>(&msg)) {
+    chat->client = client_;
+    return handle_chat(*chat);
+  }
   if (auto* resume = std::get_if<ResumeCommand>(&msg)) return handle_resume(*resume);
   if (auto* cancel = std::get_if<CancelCommand>(&msg)) return handle_cancel(*cancel);
   if (auto* ping = std::get_if<PingCommand>(&msg)) return send(pong_message(ping->request_id));

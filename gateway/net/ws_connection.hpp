@@ -50,7 +50,7 @@ class WsConnection : public std::enable_shared_from_this<WsConnection<Stream>>,
   // its credential `expires` unless a hello refreshes it.
   WsConnection(Stream stream, std::shared_ptr<ServerState> state, ConnectionTicket ticket,
                std::string principal,
-               std::optional<std::chrono::system_clock::time_point> expires);
+               std::optional<std::chrono::system_clock::time_point> expires, std::string client = {});
   ~WsConnection() override;
 
   void run(boost::beast::http::request<boost::beast::http::string_body> upgrade);
@@ -135,6 +135,7 @@ class WsConnection : public std::enable_shared_from_this<WsConnection<Stream>>,
   std::shared_ptr<ServerState> state_;
   const uint64_t id_;
   std::string principal_;
+  std::string client_;  // the client's address, for the access log
   boost::beast::flat_buffer buffer_;
   bool discarding_ = false;  // skipping the rest of an oversized message
   ClientParser parser_;

@@ -31,6 +31,7 @@ struct ChatCommand {
   std::string model;  // empty: the configured model
   ChatParams params;
   std::string traceparent;  // W3C trace context from the client, as sent ("" if none)
+  std::string client;       // the client's address, for the access log (set by the face)
 };
 
 struct CancelCommand {

@@ -26,6 +26,7 @@ struct Session::TurnState {
   uint64_t first_offset = 0;  // of the turn's first event
   bool taken_over = false;    // begun by an instance that was lost
   std::string request_id;
+  std::string client;
   std::string trace_id;
   std::string trace_flags = "01";
   size_t input_bytes = 0;
@@ -217,6 +218,7 @@ Session::Session(std::string id, SessionRecord record, std::shared_ptr<Journal> 
       settings_(settings),
       history_(std::move(record.history)),
       turns_started_(record.turns),
+      remote_turn_at_open_(record.turn.has_value()),
       fresh_(false),
       last_active_(Clock::now()),
       executor_(executor),
@@ -447,6 +449,7 @@ Admission Session::start_turn(const ChatCommand& chat) {
     auto t = std::make_unique<TurnState>();
     t->number = number = ++turns_started_;
     t->request_id = chat.request_id;
+    t->client = chat.client;
     // The client's trace goes on; without one (or with an invalid one) a new one starts.
     if (auto tp = parse_traceparent(chat.traceparent)) {
       t->trace_id = tp->trace_id;
@@ -583,7 +586,14 @@ void Session::detach(const SessionReader* reader) {
 
 bool Session::busy() const {
   std::lock_guard lock(mutex_);
-  return turn_ != nullptr;
+  if (turn_) return true;
+  if (!journal_->claims_turns()) return false;
+  // With a shared store the turn may run on another instance: the journal's
+  // last event says whether one is under way.
+  const uint64_t last = journal_->last_offset();
+  if (last == 0) return remote_turn_at_open_;
+  const auto tail = journal_->read(last - 1, 1);
+  return !tail.events.empty() && tail.events.back()->event().type != StreamEventType::kDone;
 }
 
 bool Session::idle_before(Clock::time_point cutoff) const {
@@ -769,6 +779,7 @@ void Session::on_end(uint64_t turn, TurnResult result) {
   log.session_id = id_;
   log.principal = principal_;
   log.request_id = t->request_id;
+  log.client = t->client;
   log.model = result.model;
   log.input_bytes = t->input_bytes;
   log.output_bytes = t->output.size();

@@ -83,6 +83,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void cancel(std::optional<TurnError> why = std::nullopt);
   void attach(const std::shared_ptr<SessionReader>& reader);
   void detach(const SessionReader* reader);
+  // A turn is running: here, or (a shared store) on another instance.
   bool busy() const;
   // No reader, no turn, and nothing happened since `cutoff`.
   bool idle_before(Clock::time_point cutoff) const;
@@ -137,6 +138,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::vector<ChatMessage> history_;
   std::unique_ptr<TurnState> turn_;
   uint64_t turns_started_ = 0;
+  bool remote_turn_at_open_ = false;  // opened from the store while a turn ran elsewhere
   bool fresh_ = true;           // created here, no turn yet: its first turn needs no claim
   bool taking_over_ = false;
   uint64_t last_appended_ = 0;  // the journal offset of the last event appended

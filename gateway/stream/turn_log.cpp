@@ -20,6 +20,7 @@ std::string format_turn_log(const TurnLogEntry& e) {
       .field("session_id", e.session_id)
       .field("principal", e.principal);
   if (!e.request_id.empty()) w.field("request_id", e.request_id);
+  if (!e.client.empty()) w.field("client", e.client);
   w.field("engine", r.engine).field("upstream", r.upstream).field("model", e.model);
   w.field("attempts", r.attempts).field("input_bytes", static_cast<uint64_t>(e.input_bytes));
   if (e.ttft_ms >= 0) {

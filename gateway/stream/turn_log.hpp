@@ -13,6 +13,7 @@ struct TurnLogEntry {
   std::string session_id;
   std::string principal;
   std::string request_id;
+  std::string client;  // the client's address ("" when unknown)
   std::string model;
   size_t input_bytes = 0;
   size_t output_bytes = 0;

@@ -53,6 +53,25 @@ class RawConnection {
     }
     return out;
   }
+  // What arrives within `timeout`; with a `needle`, it stops as soon as the
+  // bytes read hold it.
+  std::string read_some(std::chrono::milliseconds timeout, std::string_view needle = {}) {
+    std::string out;
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 10) <= 0) {
+        if (needle.empty() && !out.empty()) break;
+        continue;
+      }
+      char buf[4096];
+      const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      out.append(buf, static_cast<size_t>(n));
+      if (!needle.empty() && out.find(needle) != std::string::npos) break;
+    }
+    return out;
+  }
   // True when the peer has closed its side (without reading anything).
   bool peer_closed(std::chrono::milliseconds timeout) {
     pollfd p{fd_, POLLRDHUP, 0};
