@@ -19,6 +19,8 @@ packages=(
   # The Redis session store: hiredis (driven by the gateway's Asio loop) and
   # the real redis-server that the scale-out tests start.
   libhiredis-dev redis-server
+  # The nginx that the scale-out tests put in front of several instances.
+  nginx
   clang libclang-rt-14-dev
   curl procps
 )
