@@ -327,18 +327,19 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>>,
                        std::shared_ptr<Session> session, bool created, std::string token) {
     auto self = this->shared_from_this();
     auto go = [self, r, ticket, session, created, token](const Admission& claimed) mutable {
-      self->start_http_turn(r, *ticket, session, created, token, claimed);
+      self->start_http_turn(r, ticket, session, created, token, claimed);
     };
     session->prepare_turn(stream_.get_executor(), std::move(go));
   }
 
-  void start_http_turn(const OpenAiChatRequest& r, ConnectionTicket& ticket, const std::shared_ptr<Session>& session,
-                       bool created, const std::string& token, const Admission& claimed) {
+  void start_http_turn(const OpenAiChatRequest& r, const std::shared_ptr<ConnectionTicket>& ticket,
+                       const std::shared_ptr<Session>& session, bool created, const std::string& token,
+                       const Admission& claimed) {
     const uint64_t cursor = session->journal().last_offset();
     if (const Admission a = claimed.ok ? session->start_turn(r.chat) : claimed; !a.ok) {
       // A new session whose first turn is refused never existed.
       if (created) state_->sessions->discard(session->id());
-      ticket.reset();
+      ticket->reset();
       return refuse(a);
     }
     HttpChatOptions o;
@@ -350,7 +351,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>>,
     o.headers = {{"X-Sluice-Session-Id", session->id()},
                  {"X-Sluice-Resume-Token", created ? session->resume_token() : token},
                  {"X-Sluice-First-Offset", std::to_string(cursor + 1)}};
-    hand_over(std::move(ticket), session, cursor, std::move(o));
+    if (!created || !state_->sessions->store().shared()) return hand_over(std::move(*ticket), session, cursor, std::move(o));
+    // The headers name the session: they go once the shared store holds it.
+    session->when_recorded(stream_.get_executor(), [self = this->shared_from_this(), ticket, session, cursor, o]() mutable {
+      self->hand_over(std::move(*ticket), session, cursor, std::move(o));
+    });
   }
 
   // GET /v1/sessions/{id}/stream?resume_token=T[&offset=N]: the session's
@@ -381,7 +386,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>>,
         sid, who_.principal, stream_.get_executor(),
         [self = this->shared_from_this(), token = std::move(token), offset](std::shared_ptr<Session> session,
                                                                              SessionRegistry::Lookup why) {
-          self->stream_session(check_resume(std::move(session), why, token, offset), offset);
+          check_resume_caught_up(std::move(session), why, token, offset, self->stream_.get_executor(),
+                                 [self, offset](const ResumeCheck& check) { self->stream_session(check, offset); });
         });
   }
 

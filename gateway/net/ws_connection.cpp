@@ -203,6 +203,19 @@ void WsConnection<Stream>::handle_hello(const HelloCommand& h) {
 // ---- reading client frames ----
 
 template <class Stream>
+void WsConnection<Stream>::pause_reading() {
+  ++read_pauses_;
+}
+
+template <class Stream>
+void WsConnection<Stream>::resume_reading() {
+  // The read loop goes on once nothing waits; on_read does it itself when
+  // the wait ended while it was still handling the frame.
+  if (--read_pauses_ > 0 || dispatching_ || ended_) return;
+  do_read();
+}
+
+template <class Stream>
 void WsConnection<Stream>::do_read() {
   ws_.async_read_some(buffer_, kReadChunk,
                       beast::bind_front_handler(&WsConnection<Stream>::on_read, this->shared_from_this()));
@@ -238,10 +251,12 @@ void WsConnection<Stream>::on_read(beast::error_code ec, std::size_t) {
                "");
   } else {
     const auto data = buffer_.cdata();
+    dispatching_ = true;
     handle_frame({static_cast<const char*>(data.data()), data.size()});
   }
   buffer_.consume(buffer_.size());
-  if (!ended_ && !read_paused_) do_read();
+  dispatching_ = false;
+  if (!ended_ && read_pauses_ == 0) do_read();
 }
 
 template <class Stream>
@@ -311,18 +326,25 @@ void WsConnection<Stream>::handle_chat(const ChatCommand& chat) {
     }
     if (!make_room(chat.request_id)) return;
     session = state_->sessions->create(principal_);
-    send(session_message(session->id(), session->resume_token(), chat.request_id));
     attach(session, 0);
+    // With a shared store the id goes out once the store holds the session
+    // (and before any of its events, which Redis holds later still).
+    if (state_->sessions->store().shared()) {
+      session->when_recorded(ws_.get_executor(), [self = this->shared_from_this(), session, rid = chat.request_id] {
+        if (!self->ended_) self->send(session_message(session->id(), session->resume_token(), rid));
+      });
+    } else {
+      send(session_message(session->id(), session->resume_token(), chat.request_id));
+    }
   }
   // With a shared store the session is claimed first (another instance may
   // hold it); reading waits meanwhile, so that messages keep their order.
-  const bool ready = session->prepare_turn(
+  pause_reading();
+  session->prepare_turn(
       ws_.get_executor(), [self = this->shared_from_this(), session, chat](const Admission& claimed) {
         self->start_turn(*session, chat, claimed);
-        if (!std::exchange(self->read_paused_, false) || self->ended_) return;
-        self->do_read();
+        self->resume_reading();
       });
-  if (!ready) read_paused_ = true;
 }
 
 template <class Stream>
@@ -339,21 +361,33 @@ void WsConnection<Stream>::handle_resume(const ResumeCommand& r) {
   if (pump_.find(r.session_id)) {
     return finish_resume(r, pump_.find(r.session_id)->session, SessionRegistry::Lookup::kFound);
   }
-  const bool answered = state_->sessions->find_or_open(
+  pause_reading();
+  state_->sessions->find_or_open(
       r.session_id, principal_, ws_.get_executor(),
       [self = this->shared_from_this(), r](std::shared_ptr<Session> session, SessionRegistry::Lookup why) {
         self->finish_resume(r, std::move(session), why);
-        if (!std::exchange(self->read_paused_, false) || self->ended_) return;
-        self->do_read();
+        self->resume_reading();
       });
-  if (!answered) read_paused_ = true;
 }
 
 template <class Stream>
 void WsConnection<Stream>::finish_resume(const ResumeCommand& r, std::shared_ptr<Session> session,
                                          SessionRegistry::Lookup why) {
   if (ended_) return;
-  const ResumeCheck check = check_resume(std::move(session), why, r.resume_token, r.offset);
+  // The copy here may lag behind what the client saw on another instance:
+  // it catches up with the shared store first (reading waits meanwhile).
+  pause_reading();
+  check_resume_caught_up(
+      std::move(session), why, r.resume_token, r.offset, ws_.get_executor(),
+      [self = this->shared_from_this(), r](const ResumeCheck& check) {
+        self->admit_resume(r, check);
+        self->resume_reading();
+      });
+}
+
+template <class Stream>
+void WsConnection<Stream>::admit_resume(const ResumeCommand& r, const ResumeCheck& check) {
+  if (ended_) return;
   if (!check) {
     if (*check.refusal == ResumeRefusal::kUnavailable) {
       return send_error(ErrorCode::kStoreUnavailable, check.message, r.session_id, r.request_id);
@@ -385,14 +419,13 @@ void WsConnection<Stream>::handle_cancel(const CancelCommand& cancel) {
                       "cancel of a session not attached to this connection needs its resume_token",
                       cancel.session_id, cancel.request_id);
   }
-  const bool answered = state_->sessions->find_or_open(
+  pause_reading();
+  state_->sessions->find_or_open(
       cancel.session_id, principal_, ws_.get_executor(),
       [self = this->shared_from_this(), cancel](std::shared_ptr<Session> session, SessionRegistry::Lookup why) {
         self->finish_cancel(cancel, std::move(session), why);
-        if (!std::exchange(self->read_paused_, false) || self->ended_) return;
-        self->do_read();
+        self->resume_reading();
       });
-  if (!answered) read_paused_ = true;
 }
 
 template <class Stream>

@@ -31,6 +31,7 @@
 #include "gateway/protocol/server_messages.hpp"
 #include "gateway/stream/journal_pump.hpp"
 #include "gateway/stream/reader_wakeup.hpp"
+#include "gateway/stream/resume.hpp"
 #include "gateway/stream/session_registry.hpp"
 #include "gateway/net/connection_ticket.hpp"
 #include "gateway/stream/session.hpp"
@@ -65,6 +66,8 @@ class WsConnection : public std::enable_shared_from_this<WsConnection<Stream>>,
 
   void on_accept(boost::beast::error_code ec);
   void do_read();
+  void pause_reading();
+  void resume_reading();
   void on_read(boost::beast::error_code ec, std::size_t bytes);
   void handle_frame(std::string_view frame);
   void handle_chat(const ChatCommand& chat);
@@ -75,6 +78,7 @@ class WsConnection : public std::enable_shared_from_this<WsConnection<Stream>>,
   // The resume once its session is looked up (at once, or after the shared
   // store has answered: reading waits meanwhile, so messages keep their order).
   void finish_resume(const ResumeCommand& resume, std::shared_ptr<Session> session, SessionRegistry::Lookup why);
+  void admit_resume(const ResumeCommand& resume, const ResumeCheck& check);
   void handle_cancel(const CancelCommand& cancel);
   void handle_hello(const HelloCommand& hello);
   bool within_message_rate();
@@ -158,7 +162,10 @@ class WsConnection : public std::enable_shared_from_this<WsConnection<Stream>>,
   bool accepted_ = false;  // the WebSocket handshake is done
   bool draining_ = false;
   bool ended_ = false;
-  bool read_paused_ = false;  // a resume waits for the shared store: the next read waits for it
+  // A message that waits for the shared store (a resume, a claim) holds the
+  // next read back, so that messages keep their order.
+  int read_pauses_ = 0;
+  bool dispatching_ = false;  // on_read is handling a frame
   boost::asio::steady_timer idle_timer_;
   std::optional<std::chrono::system_clock::time_point> expires_;
   double message_budget_ = -1;  // limits.messages_per_second token bucket

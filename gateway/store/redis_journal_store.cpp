@@ -289,6 +289,27 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
     if (schedule) store_->schedule(shared_from_this());
   }
 
+  void catch_up(std::function<void()> then) override {
+    net::post(store_->ioc_, [self = shared_from_this(), then = std::move(then)]() mutable {
+      const uint64_t before = self->local_->last_appended();
+      self->fetch_after(before, [self, before, then = std::move(then)] {
+        if (self->local_->last_appended() != before) self->notify();
+        then();
+      });
+    });
+  }
+
+  void when_recorded(std::function<void()> f) override {
+    {
+      std::lock_guard lock(mutex_);
+      if (create_) {
+        recorded_.push_back(std::move(f));
+        return;
+      }
+    }
+    f();
+  }
+
   void claim(ClaimKind kind, std::function<void(TurnClaim)> done) override {
     net::post(store_->ioc_, [self = shared_from_this(), kind, done = std::move(done)]() mutable {
       self->send_claim(kind, std::move(done));
@@ -342,11 +363,13 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
     if (v.is_error()) return on_write_failed(v.str);
     uint64_t through = 0;
     std::function<void()> listener;
+    std::vector<std::function<void()>> recorded;
     bool more = false;
     {
       std::lock_guard lock(mutex_);
       in_flight_ = false;
       create_ = false;
+      recorded.swap(recorded_);
       last_write_ = Clock::now();
       waiting_since_ = last_write_;  // what is still pending waits from now
       stall_reported_ = false;
@@ -361,6 +384,7 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
     }
     if (through) ++store_->batches_written_;
     if (more) store_->schedule(shared_from_this());
+    for (auto& f : recorded) f();  // before the listener: a face sends the session before its events
     if (through && listener) listener();
   }
 
@@ -737,6 +761,7 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
   std::vector<Pending> inflight_;
   std::optional<Fields> inflight_fields_;
   bool create_ = true;       // the owner's first batch creates the record
+  std::vector<std::function<void()>> recorded_;  // when_recorded, until it is
   bool in_flight_ = false;
   bool scheduled_ = false;   // in the store's list for its next flush
   bool running_ = false;     // a turn runs here: batches renew its lease

@@ -164,6 +164,15 @@ class Journal {
   // saved before any event appended after this call. The memory store keeps
   // none (the Session object is the record).
   virtual void save_record(const SessionRecord& record) {}
+  // Runs `f` once the store holds the session's record (a shared store:
+  // after its first write; from a store thread), so that no client learns
+  // a session id that another instance would not know. The memory store
+  // runs it at once.
+  virtual void when_recorded(std::function<void()> f) { f(); }
+  // Reads what the shared store holds beyond this copy (it may lag behind
+  // what a client saw on another instance), then runs `then` (from a store
+  // thread). The memory store runs it at once.
+  virtual void catch_up(std::function<void()> then) { then(); }
 
   // Shared stores: a turn claims the session first (another instance may
   // own it). `done` runs on a store thread; on kClaimed this journal appends

@@ -1,5 +1,7 @@
 #include "gateway/stream/resume.hpp"
 
+#include <boost/asio/post.hpp>
+
 #include "gateway/metrics/gateway_metrics.hpp"
 #include "gateway/stream/session_registry.hpp"
 
@@ -64,6 +66,24 @@ ResumeCheck check_resume(std::shared_ptr<Session> session, SessionRegistry::Look
   ResumeCheck r;
   r.session = std::move(session);
   return r;
+}
+
+bool check_resume_caught_up(std::shared_ptr<Session> session, SessionRegistry::Lookup why, std::string token,
+                            uint64_t offset, const boost::asio::any_io_executor& executor,
+                            std::function<void(ResumeCheck)> done) {
+  if (!session || !session->journal().claims_turns() || session->journal().check(offset) != JournalStatus::kAhead) {
+    done(check_resume(std::move(session), why, token, offset));
+    return true;
+  }
+  Journal& journal = session->journal();
+  journal.catch_up([session = std::move(session), why, token = std::move(token), offset, executor,
+                    done = std::move(done)]() mutable {
+    boost::asio::post(executor, [session = std::move(session), why, token = std::move(token), offset,
+                                 done = std::move(done)]() mutable {
+      done(check_resume(std::move(session), why, token, offset));
+    });
+  });
+  return false;
 }
 
 void record_resumed(const Session& session, uint64_t offset) {

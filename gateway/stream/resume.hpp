@@ -7,7 +7,9 @@
 // Threads: callable from any thread.
 #pragma once
 
+#include <boost/asio/any_io_executor.hpp>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -47,6 +49,13 @@ ResumeCheck check_resume(const SessionRegistry& sessions, const std::string& id,
 // The same check on a session already looked up (SessionRegistry::find_or_open).
 ResumeCheck check_resume(std::shared_ptr<Session> session, SessionRegistry::Lookup why, std::string_view token,
                          uint64_t offset);
+// The same, for a session with a shared store whose copy here may lag
+// behind the offset a client saw elsewhere: it catches up with the store
+// first. Returns true when `done` ran before returning; otherwise `done` is
+// posted to `executor`.
+bool check_resume_caught_up(std::shared_ptr<Session> session, SessionRegistry::Lookup why, std::string token,
+                            uint64_t offset, const boost::asio::any_io_executor& executor,
+                            std::function<void(ResumeCheck)> done);
 void record_resumed(const Session& session, uint64_t offset);
 
 }  // namespace sluice

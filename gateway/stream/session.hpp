@@ -8,6 +8,7 @@
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <memory>
@@ -63,6 +64,10 @@ class Session : public std::enable_shared_from_this<Session> {
   const std::string& resume_token() const { return resume_token_; }
   bool token_matches(std::string_view token) const;  // constant time, on the token's SHA-256
   Journal& journal() const { return *journal_; }
+  // Runs `f` on `executor` once the store holds this session (at once with the memory store).
+  void when_recorded(const boost::asio::any_io_executor& executor, std::function<void()> f) {
+    journal_->when_recorded([executor, f = std::move(f)]() mutable { boost::asio::post(executor, std::move(f)); });
+  }
   // Opened from a shared store: another instance runs its turns.
   bool follows_another_instance() const {
     std::lock_guard lock(mutex_);

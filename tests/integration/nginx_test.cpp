@@ -7,6 +7,8 @@
 #include <simdjson.h>
 #include <unistd.h>
 
+#include <csignal>
+
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -67,6 +69,9 @@ class NginxProxy {
     }
   }
   ~NginxProxy() {
+    // SIGTERM: the master stops its workers too (a SIGKILL would leave them running).
+    process_->signal(SIGTERM);
+    process_->wait(5s);
     process_.reset();
     std::error_code ec;
     std::filesystem::remove_all(dir_, ec);
