@@ -10,8 +10,9 @@
 # Prints Markdown tables (bench/README.md keeps the results).
 #
 # Usage: bench/run_scale_out_bench.sh
-# Environment: SCALE_RESUMES (50), SCALE_TAKEOVERS (20), SCALE_LEASE_MS
-# (1000), SCALE_CONNS (50 connections x 10 sessions for the CPU load).
+# Environment: SCALE_SECTIONS ("resume cpu takeover"), SCALE_RESUMES (50),
+# SCALE_TAKEOVERS (20), SCALE_LEASE_MS (1000), SCALE_CONNS (50 connections x
+# 10 sessions for the CPU load).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cmake --preset release >/dev/null
@@ -53,10 +54,12 @@ start_gateway() {  # $1: name; $2...: extra environment
   eval "${name}_pid=$!"
   eval "${name}_port=\$(wait_port \"$work/$name.port\")"
 }
+want() { [[ " ${SCALE_SECTIONS:-resume cpu takeover} " == *" $1 "* ]]; }
 redis_env=(SLUICE_STORE_BACKEND=redis SLUICE_STORE_REDIS_URL="$url" SLUICE_STORE_LEASE_MS="$lease")
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/ {print $2}') GiB;" \
   "redis $(redis-server --version | awk '{print $3}'); everything shares the cores"
+if want resume; then
 echo
 echo "### Resume on another instance ($resumes sessions, answers of ~1,000 events, upstream unthrottled)"
 echo
@@ -67,12 +70,15 @@ start_gateway a "${redis_env[@]}"
 start_gateway b "${redis_env[@]}"
 node bench/scale_out/probe.mjs resume "$a_port" "$b_port" "$resumes"
 kill "$a_pid" "$b_pid" "$sim_pid"; wait "$a_pid" "$b_pid" "$sim_pid" 2>/dev/null || true
+fi
+
+if want cpu; then
 echo
 
 echo "### CPU per relayed token: Redis store against the memory store ($((conns * 10)) paced streams, 20 tokens/s, 2 turns)"
 echo
-echo "| store | tokens delivered | gateway CPU per token (µs) | x memory | Redis commands per token | redis-server CPU per token (µs) |"
-echo "|---|---:|---:|---:|---:|---:|"
+echo "| store | tokens delivered | gateway CPU per token (µs) | x memory | script calls per token | Redis commands per token (in scripts too) | redis-server CPU per token (µs) |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
 start_sim 20
 mem_us=0
 for store in memory redis; do
@@ -83,18 +89,23 @@ for store in memory redis; do
   out=$("$bin/sluice-loadgen" --url "ws://127.0.0.1:${g_port}/v1/ws" -c "$conns" -s 10 -t 2 --threads 1 --label "$store" | tail -n 1)
   c1=$(awk '{print $14 + $15}' "/proc/$g_pid/stat")
   r1=$(awk '{print $14 + $15}' "/proc/$redis_pid/stat")
-  cmds=$(redis-cli -p "$redis_port" info commandstats | awk -F'[=,:]' '/^cmdstat_/ && !/cmdstat_(info|config)/ {n += $3} END {print n + 0}')
+  stats=$(redis-cli -p "$redis_port" info commandstats)
+  cmds=$(awk -F'[=,:]' '/^cmdstat_/ && !/cmdstat_(info|config)/ {n += $3} END {print n + 0}' <<<"$stats")
+  calls=$(awk -F'[=,:]' '/^cmdstat_(evalsha|eval)/ {n += $3} END {print n + 0}' <<<"$stats")
   kill "$g_pid"; wait "$g_pid" 2>/dev/null || true
   IFS='|' read -r _ _ _ _ _ toks _ <<<"$out"
-  awk -v s="$store" -v tok="$toks" -v cpu=$((c1 - c0)) -v rcpu=$((r1 - r0)) -v tck="$tck" -v cmds="$cmds" -v mem="$mem_us" \
+  awk -v s="$store" -v tok="$toks" -v cpu=$((c1 - c0)) -v rcpu=$((r1 - r0)) -v tck="$tck" -v cmds="$cmds" -v calls="$calls" -v mem="$mem_us" \
     'BEGIN { us = cpu / tck * 1e6 / tok; rus = rcpu / tck * 1e6 / tok;
-             printf "| %s | %d | %.1f | %s | %s | %s |\n", s, tok, us, (mem > 0 ? sprintf("%.2f", us / mem) : "1.00"),
-               (s == "redis" ? sprintf("%.3f", cmds / tok) : "-"), (s == "redis" ? sprintf("%.1f", rus) : "-") }'
+             printf "| %s | %d | %.1f | %s | %s | %s | %s |\n", s, tok, us, (mem > 0 ? sprintf("%.2f", us / mem) : "1.00"),
+               (s == "redis" ? sprintf("%.3f", calls / tok) : "-"), (s == "redis" ? sprintf("%.2f", cmds / tok) : "-"),
+               (s == "redis" ? sprintf("%.1f", rus) : "-") }'
   [ "$store" = memory ] && mem_us=$(awk -v tok="$toks" -v cpu=$((c1 - c0)) -v tck="$tck" 'BEGIN { print cpu / tck * 1e6 / tok }')
 done
 kill "$sim_pid"; wait "$sim_pid" 2>/dev/null || true
-echo
+fi
 
+if want takeover; then
+echo
 echo "### Takeover after SIGKILL of the owner ($takeovers kills, lease $lease ms, upstream 50 tokens/s)"
 echo
 echo "| measure | samples | p50 | p99 |"
@@ -103,3 +114,4 @@ start_sim 50
 start_gateway b "${redis_env[@]}"
 # shellcheck disable=SC2046
 node bench/scale_out/probe.mjs takeover "$b_port" "$takeovers" $(gateway_cmd)
+fi

@@ -67,6 +67,13 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  if (config.store.backend == "redis") {
+    std::string why;
+    if (!sluice::parse_redis_url(config.store.redis_url, why)) {
+      std::fprintf(stderr, "sluice: configuration error: store.redis_url: %s\n", why.c_str());
+      return 2;
+    }
+  }
   if (check_only) {
     for (const auto& w : sluice::config_warnings(config)) std::fprintf(stderr, "warning: %s\n", w.c_str());
     std::printf("configuration is valid\n");

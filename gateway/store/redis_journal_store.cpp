@@ -122,8 +122,16 @@ bool stream_id_offset(std::string_view id, uint64_t& offset) {
 
 bool starts_with(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
 
-// On a session's channel beside the batches (which start with a digit).
+// On an instance's own channel (<prefix>:i:<instance>): "!cancel <session>".
 constexpr std::string_view kCancelMessage = "!cancel";
+
+// Tells the owner of KEYS[1]'s session to cancel its turn: ARGV[1] the
+// instance channels' prefix, ARGV[2] the message.
+const std::string kCancelScript = R"lua(
+local owner = redis.call('HGET', KEYS[1], 'owner')
+if not owner then return 0 end
+return redis.call('PUBLISH', ARGV[1] .. owner, ARGV[2])
+)lua";
 
 // How long opening a session may wait for Redis before it is answered as unavailable.
 constexpr auto kOpenTimeout = std::chrono::milliseconds(2000);
@@ -253,12 +261,23 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
     std::lock_guard lock(mutex_);
     on_cancel_ = std::move(on_cancel);
   }
-  // The control message goes on the session's channel; only the owner acts on it.
+  // The cancel goes to the instance the record names as the owner, on that
+  // instance's own channel (an owner is off its sessions' channels while it writes).
   void request_cancel() override {
     net::post(store_->ioc_, [self = shared_from_this()] {
-      self->store_->commands_->command({"PUBLISH", self->store_->channel(self->id_), kCancelMessage},
-                                       [](const RedisValue&) {});
+      self->store_->eval({"EVALSHA", self->store_->cancel_sha_, "1", self->store_->record_key(self->id_),
+                          self->store_->settings_.key_prefix + ":i:", std::string(kCancelMessage) + " " + self->id_},
+                         kCancelScript, [](const RedisValue&) {});
     });
+  }
+
+  void on_cancel_request() {
+    std::function<void()> on_cancel;
+    {
+      std::lock_guard lock(mutex_);
+      if (role_ == Role::kOwner && running_) on_cancel = on_cancel_;
+    }
+    if (on_cancel) on_cancel();
   }
 
   void watch(bool watched, std::function<void()> on_orphaned) override {
@@ -277,16 +296,31 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
       fields.push_back({"turn_params", encode_params(r.turn->params)});
     }
     bool schedule = false;
+    std::optional<bool> writing;  // the turn here started (true) or ended (false)
     {
       std::lock_guard lock(mutex_);
       if (role_ != Role::kOwner) return;
       if (create_) fields.push_back({"owner", store_->settings_.instance_id});
       principal_ = r.principal;
       fields_ = std::move(fields);
+      if (running_ != r.turn.has_value()) writing = r.turn.has_value();
       running_ = r.turn.has_value();
       schedule = !std::exchange(scheduled_, true);
     }
     if (schedule) store_->schedule(shared_from_this());
+    // While its turn runs here this instance is the session's only writer:
+    // it need not hear its own batches published back (one message per
+    // batch), so it leaves the channel until the turn ends. A claim by
+    // another instance meanwhile shows as a refused batch or renewal.
+    if (writing) {
+      net::post(store_->ioc_, [self = shared_from_this(), follow = !*writing] {
+        if (follow) {
+          self->store_->follow(self, nullptr);
+        } else {
+          self->store_->pause_following(self->id_);
+        }
+      });
+    }
   }
 
   void catch_up(std::function<void()> then) override {
@@ -532,7 +566,6 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
         self->role_ = Role::kOwner;
         self->epoch_ = epoch;
         self->create_ = false;
-        self->running_ = true;
         self->last_write_ = Clock::now();
         self->local_->show_through(c.last_offset);
       }
@@ -556,6 +589,7 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
     const uint64_t shown = local_->last_offset();
     local_->discard_after(shown);
     local_->show_through(UINT64_MAX);
+    store_->follow(shared_from_this(), nullptr);  // subscribed again (it left while writing); then it catches up
     catch_up();
   }
 
@@ -660,15 +694,6 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
 
   // A batch published by the owner: "<first>\n<record>\n<record>...".
   void on_published(std::string_view payload) {
-    if (payload == kCancelMessage) {
-      std::function<void()> on_cancel;
-      {
-        std::lock_guard lock(mutex_);
-        if (role_ == Role::kOwner && running_) on_cancel = on_cancel_;
-      }
-      if (on_cancel) on_cancel();
-      return;
-    }
     {
       std::lock_guard lock(mutex_);
       if (!loaded_) {
@@ -781,6 +806,7 @@ RedisJournalStore::RedisJournalStore(RedisStoreSettings settings)
       append_sha_(sha1_hex(kAppendScript)),
       claim_sha_(sha1_hex(kClaimScript)),
       orphaned_sha_(sha1_hex(kOrphanedScript)),
+      cancel_sha_(sha1_hex(kCancelScript)),
       lease_timer_(ioc_) {}
 
 RedisJournalStore::~RedisJournalStore() {
@@ -804,6 +830,17 @@ void RedisJournalStore::start() {
   net::post(ioc_, [self = shared_from_this()] {
     self->commands_->start();
     self->subscriber_->start();
+    // This instance's own channel: cancels of the turns it runs.
+    std::weak_ptr<RedisJournalStore> weak = self;
+    self->subscriber_->subscribe(self->settings_.key_prefix + ":i:" + self->settings_.instance_id,
+                                 [weak](std::string_view, std::string_view payload) {
+                                   auto s = weak.lock();
+                                   if (!s || payload.substr(0, kCancelMessage.size()) != kCancelMessage) return;
+                                   const std::string id(payload.substr(std::min(payload.size(), kCancelMessage.size() + 1)));
+                                   const auto it = s->journals_.find(s->channel(id));
+                                   if (it == s->journals_.end()) return;
+                                   if (auto j = it->second.lock()) j->on_cancel_request();
+                                 });
     self->tick();
   });
   thread_ = std::thread([this] { ioc_.run(); });
@@ -959,6 +996,10 @@ void RedisJournalStore::follow(const std::shared_ptr<RedisJournal>& journal, std
         if (*pending_first) return std::exchange(*pending_first, nullptr)();
         j->catch_up();  // subscribed again after a reconnection: read what was missed
       });
+}
+
+void RedisJournalStore::pause_following(const std::string& id) {
+  subscriber_->unsubscribe(channel(id));  // the journal stays known to tick()
 }
 
 void RedisJournalStore::forget(const std::string& id) {

@@ -111,6 +111,7 @@ class RedisJournalStore final : public JournalStore, public std::enable_shared_f
   // subscription is confirmed, later confirmations make it catch up.
   void follow(const std::shared_ptr<RedisJournal>& journal, std::function<void()> first);
   void forget(const std::string& id);
+  void pause_following(const std::string& id);
   void on_message(std::string_view channel, std::string_view payload);
 
   const RedisStoreSettings settings_;
@@ -123,6 +124,7 @@ class RedisJournalStore final : public JournalStore, public std::enable_shared_f
   const std::string append_sha_;
   const std::string claim_sha_;
   const std::string orphaned_sha_;
+  const std::string cancel_sha_;
   boost::asio::steady_timer lease_timer_;  // tick()
   bool stopped_ = false;                   // store thread
 

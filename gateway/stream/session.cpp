@@ -444,7 +444,11 @@ Admission Session::start_turn(const ChatCommand& chat) {
     }
 
     if (settings_.limits) {
-      if (auto a = settings_.limits->start_turn(principal_, Clock::now()); !a.ok) return a;
+      if (auto a = settings_.limits->start_turn(principal_, Clock::now()); !a.ok) {
+        // A claim marked the session running in a shared store: it is not.
+        if (journal_->claims_turns()) save_record_locked();
+        return a;
+      }
     }
     auto t = std::make_unique<TurnState>();
     t->number = number = ++turns_started_;

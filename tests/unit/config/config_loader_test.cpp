@@ -182,3 +182,43 @@ TEST(ConfigLoader, EnvNames) {
 
 }  // namespace
 }  // namespace sluice
+
+namespace sluice {
+namespace {
+
+TEST(ConfigLoader, TheSharedStoreIsConfiguredByFileAndEnvironment) {
+  auto r = load_toml(R"(
+[store]
+backend = "redis"
+redis_url = "redis://redis.internal:6380/2"
+lease_ms = 1500
+write_timeout_ms = 4000
+continue_taken_over_turns = false
+[server]
+trust_x_forwarded_for = true
+)",
+                     {"SLUICE_STORE_REDIS_PASSWORD=s3cret", "SLUICE_STORE_KEY_PREFIX=shop"});
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(r.config.store.backend, "redis");
+  EXPECT_EQ(r.config.store.redis_url, "redis://redis.internal:6380/2");
+  EXPECT_EQ(r.config.store.redis_password, "s3cret");
+  EXPECT_EQ(r.config.store.key_prefix, "shop");
+  EXPECT_EQ(r.config.store.lease.count(), 1500);
+  EXPECT_EQ(r.config.store.write_timeout.count(), 4000);
+  EXPECT_FALSE(r.config.store.continue_taken_over_turns);
+  EXPECT_TRUE(r.config.server.trust_x_forwarded_for);
+  EXPECT_EQ(load_toml("").config.store.backend, "memory") << "the embedded default stays in memory";
+
+  r = load_toml("[store]\nbackend = \"etcd\"\n");
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.error.find("store.backend"), std::string::npos) << r.error;
+  r = load_toml("[store]\nkey_prefix = \"a{b}\"\n");
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.error.find("store.key_prefix"), std::string::npos) << r.error;
+  r = load_toml("[store]\nlease_ms = 10\n");
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.error.find("store.lease_ms"), std::string::npos) << r.error;
+}
+
+}  // namespace
+}  // namespace sluice
