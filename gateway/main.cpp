@@ -174,6 +174,16 @@ int main(int argc, char** argv) {
       }
       redis_store = std::make_shared<sluice::RedisJournalStore>(rs);
       redis_store->start();
+      // Before the listener opens (nothing is served yet): a few seconds for
+      // the first connection, so that a fleet restarting with its Redis does
+      // not refuse its first clients. Past that it starts anyway, not ready.
+      const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+      while (!redis_store->reachable() && std::chrono::steady_clock::now() < until) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+      if (!redis_store->reachable()) {
+        spdlog::warn("store: redis is not reachable yet; serving without it (/readyz says not ready) until it is");
+      }
       spdlog::info("store: redis at {} (keys {}:{{<session>}}:*), this instance {}, lease {} ms",
                    sluice::redacted_redis_url(config.store.redis_url), config.store.key_prefix, rs.instance_id,
                    rs.lease.count());
@@ -189,8 +199,11 @@ int main(int argc, char** argv) {
     // The local engine's events are moderated and journaled here, never on
     // its scheduler thread nor on an I/O thread (a moderator may be slow).
     net::thread_pool engine_events(2);
-    sluice::SessionSettings session_settings{config.resume.grace, config.session.history_max_bytes,
-                                             principal_limits, plugins};
+    sluice::SessionSettings session_settings;
+    session_settings.grace = config.resume.grace;
+    session_settings.history_max_bytes = config.session.history_max_bytes;
+    session_settings.limits = principal_limits;
+    session_settings.plugins = plugins;
     session_settings.engine_events = engine_events.get_executor();
     session_settings.continue_taken_over_turns = config.store.continue_taken_over_turns;
     auto sessions = std::make_shared<sluice::SessionRegistry>(ioc, store, engine, session_settings,

@@ -103,10 +103,11 @@ std::string_view bearer_token(std::string_view authorization) {
   return token;
 }
 
-std::string sha256_hex(std::string_view data) {
+namespace {
+std::string digest_hex(std::string_view data, const EVP_MD* md) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), digest, &len, EVP_sha256(), nullptr);
+  EVP_Digest(data.data(), data.size(), digest, &len, md, nullptr);
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
   for (unsigned int i = 0; i < len; ++i) {
@@ -115,6 +116,10 @@ std::string sha256_hex(std::string_view data) {
   }
   return out;
 }
+}  // namespace
+
+std::string sha256_hex(std::string_view data) { return digest_hex(data, EVP_sha256()); }
+std::string sha1_hex(std::string_view data) { return digest_hex(data, EVP_sha1()); }
 
 Authenticator::Authenticator(const AuthConfig& config)
     : required_(config.mode == "token"), config_(config) {

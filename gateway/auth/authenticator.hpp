@@ -50,5 +50,7 @@ std::string_view bearer_token(std::string_view authorization);
 
 // Lowercase hex SHA-256 of `data` (how API keys are stored in the config).
 std::string sha256_hex(std::string_view data);
+// Lowercase hex SHA-1 (what Redis names a script by: EVALSHA).
+std::string sha1_hex(std::string_view data);
 
 }  // namespace sluice

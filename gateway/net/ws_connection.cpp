@@ -414,11 +414,6 @@ void WsConnection<Stream>::handle_cancel(const CancelCommand& cancel) {
   // second tab) may stop it with the session's resume token: session ids
   // travel in SSE id lines, headers and logs, the token does not. With a
   // shared store the turn may run on another instance: the cancel reaches it.
-  if (cancel.resume_token.empty()) {
-    return send_error(ErrorCode::kBadMessage,
-                      "cancel of a session not attached to this connection needs its resume_token",
-                      cancel.session_id, cancel.request_id);
-  }
   pause_reading();
   state_->sessions->find_or_open(
       cancel.session_id, principal_, ws_.get_executor(),
@@ -439,6 +434,11 @@ void WsConnection<Stream>::finish_cancel(const CancelCommand& cancel, std::share
     }
     return send_error(ErrorCode::kUnknownSession, "no such session", cancel.session_id,
                       cancel.request_id);
+  }
+  if (cancel.resume_token.empty()) {
+    return send_error(ErrorCode::kBadMessage,
+                      "cancel of a session not attached to this connection needs its resume_token",
+                      cancel.session_id, cancel.request_id);
   }
   if (!session->token_matches(cancel.resume_token)) {
     return send_error(ErrorCode::kBadToken, "resume_token does not match the session",

@@ -1,6 +1,5 @@
 #include "gateway/store/redis_journal_store.hpp"
 
-#include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/post.hpp>
@@ -10,6 +9,7 @@
 
 #include <simdjson.h>
 
+#include "gateway/auth/authenticator.hpp"
 #include "gateway/common/json_writer.hpp"
 #include "gateway/store/event_record.hpp"
 
@@ -96,18 +96,6 @@ if left <= 0 then return 0 end
 return left
 )lua";
 
-std::string sha1_hex(std::string_view data) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), digest, &len, EVP_sha1(), nullptr);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < len; ++i) {
-    out.push_back(kHex[digest[i] >> 4]);
-    out.push_back(kHex[digest[i] & 0xF]);
-  }
-  return out;
-}
 
 bool parse_u64(std::string_view s, uint64_t& out) {
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);

@@ -81,6 +81,19 @@ inline std::string resume(const std::string& session_id, uint64_t offset, const 
   return w.end_object().take();
 }
 
+// A session started with `chat` on `c`: its id and resume token.
+struct Started {
+  std::string session_id;
+  std::string token;
+};
+
+inline Started start_chat(WsClient& c, const std::string& input) {
+  c.send(chat(input, "start"));
+  auto s = c.read_until("session");
+  EXPECT_TRUE(s);
+  return s ? Started{s->session_id, s->resume_token} : Started{};
+}
+
 // A config file for one test, removed at the end.
 struct TempConfig {
   std::string path;

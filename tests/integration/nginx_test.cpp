@@ -176,6 +176,14 @@ TEST(Nginx, WebSocketClientsThatDropAtRandomReadEveryAnswerWhole) {
   std::printf("websocket: %d random drops through nginx, every answer whole\n", drops);
 }
 
+// Starts a streamed chat over the OpenAI face; the response is left to read.
+void post_chat(RawConnection& c, const std::string& content, const char* version = "HTTP/1.1") {
+  const std::string body = R"({"model":"m","stream":true,"messages":[{"role":"user","content":")" + content + R"("}]})";
+  c.send(std::string("POST /v1/chat/completions ") + version +
+         "\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+         "\r\n\r\n" + body);
+}
+
 struct SseEvent {
   uint64_t offset = 0;
   std::string content;
@@ -232,10 +240,7 @@ TEST(Nginx, SseClientsThatDropAtRandomResumeWithLastEventId) {
     const std::string prompt = "流 " + std::to_string(s) + " 📡";
     // The turn starts over the OpenAI face; its headers name the session.
     RawConnection start(fleet.nginx->port());
-    const std::string body = R"({"model":"m","stream":true,"messages":[{"role":"user","content":")" + prompt +
-                             R"( [[sim repeat=24]]"}]})";
-    start.send("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
-               std::to_string(body.size()) + "\r\n\r\n" + body);
+    post_chat(start, prompt + " [[sim repeat=24]]");
     std::string head = start.read_some(5s, "\r\n\r\n");
     std::smatch m;
     ASSERT_TRUE(std::regex_search(head, m, std::regex("X-Sluice-Session-Id: (\\S+)"))) << head;
@@ -277,10 +282,8 @@ TEST(Nginx, TokensAreNotHeldBackAndTheAccessLogNamesTheClient) {
   SKIP_WITHOUT_FLEET();
   Fleet fleet({"--rate", "5"});
   RawConnection c(fleet.nginx->port());
-  const std::string body = R"({"model":"m","stream":true,"messages":[{"role":"user","content":"缓冲 buffering"}]})";
   const auto sent = std::chrono::steady_clock::now();
-  c.send("POST /v1/chat/completions HTTP/1.0\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
-         std::to_string(body.size()) + "\r\n\r\n" + body);
+  post_chat(c, "缓冲 buffering", "HTTP/1.0");  // HTTP/1.0: the stream as it is, to the close
   const std::string first = c.read_some(10s, "\"content\"");
   const auto first_at = std::chrono::steady_clock::now() - sent;
   ASSERT_NE(first.find("\"content\""), std::string::npos) << first;

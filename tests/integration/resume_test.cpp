@@ -12,18 +12,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-struct Started {
-  std::string session_id;
-  std::string token;
-};
-
-Started start_chat(WsClient& c, const std::string& input) {
-  c.send(chat(input, "start"));
-  auto s = c.read_until("session");
-  EXPECT_TRUE(s);
-  return s ? Started{s->session_id, s->resume_token} : Started{};
-}
-
 Frame resume_failure(uint16_t port, const std::string& sid, uint64_t offset,
                      const std::string& token) {
   WsClient c(port);

@@ -25,18 +25,6 @@ std::vector<std::string> redis_env(const RedisServer& redis, std::vector<std::st
   return env;
 }
 
-struct Started {
-  std::string session_id;
-  std::string token;
-};
-
-Started start_chat(WsClient& c, const std::string& input) {
-  c.send(chat(input, "start"));
-  auto s = c.read_until("session");
-  EXPECT_TRUE(s);
-  return s ? Started{s->session_id, s->resume_token} : Started{};
-}
-
 TEST(ScaleOut, AnswerResumedOnAnotherInstanceMidTurnIsByteExact) {
   SKIP_WITHOUT_REDIS();
   RedisServer redis;
