@@ -349,7 +349,10 @@ void WsConnection<Stream>::handle_chat(const ChatCommand& chat) {
 
 template <class Stream>
 void WsConnection<Stream>::start_turn(Session& session, const ChatCommand& chat, const Admission& claimed) {
-  if (ended_) return;
+  if (ended_) {
+    if (claimed.ok) session.release_claim();
+    return;
+  }
   const Admission a = claimed.ok ? session.start_turn(chat) : claimed;
   if (!a.ok) {
     send(error_message(a.code, a.message, session.id(), chat.request_id, 0, a.retry_after.count()));

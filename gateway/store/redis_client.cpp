@@ -215,6 +215,7 @@ void RedisClient::handshake() {
     if (logged_down_) spdlog::info("redis ({}): connected again", name_);
     logged_down_ = false;
     connected_ = true;
+    unsubscribing_.clear();  // a new connection has no subscriptions
     for (const auto& [channel, sub] : subscriptions_) send_subscribe(channel);
     if (on_connect_) on_connect_();
   });
@@ -278,12 +279,15 @@ void RedisClient::command(const std::vector<std::string_view>& args, Callback do
 
 void RedisClient::subscribe(const std::string& channel, Message on_message, std::function<void()> subscribed) {
   subscriptions_[channel] = {std::move(on_message), std::move(subscribed)};
-  if (ctx_ && connected()) send_subscribe(channel);
+  // After an UNSUBSCRIBE still on its way, its reply would drop the new
+  // subscription's callback inside hiredis: it is sent once that reply is in.
+  if (ctx_ && connected() && !unsubscribing_.count(channel)) send_subscribe(channel);
 }
 
 void RedisClient::unsubscribe(const std::string& channel) {
   if (subscriptions_.erase(channel) == 0) return;
   if (!ctx_ || !connected()) return;
+  if (!unsubscribing_.insert(channel).second) return;  // one on its way already
   const char* argv[] = {"UNSUBSCRIBE", channel.data()};
   const size_t lens[] = {11, channel.size()};
   redisAsyncCommandArgv(ctx_, &RedisClient::subscriber_reply, this, 2, argv, lens);
@@ -308,6 +312,12 @@ void RedisClient::subscriber_reply(redisAsyncContext*, void* reply, void* privda
   if (kind->type != REDIS_REPLY_STRING || channel->type != REDIS_REPLY_STRING) return;
   const std::string_view k(kind->str, kind->len);
   const std::string name(channel->str, channel->len);
+  if (k == "unsubscribe") {
+    self->unsubscribing_.erase(name);
+    // Subscribed again meanwhile: now it can go.
+    if (self->subscriptions_.count(name) && self->ctx_ && self->connected()) self->send_subscribe(name);
+    return;
+  }
   const auto it = self->subscriptions_.find(name);
   if (it == self->subscriptions_.end()) return;
   if (k == "message" && r->element[2]->type == REDIS_REPLY_STRING) {

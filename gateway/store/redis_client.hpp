@@ -32,6 +32,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "gateway/store/redis_url.hpp"
@@ -118,6 +119,7 @@ class RedisClient : public std::enable_shared_from_this<RedisClient> {
     std::function<void()> subscribed;
   };
   std::unordered_map<std::string, Subscription> subscriptions_;
+  std::unordered_set<std::string> unsubscribing_;  // UNSUBSCRIBE sent, its reply not in yet
   uint64_t commands_sent_ = 0;
   bool logged_down_ = false;  // one log line per outage, not per retry
 };

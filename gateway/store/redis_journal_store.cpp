@@ -27,14 +27,18 @@ namespace {
 
 // Appends a batch. KEYS[1] the record hash, KEYS[2] the stream.
 // ARGV[1] epoch, ARGV[2] first offset, ARGV[3] TTL (ms), ARGV[4] stream cap,
-// ARGV[5] channel, ARGV[6] "1": create the record (it must not exist),
-// ARGV[7] lease (ms; 0: leave it), ARGV[8] n, ARGV[9 .. 8+2n] record fields
-// and values, then the events. Returns the record's last offset.
+// ARGV[5] channel, ARGV[6] the creating instance ("" but for the first
+// batch: the record must not exist, unless this instance made it by a batch
+// whose reply was lost), ARGV[7] lease (ms; 0: leave it), ARGV[8] n,
+// ARGV[9 .. 8+2n] record fields and values, then the events. Events Redis
+// already holds (a batch sent again, whole or merged with later events)
+// are skipped. Returns the record's last offset.
 const std::string kAppendScript = SLUICE_LUA_NOW R"lua(
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if ARGV[6] == '1' then
-  if epoch then return redis.error_reply('EXISTS session record already exists') end
-  redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'last', '0')
+if ARGV[6] ~= '' and not epoch then
+  redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'last', '0', 'owner', ARGV[6])
+elseif ARGV[6] ~= '' and redis.call('HGET', KEYS[1], 'owner') ~= ARGV[6] then
+  return redis.error_reply('EXISTS session record already exists')
 elseif epoch ~= ARGV[1] then
   return redis.error_reply('FENCED epoch is ' .. tostring(epoch) .. ', not ' .. ARGV[1])
 end
@@ -43,19 +47,20 @@ local first = tonumber(ARGV[2])
 local n = tonumber(ARGV[8])
 local base = 9 + 2 * n
 local count = #ARGV - base + 1
-local again = count > 0 and first + count - 1 <= last
-if count > 0 and not again and first ~= last + 1 then
+if count > 0 and first > last + 1 then
   return redis.error_reply('GAP the stream ends at ' .. last .. ', the batch starts at ' .. first)
 end
 if n > 0 then redis.call('HSET', KEYS[1], unpack(ARGV, 9, 8 + 2 * n)) end
 if tonumber(ARGV[7]) > 0 then redis.call('HSET', KEYS[1], 'lease', now + tonumber(ARGV[7])) end
-if count > 0 and not again then
-  for i = 0, count - 1 do
+local skip = 0
+if count > 0 then skip = last + 1 - first end
+if count > skip then
+  for i = skip, count - 1 do
     redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], (first + i) .. '-0', 'd', ARGV[base + i])
   end
   last = first + count - 1
   redis.call('HSET', KEYS[1], 'last', last)
-  redis.call('PUBLISH', ARGV[5], ARGV[2] .. '\n' .. table.concat(ARGV, '\n', base))
+  redis.call('PUBLISH', ARGV[5], (first + skip) .. '\n' .. table.concat(ARGV, '\n', base + skip))
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
@@ -82,6 +87,9 @@ if ARGV[4] == 'takeover' and not (running and not live) then
 end
 local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'lease', now + tonumber(ARGV[2]), 'running', '1')
+-- A new turn's own fields come with its first batch; the last turn's go now,
+-- so that a loss before then is never taken for that turn.
+if ARGV[4] == 'turn' then redis.call('HDEL', KEYS[1], 'turn_first', 'turn_request', 'turn_model', 'turn_params') end
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return {epoch, all}
 )lua";
@@ -288,7 +296,6 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
     {
       std::lock_guard lock(mutex_);
       if (role_ != Role::kOwner) return;
-      if (create_) fields.push_back({"owner", store_->settings_.instance_id});
       principal_ = r.principal;
       fields_ = std::move(fields);
       if (running_ != r.turn.has_value()) writing = r.turn.has_value();
@@ -365,7 +372,7 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
               std::to_string(s.retention.count()),
               std::to_string(s.stream_max_events),
               store_->channel(id_),
-              create_ ? "1" : "0",
+              create_ ? s.instance_id.empty() ? std::string("-") : s.instance_id : std::string(),
               std::to_string(running_ ? s.lease.count() : 0),
               std::to_string(inflight_fields_ ? inflight_fields_->size() : 0)};
       if (inflight_fields_) {
@@ -386,6 +393,7 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
     uint64_t through = 0;
     std::function<void()> listener;
     std::vector<std::function<void()>> recorded;
+    std::vector<DeferredClaim> claims;
     bool more = false;
     {
       std::lock_guard lock(mutex_);
@@ -403,8 +411,10 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
       listener = listener_;
       more = !pending_.empty() || fields_;
       if (more) scheduled_ = true;
+      if (!more) claims.swap(deferred_claims_);
     }
     if (through) ++store_->batches_written_;
+    for (auto& c : claims) send_claim(c.kind, std::move(c.done));
     if (more) store_->schedule(shared_from_this());
     for (auto& f : recorded) f();  // before the listener: a face sends the session before its events
     if (through && listener) listener();
@@ -438,6 +448,12 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
       spdlog::warn("session {}: another instance holds this session now ({}); this instance follows it", id_, why);
       become_follower();
       if (on_fenced) on_fenced();
+      std::vector<DeferredClaim> claims;
+      {
+        std::lock_guard lock(mutex_);
+        claims.swap(deferred_claims_);
+      }
+      for (auto& c : claims) send_claim(c.kind, std::move(c.done));
       return;
     }
     if (!store_->commands_->connected()) return store_->wait_for_connection(weak_from_this());
@@ -518,6 +534,12 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
     std::string principal;
     {
       std::lock_guard lock(mutex_);
+      // What this instance still has to write goes first: a claim must see
+      // the stream this copy holds (the done of the turn before, say).
+      if (in_flight_ || !pending_.empty() || fields_) {
+        deferred_claims_.push_back({kind, std::move(done)});
+        return;
+      }
       principal = principal_;
     }
     const auto& s = store_->settings_;
@@ -548,7 +570,15 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
     // The local copy must hold everything Redis has, and nothing it does not.
     const uint64_t here = local_->last_appended();
     if (here > c.last_offset) local_->discard_after(c.last_offset);
-    auto finish = [self = shared_from_this(), epoch, c = std::move(c), done = std::move(done)]() mutable {
+    auto finish = [self = shared_from_this(), epoch, c = std::move(c), done = std::move(done)](bool whole) mutable {
+      if (!whole) {
+        // Never append after a copy that lacks events: offsets would clash.
+        spdlog::error("session {}: could not read events {}..{} from Redis; the claim is given up", self->id_,
+                      self->local_->last_appended() + 1, c.last_offset);
+        TurnClaim failed;
+        failed.message = "the session's events could not be read from the store";
+        return done(std::move(failed));
+      }
       {
         std::lock_guard lock(self->mutex_);
         self->role_ = Role::kOwner;
@@ -560,14 +590,10 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
       c.outcome = TurnClaim::Outcome::kClaimed;
       done(std::move(c));
     };
-    if (local_->last_appended() >= c.last_offset) return finish();
-    fetch_after(local_->last_appended(), [self = shared_from_this(), target = c.last_offset,
-                                          finish = std::move(finish)]() mutable {
-      if (self->local_->last_appended() < target) {
-        spdlog::error("session {}: Redis's stream lacks events {}..{}; the turn goes on from what it has",
-                      self->id_, self->local_->last_appended() + 1, target);
-      }
-      finish();
+    if (local_->last_appended() >= c.last_offset) return finish(true);
+    const uint64_t target = c.last_offset;
+    fetch_after(local_->last_appended(), [self = shared_from_this(), target, finish = std::move(finish)]() mutable {
+      finish(self->local_->last_appended() >= target);
     });
   }
 
@@ -710,7 +736,10 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
 
   // Reads what the stream has after the local copy's last event.
   void catch_up() {
-    if (catching_up_) return;
+    if (catching_up_) {
+      catch_up_again_ = true;  // what is missing may have been stored after the read in flight
+      return;
+    }
     {
       std::lock_guard lock(mutex_);
       if (in_flight_ || !pending_.empty()) return;  // writing: nothing can be missing
@@ -720,6 +749,7 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
     fetch_after(before, [self = shared_from_this(), before] {
       self->catching_up_ = false;
       if (self->local_->last_appended() != before) self->notify();
+      if (std::exchange(self->catch_up_again_, false)) self->catch_up();
     });
   }
 
@@ -748,6 +778,10 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
     std::string record;
   };
   using Fields = std::vector<std::pair<std::string, std::string>>;
+  struct DeferredClaim {
+    ClaimKind kind;
+    std::function<void(TurnClaim)> done;
+  };
 
   const std::shared_ptr<RedisJournalStore> store_;
   const std::string id_;
@@ -775,6 +809,7 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
   std::optional<Fields> inflight_fields_;
   bool create_ = true;       // the owner's first batch creates the record
   std::vector<std::function<void()>> recorded_;  // when_recorded, until it is
+  std::vector<DeferredClaim> deferred_claims_;    // until what is pending is written
   bool in_flight_ = false;
   bool scheduled_ = false;   // in the store's list for its next flush
   bool running_ = false;     // a turn runs here: batches renew its lease
@@ -784,6 +819,7 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
   bool loaded_ = false;
   std::vector<std::string> early_;  // published before the load was done
   bool catching_up_ = false;
+  bool catch_up_again_ = false;
 };
 
 RedisJournalStore::RedisJournalStore(RedisStoreSettings settings)

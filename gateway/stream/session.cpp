@@ -336,6 +336,11 @@ Admission Session::on_claimed(TurnClaim c) {
   return {};
 }
 
+void Session::release_claim() {
+  std::lock_guard lock(mutex_);
+  if (!turn_ && journal_->claims_turns()) save_record_locked();
+}
+
 void Session::on_fenced() {
   {
     std::lock_guard lock(mutex_);
@@ -366,7 +371,17 @@ void Session::on_taken_over(TurnClaim c) {
     std::lock_guard lock(mutex_);
     taking_over_ = false;
     // Another instance won it, or the turn ended meanwhile.
-    if (c.outcome != TurnClaim::Outcome::kClaimed || !c.record.turn || turn_) return;
+    if (c.outcome != TurnClaim::Outcome::kClaimed || turn_) return;
+    if (!c.record.turn) {
+      // Claimed for a turn that never began (its instance went between the
+      // claim and the turn's first write): nothing runs.
+      follower_ = false;
+      fresh_ = false;
+      history_ = std::move(c.record.history);
+      last_appended_ = c.last_offset;
+      save_record_locked();
+      return;
+    }
     follower_ = false;
     fresh_ = false;
     history_ = std::move(c.record.history);

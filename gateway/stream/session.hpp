@@ -83,6 +83,9 @@ class Session : public std::enable_shared_from_this<Session> {
   // Starts a turn. Refused with kSessionBusy when one is running, or with the
   // principal's limit that stands in the way.
   Admission start_turn(const ChatCommand& chat);
+  // A claim (prepare_turn) that is not followed by start_turn (the client
+  // went): the store is told that no turn runs.
+  void release_claim();
   // Stops the running turn; its `done` says "cancelled" (with `why` as the
   // error before it when given).
   void cancel(std::optional<TurnError> why = std::nullopt);

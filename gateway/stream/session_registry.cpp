@@ -65,34 +65,47 @@ bool SessionRegistry::find_or_open(const std::string& id, const std::string& pri
     return true;
   }
   {
-    // Another principal's session that is here is unknown, and stays so.
     std::lock_guard lock(mutex_);
+    // Another principal's session that is here is unknown, and stays so.
     if (sessions_.count(id)) {
       done(nullptr, Lookup::kUnknown);
       return true;
     }
+    // Opened once, however many ask at the same moment (two copies of one
+    // journal would each follow the same channel).
+    auto& waiters = opening_[id];
+    waiters.push_back({principal, executor, std::move(done)});
+    if (waiters.size() > 1) return false;
   }
-  store_->open(id, [self = shared_from_this(), id, principal, executor,
-                    done = std::move(done)](JournalStore::Opened o) mutable {
-    std::shared_ptr<Session> found;
-    Lookup why = Lookup::kUnknown;
-    if (o.outcome == JournalStore::Opened::Outcome::kUnavailable) {
-      why = Lookup::kUnavailable;
-    } else if (o.outcome == JournalStore::Opened::Outcome::kFound && o.record.principal == principal) {
-      auto opened = std::make_shared<Session>(id, std::move(o.record), std::move(o.journal), self->engine_,
-                                              self->settings_, net::make_strand(self->ioc_));
-      {
-        std::lock_guard lock(self->mutex_);
-        auto [it, inserted] = self->sessions_.emplace(id, opened);
-        found = it->second;  // opened twice at once: the first one stays
-        if (!inserted) opened.reset();
-      }
-      if (opened) opened->listen_to_journal();
-      why = Lookup::kFound;
+  store_->open(id, [self = shared_from_this(), id](JournalStore::Opened o) mutable {
+    std::shared_ptr<Session> opened;
+    const bool found = o.outcome == JournalStore::Opened::Outcome::kFound;
+    const std::string owner = o.record.principal;
+    if (found) {
+      opened = std::make_shared<Session>(id, std::move(o.record), std::move(o.journal), self->engine_,
+                                         self->settings_, net::make_strand(self->ioc_));
+      opened->listen_to_journal();  // before anyone can attach
     }
-    net::post(executor, [done = std::move(done), found = std::move(found), why]() mutable {
-      done(std::move(found), why);
-    });
+    std::vector<OpenWaiter> waiters;
+    {
+      std::lock_guard lock(self->mutex_);
+      if (opened) opened = self->sessions_.emplace(id, opened).first->second;
+      waiters = std::move(self->opening_[id]);
+      self->opening_.erase(id);
+    }
+    for (auto& w : waiters) {
+      Lookup why = Lookup::kUnknown;
+      std::shared_ptr<Session> session;
+      if (o.outcome == JournalStore::Opened::Outcome::kUnavailable) {
+        why = Lookup::kUnavailable;
+      } else if (opened && owner == w.principal) {
+        session = opened;
+        why = Lookup::kFound;
+      }
+      net::post(w.executor, [done = std::move(w.done), session = std::move(session), why]() mutable {
+        done(std::move(session), why);
+      });
+    }
   });
   return false;
 }

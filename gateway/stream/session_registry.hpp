@@ -16,6 +16,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "gateway/stream/journal.hpp"
 #include "gateway/stream/session.hpp"
@@ -86,6 +87,12 @@ class SessionRegistry : public std::enable_shared_from_this<SessionRegistry> {
 
   mutable std::mutex mutex_;
   std::unordered_map<std::string, std::shared_ptr<Session>> sessions_;
+  struct OpenWaiter {
+    std::string principal;
+    boost::asio::any_io_executor executor;
+    Found done;
+  };
+  std::unordered_map<std::string, std::vector<OpenWaiter>> opening_;  // opens from the store in flight
   // Forgotten session ids and their principals, so that a late resume by
   // the same principal can say "expired" (to anyone else it is unknown).
   std::unordered_map<std::string, std::string> tombstones_;

@@ -129,14 +129,16 @@ TEST(RedisJournalStore, EventsAreReadableOnlyOnceRedisHoldsThem) {
   EXPECT_FALSE(journal->readable_at_append());
   journal->save_record({"alice", "abc123", {{"user", "你好", {}, {}}}, 1, std::nullopt});
 
-  // Redis paused (SIGSTOP would stop the test's own client too: use a
-  // blocking command on another connection to hold the server instead).
-  std::thread blocker([&] { redis.call({"DEBUG", "SLEEP", "0.5"}); });
-  std::this_thread::sleep_for(50ms);
+  // Redis holds every write for 500 ms (CLIENT PAUSE WRITE): the appends
+  // meanwhile are not readable, then arrive in a few batches.
+  ASSERT_TRUE(eventually([&] { return redis.call({"EXISTS", "t1:{s1}:r"}).integer == 1; }));
+  ASSERT_EQ(redis.call({"CLIENT", "PAUSE", "500", "WRITE"}).str, "OK");
+  const auto paused = std::chrono::steady_clock::now();
   for (int i = 0; i < 100; ++i) journal->append(delta("第" + std::to_string(i) + "个 "));
-  EXPECT_EQ(journal->last_offset(), 0u) << "nothing is readable before Redis holds it";
-  EXPECT_TRUE(journal->read(0, 1 << 20).events.empty());
-  blocker.join();
+  if (std::chrono::steady_clock::now() - paused < 400ms) {
+    EXPECT_EQ(journal->last_offset(), 0u) << "nothing is readable before Redis holds it";
+    EXPECT_TRUE(journal->read(0, 1 << 20).events.empty());
+  }
 
   ASSERT_TRUE(eventually([&] { return journal->last_offset() == 100; }));
   EXPECT_GT(told.load(), 0);
@@ -189,18 +191,28 @@ TEST(RedisJournalStore, TheScriptTakesABatchOnceAndRefusesGaps) {
     args.insert(args.end(), events.begin(), events.end());
     return redis.call(args);
   };
-  EXPECT_EQ(batch("1", "1", {R"({"t":"d","x":"a"})", R"({"t":"d","x":"b"})"}).integer, 2);
-  // The same batch again (its reply was lost): taken once.
-  EXPECT_EQ(batch("1", "0", {R"({"t":"d","x":"a"})", R"({"t":"d","x":"b"})"}).integer, 2);
+  EXPECT_EQ(batch("1", "inst-a", {R"({"t":"d","x":"a"})", R"({"t":"d","x":"b"})"}).integer, 2);
+  // The creating batch again (its reply was lost): its own creator's, so taken, once.
+  EXPECT_EQ(batch("1", "inst-a", {R"({"t":"d","x":"a"})", R"({"t":"d","x":"b"})"}).integer, 2);
+  // The same batch again as a plain one: taken once.
+  EXPECT_EQ(batch("1", "", {R"({"t":"d","x":"a"})", R"({"t":"d","x":"b"})"}).integer, 2);
   EXPECT_EQ(redis.call({"XLEN", "t3:{s}:j"}).integer, 2);
+  // A batch sent again merged with later events: only the new ones are appended.
+  EXPECT_EQ(batch("2", "", {R"({"t":"d","x":"b"})", R"({"t":"d","x":"c"})", R"({"t":"d","x":"d"})"}).integer, 4);
+  auto range = redis.call({"XRANGE", "t3:{s}:j", "-", "+"});
+  ASSERT_EQ(range.elements.size(), 4u);
+  EXPECT_EQ(range.elements[2].elements[0].str, "3-0");
+  EXPECT_EQ(range.elements[2].elements[1].elements[1].str, R"({"t":"d","x":"c"})");
   // A batch that would leave a hole is refused.
-  auto gap = batch("5", "0", {R"({"t":"d","x":"e"})"});
+  auto gap = batch("7", "", {R"({"t":"d","x":"g"})"});
   EXPECT_TRUE(gap.error);
   EXPECT_NE(gap.str.find("GAP"), std::string::npos) << gap.str;
-  // A second creator of the same session is refused.
-  EXPECT_TRUE(batch("1", "1", {R"({"t":"d","x":"x"})"}).error);
-  EXPECT_EQ(batch("3", "0", {R"({"t":"d","x":"c"})"}).integer, 3);
-  EXPECT_EQ(redis.call({"XLEN", "t3:{s}:j"}).integer, 3);
+  // Another instance creating the same session is refused.
+  auto other = batch("1", "inst-b", {R"({"t":"d","x":"x"})"});
+  EXPECT_TRUE(other.error);
+  EXPECT_NE(other.str.find("EXISTS"), std::string::npos) << other.str;
+  EXPECT_EQ(batch("5", "", {R"({"t":"d","x":"e"})"}).integer, 5);
+  EXPECT_EQ(redis.call({"XLEN", "t3:{s}:j"}).integer, 5);
 }
 
 TEST(RedisJournalStore, AnotherInstanceFollowsTheStreamWithNoGapOrDuplicate) {

@@ -333,7 +333,8 @@ TEST(ScaleOut, RedisRestartedMidAnswer) {
     EXPECT_EQ(rest.error->code, "store_unavailable");
     ASSERT_TRUE(rest.done);
     EXPECT_EQ(rest.done->finish_reason, "cancelled");
-    // The instance serves new turns again.
+    // The instance serves new turns again, once it has Redis back.
+    for (int i = 0; i < 500 && http_get(a->port(), "/readyz").status != 200; ++i) std::this_thread::sleep_for(20ms);
     WsClient again(a->port());
     Started t = start_chat(again, "恢复 back");
     EXPECT_EQ(read_turn(again, t.session_id).text, expected_text("恢复 back"));
