@@ -73,7 +73,7 @@ TEST(RedisClient, CommandsRepliesAndReconnection) {
   boost::asio::io_context ioc;
   std::string error;
   auto client = std::make_shared<RedisClient>(ioc, *parse_redis_url(redis.url(), error), "test");
-  int connects = 0;
+  std::atomic<int> connects{0};  // counted on the client's thread
   client->on_connect([&] { ++connects; });
   client->start();
   std::thread t([&] {
