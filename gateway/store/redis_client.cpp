@@ -274,7 +274,6 @@ void RedisClient::command(const std::vector<std::string_view>& args, Callback do
     net::post(ioc_, [done = std::move(*owned)] { done(RedisValue::error("connection lost")); });
     return;
   }
-  ++commands_sent_;
 }
 
 void RedisClient::subscribe(const std::string& channel, Message on_message, std::function<void()> subscribed) {
@@ -291,14 +290,12 @@ void RedisClient::unsubscribe(const std::string& channel) {
   const char* argv[] = {"UNSUBSCRIBE", channel.data()};
   const size_t lens[] = {11, channel.size()};
   redisAsyncCommandArgv(ctx_, &RedisClient::subscriber_reply, this, 2, argv, lens);
-  ++commands_sent_;
 }
 
 void RedisClient::send_subscribe(const std::string& channel) {
   const char* argv[] = {"SUBSCRIBE", channel.data()};
   const size_t lens[] = {9, channel.size()};
   redisAsyncCommandArgv(ctx_, &RedisClient::subscriber_reply, this, 2, argv, lens);
-  ++commands_sent_;
 }
 
 // Every reply of a subscriber connection: ["subscribe", channel, count],

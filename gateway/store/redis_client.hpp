@@ -88,8 +88,6 @@ class RedisClient : public std::enable_shared_from_this<RedisClient> {
   void unsubscribe(const std::string& channel);
 
   const std::string& name() const { return name_; }
-  // Commands sent since start (for tests and metrics).
-  uint64_t commands_sent() const { return commands_sent_; }
 
  private:
   struct Watch;  // the descriptor and its wanted events (hiredis's ev.data)
@@ -120,7 +118,6 @@ class RedisClient : public std::enable_shared_from_this<RedisClient> {
   };
   std::unordered_map<std::string, Subscription> subscriptions_;
   std::unordered_set<std::string> unsubscribing_;  // UNSUBSCRIBE sent, its reply not in yet
-  uint64_t commands_sent_ = 0;
   bool logged_down_ = false;  // one log line per outage, not per retry
 };
 

@@ -523,11 +523,6 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
     });
   }
 
-  bool has_pending() {
-    std::lock_guard lock(mutex_);
-    return !pending_.empty() || fields_ || in_flight_;
-  }
-
   // ---- claims (store thread) ----
 
   void send_claim(ClaimKind kind, std::function<void(TurnClaim)> done) {

@@ -68,11 +68,6 @@ class Session : public std::enable_shared_from_this<Session> {
   void when_recorded(const boost::asio::any_io_executor& executor, std::function<void()> f) {
     journal_->when_recorded([executor, f = std::move(f)]() mutable { boost::asio::post(executor, std::move(f)); });
   }
-  // Opened from a shared store: another instance runs its turns.
-  bool follows_another_instance() const {
-    std::lock_guard lock(mutex_);
-    return follower_;
-  }
 
   // With a shared store a turn first claims the session (another instance
   // may hold it, and may have run turns since): call this before
