@@ -166,6 +166,7 @@ int main(int argc, char** argv) {
       rs.memory_budget_bytes = config.resume.memory_budget_bytes;
       rs.lease = config.store.lease;
       rs.write_timeout = config.store.write_timeout;
+      rs.command_timeout = config.store.command_timeout;
       rs.instance_id = config.store.instance_id;
       if (rs.instance_id.empty()) {
         char host[256] = {};

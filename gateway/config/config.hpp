@@ -71,6 +71,7 @@ struct StoreConfig {
   size_t stream_max_events = 100'000;  // per session: the stream's cap (MAXLEN ~)
   Millis lease{3000};              // an instance's hold on a running turn; lost after this long
   Millis write_timeout{10'000};    // a running answer waits this long for Redis, then ends (store_unavailable)
+  Millis command_timeout{3000};    // a Redis connection with no reply this long is dropped and made again
   std::string instance_id;         // empty: host name, pid and a random suffix
   bool continue_taken_over_turns = true;  // false: a lost instance's turn ends with instance_lost
 };

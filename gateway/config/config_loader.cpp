@@ -360,6 +360,7 @@ const std::vector<Option>& schema() {
                       [](Config& c) -> size_t& { return c.store.stream_max_events; }),
       millis("store.lease_ms", 300, 600'000, [](Config& c) -> Millis& { return c.store.lease; }),
       millis("store.write_timeout_ms", 100, 3'600'000, [](Config& c) -> Millis& { return c.store.write_timeout; }),
+      millis("store.command_timeout_ms", 100, 600'000, [](Config& c) -> Millis& { return c.store.command_timeout; }),
       string("store.instance_id", [](Config& c) -> std::string& { return c.store.instance_id; }),
       boolean("store.continue_taken_over_turns",
               [](Config& c) -> bool& { return c.store.continue_taken_over_turns; }),

@@ -260,9 +260,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>>,
         return reply(http::status::service_unavailable, keep,
                      R"({"status":"not_ready","reason":"every upstream is ejected"})");
       }
-      if (!state_->sessions->store().reachable()) {
-        return reply(http::status::service_unavailable, keep,
-                     R"({"status":"not_ready","reason":"the session store (redis) cannot be reached"})");
+      if (const auto& store = state_->sessions->store(); !store.reachable()) {
+        std::string body = R"({"status":"not_ready","reason":)";
+        append_json_string(body, "the session store (redis) " + store.unreachable_reason());
+        return reply(http::status::service_unavailable, keep, body + "}");
       }
       return reply(http::status::ok, keep, R"({"status":"ready"})");
     }

@@ -109,7 +109,7 @@ RedisValue to_redis_value(const redisReply* r) {
 }
 
 RedisClient::RedisClient(net::io_context& ioc, RedisEndpoint endpoint, std::string name)
-    : ioc_(ioc), endpoint_(std::move(endpoint)), name_(std::move(name)), retry_timer_(ioc) {}
+    : ioc_(ioc), endpoint_(std::move(endpoint)), name_(std::move(name)), retry_timer_(ioc), reply_timer_(ioc) {}
 
 RedisClient::~RedisClient() {
   stopped_ = true;
@@ -124,11 +124,13 @@ RedisClient::~RedisClient() {
 void RedisClient::start() {
   stopped_ = false;
   connect();
+  watch_replies();
 }
 
 void RedisClient::stop() {
   stopped_ = true;
   retry_timer_.cancel();
+  reply_timer_.cancel();
   connected_ = false;
   if (ctx_) redisAsyncDisconnect(ctx_);  // replies in flight still arrive; then it is freed
 }
@@ -148,6 +150,7 @@ void RedisClient::connect() {
     return retry_later();
   }
   ac->data = this;
+  sent_.clear();  // a new connection: nothing of the old one is awaited
   watch_ = std::make_shared<Watch>(ioc_, ac, ac->c.fd);
   ac->ev.data = watch_.get();
   ac->ev.addRead = &Watch::add_read;
@@ -161,6 +164,36 @@ void RedisClient::connect() {
   // The non-blocking connect completes when the socket turns writable.
   Watch::add_write(watch_.get());
   handshake();
+}
+
+// Checks, a few times per reply timeout, whether the oldest command has waited too long.
+void RedisClient::watch_replies() {
+  if (stopped_ || reply_timeout_.count() <= 0) return;
+  reply_timer_.expires_after(std::max(std::chrono::milliseconds(10), reply_timeout_ / 4));
+  reply_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec || stopped_) return;
+    if (ctx_ && !sent_.empty() && std::chrono::steady_clock::now() - sent_.front() > reply_timeout_) {
+      drop_silent_connection();
+    }
+    watch_replies();
+  });
+}
+
+void RedisClient::drop_silent_connection() {
+  spdlog::warn("redis ({}): no reply for over {} ms ({} commands waiting); dropping the connection and "
+               "connecting again",
+               name_, reply_timeout_.count(), sent_.size());
+  logged_down_ = true;  // the reconnection says when it is back
+  redisAsyncContext* const ac = ctx_;
+  connected_ = false;  // commands issued by the failing callbacks fail at once
+  // Every command in flight gets its callback with no reply ("connection
+  // lost"); a connection that was up reports its loss (disconnect_callback).
+  redisAsyncFree(ac);
+  sent_.clear();
+  if (ctx_ == ac) {  // it never was connected: no disconnect callback came
+    ctx_ = nullptr;
+    retry_later();
+  }
 }
 
 void RedisClient::retry_later() {
@@ -187,7 +220,9 @@ void RedisClient::handshake() {
     if (redisAsyncCommandArgv(ac, &RedisClient::command_reply, cb, static_cast<int>(argv.size()), argv.data(),
                               lens.data()) != REDIS_OK) {
       delete cb;
+      return;
     }
+    note_sent();
   };
   auto failed = [this, ac](const char* what, const RedisValue& v) {
     if (ctx_ != ac || v.str == "connection lost") return;
@@ -248,8 +283,11 @@ void RedisClient::disconnect_callback(const redisAsyncContext* ac, int status) {
   net::post(self->ioc_, [self] { self->retry_later(); });
 }
 
-void RedisClient::command_reply(redisAsyncContext*, void* reply, void* privdata) {
+void RedisClient::command_reply(redisAsyncContext* ac, void* reply, void* privdata) {
   std::unique_ptr<Callback> cb(static_cast<Callback*>(privdata));
+  if (auto* self = static_cast<RedisClient*>(ac->data); self && self->ctx_ == ac && !self->sent_.empty()) {
+    self->sent_.pop_front();
+  }
   if (*cb) (*cb)(to_redis_value(static_cast<redisReply*>(reply)));
 }
 
@@ -274,6 +312,7 @@ void RedisClient::command(const std::vector<std::string_view>& args, Callback do
     net::post(ioc_, [done = std::move(*owned)] { done(RedisValue::error("connection lost")); });
     return;
   }
+  note_sent();
 }
 
 void RedisClient::subscribe(const std::string& channel, Message on_message, std::function<void()> subscribed) {

@@ -27,6 +27,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -75,6 +76,11 @@ class RedisClient : public std::enable_shared_from_this<RedisClient> {
   bool connected() const { return connected_.load(std::memory_order_acquire); }
   // Called after every (re)connection, once AUTH and SELECT have succeeded.
   void on_connect(std::function<void()> f) { on_connect_ = std::move(f); }
+  // A command whose reply has not come within `timeout` means a Redis that
+  // is connected but silent (stopped, swapping, a blocked script): the
+  // connection is dropped, every command in flight fails ("connection
+  // lost") and the client connects again. Zero: no limit. Before start().
+  void set_reply_timeout(std::chrono::milliseconds timeout) { reply_timeout_ = timeout; }
 
   // Sends one command (binary-safe arguments); `done` gets its reply, or an
   // error reply when the client is not connected or the connection drops.
@@ -96,6 +102,9 @@ class RedisClient : public std::enable_shared_from_this<RedisClient> {
   void on_connected(int status);
   void on_disconnected(int status);
   void handshake();
+  void watch_replies();
+  void drop_silent_connection();
+  void note_sent() { sent_.push_back(std::chrono::steady_clock::now()); }
   void send_subscribe(const std::string& channel);
   static void command_reply(redisAsyncContext* ac, void* reply, void* privdata);
   static void subscriber_reply(redisAsyncContext* ac, void* reply, void* privdata);
@@ -119,6 +128,11 @@ class RedisClient : public std::enable_shared_from_this<RedisClient> {
   std::unordered_map<std::string, Subscription> subscriptions_;
   std::unordered_set<std::string> unsubscribing_;  // UNSUBSCRIBE sent, its reply not in yet
   bool logged_down_ = false;  // one log line per outage, not per retry
+  std::chrono::milliseconds reply_timeout_{0};
+  boost::asio::steady_timer reply_timer_;
+  // When each command still waiting for its reply was sent, oldest first
+  // (a connection's replies come in order).
+  std::deque<std::chrono::steady_clock::time_point> sent_;
 };
 
 // A RedisValue from hiredis's reply (null: the connection was lost).

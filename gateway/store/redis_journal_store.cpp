@@ -6,6 +6,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <charconv>
 #include <deque>
+#include <random>
 
 #include <simdjson.h>
 
@@ -94,16 +95,34 @@ redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return {epoch, all}
 )lua";
 
-// -1: no turn is running; 0: it runs and its owner's lease has lapsed;
-// otherwise the lease's milliseconds left.
+// {state, principal}: state -2: no such session; -1: no turn is running;
+// 0: it runs and its owner's lease has lapsed (then the principal comes
+// too, for the instance that takes it over); otherwise the lease's
+// milliseconds left.
 const std::string kOrphanedScript = SLUICE_LUA_NOW R"lua(
-local r = redis.call('HMGET', KEYS[1], 'running', 'lease')
-if r[1] ~= '1' then return -1 end
+local r = redis.call('HMGET', KEYS[1], 'running', 'lease', 'principal')
+if not r[3] then return {-2, ''} end
+if r[1] ~= '1' then return {-1, ''} end
 local left = tonumber(r[2] or '0') - now
-if left <= 0 then return 0 end
-return left
+if left <= 0 then return {0, r[3]} end
+return {left, ''}
 )lua";
 
+// The state of an orphaned-check reply; false when it is not one.
+bool orphaned_state(const RedisValue& v, long long& state, std::string& principal) {
+  if (v.type != RedisValue::Type::kArray || v.elements.size() < 2) return false;
+  if (v.elements[0].type != RedisValue::Type::kInteger) return false;
+  state = v.elements[0].integer;
+  principal = v.elements[1].str;
+  return true;
+}
+
+// Milliseconds of this machine's wall clock: the running-turn index's
+// scores (a hint for the sweep; Redis's clock decides).
+long long wall_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
 
 bool parse_u64(std::string_view s, uint64_t& out) {
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
@@ -300,6 +319,12 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
       fields_ = std::move(fields);
       if (running_ != r.turn.has_value()) writing = r.turn.has_value();
       running_ = r.turn.has_value();
+      if (writing) {
+        // Listed in the fleet's index of running turns with its first batch;
+        // off it once the batch that ends the turn is written.
+        last_indexed_ = {};
+        unindex_ = !*writing;
+      }
       schedule = !std::exchange(scheduled_, true);
     }
     if (schedule) store_->schedule(shared_from_this());
@@ -350,6 +375,7 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
   // Sends what is pending as one script call, unless a batch is in flight.
   void write_batch() {
     std::vector<std::string> args;
+    bool index = false;  // (re)listed in the running-turn index
     {
       std::lock_guard lock(mutex_);
       scheduled_ = false;
@@ -362,6 +388,12 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
       renew_due_ = false;
       in_flight_ = true;
       const auto& s = store_->settings_;
+      const auto now = Clock::now();
+      if (running_ && now - last_indexed_ >= s.lease / 3) {
+        last_indexed_ = now;
+        index = true;
+      }
+      inflight_unindex_ = std::exchange(unindex_, false);
       args = {"EVALSHA",
               store_->append_sha_,
               "2",
@@ -383,22 +415,32 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
       }
       for (const auto& p : inflight_) args.push_back(p.record);
     }
+    if (index) {
+      // Looked at by a sweep once the lease would have lapsed; every lease / 3
+      // while the turn runs (a sweep that found it idle may have removed it).
+      store_->commands_->command({"ZADD", store_->running_key(),
+                                  std::to_string(wall_ms() + store_->settings_.lease.count()), id_},
+                                 [](const RedisValue&) {});
+    }
     store_->eval(std::move(args), kAppendScript, [self = shared_from_this()](const RedisValue& v) {
       self->on_written(v);
     });
   }
 
   void on_written(const RedisValue& v) {
+    store_->note_write(v);
     if (v.is_error()) return on_write_failed(v.str);
     uint64_t through = 0;
     std::function<void()> listener;
     std::vector<std::function<void()>> recorded;
     std::vector<DeferredClaim> claims;
     bool more = false;
+    bool unindex = false;
     {
       std::lock_guard lock(mutex_);
       in_flight_ = false;
       create_ = false;
+      unindex = std::exchange(inflight_unindex_, false);
       recorded.swap(recorded_);
       last_write_ = Clock::now();
       waiting_since_ = last_write_;  // what is still pending waits from now
@@ -414,6 +456,7 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
       if (!more) claims.swap(deferred_claims_);
     }
     if (through) ++store_->batches_written_;
+    if (unindex) store_->commands_->command({"ZREM", store_->running_key(), id_}, [](const RedisValue&) {});
     for (auto& c : claims) send_claim(c.kind, std::move(c.done));
     if (more) store_->schedule(shared_from_this());
     for (auto& f : recorded) f();  // before the listener: a face sends the session before its events
@@ -432,6 +475,7 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
         pending_.clear();
         fields_.reset();
         inflight_fields_.reset();
+        inflight_unindex_ = unindex_ = false;  // the new owner lists its turn
         role_ = Role::kFollower;
         running_ = false;
         on_fenced = on_fenced_;
@@ -442,6 +486,7 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
         inflight_.clear();
         if (!fields_) fields_ = std::move(inflight_fields_);
         inflight_fields_.reset();
+        unindex_ = unindex_ || std::exchange(inflight_unindex_, false);
       }
     }
     if (fenced) {
@@ -502,14 +547,16 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
     store_->eval({"EVALSHA", store_->orphaned_sha_, "1", store_->record_key(id_)}, kOrphanedScript,
                  [self = shared_from_this()](const RedisValue& v) {
                    std::function<void()> orphaned;
+                   long long state = 0;
+                   std::string principal;
                    {
                      std::lock_guard lock(self->mutex_);
                      self->checking_ = false;
-                     if (v.type != RedisValue::Type::kInteger || !self->watched_) return;
-                     if (v.integer == 0) orphaned = self->on_orphaned_;
+                     if (!orphaned_state(v, state, principal) || !self->watched_) return;
+                     if (state == 0) orphaned = self->on_orphaned_;
                    }
                    if (orphaned) return orphaned();
-                   if (v.integer > 0) self->check_again_in(std::chrono::milliseconds(v.integer + 5));
+                   if (state > 0) self->check_again_in(std::chrono::milliseconds(state + 5));
                  });
   }
 
@@ -547,6 +594,7 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
   }
 
   void on_claimed(const RedisValue& v, std::function<void(TurnClaim)> done) {
+    store_->note_write(v);
     TurnClaim c;
     if (v.is_error()) {
       c.message = v.str;
@@ -810,6 +858,9 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
   bool running_ = false;     // a turn runs here: batches renew its lease
   bool renew_due_ = false;
   Clock::time_point last_write_{};
+  Clock::time_point last_indexed_{};  // listed in the running-turn index
+  bool unindex_ = false;              // the turn ended: off the index after the next batch
+  bool inflight_unindex_ = false;     // ... after the batch in flight
   // A follower's reads: early_ under mutex_, catching_up_ on the store thread.
   bool loaded_ = false;
   std::vector<std::string> early_;  // published before the load was done
@@ -842,6 +893,7 @@ RedisJournalStore::~RedisJournalStore() {
 void RedisJournalStore::start() {
   if (thread_.joinable()) return;
   work_.emplace(ioc_.get_executor());
+  commands_->set_reply_timeout(settings_.command_timeout);
   std::weak_ptr<RedisJournalStore> weak = weak_from_this();
   commands_->on_connect([weak] {
     if (auto self = weak.lock()) self->on_commands_connected();
@@ -890,7 +942,31 @@ void RedisJournalStore::stop(std::chrono::milliseconds flush_timeout) {
   thread_.join();
 }
 
-bool RedisJournalStore::reachable() const { return commands_->connected() && subscriber_->connected(); }
+bool RedisJournalStore::reachable() const {
+  return commands_->connected() && subscriber_->connected() && !refusing_writes_.load();
+}
+
+std::string RedisJournalStore::unreachable_reason() const {
+  if (commands_->connected() && subscriber_->connected() && refusing_writes_.load()) {
+    return "refuses writes (out of memory: maxmemory)";
+  }
+  return "cannot be reached";
+}
+
+void RedisJournalStore::note_write(const RedisValue& reply) {
+  const bool oom = reply.is_error() && starts_with(reply.str, "OOM");
+  if (!reply.is_error() || oom) {
+    if (refusing_writes_.exchange(oom) != oom) {
+      if (oom) {
+        spdlog::error("redis store: Redis refuses writes ({}); running answers wait, new sessions are refused "
+                      "until it takes writes again",
+                      reply.str);
+      } else {
+        spdlog::info("redis store: Redis takes writes again");
+      }
+    }
+  }
+}
 
 std::string RedisJournalStore::record_key(const std::string& id) const {
   return settings_.key_prefix + ":{" + id + "}:r";
@@ -962,10 +1038,67 @@ void RedisJournalStore::tick() {
     j->check_orphaned();
     ++it;
   }
+  if (on_orphaned_turn_ && !sweeping_ && now >= next_sweep_ && commands_->connected()) sweep();
+  if (refusing_writes_.load() && commands_->connected()) {
+    // Whether Redis takes writes again, when no batch is there to tell.
+    commands_->command({"SET", settings_.key_prefix + ":writable", "1", "PX", "60000"},
+                       [self = shared_from_this()](const RedisValue& v) { self->note_write(v); });
+  }
   lease_timer_.expires_after(std::max(std::chrono::milliseconds(50), settings_.lease / 3));
   lease_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
     if (!ec) self->tick();
   });
+}
+
+void RedisJournalStore::set_on_orphaned_turn(OrphanedTurn on_orphaned) {
+  net::post(ioc_, [self = shared_from_this(), on_orphaned = std::move(on_orphaned)]() mutable {
+    self->on_orphaned_turn_ = std::move(on_orphaned);
+  });
+}
+
+// About once a lease (jittered, so that the fleet's sweeps spread out): the
+// running turns whose lease should have been renewed by now, each checked
+// in Redis. Watching instances react to a lapse within milliseconds; the
+// sweep waits half a lease more before it steps in.
+void RedisJournalStore::sweep() {
+  thread_local std::minstd_rand jitter{std::random_device{}()};
+  const auto lease = settings_.lease;
+  next_sweep_ = Clock::now() + lease * 3 / 4 + std::chrono::milliseconds(jitter() % (lease.count() / 2 + 1));
+  sweeping_ = true;
+  const std::string due = std::to_string(wall_ms() - lease.count() / 2);
+  commands_->command(
+      {"ZRANGEBYSCORE", running_key(), "-inf", due, "LIMIT", "0", "64"}, [self = shared_from_this()](const RedisValue& v) {
+        if (v.type != RedisValue::Type::kArray || v.elements.empty()) {
+          self->sweeping_ = false;
+          return;
+        }
+        auto left = std::make_shared<size_t>(v.elements.size());
+        for (const auto& e : v.elements) {
+          const std::string id = e.str;
+          self->eval({"EVALSHA", self->orphaned_sha_, "1", self->record_key(id)}, kOrphanedScript,
+                     [self, id, left](const RedisValue& r) {
+                       long long state = 0;
+                       std::string principal;
+                       if (orphaned_state(r, state, principal)) {
+                         if (state < 0) {
+                           // Ended (a ZREM that never came) or expired: off the index.
+                           self->commands_->command({"ZREM", self->running_key(), id}, [](const RedisValue&) {});
+                         } else if (state > 0) {
+                           // Renewed: looked at again when the lease would lapse.
+                           self->commands_->command(
+                               {"ZADD", self->running_key(), "XX", std::to_string(wall_ms() + state), id},
+                               [](const RedisValue&) {});
+                         } else if (self->on_orphaned_turn_) {
+                           spdlog::info("session {}: its turn's instance was lost and no instance watching it "
+                                        "took it over; this one does",
+                                        id);
+                           self->on_orphaned_turn_(id, principal);
+                         }
+                       }
+                       if (--*left == 0) self->sweeping_ = false;
+                     });
+        }
+      });
 }
 
 void RedisJournalStore::wait_for_connection(std::weak_ptr<RedisJournal> journal) {

@@ -21,6 +21,11 @@
 // again) and a batch that would leave a gap; a batch sent again after a
 // lost reply is recognised and not appended twice.
 //
+// Running turns are also listed in one sorted set (running_key()), which
+// every instance sweeps now and then: a turn whose lease lapsed and that no
+// instance watching it took over is taken over by the sweeping instance, so
+// an answer finishes even when its client is away.
+//
 // Other instances open a session (open()): they subscribe to its channel
 // first, then read the record and the stream, and merge what was published
 // meanwhile by offset, so nothing falls between; a gap in what arrives (a
@@ -62,6 +67,7 @@ struct RedisStoreSettings {
   std::string instance_id;                         // this instance, as the record names its owner
   std::chrono::milliseconds lease{3000};           // an owner's hold on its running turn
   std::chrono::milliseconds write_timeout{10'000};  // a running turn waits this long for Redis
+  std::chrono::milliseconds command_timeout{3000};  // a silent connection is dropped after this
 };
 
 class RedisJournalStore final : public JournalStore, public std::enable_shared_from_this<RedisJournalStore> {
@@ -83,11 +89,17 @@ class RedisJournalStore final : public JournalStore, public std::enable_shared_f
   size_t bytes_used() const override { return local_->bytes_used(); }
   bool shared() const override { return true; }
   bool reachable() const override;
+  std::string unreachable_reason() const override;
   void open(const std::string& id, std::function<void(Opened)> done) override;
+  void set_on_orphaned_turn(OrphanedTurn on_orphaned) override;
 
   std::string record_key(const std::string& id) const;
   std::string stream_key(const std::string& id) const;
   std::string channel(const std::string& id) const;
+  // The fleet's index of running turns (a sorted set: session id, scored by
+  // when its lease should next be looked at, wall-clock ms). Its own hash
+  // slot; written beside the scripts, never inside them.
+  std::string running_key() const { return settings_.key_prefix + ":running"; }
   const RedisStoreSettings& settings() const { return settings_; }
   // Script calls that appended events (tests and the bench: batches, not tokens).
   uint64_t batches_written() const { return batches_written_.load(); }
@@ -102,6 +114,8 @@ class RedisJournalStore final : public JournalStore, public std::enable_shared_f
   // The rest: store thread.
   void flush();
   void tick();
+  // Looks for running turns whose lease lapsed with nobody taking them over.
+  void sweep();
   void on_commands_connected();
   // A script by its SHA, and by its text if Redis lost its script cache.
   void eval(std::vector<std::string> args, const std::string& script, std::function<void(const RedisValue&)> done);
@@ -136,7 +150,14 @@ class RedisJournalStore final : public JournalStore, public std::enable_shared_f
   std::unordered_map<std::string, std::weak_ptr<RedisJournal>> journals_;  // by channel
   std::vector<std::weak_ptr<RedisJournal>> waiting_;  // a batch to write once connected
   bool logged_write_error_ = false;
+  OrphanedTurn on_orphaned_turn_;
+  Clock::time_point next_sweep_{};
+  bool sweeping_ = false;
 
+  // Redis answered a write with OOM (maxmemory reached, noeviction): until a
+  // write succeeds again (a batch, or tick()'s probe), no new session starts.
+  std::atomic<bool> refusing_writes_{false};
+  void note_write(const RedisValue& reply);  // store thread
   std::atomic<uint64_t> batches_written_{0};
   std::atomic<size_t> events_pending_{0};
 };

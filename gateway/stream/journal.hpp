@@ -212,8 +212,10 @@ class JournalStore {
   // A shared store (Redis) serves every instance of a fleet; the memory
   // store only this process.
   virtual bool shared() const { return false; }
-  // Whether the store can be reached now (/readyz).
+  // Whether the store can be reached and takes writes now (/readyz; new
+  // sessions are refused while it cannot), and if not, why (for /readyz).
   virtual bool reachable() const { return true; }
+  virtual std::string unreachable_reason() const { return "cannot be reached"; }
   struct Opened {
     enum class Outcome { kFound, kUnknown, kUnavailable };
     Outcome outcome = Outcome::kUnknown;
@@ -224,6 +226,12 @@ class JournalStore {
   // created): its record and a journal that follows its stream. `done` runs
   // on a store thread. The memory store knows no other instance's sessions.
   virtual void open(const std::string& id, std::function<void(Opened)> done) { done(Opened{}); }
+  // Shared stores: `on_orphaned` runs (from a store thread) for a running
+  // turn whose instance's lease lapsed and that no instance took over in
+  // time (nobody there to watch it), so that this instance can: the answer
+  // then finishes while its client is away. The memory store has none.
+  using OrphanedTurn = std::function<void(const std::string& session_id, const std::string& principal)>;
+  virtual void set_on_orphaned_turn(OrphanedTurn on_orphaned) {}
 };
 
 }  // namespace sluice

@@ -91,6 +91,11 @@ class Session : public std::enable_shared_from_this<Session> {
   // No reader, no turn, and nothing happened since `cutoff`.
   bool idle_before(Clock::time_point cutoff) const;
 
+  // The instance running this session's turn was lost (its lease lapsed):
+  // this one claims the turn and continues the answer from the journal
+  // (a watching reader here, or the store's sweep). Any thread.
+  void take_over();
+
  private:
   class Sink;
   struct TurnState;
@@ -115,9 +120,6 @@ class Session : public std::enable_shared_from_this<Session> {
   Admission on_claimed(TurnClaim claim);  // on executor_
   // Another instance claimed the session while a turn ran here.
   void on_fenced();
-  // The instance running this session's turn was lost (its lease lapsed):
-  // this one claims the turn and continues the answer from the journal.
-  void take_over();
   void on_taken_over(TurnClaim claim);
   // A turn's end in the principal's limits and the metrics; with mutex_
   // held (both are leaves: they call nothing back).

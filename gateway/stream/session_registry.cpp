@@ -121,6 +121,18 @@ void SessionRegistry::discard(const std::string& id) {
 
 void SessionRegistry::start() {
   net::post(strand_, [self = shared_from_this()] { self->schedule(); });
+  if (store_->shared()) {
+    store_->set_on_orphaned_turn([weak = weak_from_this()](const std::string& id, const std::string& principal) {
+      if (auto self = weak.lock()) self->adopt_orphaned_turn(id, principal);
+    });
+  }
+}
+
+void SessionRegistry::adopt_orphaned_turn(const std::string& id, const std::string& principal) {
+  find_or_open(id, principal, strand_, [](std::shared_ptr<Session> session, Lookup) {
+    // The claim decides: when another instance took it over first, nothing happens here.
+    if (session) session->take_over();
+  });
 }
 
 void SessionRegistry::stop() {

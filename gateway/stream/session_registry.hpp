@@ -51,7 +51,8 @@ class SessionRegistry : public std::enable_shared_from_this<SessionRegistry> {
   bool find_or_open(const std::string& id, const std::string& principal,
                     const boost::asio::any_io_executor& executor, Found done);
 
-  // Starts the periodic sweep; stop() ends it.
+  // Starts the periodic sweep, and (a shared store) the taking over of
+  // orphaned turns that nobody here watches; stop() ends it.
   void start();
   void stop();
   // Drain: ends every running turn with `why`.
@@ -65,6 +66,8 @@ class SessionRegistry : public std::enable_shared_from_this<SessionRegistry> {
 
  private:
   void schedule();
+  // A shared store found a turn whose instance was lost: opened here and taken over.
+  void adopt_orphaned_turn(const std::string& id, const std::string& principal);
   // With mutex_ held: moves the sessions idle since before `now - retention`
   // out, leaving tombstones.
   void forget_idle(Clock::time_point now, std::vector<std::shared_ptr<Session>>& forgotten);

@@ -430,5 +430,286 @@ TEST(ScaleOut, AnOwnerThatWakesUpAfterItsLeaseCannotAppend) {
   EXPECT_EQ(read_turn(late, s.session_id).text, expected_text(prompt));
 }
 
+
+// The instance generating an answer dies while its client is away and no
+// instance has the session open: a sweep of the fleet's running turns finds
+// the lapsed lease and another instance finishes the answer, so the client
+// that comes back later reads it whole.
+TEST(ScaleOut, AnAnswerNobodyWaitsForIsFinishedByTheSweep) {
+  SKIP_WITHOUT_REDIS();
+  RedisServer redis;
+  auto sim = start_sim({"--rate", "20"});
+  const std::vector<std::string> lease{"SLUICE_STORE_LEASE_MS=600"};
+  auto a = start_gateway(sim_url(*sim), redis_env(redis, lease));
+  auto b = start_gateway(sim_url(*sim), redis_env(redis, lease));
+  const std::string prompt = "无人等待的回答 🧹 swept";
+  Started s;
+  uint64_t last = 0;
+  {
+    WsClient ca(a->port());
+    s = start_chat(ca, prompt);
+    auto f = ca.read_until("delta", s.session_id);
+    ASSERT_TRUE(f);
+    last = f->offset;
+  }  // the client goes away
+  ASSERT_EQ(redis.call({"ZSCORE", "sluice:running", s.session_id}).nil, false)
+      << "a running turn is listed in the fleet's index";
+  a->signal(SIGKILL);
+  a->wait(5s);
+  ASSERT_TRUE(b->wait_for_stderr("no instance watching it took it over", 15s)) << b->stderr_text();
+  EXPECT_TRUE(b->wait_for_stderr("took over the turn of a lost instance", 5s)) << b->stderr_text();
+  // The answer finishes with nobody attached: its done is in Redis.
+  bool finished = false;
+  for (int i = 0; i < 300 && !finished; ++i) {
+    finished = redis.call({"HGET", "sluice:{" + s.session_id + "}:r", "running"}).str == "0";
+    if (!finished) std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_TRUE(finished) << b->stderr_text();
+  EXPECT_TRUE(redis.call({"ZSCORE", "sluice:running", s.session_id}).nil) << "an ended turn leaves the index";
+  EXPECT_GE(sim_stats(*sim).continued, 1);
+  WsClient later(b->port());
+  later.send(resume(s.session_id, 0, s.token));
+  ASSERT_TRUE(later.read_until("resumed"));
+  auto whole = read_turn(later, s.session_id);
+  ASSERT_TRUE(whole.done);
+  EXPECT_EQ(whole.done->finish_reason, "stop");
+  EXPECT_EQ(whole.text, expected_text(prompt));
+  for (size_t i = 1; i < whole.offsets.size(); ++i) ASSERT_EQ(whole.offsets[i], whole.offsets[i - 1] + 1);
+  EXPECT_GT(whole.offsets.back(), last);
+}
+
+// A Redis that keeps its connections but answers nothing (SIGSTOP): a short
+// pause only slows the running answer down; a long one never holds a
+// client's request past store.command_timeout_ms: a turn that needs a claim
+// is refused with store_unavailable, the connection stays usable, and once
+// Redis answers again everything works.
+TEST(ScaleOut, ASilentRedisHoldsNothingUpPastTheCommandTimeout) {
+  SKIP_WITHOUT_REDIS();
+  RedisServer redis;
+  auto sim = start_sim({"--rate", "20"});
+  auto a = start_gateway(sim_url(*sim), redis_env(redis, {"SLUICE_STORE_COMMAND_TIMEOUT_MS=700"}));
+  WsClient c(a->port());
+  // Slow: paused for less than the command timeout mid-answer.
+  const std::string prompt = "慢的 Redis 🐢 slow";
+  Started s = start_chat(c, prompt);
+  auto first = c.read_until("delta", s.session_id);
+  ASSERT_TRUE(first);
+  redis.pause();
+  std::this_thread::sleep_for(400ms);
+  redis.resume();
+  auto rest = read_turn(c, s.session_id, 20s);
+  ASSERT_TRUE(rest.done) << a->stderr_text();
+  EXPECT_EQ(rest.done->finish_reason, "stop");
+  EXPECT_EQ(first->text + rest.text, expected_text(prompt));
+  EXPECT_EQ(rest.offsets.front(), first->offset + 1);
+
+  // Silent: the next turn's claim gets no answer.
+  redis.pause();
+  const auto sent = std::chrono::steady_clock::now();
+  c.send(chat("下一轮 next", "next", s.session_id));
+  auto refused = c.read_until("error", "", 10s);
+  const auto waited = std::chrono::steady_clock::now() - sent;
+  ASSERT_TRUE(refused) << a->stderr_text();
+  EXPECT_EQ(refused->code, "store_unavailable");
+  EXPECT_EQ(refused->request_id, "next");
+  EXPECT_LT(waited, 5s) << "bounded by the command timeout (700 ms), not by Redis";
+  EXPECT_TRUE(a->wait_for_stderr("no reply for over 700 ms", 5s)) << a->stderr_text();
+  // The connection still reads: a frame it cannot parse is answered at once.
+  c.send("{not json");
+  auto bad = c.read_until("error", "", 5s);
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->code, "bad_json");
+  redis.resume();
+  for (int i = 0; i < 500 && http_get(a->port(), "/readyz").status != 200; ++i) std::this_thread::sleep_for(20ms);
+  c.send(chat("恢复了 back", "again", s.session_id));
+  auto again = read_turn(c, s.session_id, 20s);
+  ASSERT_TRUE(again.done) << a->stderr_text();
+  EXPECT_EQ(again.text, expected_text("恢复了 back"));
+}
+
+// Redis out of memory (maxmemory, noeviction): the running answer waits,
+// then stops after store.write_timeout_ms; /readyz says why; new sessions
+// are refused with store_unavailable; once Redis has room again, the error
+// and done are written and shown, nothing lost, and new sessions start.
+TEST(ScaleOut, RedisOutOfMemory) {
+  SKIP_WITHOUT_REDIS();
+  RedisServer redis;
+  auto sim = start_sim({"--rate", "8"});
+  auto a = start_gateway(sim_url(*sim), redis_env(redis, {"SLUICE_STORE_WRITE_TIMEOUT_MS=1500"}));
+  WsClient c(a->port());
+  const std::string prompt = "内存满了 💾 out of memory";
+  Started s = start_chat(c, prompt);
+  auto first = c.read_until("delta", s.session_id);
+  ASSERT_TRUE(first);
+  ASSERT_FALSE(redis.call({"CONFIG", "SET", "maxmemory-policy", "noeviction"}).error);
+  ASSERT_FALSE(redis.call({"CONFIG", "SET", "maxmemory", "1"}).error);
+  HttpReply ready;
+  for (int i = 0; i < 250 && (ready = http_get(a->port(), "/readyz")).status == 200; ++i) {
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_EQ(ready.status, 503);
+  EXPECT_NE(ready.body.find("refuses writes (out of memory"), std::string::npos) << ready.body;
+  {
+    WsClient other(a->port());
+    other.send(chat("新会话 new", "new"));
+    auto refused = other.read_until("error", "", 5s);
+    ASSERT_TRUE(refused);
+    EXPECT_EQ(refused->code, "store_unavailable");
+  }
+  std::this_thread::sleep_for(2000ms);  // past store.write_timeout_ms: the turn stops
+  ASSERT_FALSE(redis.call({"CONFIG", "SET", "maxmemory", "0"}).error);
+  auto rest = read_turn(c, s.session_id, 20s);
+  ASSERT_TRUE(rest.done) << a->stderr_text();
+  ASSERT_TRUE(rest.error) << rest.done->raw << " text: " << rest.text << "\n" << a->stderr_text();
+  EXPECT_EQ(rest.error->code, "store_unavailable");
+  EXPECT_EQ(rest.done->finish_reason, "cancelled");
+  EXPECT_EQ(expected_text(prompt).rfind(first->text + rest.text, 0), 0u) << "what was shown is the answer's start";
+  EXPECT_EQ(rest.offsets.front(), first->offset + 1);
+  for (int i = 0; i < 500 && http_get(a->port(), "/readyz").status != 200; ++i) std::this_thread::sleep_for(20ms);
+  WsClient again(a->port());
+  Started t = start_chat(again, "有空间了 room again");
+  EXPECT_EQ(read_turn(again, t.session_id).text, expected_text("有空间了 room again"));
+}
+
+
+// The owner of running turns is SIGKILLed 50 times, at random points: in
+// the middle of the text, while a tool runs (a 400 ms nap), while the
+// moderator holds back a half-seen e-mail address or phone number. Each
+// round starts three answers on one instance, with readers waiting on the
+// two others (and, every fifth round, nobody waiting for the tool answer:
+// the sweep takes that one over), kills the instance and starts a new one
+// in its place. Every answer finishes on another instance with the text an
+// undisturbed run gives, offsets gap-free from 1, each exactly once.
+TEST(ScaleOut, FiftyKillsOfTheOwnerAtRandomPointsLoseNothing) {
+  SKIP_WITHOUT_REDIS();
+  RedisServer redis;
+  auto sim = start_sim({"--rate", "40"});
+  TempConfig config(std::string("[tools]\ntimeout_ms = 5000\n[[plugins]]\npath = \"") + SLUICE_TEST_PLUGIN_DIR +
+                    "/test_tools.so\"\n[[plugins]]\npath = \"" + SLUICE_PLUGIN_DIR +
+                    "/moderation.so\"\n[plugins.settings]\npii = [\"email\", \"phone\"]\n");
+  const auto env = redis_env(redis, {"SLUICE_STORE_LEASE_MS=400", "SLUICE_LOG_LEVEL=info"});
+  auto launch = [&] { return start_gateway(sim_url(*sim), env, {"--config", config.path}); };
+  std::vector<std::unique_ptr<Process>> gw;
+  for (int i = 0; i < 3; ++i) gw.push_back(launch());
+
+  const std::vector<std::string> prompts{
+      "第{n}轮：被杀的实例 🔪 plain text",
+      R"([[sim tool=naps args={"text":"睡一会💤"}]] 第{n}轮 nap)",
+      "第{n}轮 write to li.na@example.com or call +86 138 0013 8000 🕵️",
+  };
+  auto prompt_of = [&](size_t kind, int n) {
+    std::string p = prompts[kind];
+    p.replace(p.find("{n}"), 3, std::to_string(n));
+    return p;
+  };
+  // What an undisturbed run answers (round 0 is never killed).
+  std::vector<std::string> reference;
+  {
+    WsClient c(gw[0]->port());
+    for (size_t k = 0; k < prompts.size(); ++k) {
+      Started s = start_chat(c, prompt_of(k, 0));
+      auto t = read_turn(c, s.session_id);
+      ASSERT_TRUE(t.done) << gw[0]->stderr_text();
+      ASSERT_EQ(t.done->finish_reason, "stop") << t.done->raw;
+      reference.push_back(t.text);
+    }
+  }
+  ASSERT_NE(reference[1].find("睡一会"), std::string::npos) << "the tool's result is in its answer: [" << reference[1] << "]";
+  ASSERT_NE(reference[2].find("[email]"), std::string::npos) << reference[2];
+  ASSERT_EQ(reference[2].find("example.com"), std::string::npos) << reference[2];
+
+  std::mt19937 rng(20261202);
+  std::vector<long long> takeover_ms;
+  int swept = 0;
+  for (int round = 1; round <= 50; ++round) {
+    const size_t x = round % 3, y = (round + 1) % 3, z = (round + 2) % 3;
+    const bool unwatched_tool = round % 5 == 0;
+    std::vector<Started> started;
+    WsClient owner(gw[x]->port());
+    for (size_t k = 0; k < prompts.size(); ++k) started.push_back(start_chat(owner, prompt_of(k, round)));
+    std::vector<std::unique_ptr<WsClient>> readers;
+    for (size_t k = 0; k < prompts.size(); ++k) {
+      if (k == 1 && unwatched_tool) {
+        readers.push_back(nullptr);
+        continue;
+      }
+      readers.push_back(std::make_unique<WsClient>(gw[k == 2 ? z : y]->port()));
+      readers.back()->send(resume(started[k].session_id, 0, started[k].token));
+      ASSERT_TRUE(readers.back()->read_until("resumed", "", 10s)) << "round " << round;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 900));
+    const auto killed = std::chrono::steady_clock::now();
+    gw[x]->signal(SIGKILL);
+    gw[x]->wait(5s);
+    owner.drop();
+    // What the lost instance had written of the first answer: the takeover's
+    // events come after it.
+    uint64_t held_at_kill = 0;
+    {
+      const auto last = redis.call({"HGET", "sluice:{" + started[0].session_id + "}:r", "last"});
+      held_at_kill = last.nil ? 0 : std::stoull(last.str);
+    }
+    for (size_t k = 0; k < prompts.size(); ++k) {
+      SCOPED_TRACE("round " + std::to_string(round) + ", answer " + std::to_string(k));
+      const std::string& id = started[k].session_id;
+      std::unique_ptr<WsClient> late;
+      WsClient* reader = readers[k].get();
+      if (!reader) {
+        // Nobody waited: the answer is finished by whichever instance swept first.
+        bool finished = false;
+        for (int i = 0; i < 400 && !finished; ++i) {
+          finished = redis.call({"HGET", "sluice:{" + id + "}:r", "running"}).str == "0";
+          if (!finished) std::this_thread::sleep_for(25ms);
+        }
+        ASSERT_TRUE(finished) << gw[y]->stderr_text() << gw[z]->stderr_text();
+        late = std::make_unique<WsClient>(gw[z]->port());
+        late->send(resume(id, 0, started[k].token));
+        ASSERT_TRUE(late->read_until("resumed"));
+        reader = late.get();
+      }
+      Turn t;
+      std::chrono::steady_clock::time_point after_kill{};
+      for (auto f = reader->read(20s); f; f = reader->read(20s)) {
+        if (f->session_id != id) continue;
+        if (f->offset) t.offsets.push_back(f->offset);
+        if (f->type == "delta") {
+          t.text += f->text;
+          if (f->offset > held_at_kill && after_kill == std::chrono::steady_clock::time_point{}) {
+            after_kill = std::chrono::steady_clock::now();
+          }
+        }
+        if (f->type == "done") {
+          t.done = f;
+          break;
+        }
+      }
+      ASSERT_TRUE(t.done) << gw[y]->stderr_text() << gw[z]->stderr_text();
+      EXPECT_EQ(t.done->finish_reason, "stop") << t.done->raw;
+      std::string expected = reference[k];
+      if (const auto at = expected.find("第0轮"); at != std::string::npos) {
+        expected.replace(at, std::string("第0轮").size(), "第" + std::to_string(round) + "轮");
+      }
+      EXPECT_EQ(t.text, expected);
+      ASSERT_FALSE(t.offsets.empty());
+      EXPECT_EQ(t.offsets.front(), 1u);
+      for (size_t i = 1; i < t.offsets.size(); ++i) ASSERT_EQ(t.offsets[i], t.offsets[i - 1] + 1);
+      const bool taken_over = t.offsets.back() > held_at_kill;  // its done came after the kill
+      if (k == 0 && taken_over && after_kill != std::chrono::steady_clock::time_point{}) {
+        takeover_ms.push_back(
+            std::chrono::duration_cast<std::chrono::milliseconds>(after_kill - killed).count());
+      }
+      if (!readers[k]) ++swept;
+    }
+    gw[x] = launch();
+  }
+  EXPECT_EQ(swept, 10);
+  std::sort(takeover_ms.begin(), takeover_ms.end());
+  if (!takeover_ms.empty()) {
+    std::printf("50 kills: the first delta the new owner wrote came p50 %lld ms, max %lld ms after the kill, "
+                "over the %zu plain answers still running then (lease 400 ms, upstream 40 tokens/s)\n",
+                takeover_ms[takeover_ms.size() / 2], takeover_ms.back(), takeover_ms.size());
+  }
+}
+
 }  // namespace
 }  // namespace sluice::test

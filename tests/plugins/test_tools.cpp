@@ -1,6 +1,7 @@
 // Tools that misbehave, for the tool runner's tests (built with the C++ SDK
 // layer, as a third party would): one throws, one hangs past any deadline,
-// one echoes its arguments.
+// one echoes its arguments, one echoes them after a nap (a kill can land
+// while a tool runs).
 #include <chrono>
 #include <thread>
 
@@ -21,6 +22,7 @@ class TestTools {
         sluice::tool<&TestTools::echo>(
             "echo", "returns its arguments",
             R"({"type":"object","properties":{"text":{"type":"string","maxLength":20}},"required":["text"]})"),
+        sluice::tool<&TestTools::naps>("naps", "returns its arguments after 400 ms", R"({"type":"object"})"),
     };
   }
 
@@ -29,6 +31,11 @@ class TestTools {
   void hangs(std::string_view, sluice::ToolResult& result) {
     std::this_thread::sleep_for(std::chrono::seconds(3));
     result.set_json(R"({"late":true})");
+  }
+
+  void naps(std::string_view args, sluice::ToolResult& result) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(400));
+    result.set_json(args);
   }
 
   void echo(std::string_view args, sluice::ToolResult& result) {

@@ -74,6 +74,14 @@ void RedisServer::kill() {
   process_.reset();
 }
 
+void RedisServer::pause() {
+  if (process_) process_->signal(SIGSTOP);
+}
+
+void RedisServer::resume() {
+  if (process_) process_->signal(SIGCONT);
+}
+
 void RedisServer::connect() {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (std::chrono::steady_clock::now() < deadline) {

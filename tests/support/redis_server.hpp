@@ -42,6 +42,9 @@ class RedisServer {
   void kill();
   void start();
   void restart() { kill(); start(); }
+  // SIGSTOP / SIGCONT: a Redis that is connected but answers nothing.
+  void pause();
+  void resume();
   RedisReplyText call(const std::vector<std::string>& args);
 
  private:

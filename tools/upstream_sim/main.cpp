@@ -32,6 +32,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -145,6 +146,44 @@ void apply_directive(std::string& prompt, Behaviour& b) {
   prompt.erase(open, close + 2 - open);
   while (!prompt.empty() && prompt.back() == ' ') prompt.pop_back();
   while (!prompt.empty() && prompt.front() == ' ') prompt.erase(0, 1);
+}
+
+// Where an answer goes on after `begun`, its beginning as a client saw it:
+// the answer's prefix, where moderators may have replaced pieces with marks
+// such as "[email]" (each stands for the text between its neighbours; a
+// mark at the very end for a run of e-mail or phone-number characters).
+// 0 when `begun` is not this answer's beginning.
+size_t continue_point(const std::string& once, const std::string& begun) {
+  static const std::regex mark("\\[[a-z_]+\\]");
+  size_t pos = 0, from = 0;
+  bool first = true, ends_marked = false;
+  for (auto it = std::sregex_iterator(begun.begin(), begun.end(), mark);; ++it) {
+    const bool done = it == std::sregex_iterator();
+    const size_t end = done ? begun.size() : static_cast<size_t>(it->position());
+    const std::string_view literal = std::string_view(begun).substr(from, end - from);
+    if (first) {
+      if (once.compare(0, literal.size(), literal) != 0) return 0;
+      pos = literal.size();
+    } else if (!literal.empty()) {
+      const size_t at = once.find(literal, pos);
+      if (at == std::string::npos) return 0;
+      pos = at + literal.size();
+    }
+    first = false;
+    if (done) break;
+    from = end + it->length();
+    ends_marked = from == begun.size();
+  }
+  if (ends_marked) {
+    const auto pii = [](char c, bool phone) {
+      return phone ? (std::isdigit(static_cast<unsigned char>(c)) || c == '+' || c == ' ' || c == '-')
+                   : (std::isalnum(static_cast<unsigned char>(c)) || c == '@' || c == '.' || c == '_' || c == '-');
+    };
+    const bool phone = pos < once.size() && (once[pos] == '+' || std::isdigit(static_cast<unsigned char>(once[pos])));
+    while (pos < once.size() && pii(once[pos], phone)) ++pos;
+    while (phone && pos > 0 && once[pos - 1] == ' ') --pos;  // the space after the number is the answer's
+  }
+  return pos;
 }
 
 // The simulated model's words about a tool result (JSON text).
@@ -297,13 +336,14 @@ class Simulator {
       bool s = false;
       if (doc["stream"].get(s) == simdjson::SUCCESS) stream = s;
       simdjson::dom::array messages;
-      std::string_view last_role;
+      std::string_view last_role, role_before;
       std::string tool_content;
       std::string last_content;
       if (doc["messages"].get(messages) == simdjson::SUCCESS) {
         for (auto m : messages) {
           std::string_view role, content;
           if (m["role"].get(role) != simdjson::SUCCESS) continue;
+          role_before = last_role;
           last_role = role;
           last_content.clear();
           if (m["content"].get(content) != simdjson::SUCCESS) continue;
@@ -327,7 +367,8 @@ class Simulator {
       if (continue_final) {
         b.continue_from = last_content;
         ++stats_.continued;
-        last_role = "user";  // the answer is the prompt's, not a tool result's
+        // The answer goes on as the one it continues: the prompt's, or a tool result's.
+        last_role = role_before == "tool" ? "tool" : "user";
       }
       std::vector<std::string> offered;
       simdjson::dom::array tools;
@@ -392,9 +433,9 @@ class Simulator {
     }
     if (b.continue_from) {
       // The answer this prompt gets goes on after its beginning (a model
-      // continuing its own words); another beginning is continued as a whole.
-      const std::string& begun = *b.continue_from;
-      once = once.compare(0, begun.size(), begun) == 0 ? once.substr(begun.size()) : once;
+      // continuing its own words), even where a moderator redacted part of
+      // it; another beginning is continued as a whole.
+      once = once.substr(continue_point(once, *b.continue_from));
     }
     auto one = sluice::sim::tokenize(once);
     if (b.by_char) {
