@@ -215,8 +215,12 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--tokenizer", action="store_true")
     ap.add_argument("--shape", default="test", choices=["test", "qwen2-0.5b"])
+    ap.add_argument("--layers", type=int, default=0, help="fewer (or more) layers than the shape has")
     a = ap.parse_args()
-    write(a.out, a.arch, a.type, a.seed, shape=SHAPE_05B if a.shape == "qwen2-0.5b" else SHAPE, tokenizer=a.tokenizer)
+    shape = dict(SHAPE_05B if a.shape == "qwen2-0.5b" else SHAPE)
+    if a.layers > 0:
+        shape["layers"] = a.layers
+    write(a.out, a.arch, a.type, a.seed, shape=shape, tokenizer=a.tokenizer)
     print("wrote", a.out)
 
 
