@@ -652,6 +652,17 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
 
   // ---- a follower's reads (store thread) ----
 
+  // Store thread: the open's subscription is confirmed.
+  void on_first_subscription() {
+    subscribed_ = true;
+    bool loaded = false;
+    {
+      std::lock_guard lock(mutex_);
+      loaded = loaded_;
+    }
+    if (loaded) catch_up();
+  }
+
   // A new session's journal has nothing to load.
   void mark_loaded() {
     std::lock_guard lock(mutex_);
@@ -695,6 +706,7 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
       early.swap(early_);
     }
     for (const auto& payload : early) apply_published(payload);
+    if (subscribed_) catch_up();  // the subscription came first: anything between is in the stream
     opened.outcome = Opened::Outcome::kFound;
     opened.journal = shared_from_this();
     done(std::move(opened));
@@ -866,6 +878,7 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
   std::vector<std::string> early_;  // published before the load was done
   bool catching_up_ = false;
   bool catch_up_again_ = false;
+  bool subscribed_ = false;  // store thread: the open's subscription is confirmed
 };
 
 RedisJournalStore::RedisJournalStore(RedisStoreSettings settings)
@@ -1182,15 +1195,16 @@ void RedisJournalStore::open(const std::string& id, std::function<void(Opened)> 
       o.outcome = Opened::Outcome::kUnavailable;
       std::exchange(*answer, nullptr)(std::move(o));
     });
-    // Subscribed first, read second: what is published in between is kept
-    // and merged by offset (RedisJournal::loaded).
-    self->follow(journal, [weak = std::weak_ptr<RedisJournal>(journal), answer, timer] {
-      auto j = weak.lock();
-      if (!j) return;
-      j->load([answer, timer](Opened o) {
-        timer->cancel();
-        if (*answer) std::exchange(*answer, nullptr)(std::move(o));
-      });
+    // Subscribed and read at once (one round trip, not two): what is
+    // published before the read is done is kept and merged by offset
+    // (RedisJournal::loaded); what was published after the read but before
+    // the subscription took effect is read once both are done.
+    self->follow(journal, [weak = std::weak_ptr<RedisJournal>(journal)] {
+      if (auto j = weak.lock()) j->on_first_subscription();
+    });
+    journal->load([answer, timer](Opened o) {
+      timer->cancel();
+      if (*answer) std::exchange(*answer, nullptr)(std::move(o));
     });
   });
 }

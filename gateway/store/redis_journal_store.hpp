@@ -27,9 +27,10 @@
 // an answer finishes even when its client is away.
 //
 // Other instances open a session (open()): they subscribe to its channel
-// first, then read the record and the stream, and merge what was published
-// meanwhile by offset, so nothing falls between; a gap in what arrives (a
-// lost subscriber connection) is filled from the stream.
+// and read the record and the stream at the same time, merge what was
+// published meanwhile by offset, and read the stream once more when both
+// are done, so nothing falls between; a gap in what arrives (a lost
+// subscriber connection) is filled from the stream.
 //
 // Threads: the store runs its own thread and io_context (the Redis
 // connections live there, never on an I/O thread); every public member is
