@@ -24,6 +24,9 @@ struct RedisClient::Watch : std::enable_shared_from_this<Watch> {
                   [self = shared_from_this()](const boost::system::error_code& ec) {
                     self->reading = false;
                     if (ec || self->dead) return;
+                    if (auto* client = static_cast<RedisClient*>(self->ac->data)) {
+                      client->last_read_ = std::chrono::steady_clock::now();
+                    }
                     if (self->want_read) redisAsyncHandleRead(self->ac);  // may free the context
                     self->arm_read();
                   });
@@ -172,7 +175,10 @@ void RedisClient::watch_replies() {
   reply_timer_.expires_after(std::max(std::chrono::milliseconds(10), reply_timeout_ / 4));
   reply_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (ec || stopped_) return;
-    if (ctx_ && !sent_.empty() && std::chrono::steady_clock::now() - sent_.front() > reply_timeout_) {
+    // Silent: the oldest command has waited that long, and nothing at all
+    // came meanwhile (a large reply still arriving is not silence).
+    if (ctx_ && !sent_.empty() &&
+        std::chrono::steady_clock::now() - std::max(sent_.front(), last_read_) > reply_timeout_) {
       drop_silent_connection();
     }
     watch_replies();
@@ -180,7 +186,7 @@ void RedisClient::watch_replies() {
 }
 
 void RedisClient::drop_silent_connection() {
-  spdlog::warn("redis ({}): no reply for over {} ms ({} commands waiting); dropping the connection and "
+  spdlog::warn("redis ({}): nothing heard for over {} ms ({} commands waiting); dropping the connection and "
                "connecting again",
                name_, reply_timeout_.count(), sent_.size());
   logged_down_ = true;  // the reconnection says when it is back

@@ -76,8 +76,9 @@ class RedisClient : public std::enable_shared_from_this<RedisClient> {
   bool connected() const { return connected_.load(std::memory_order_acquire); }
   // Called after every (re)connection, once AUTH and SELECT have succeeded.
   void on_connect(std::function<void()> f) { on_connect_ = std::move(f); }
-  // A command whose reply has not come within `timeout` means a Redis that
-  // is connected but silent (stopped, swapping, a blocked script): the
+  // A command whose reply has not come within `timeout`, with nothing at
+  // all read from the connection meanwhile, means a Redis that is
+  // connected but silent (stopped, swapping, a blocked script): the
   // connection is dropped, every command in flight fails ("connection
   // lost") and the client connects again. Zero: no limit. Before start().
   void set_reply_timeout(std::chrono::milliseconds timeout) { reply_timeout_ = timeout; }
@@ -133,6 +134,7 @@ class RedisClient : public std::enable_shared_from_this<RedisClient> {
   // When each command still waiting for its reply was sent, oldest first
   // (a connection's replies come in order).
   std::deque<std::chrono::steady_clock::time_point> sent_;
+  std::chrono::steady_clock::time_point last_read_{};  // the connection last had bytes to read
 };
 
 // A RedisValue from hiredis's reply (null: the connection was lost).

@@ -31,13 +31,16 @@ namespace {
 // ARGV[5] channel, ARGV[6] the creating instance ("" but for the first
 // batch: the record must not exist, unless this instance made it by a batch
 // whose reply was lost), ARGV[7] lease (ms; 0: leave it), ARGV[8] n,
-// ARGV[9 .. 8+2n] record fields and values, then the events. Events Redis
-// already holds (a batch sent again, whole or merged with later events)
-// are skipped. Returns the record's last offset.
+// ARGV[9] the batch's sequence number within the epoch, ARGV[10 .. 9+2n]
+// record fields and values, then the events. Events Redis already holds (a
+// batch sent again, whole or merged with later events) are skipped; so are
+// the fields and the lease of a batch older than one already taken (a copy
+// sent on a connection that was dropped, run by Redis after its resend and
+// later batches). Returns the record's last offset.
 const std::string kAppendScript = SLUICE_LUA_NOW R"lua(
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if ARGV[6] ~= '' and not epoch then
-  redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'last', '0', 'owner', ARGV[6])
+  redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'last', '0', 'owner', ARGV[6], 'seq', '0')
 elseif ARGV[6] ~= '' and redis.call('HGET', KEYS[1], 'owner') ~= ARGV[6] then
   return redis.error_reply('EXISTS session record already exists')
 elseif epoch ~= ARGV[1] then
@@ -46,13 +49,16 @@ end
 local last = tonumber(redis.call('HGET', KEYS[1], 'last'))
 local first = tonumber(ARGV[2])
 local n = tonumber(ARGV[8])
-local base = 9 + 2 * n
+local base = 10 + 2 * n
 local count = #ARGV - base + 1
 if count > 0 and first > last + 1 then
   return redis.error_reply('GAP the stream ends at ' .. last .. ', the batch starts at ' .. first)
 end
-if n > 0 then redis.call('HSET', KEYS[1], unpack(ARGV, 9, 8 + 2 * n)) end
-if tonumber(ARGV[7]) > 0 then redis.call('HSET', KEYS[1], 'lease', now + tonumber(ARGV[7])) end
+if tonumber(ARGV[9]) > tonumber(redis.call('HGET', KEYS[1], 'seq') or '0') then
+  redis.call('HSET', KEYS[1], 'seq', ARGV[9])
+  if n > 0 then redis.call('HSET', KEYS[1], unpack(ARGV, 10, 9 + 2 * n)) end
+  if tonumber(ARGV[7]) > 0 then redis.call('HSET', KEYS[1], 'lease', now + tonumber(ARGV[7])) end
+end
 local skip = 0
 if count > 0 then skip = last + 1 - first end
 if count > skip then
@@ -80,14 +86,16 @@ for i = 1, #all, 2 do r[all[i]] = all[i + 1] end
 if not r['principal'] or r['principal'] ~= ARGV[3] then return redis.error_reply('UNKNOWN no such session') end
 local running = r['running'] == '1'
 local live = running and tonumber(r['lease'] or '0') > now
-if ARGV[4] == 'turn' and live then
+-- This instance's own live claim is one whose reply it lost (a dropped
+-- connection): it knows that no turn of the session runs here.
+if ARGV[4] == 'turn' and live and r['owner'] ~= ARGV[1] then
   return redis.error_reply('BUSY a turn of this session is running on ' .. tostring(r['owner']))
 end
 if ARGV[4] == 'takeover' and not (running and not live) then
   return redis.error_reply('NOTORPHANED the turn is not orphaned')
 end
 local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
-redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'lease', now + tonumber(ARGV[2]), 'running', '1')
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'lease', now + tonumber(ARGV[2]), 'running', '1', 'seq', '0')
 -- A new turn's own fields come with its first batch; the last turn's go now,
 -- so that a loss before then is never taken for that turn.
 if ARGV[4] == 'turn' then redis.call('HDEL', KEYS[1], 'turn_first', 'turn_request', 'turn_model', 'turn_params') end
@@ -106,6 +114,15 @@ if r[1] ~= '1' then return {-1, ''} end
 local left = tonumber(r[2] or '0') - now
 if left <= 0 then return {0, r[3]} end
 return {left, ''}
+)lua";
+
+// Changes the running-turn index entry of ARGV[1] only if its score is
+// still ARGV[2] (the one the sweep read): to ARGV[3], or away when ARGV[3]
+// is "". An owner that listed its turn again meanwhile keeps its entry.
+const std::string kIndexScript = R"lua(
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+if ARGV[3] == '' then return redis.call('ZREM', KEYS[1], ARGV[1]) end
+return redis.call('ZADD', KEYS[1], 'XX', ARGV[3], ARGV[1])
 )lua";
 
 // The state of an orphaned-check reply; false when it is not one.
@@ -406,7 +423,8 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
               store_->channel(id_),
               create_ ? s.instance_id.empty() ? std::string("-") : s.instance_id : std::string(),
               std::to_string(running_ ? s.lease.count() : 0),
-              std::to_string(inflight_fields_ ? inflight_fields_->size() : 0)};
+              std::to_string(inflight_fields_ ? inflight_fields_->size() : 0),
+              std::to_string(++seq_)};
       if (inflight_fields_) {
         for (const auto& [k, v] : *inflight_fields_) {
           args.push_back(k);
@@ -626,6 +644,7 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
         std::lock_guard lock(self->mutex_);
         self->role_ = Role::kOwner;
         self->epoch_ = epoch;
+        self->seq_ = 0;  // the claim reset the record's
         self->create_ = false;
         self->last_write_ = Clock::now();
         self->local_->show_through(c.last_offset);
@@ -845,6 +864,7 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
   mutable std::mutex mutex_;
   Role role_;
   std::string epoch_ = "1";   // the owner's fencing token
+  uint64_t seq_ = 0;          // the last batch's number within the epoch
   std::string principal_;     // the record's, for claims
   std::function<void()> listener_;
   std::function<void()> on_fenced_;
@@ -890,6 +910,7 @@ RedisJournalStore::RedisJournalStore(RedisStoreSettings settings)
       claim_sha_(sha1_hex(kClaimScript)),
       orphaned_sha_(sha1_hex(kOrphanedScript)),
       cancel_sha_(sha1_hex(kCancelScript)),
+      index_sha_(sha1_hex(kIndexScript)),
       lease_timer_(ioc_) {}
 
 RedisJournalStore::~RedisJournalStore() {
@@ -967,7 +988,8 @@ std::string RedisJournalStore::unreachable_reason() const {
 }
 
 void RedisJournalStore::note_write(const RedisValue& reply) {
-  const bool oom = reply.is_error() && starts_with(reply.str, "OOM");
+  // "OOM command not allowed ..." (Redis 7; older ones wrap it in "ERR Error running script").
+  const bool oom = reply.is_error() && (starts_with(reply.str, "OOM") || reply.str.find("-OOM ") != std::string::npos);
   if (!reply.is_error() || oom) {
     if (refusing_writes_.exchange(oom) != oom) {
       if (oom) {
@@ -1080,28 +1102,29 @@ void RedisJournalStore::sweep() {
   sweeping_ = true;
   const std::string due = std::to_string(wall_ms() - lease.count() / 2);
   commands_->command(
-      {"ZRANGEBYSCORE", running_key(), "-inf", due, "LIMIT", "0", "64"}, [self = shared_from_this()](const RedisValue& v) {
-        if (v.type != RedisValue::Type::kArray || v.elements.empty()) {
+      {"ZRANGEBYSCORE", running_key(), "-inf", due, "WITHSCORES", "LIMIT", "0", "64"},
+      [self = shared_from_this()](const RedisValue& v) {
+        if (v.type != RedisValue::Type::kArray || v.elements.size() < 2) {
           self->sweeping_ = false;
           return;
         }
-        auto left = std::make_shared<size_t>(v.elements.size());
-        for (const auto& e : v.elements) {
-          const std::string id = e.str;
+        auto left = std::make_shared<size_t>(v.elements.size() / 2);
+        for (size_t i = 0; i + 1 < v.elements.size(); i += 2) {
+          const std::string id = v.elements[i].str;
+          const std::string score = v.elements[i + 1].str;
           self->eval({"EVALSHA", self->orphaned_sha_, "1", self->record_key(id)}, kOrphanedScript,
-                     [self, id, left](const RedisValue& r) {
+                     [self, id, score, left](const RedisValue& r) {
                        long long state = 0;
                        std::string principal;
                        if (orphaned_state(r, state, principal)) {
-                         if (state < 0) {
-                           // Ended (a ZREM that never came) or expired: off the index.
-                           self->commands_->command({"ZREM", self->running_key(), id}, [](const RedisValue&) {});
-                         } else if (state > 0) {
-                           // Renewed: looked at again when the lease would lapse.
-                           self->commands_->command(
-                               {"ZADD", self->running_key(), "XX", std::to_string(wall_ms() + state), id},
-                               [](const RedisValue&) {});
-                         } else if (self->on_orphaned_turn_) {
+                         // Ended (a ZREM that never came) or expired: off the index. Renewed:
+                         // looked at again when its lease would lapse. Orphaned: looked at
+                         // again a lease from now, should this instance fail to take it over.
+                         const long long again = state < 0 ? -1 : state > 0 ? state : self->settings_.lease.count();
+                         self->eval({"EVALSHA", self->index_sha_, "1", self->running_key(), id, score,
+                                     again < 0 ? std::string() : std::to_string(wall_ms() + again)},
+                                    kIndexScript, [](const RedisValue&) {});
+                         if (state == 0 && self->on_orphaned_turn_) {
                            spdlog::info("session {}: its turn's instance was lost and no instance watching it "
                                         "took it over; this one does",
                                         id);
@@ -1177,7 +1200,8 @@ void RedisJournalStore::forget(const std::string& id) {
 
 void RedisJournalStore::open(const std::string& id, std::function<void(Opened)> done) {
   net::post(ioc_, [self = shared_from_this(), id, done = std::move(done)]() mutable {
-    if (!self->reachable()) {
+    // Reads work while Redis refuses writes (out of memory): only the connections count.
+    if (!self->commands_->connected() || !self->subscriber_->connected()) {
       Opened o;
       o.outcome = Opened::Outcome::kUnavailable;
       return done(std::move(o));

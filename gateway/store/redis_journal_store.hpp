@@ -140,6 +140,7 @@ class RedisJournalStore final : public JournalStore, public std::enable_shared_f
   const std::string claim_sha_;
   const std::string orphaned_sha_;
   const std::string cancel_sha_;
+  const std::string index_sha_;
   boost::asio::steady_timer lease_timer_;  // tick()
   bool stopped_ = false;                   // store thread
 

@@ -276,7 +276,8 @@ bool Session::prepare_turn(const net::any_io_executor& executor, std::function<v
   bool claim = false;
   {
     std::lock_guard lock(mutex_);
-    claim = journal_->claims_turns() && !(fresh_ && !follower_);
+    // A turn running here is refused by start_turn (session_busy): no claim.
+    claim = journal_->claims_turns() && !(fresh_ && !follower_) && !turn_;
   }
   if (!claim) {
     done({});  // never under the mutex: it starts the turn

@@ -129,6 +129,7 @@ void SessionRegistry::start() {
 }
 
 void SessionRegistry::adopt_orphaned_turn(const std::string& id, const std::string& principal) {
+  if (!adopting_.load()) return;  // stopping or draining: another instance takes it
   find_or_open(id, principal, strand_, [](std::shared_ptr<Session> session, Lookup) {
     // The claim decides: when another instance took it over first, nothing happens here.
     if (session) session->take_over();
@@ -136,6 +137,7 @@ void SessionRegistry::adopt_orphaned_turn(const std::string& id, const std::stri
 }
 
 void SessionRegistry::stop() {
+  adopting_ = false;
   net::post(strand_, [self = shared_from_this()] {
     self->stopped_ = true;
     self->timer_.cancel();
@@ -218,6 +220,7 @@ void SessionRegistry::forget_idle(Clock::time_point now, std::vector<std::shared
 }
 
 void SessionRegistry::cancel_all(const TurnError& why) {
+  adopting_ = false;
   std::vector<std::shared_ptr<Session>> all;
   {
     std::lock_guard lock(mutex_);

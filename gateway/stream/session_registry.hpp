@@ -9,6 +9,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <atomic>
 #include <chrono>
 #include <deque>
 #include <functional>
@@ -81,6 +82,7 @@ class SessionRegistry : public std::enable_shared_from_this<SessionRegistry> {
   boost::asio::strand<boost::asio::io_context::executor_type> strand_;
   boost::asio::steady_timer timer_;  // on strand_
   bool stopped_ = false;             // on strand_
+  std::atomic<bool> adopting_{true};  // orphaned turns are taken over (not once stopping or draining)
   // Memory handed back after expiry (return_memory), on the sweeping thread.
   size_t journal_peak_since_trim_ = 0;
   size_t forgotten_since_trim_ = 0;

@@ -466,7 +466,12 @@ TEST(ScaleOut, AnAnswerNobodyWaitsForIsFinishedByTheSweep) {
     if (!finished) std::this_thread::sleep_for(50ms);
   }
   ASSERT_TRUE(finished) << b->stderr_text();
-  EXPECT_TRUE(redis.call({"ZSCORE", "sluice:running", s.session_id}).nil) << "an ended turn leaves the index";
+  bool unlisted = false;  // the ZREM follows the batch that ended the turn
+  for (int i = 0; i < 100 && !unlisted; ++i) {
+    unlisted = redis.call({"ZSCORE", "sluice:running", s.session_id}).nil;
+    if (!unlisted) std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_TRUE(unlisted) << "an ended turn leaves the index";
   EXPECT_GE(sim_stats(*sim).continued, 1);
   WsClient later(b->port());
   later.send(resume(s.session_id, 0, s.token));
@@ -514,7 +519,7 @@ TEST(ScaleOut, ASilentRedisHoldsNothingUpPastTheCommandTimeout) {
   EXPECT_EQ(refused->code, "store_unavailable");
   EXPECT_EQ(refused->request_id, "next");
   EXPECT_LT(waited, 5s) << "bounded by the command timeout (700 ms), not by Redis";
-  EXPECT_TRUE(a->wait_for_stderr("no reply for over 700 ms", 5s)) << a->stderr_text();
+  EXPECT_TRUE(a->wait_for_stderr("nothing heard for over 700 ms", 5s)) << a->stderr_text();
   // The connection still reads: a frame it cannot parse is answered at once.
   c.send("{not json");
   auto bad = c.read_until("error", "", 5s);
@@ -537,6 +542,7 @@ TEST(ScaleOut, RedisOutOfMemory) {
   RedisServer redis;
   auto sim = start_sim({"--rate", "8"});
   auto a = start_gateway(sim_url(*sim), redis_env(redis, {"SLUICE_STORE_WRITE_TIMEOUT_MS=1500"}));
+  auto b = start_gateway(sim_url(*sim), redis_env(redis));
   WsClient c(a->port());
   const std::string prompt = "内存满了 💾 out of memory";
   Started s = start_chat(c, prompt);
@@ -557,7 +563,18 @@ TEST(ScaleOut, RedisOutOfMemory) {
     ASSERT_TRUE(refused);
     EXPECT_EQ(refused->code, "store_unavailable");
   }
-  std::this_thread::sleep_for(2000ms);  // past store.write_timeout_ms: the turn stops
+  {
+    // Reads still work: the session resumes on another instance.
+    WsClient elsewhere(b->port());
+    elsewhere.send(resume(s.session_id, 0, s.token));
+    auto resumed = elsewhere.read_until("resumed", "", 5s);
+    ASSERT_TRUE(resumed) << b->stderr_text();
+    auto f = elsewhere.read_until("delta", s.session_id, 5s);
+    ASSERT_TRUE(f);
+    EXPECT_EQ(f->text, first->text);
+  }
+  // Past store.write_timeout_ms (1.5 s) plus the store tick that notices it (a third of the lease).
+  std::this_thread::sleep_for(2600ms);
   ASSERT_FALSE(redis.call({"CONFIG", "SET", "maxmemory", "0"}).error);
   auto rest = read_turn(c, s.session_id, 20s);
   ASSERT_TRUE(rest.done) << a->stderr_text();
@@ -643,12 +660,11 @@ TEST(ScaleOut, FiftyKillsOfTheOwnerAtRandomPointsLoseNothing) {
     gw[x]->signal(SIGKILL);
     gw[x]->wait(5s);
     owner.drop();
-    // What the lost instance had written of the first answer: the takeover's
-    // events come after it.
-    uint64_t held_at_kill = 0;
-    {
-      const auto last = redis.call({"HGET", "sluice:{" + started[0].session_id + "}:r", "last"});
-      held_at_kill = last.nil ? 0 : std::stoull(last.str);
+    // What the lost instance had written of each answer: a takeover's events come after it.
+    std::vector<uint64_t> held_at_kill;
+    for (const auto& st : started) {
+      const auto last = redis.call({"HGET", "sluice:{" + st.session_id + "}:r", "last"});
+      held_at_kill.push_back(last.nil ? 0 : std::stoull(last.str));
     }
     for (size_t k = 0; k < prompts.size(); ++k) {
       SCOPED_TRACE("round " + std::to_string(round) + ", answer " + std::to_string(k));
@@ -675,7 +691,7 @@ TEST(ScaleOut, FiftyKillsOfTheOwnerAtRandomPointsLoseNothing) {
         if (f->offset) t.offsets.push_back(f->offset);
         if (f->type == "delta") {
           t.text += f->text;
-          if (f->offset > held_at_kill && after_kill == std::chrono::steady_clock::time_point{}) {
+          if (f->offset > held_at_kill[k] && after_kill == std::chrono::steady_clock::time_point{}) {
             after_kill = std::chrono::steady_clock::now();
           }
         }
@@ -694,16 +710,25 @@ TEST(ScaleOut, FiftyKillsOfTheOwnerAtRandomPointsLoseNothing) {
       ASSERT_FALSE(t.offsets.empty());
       EXPECT_EQ(t.offsets.front(), 1u);
       for (size_t i = 1; i < t.offsets.size(); ++i) ASSERT_EQ(t.offsets[i], t.offsets[i - 1] + 1);
-      const bool taken_over = t.offsets.back() > held_at_kill;  // its done came after the kill
+      const bool taken_over = t.offsets.back() > held_at_kill[k];  // its done came after the kill
       if (k == 0 && taken_over && after_kill != std::chrono::steady_clock::time_point{}) {
         takeover_ms.push_back(
             std::chrono::duration_cast<std::chrono::milliseconds>(after_kill - killed).count());
       }
-      if (!readers[k]) ++swept;
+      if (!readers[k] && taken_over) ++swept;
     }
     gw[x] = launch();
   }
-  EXPECT_EQ(swept, 10);
+  // The unwatched answers that were still running at the kill were finished by a sweep.
+  EXPECT_GE(swept, 5);
+  size_t sweep_logs = 0;
+  for (const auto& g : gw) {
+    for (size_t at = 0; (at = g->stderr_text().find("no instance watching it took it over", at)) != std::string::npos;
+         ++at) {
+      ++sweep_logs;
+    }
+  }
+  EXPECT_GE(sweep_logs + 2, static_cast<size_t>(swept)) << "(two of the instances that swept may have been killed since)";
   std::sort(takeover_ms.begin(), takeover_ms.end());
   if (!takeover_ms.empty()) {
     std::printf("50 kills: the first delta the new owner wrote came p50 %lld ms, max %lld ms after the kill, "
