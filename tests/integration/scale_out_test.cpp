@@ -715,25 +715,24 @@ TEST(ScaleOut, FiftyKillsOfTheOwnerAtRandomPointsLoseNothing) {
         takeover_ms.push_back(
             std::chrono::duration_cast<std::chrono::milliseconds>(after_kill - killed).count());
       }
-      if (!readers[k] && taken_over) ++swept;
+      if (!readers[k] && taken_over) {
+        // Taken over by a sweep of one of the two instances alive.
+        const std::string line = "session " + id + ": its turn's instance was lost and no instance watching it";
+        EXPECT_TRUE(gw[y]->stderr_text().find(line) != std::string::npos ||
+                    gw[z]->stderr_text().find(line) != std::string::npos);
+        ++swept;
+      }
     }
     gw[x] = launch();
   }
-  // The unwatched answers that were still running at the kill were finished by a sweep.
+  // Most unwatched answers were still running at the kill: a sweep finished them.
   EXPECT_GE(swept, 5);
-  size_t sweep_logs = 0;
-  for (const auto& g : gw) {
-    for (size_t at = 0; (at = g->stderr_text().find("no instance watching it took it over", at)) != std::string::npos;
-         ++at) {
-      ++sweep_logs;
-    }
-  }
-  EXPECT_GE(sweep_logs + 2, static_cast<size_t>(swept)) << "(two of the instances that swept may have been killed since)";
   std::sort(takeover_ms.begin(), takeover_ms.end());
   if (!takeover_ms.empty()) {
     std::printf("50 kills: the first delta the new owner wrote came p50 %lld ms, max %lld ms after the kill, "
-                "over the %zu plain answers still running then (lease 400 ms, upstream 40 tokens/s)\n",
-                takeover_ms[takeover_ms.size() / 2], takeover_ms.back(), takeover_ms.size());
+                "over the %zu plain answers still running then (lease 400 ms, upstream 40 tokens/s); %d "
+                "unwatched answers finished by a sweep\n",
+                takeover_ms[takeover_ms.size() / 2], takeover_ms.back(), takeover_ms.size(), swept);
   }
 }
 
