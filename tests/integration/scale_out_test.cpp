@@ -20,6 +20,18 @@ using namespace std::chrono_literals;
   if (!RedisServer::installed()) GTEST_SKIP() << "redis-server is not installed " \
                                                  "(apt-get install redis-server)"
 
+void wait_ready(const Process& gw) {
+  for (int i = 0; i < 500 && http_get(gw.port(), "/readyz").status != 200; ++i) std::this_thread::sleep_for(20ms);
+}
+
+// Once the store is back, the instance is ready and a new session is answered.
+void expect_new_sessions_served(const Process& gw, const std::string& prompt) {
+  wait_ready(gw);
+  WsClient c(gw.port());
+  Started t = start_chat(c, prompt);
+  EXPECT_EQ(read_turn(c, t.session_id).text, expected_text(prompt));
+}
+
 std::vector<std::string> redis_env(const RedisServer& redis, std::vector<std::string> more = {}) {
   std::vector<std::string> env{"SLUICE_STORE_BACKEND=redis", "SLUICE_STORE_REDIS_URL=" + redis.url()};
   env.insert(env.end(), more.begin(), more.end());
@@ -335,10 +347,7 @@ TEST(ScaleOut, RedisRestartedMidAnswer) {
     ASSERT_TRUE(rest.done);
     EXPECT_EQ(rest.done->finish_reason, "cancelled");
     // The instance serves new turns again, once it has Redis back.
-    for (int i = 0; i < 500 && http_get(a->port(), "/readyz").status != 200; ++i) std::this_thread::sleep_for(20ms);
-    WsClient again(a->port());
-    Started t = start_chat(again, "恢复 back");
-    EXPECT_EQ(read_turn(again, t.session_id).text, expected_text("恢复 back"));
+    expect_new_sessions_served(*a, "恢复 back");
   }
 }
 
@@ -526,7 +535,7 @@ TEST(ScaleOut, ASilentRedisHoldsNothingUpPastTheCommandTimeout) {
   ASSERT_TRUE(bad);
   EXPECT_EQ(bad->code, "bad_json");
   redis.resume();
-  for (int i = 0; i < 500 && http_get(a->port(), "/readyz").status != 200; ++i) std::this_thread::sleep_for(20ms);
+  wait_ready(*a);
   c.send(chat("恢复了 back", "again", s.session_id));
   auto again = read_turn(c, s.session_id, 20s);
   ASSERT_TRUE(again.done) << a->stderr_text();
@@ -583,10 +592,7 @@ TEST(ScaleOut, RedisOutOfMemory) {
   EXPECT_EQ(rest.done->finish_reason, "cancelled");
   EXPECT_EQ(expected_text(prompt).rfind(first->text + rest.text, 0), 0u) << "what was shown is the answer's start";
   EXPECT_EQ(rest.offsets.front(), first->offset + 1);
-  for (int i = 0; i < 500 && http_get(a->port(), "/readyz").status != 200; ++i) std::this_thread::sleep_for(20ms);
-  WsClient again(a->port());
-  Started t = start_chat(again, "有空间了 room again");
-  EXPECT_EQ(read_turn(again, t.session_id).text, expected_text("有空间了 room again"));
+  expect_new_sessions_served(*a, "有空间了 room again");
 }
 
 
