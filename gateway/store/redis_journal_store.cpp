@@ -38,15 +38,17 @@ namespace {
 // sent on a connection that was dropped, run by Redis after its resend and
 // later batches). Returns the record's last offset.
 const std::string kAppendScript = SLUICE_LUA_NOW R"lua(
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if ARGV[6] ~= '' and not epoch then
-  redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'last', '0', 'owner', ARGV[6], 'seq', '0')
-elseif ARGV[6] ~= '' and redis.call('HGET', KEYS[1], 'owner') ~= ARGV[6] then
+local r = redis.call('HMGET', KEYS[1], 'epoch', 'owner', 'last', 'seq')
+local set = {}
+if ARGV[6] ~= '' and not r[1] then
+  set = {'epoch', ARGV[1], 'owner', ARGV[6]}
+  r = {ARGV[1], ARGV[6], '0', '0'}
+elseif ARGV[6] ~= '' and r[2] ~= ARGV[6] then
   return redis.error_reply('EXISTS session record already exists')
-elseif epoch ~= ARGV[1] then
-  return redis.error_reply('FENCED epoch is ' .. tostring(epoch) .. ', not ' .. ARGV[1])
+elseif r[1] ~= ARGV[1] then
+  return redis.error_reply('FENCED epoch is ' .. tostring(r[1]) .. ', not ' .. ARGV[1])
 end
-local last = tonumber(redis.call('HGET', KEYS[1], 'last'))
+local last = tonumber(r[3])
 local first = tonumber(ARGV[2])
 local n = tonumber(ARGV[8])
 local base = 10 + 2 * n
@@ -54,10 +56,14 @@ local count = #ARGV - base + 1
 if count > 0 and first > last + 1 then
   return redis.error_reply('GAP the stream ends at ' .. last .. ', the batch starts at ' .. first)
 end
-if tonumber(ARGV[9]) > tonumber(redis.call('HGET', KEYS[1], 'seq') or '0') then
-  redis.call('HSET', KEYS[1], 'seq', ARGV[9])
-  if n > 0 then redis.call('HSET', KEYS[1], unpack(ARGV, 10, 9 + 2 * n)) end
-  if tonumber(ARGV[7]) > 0 then redis.call('HSET', KEYS[1], 'lease', now + tonumber(ARGV[7])) end
+if tonumber(ARGV[9]) > tonumber(r[4] or '0') then
+  set[#set + 1] = 'seq'
+  set[#set + 1] = ARGV[9]
+  for i = 10, 9 + 2 * n do set[#set + 1] = ARGV[i] end
+  if tonumber(ARGV[7]) > 0 then
+    set[#set + 1] = 'lease'
+    set[#set + 1] = now + tonumber(ARGV[7])
+  end
 end
 local skip = 0
 if count > 0 then skip = last + 1 - first end
@@ -66,7 +72,13 @@ if count > skip then
     redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], (first + i) .. '-0', 'd', ARGV[base + i])
   end
   last = first + count - 1
-  redis.call('HSET', KEYS[1], 'last', last)
+end
+if count > skip or r[3] == '0' then
+  set[#set + 1] = 'last'
+  set[#set + 1] = last
+end
+if #set > 0 then redis.call('HSET', KEYS[1], unpack(set)) end
+if count > skip then
   redis.call('PUBLISH', ARGV[5], (first + skip) .. '\n' .. table.concat(ARGV, '\n', base + skip))
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
