@@ -270,7 +270,7 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
         return local_->last_appended() + 1;
       }
       offset = local_->append(std::move(event));
-      if (pending_.empty() && !in_flight_) waiting_since_ = Clock::now();
+      note_waiting();
       pending_.push_back({offset, std::move(record)});
       ++store_->events_pending_;
       schedule = !std::exchange(scheduled_, true);
@@ -345,6 +345,7 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
       std::lock_guard lock(mutex_);
       if (role_ != Role::kOwner) return;
       principal_ = r.principal;
+      note_waiting();
       fields_ = std::move(fields);
       if (running_ != r.turn.has_value()) writing = r.turn.has_value();
       running_ = r.turn.has_value();
@@ -545,6 +546,7 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
     {
       std::lock_guard lock(mutex_);
       if (role_ != Role::kOwner || !running_ || in_flight_ || now - last_write_ < store_->settings_.lease / 3) return;
+      note_waiting();
       renew_due_ = write = true;
     }
     if (write) write_batch();
@@ -859,6 +861,14 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
   }
 
  private:
+  // With mutex_ held, before something is queued for Redis: when nothing
+  // was waiting, the wait that check_stalled measures begins now (a journal
+  // that never wrote, e.g. one that just took a turn over, has no earlier
+  // write to count from).
+  void note_waiting() {
+    if (pending_.empty() && !in_flight_ && !fields_ && !renew_due_) waiting_since_ = Clock::now();
+  }
+
   struct Pending {
     uint64_t offset;
     std::string record;

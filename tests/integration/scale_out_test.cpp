@@ -701,13 +701,24 @@ TEST(ScaleOut, FiftyKillsOfTheOwnerAtRandomPointsLoseNothing) {
             after_kill = std::chrono::steady_clock::now();
           }
         }
+        if (f->type == "error" || f->type == "moderation") t.error = f;
         if (f->type == "done") {
           t.done = f;
           break;
         }
       }
       ASSERT_TRUE(t.done) << gw[y]->stderr_text() << gw[z]->stderr_text();
-      EXPECT_EQ(t.done->finish_reason, "stop") << t.done->raw;
+      auto about = [&](const Process& g) {  // the log lines of this session
+        std::string lines, all = g.stderr_text();
+        for (size_t at = 0; (at = all.find(id, at)) != std::string::npos; at += id.size()) {
+          const size_t begin = all.rfind('\n', at) + 1;
+          lines += all.substr(begin, all.find('\n', at) - begin) + "\n";
+        }
+        return lines;
+      };
+      EXPECT_EQ(t.done->finish_reason, "stop")
+          << t.done->raw << (t.error ? "\nerror: " + t.error->raw : "") << "\ninstance y:\n" << about(*gw[y])
+          << "instance z:\n" << about(*gw[z]);
       std::string expected = reference[k];
       if (const auto at = expected.find("第0轮"); at != std::string::npos) {
         expected.replace(at, std::string("第0轮").size(), "第" + std::to_string(round) + "轮");
