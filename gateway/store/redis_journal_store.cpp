@@ -1146,12 +1146,7 @@ void RedisJournalStore::sweep() {
                          self->eval({"EVALSHA", self->index_sha_, "1", self->running_key(), id, score,
                                      again < 0 ? std::string() : std::to_string(wall_ms() + again)},
                                     kIndexScript, [](const RedisValue&) {});
-                         if (state == 0 && self->on_orphaned_turn_) {
-                           spdlog::info("session {}: its turn's instance was lost and no instance watching it "
-                                        "took it over; this one does",
-                                        id);
-                           self->on_orphaned_turn_(id, principal);
-                         }
+                         if (state == 0 && self->on_orphaned_turn_) self->on_orphaned_turn_(id, principal);
                        }
                        if (--*left == 0) self->sweeping_ = false;
                      });

@@ -130,9 +130,13 @@ void SessionRegistry::start() {
 
 void SessionRegistry::adopt_orphaned_turn(const std::string& id, const std::string& principal) {
   if (!adopting_.load()) return;  // stopping or draining: another instance takes it
-  find_or_open(id, principal, strand_, [](std::shared_ptr<Session> session, Lookup) {
+  find_or_open(id, principal, strand_, [id](std::shared_ptr<Session> session, Lookup) {
+    if (!session) return;  // the store could not be read: the next sweep tries again
+    spdlog::info("session {}: its turn's instance was lost and no instance watching it took it over; this "
+                 "one does",
+                 id);
     // The claim decides: when another instance took it over first, nothing happens here.
-    if (session) session->take_over();
+    session->take_over();
   });
 }
 
