@@ -12,7 +12,9 @@
 # Usage: bench/run_scale_out_bench.sh
 # Environment: SCALE_SECTIONS ("resume cpu takeover"), SCALE_RESUMES (50),
 # SCALE_TAKEOVERS (20), SCALE_LEASE_MS (1000), SCALE_CONNS (50 connections x
-# 10 sessions for the CPU load).
+# 10 sessions for the CPU load), SCALE_CPU_REPEATS (3: runs of each store,
+# alternating; the ratio of the medians is the figure, one run drifts with
+# the machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cmake --preset release >/dev/null
@@ -25,6 +27,7 @@ resumes=${SCALE_RESUMES:-50}
 takeovers=${SCALE_TAKEOVERS:-20}
 lease=${SCALE_LEASE_MS:-1000}
 conns=${SCALE_CONNS:-50}
+repeats=${SCALE_CPU_REPEATS:-3}
 tck=$(getconf CLK_TCK)
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -75,11 +78,14 @@ fi
 if want cpu; then
 echo
 
-echo "### CPU per relayed token: Redis store against the memory store ($((conns * 10)) paced streams, 20 tokens/s, 2 turns)"
+echo "### CPU per relayed token: Redis store against the memory store ($((conns * 10)) paced streams, 20 tokens/s, 2 turns; $repeats runs of each, alternating)"
 echo
-echo "| store | tokens delivered | gateway CPU per token (µs) | x memory | script calls per token | Redis commands per token (in scripts too) | redis-server CPU per token (µs) |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
+echo "| run | store | tokens delivered | gateway CPU per token (µs) | x memory (same run) | script calls per token | Redis commands per token (in scripts too) | redis-server CPU per token (µs) |"
+echo "|---:|---|---:|---:|---:|---:|---:|---:|"
 start_sim 20
+mem_runs=()
+redis_runs=()
+for run in $(seq 1 "$repeats"); do
 mem_us=0
 for store in memory redis; do
   if [ "$store" = redis ]; then start_gateway g "${redis_env[@]}"; else start_gateway g; fi
@@ -94,13 +100,18 @@ for store in memory redis; do
   calls=$(awk -F'[=,:]' '/^cmdstat_(evalsha|eval)/ {n += $3} END {print n + 0}' <<<"$stats")
   kill "$g_pid"; wait "$g_pid" 2>/dev/null || true
   IFS='|' read -r _ _ _ _ _ toks _ <<<"$out"
-  awk -v s="$store" -v tok="$toks" -v cpu=$((c1 - c0)) -v rcpu=$((r1 - r0)) -v tck="$tck" -v cmds="$cmds" -v calls="$calls" -v mem="$mem_us" \
-    'BEGIN { us = cpu / tck * 1e6 / tok; rus = rcpu / tck * 1e6 / tok;
-             printf "| %s | %d | %.1f | %s | %s | %s | %s |\n", s, tok, us, (mem > 0 ? sprintf("%.2f", us / mem) : "1.00"),
+  us=$(awk -v tok="$toks" -v cpu=$((c1 - c0)) -v tck="$tck" 'BEGIN { printf "%.2f", cpu / tck * 1e6 / tok }')
+  awk -v run="$run" -v s="$store" -v tok="$toks" -v us="$us" -v rcpu=$((r1 - r0)) -v tck="$tck" -v cmds="$cmds" -v calls="$calls" -v mem="$mem_us" \
+    'BEGIN { rus = rcpu / tck * 1e6 / tok;
+             printf "| %d | %s | %d | %.1f | %s | %s | %s | %s |\n", run, s, tok, us, (mem > 0 ? sprintf("%.2f", us / mem) : "1.00"),
                (s == "redis" ? sprintf("%.3f", calls / tok) : "-"), (s == "redis" ? sprintf("%.2f", cmds / tok) : "-"),
                (s == "redis" ? sprintf("%.1f", rus) : "-") }'
-  [ "$store" = memory ] && mem_us=$(awk -v tok="$toks" -v cpu=$((c1 - c0)) -v tck="$tck" 'BEGIN { print cpu / tck * 1e6 / tok }')
+  if [ "$store" = memory ]; then mem_us=$us; mem_runs+=("$us"); else redis_runs+=("$us"); fi
 done
+done
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2)}'; }
+awk -v m="$(median "${mem_runs[@]}")" -v r="$(median "${redis_runs[@]}")" \
+  'BEGIN { printf "| median | redis / memory | | %.1f / %.1f | %.2f | | | |\n", r, m, r / m }'
 kill "$sim_pid"; wait "$sim_pid" 2>/dev/null || true
 fi
 

@@ -361,6 +361,8 @@ const std::vector<Option>& schema() {
       millis("store.lease_ms", 300, 600'000, [](Config& c) -> Millis& { return c.store.lease; }),
       millis("store.write_timeout_ms", 100, 3'600'000, [](Config& c) -> Millis& { return c.store.write_timeout; }),
       millis("store.command_timeout_ms", 100, 600'000, [](Config& c) -> Millis& { return c.store.command_timeout; }),
+      ranged<std::chrono::microseconds>("store.flush_interval_us", 0, 100'000, "a number of microseconds",
+                                        [](Config& c) -> std::chrono::microseconds& { return c.store.flush_interval; }),
       string("store.instance_id", [](Config& c) -> std::string& { return c.store.instance_id; }),
       boolean("store.continue_taken_over_turns",
               [](Config& c) -> bool& { return c.store.continue_taken_over_turns; }),

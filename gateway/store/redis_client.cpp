@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/post.hpp>
+#include <charconv>
 
 namespace sluice {
 
@@ -297,23 +298,36 @@ void RedisClient::command_reply(redisAsyncContext* ac, void* reply, void* privda
   if (*cb) (*cb)(to_redis_value(static_cast<redisReply*>(reply)));
 }
 
-void RedisClient::command(const std::vector<std::string_view>& args, Callback done) {
+void RedisClient::begin_command(std::string& out, size_t arguments) {
+  char digits[24];
+  out += '*';
+  out.append(digits, std::to_chars(digits, digits + sizeof digits, arguments).ptr);
+  out += "\r\n";
+}
+
+void RedisClient::append_argument(std::string& out, std::string_view arg) {
+  char digits[24];
+  out += '$';
+  out.append(digits, std::to_chars(digits, digits + sizeof digits, arg.size()).ptr);
+  out += "\r\n";
+  out += arg;
+  out += "\r\n";
+}
+
+void RedisClient::command(std::initializer_list<std::string_view> args, Callback done) {
+  scratch_.clear();
+  format_command(scratch_, args);
+  send(scratch_, std::move(done));
+}
+
+void RedisClient::send(std::string_view resp, Callback done) {
   if (!ctx_ || !connected()) {
     // Never inline: a caller that retries on error must not recurse.
     net::post(ioc_, [done = std::move(done)] { done(RedisValue::error("not connected to redis")); });
     return;
   }
-  std::vector<const char*> argv;
-  std::vector<size_t> lens;
-  argv.reserve(args.size());
-  lens.reserve(args.size());
-  for (const auto& a : args) {
-    argv.push_back(a.data());
-    lens.push_back(a.size());
-  }
   auto* cb = new Callback(std::move(done));
-  if (redisAsyncCommandArgv(ctx_, &RedisClient::command_reply, cb, static_cast<int>(argv.size()), argv.data(),
-                            lens.data()) != REDIS_OK) {
+  if (redisAsyncFormattedCommand(ctx_, &RedisClient::command_reply, cb, resp.data(), resp.size()) != REDIS_OK) {
     std::unique_ptr<Callback> owned(cb);
     net::post(ioc_, [done = std::move(*owned)] { done(RedisValue::error("connection lost")); });
     return;

@@ -85,7 +85,17 @@ class RedisClient : public std::enable_shared_from_this<RedisClient> {
 
   // Sends one command (binary-safe arguments); `done` gets its reply, or an
   // error reply when the client is not connected or the connection drops.
-  void command(const std::vector<std::string_view>& args, Callback done);
+  void command(std::initializer_list<std::string_view> args, Callback done);
+  // The same for a command already in Redis's protocol (format_command).
+  void send(std::string_view resp, Callback done);
+  // Appends `args` as one command in Redis's protocol (RESP) to `out`: what
+  // send() takes, built without a copy of each argument of its own.
+  static void format_command(std::string& out, std::initializer_list<std::string_view> args) {
+    begin_command(out, args.size());
+    for (const auto a : args) append_argument(out, a);
+  }
+  static void begin_command(std::string& out, size_t arguments);
+  static void append_argument(std::string& out, std::string_view arg);
 
   // Subscriber connections only: `on_message` gets every message published
   // on `channel`; `subscribed` runs each time Redis confirms the
@@ -135,6 +145,7 @@ class RedisClient : public std::enable_shared_from_this<RedisClient> {
   // (a connection's replies come in order).
   std::deque<std::chrono::steady_clock::time_point> sent_;
   std::chrono::steady_clock::time_point last_read_{};  // the connection last had bytes to read
+  std::string scratch_;  // command(): the command being formatted
 };
 
 // A RedisValue from hiredis's reply (null: the connection was lost).

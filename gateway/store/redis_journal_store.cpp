@@ -247,7 +247,16 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
 
   RedisJournal(std::shared_ptr<RedisJournalStore> store, std::string id, Role role,
                std::shared_ptr<MemoryJournal> local)
-      : store_(std::move(store)), id_(std::move(id)), local_(std::move(local)), role_(role) {
+      : store_(std::move(store)),
+        id_(std::move(id)),
+        local_(std::move(local)),
+        record_key_(store_->record_key(id_)),
+        stream_key_(store_->stream_key(id_)),
+        channel_(store_->channel(id_)),
+        retention_(std::to_string(store_->settings_.retention.count())),
+        max_events_(std::to_string(store_->settings_.stream_max_events)),
+        lease_(std::to_string(store_->settings_.lease.count())),
+        role_(role) {
     if (role_ == Role::kOwner) local_->show_through(0);  // nothing shown before Redis has it
   }
 
@@ -386,7 +395,9 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
   void when_recorded(std::function<void()> f) override {
     {
       std::lock_guard lock(mutex_);
-      if (create_) {
+      // Redis holds the record as it stands (a turn just started, say): a
+      // client sent to another instance at once finds the turn there.
+      if (create_ || fields_ || inflight_fields_) {
         recorded_.push_back(std::move(f));
         return;
       }
@@ -404,7 +415,10 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
 
   // Sends what is pending as one script call, unless a batch is in flight.
   void write_batch() {
-    std::vector<std::string> args;
+    // The script call, formatted here (no copy of each record of its own)
+    // into the store's buffer, which hiredis copies into its own.
+    std::string& resp = store_->batch_buffer_;
+    resp.clear();
     bool index = false;  // (re)listed in the running-turn index
     {
       std::lock_guard lock(mutex_);
@@ -424,27 +438,36 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
         index = true;
       }
       inflight_unindex_ = std::exchange(unindex_, false);
-      args = {"EVALSHA",
-              store_->append_sha_,
-              "2",
-              store_->record_key(id_),
-              store_->stream_key(id_),
-              epoch_,
-              std::to_string(inflight_.empty() ? 0 : inflight_.front().offset),
-              std::to_string(s.retention.count()),
-              std::to_string(s.stream_max_events),
-              store_->channel(id_),
-              create_ ? s.instance_id.empty() ? std::string("-") : s.instance_id : std::string(),
-              std::to_string(running_ ? s.lease.count() : 0),
-              std::to_string(inflight_fields_ ? inflight_fields_->size() : 0),
-              std::to_string(++seq_)};
+      const size_t fields = inflight_fields_ ? inflight_fields_->size() : 0;
+      size_t bytes = 256 + record_key_.size() * 3;
+      for (const auto& p : inflight_) bytes += p.record.size() + 16;
+      if (inflight_fields_) {
+        for (const auto& [k, v] : *inflight_fields_) bytes += k.size() + v.size() + 32;
+      }
+      resp.reserve(bytes);
+      // The script's 11 ARGV and 3 more before them, then the fields and the records.
+      RedisClient::begin_command(resp, 14 + 2 * fields + inflight_.size());
+      for (const std::string_view arg :
+           {std::string_view("EVALSHA"), std::string_view(store_->append_sha_), std::string_view("2"),
+            std::string_view(record_key_), std::string_view(stream_key_), std::string_view(epoch_)}) {
+        RedisClient::append_argument(resp, arg);
+      }
+      RedisClient::append_argument(resp, std::to_string(inflight_.empty() ? 0 : inflight_.front().offset));
+      RedisClient::append_argument(resp, retention_);
+      RedisClient::append_argument(resp, max_events_);
+      RedisClient::append_argument(resp, channel_);
+      RedisClient::append_argument(resp, create_ ? s.instance_id.empty() ? std::string_view("-") : s.instance_id
+                                                 : std::string_view());
+      RedisClient::append_argument(resp, running_ ? lease_ : std::string_view("0"));
+      RedisClient::append_argument(resp, std::to_string(fields));
+      RedisClient::append_argument(resp, std::to_string(++seq_));
       if (inflight_fields_) {
         for (const auto& [k, v] : *inflight_fields_) {
-          args.push_back(k);
-          args.push_back(v);
+          RedisClient::append_argument(resp, k);
+          RedisClient::append_argument(resp, v);
         }
       }
-      for (const auto& p : inflight_) args.push_back(p.record);
+      for (const auto& p : inflight_) RedisClient::append_argument(resp, p.record);
     }
     if (index) {
       // Looked at by a sweep once the lease would have lapsed; every lease / 3
@@ -453,7 +476,13 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
                                   std::to_string(wall_ms() + store_->settings_.lease.count()), id_},
                                  [](const RedisValue&) {});
     }
-    store_->eval(std::move(args), kAppendScript, [self = shared_from_this()](const RedisValue& v) {
+    store_->commands_->send(resp, [self = shared_from_this()](const RedisValue& v) {
+      if (v.is_error() && starts_with(v.str, "NOSCRIPT")) {
+        // Redis lost its script cache (a restart): the script is loaded and
+        // the batch sent again at once (one connection: in that order).
+        self->store_->commands_->command({"SCRIPT", "LOAD", kAppendScript}, [](const RedisValue&) {});
+        return self->on_write_failed(v.str, true);
+      }
       self->on_written(v);
     });
   }
@@ -472,7 +501,7 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
       in_flight_ = false;
       create_ = false;
       unindex = std::exchange(inflight_unindex_, false);
-      recorded.swap(recorded_);
+      if (!fields_) recorded.swap(recorded_);  // else once the fields queued meanwhile are written
       last_write_ = Clock::now();
       waiting_since_ = last_write_;  // what is still pending waits from now
       stall_reported_ = false;
@@ -494,7 +523,8 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
     if (through && listener) listener();
   }
 
-  void on_write_failed(const std::string& why) {
+  // `again`: the batch goes again at once (it failed for a reason already dealt with).
+  void on_write_failed(const std::string& why, bool again = false) {
     const bool fenced = starts_with(why, "FENCED") || starts_with(why, "EXISTS");
     std::function<void()> on_fenced;
     {
@@ -533,6 +563,7 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
       return;
     }
     if (!store_->commands_->connected()) return store_->wait_for_connection(weak_from_this());
+    if (again) return write_batch();
     store_->retry_after_error(weak_from_this());
     if (!store_->logged_write_error_) {
       spdlog::warn("session {}: Redis did not take a batch ({}); retrying", id_, why);
@@ -882,6 +913,13 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
   const std::shared_ptr<RedisJournalStore> store_;
   const std::string id_;
   const std::shared_ptr<MemoryJournal> local_;
+  // The batch script's arguments that never change.
+  const std::string record_key_;
+  const std::string stream_key_;
+  const std::string channel_;
+  const std::string retention_;
+  const std::string max_events_;
+  const std::string lease_;
 
   mutable std::mutex mutex_;
   Role role_;
@@ -933,7 +971,8 @@ RedisJournalStore::RedisJournalStore(RedisStoreSettings settings)
       orphaned_sha_(sha1_hex(kOrphanedScript)),
       cancel_sha_(sha1_hex(kCancelScript)),
       index_sha_(sha1_hex(kIndexScript)),
-      lease_timer_(ioc_) {}
+      lease_timer_(ioc_),
+      flush_timer_(ioc_) {}
 
 RedisJournalStore::~RedisJournalStore() {
   if (thread_.joinable() && thread_.get_id() == std::this_thread::get_id()) {
@@ -985,6 +1024,7 @@ void RedisJournalStore::stop(std::chrono::milliseconds flush_timeout) {
   net::post(ioc_, [this] {
     stopped_ = true;
     lease_timer_.cancel();
+    flush_timer_.cancel();
     commands_->stop();
     subscriber_->stop();
   });
@@ -1044,17 +1084,16 @@ std::shared_ptr<Journal> RedisJournalStore::create(const std::string& session_id
   return journal;
 }
 
-void RedisJournalStore::eval(std::vector<std::string> args, const std::string& script,
+void RedisJournalStore::eval(std::initializer_list<std::string_view> args, const std::string& script,
                              std::function<void(const RedisValue&)> done) {
-  std::vector<std::string_view> views(args.begin(), args.end());
-  commands_->command(views, [self = shared_from_this(), args = std::move(args), &script,
-                             done = std::move(done)](const RedisValue& v) mutable {
+  auto call = std::make_shared<std::string>();  // kept for a retry
+  RedisClient::format_command(*call, args);
+  commands_->send(*call, [self = shared_from_this(), call, &script, done = std::move(done)](const RedisValue& v) mutable {
     if (v.is_error() && starts_with(v.str, "NOSCRIPT")) {
-      // Redis lost its script cache (a restart): the same call with the script itself loads it.
-      args[0] = "EVAL";
-      args[1] = script;
-      std::vector<std::string_view> again(args.begin(), args.end());
-      return self->commands_->command(again, std::move(done));
+      // Redis lost its script cache (a restart): load the script, then the
+      // same call again (one connection: in that order).
+      self->commands_->command({"SCRIPT", "LOAD", script}, [](const RedisValue&) {});
+      return self->commands_->send(*call, std::move(done));
     }
     done(v);
   });
@@ -1063,20 +1102,38 @@ void RedisJournalStore::eval(std::vector<std::string> args, const std::string& s
 void RedisJournalStore::schedule(const std::shared_ptr<RedisJournal>& journal) {
   std::lock_guard lock(dirty_mutex_);
   dirty_.push_back(journal);
-  if (std::exchange(flush_posted_, true)) return;
+  if (std::exchange(flush_posted_, true)) return;  // a flush is on its way
   net::post(ioc_, [self = shared_from_this()] { self->flush(); });
 }
 
-// One turn of the store's loop: every journal with something to write
-// sends its batch; hiredis pipelines them into one write.
+// Every journal with something to write sends its batch; hiredis pipelines
+// them into one write. Then, while there is work, the next flush comes
+// `flush_interval` later: under load the batches of many sessions share one
+// write, one read and one wakeup of this thread, and an event after a quiet
+// spell goes out at once.
 void RedisJournalStore::flush() {
   std::vector<std::shared_ptr<RedisJournal>> dirty;
   {
     std::lock_guard lock(dirty_mutex_);
     dirty.swap(dirty_);
-    flush_posted_ = false;
+    if (dirty.empty()) {
+      flush_posted_ = false;  // quiet: the next schedule() flushes at once
+      return;
+    }
+  }
+  if (settings_.flush_interval.count() <= 0) {
+    {
+      std::lock_guard lock(dirty_mutex_);
+      flush_posted_ = false;  // no interval: every schedule() posts a flush
+    }
+    for (const auto& j : dirty) j->write_batch();
+    return;
   }
   for (const auto& j : dirty) j->write_batch();
+  flush_timer_.expires_after(settings_.flush_interval);
+  flush_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+    if (!ec) self->flush();
+  });
 }
 
 // Every lease / 3: owners renew the lease of their running turn (when no

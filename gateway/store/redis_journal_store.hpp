@@ -14,8 +14,9 @@
 // The journal invariant, fleet-wide: an event is shown to readers (on any
 // instance) only once Redis holds it. The owner's appends go into its local
 // copy, hidden, and are sent in order by one Lua script per batch (append,
-// record fields, publish, expire: atomic), batched per turn of the store's
-// loop with one batch in flight per session; when the script's reply comes,
+// record fields, publish, expire: atomic), with one batch in flight per
+// session and the batches of all sessions flushed together (at once after a
+// quiet spell, then at most every flush_interval); when the script's reply comes,
 // the batch becomes readable. The script refuses a batch whose epoch is not
 // the record's (fencing: an owner that lost the session can never append
 // again) and a batch that would leave a gap; a batch sent again after a
@@ -69,6 +70,7 @@ struct RedisStoreSettings {
   std::chrono::milliseconds lease{3000};           // an owner's hold on its running turn
   std::chrono::milliseconds write_timeout{10'000};  // a running turn waits this long for Redis
   std::chrono::milliseconds command_timeout{3000};  // a silent connection is dropped after this
+  std::chrono::microseconds flush_interval{2000};   // under load, batches go to Redis at most this often
 };
 
 class RedisJournalStore final : public JournalStore, public std::enable_shared_from_this<RedisJournalStore> {
@@ -109,8 +111,8 @@ class RedisJournalStore final : public JournalStore, public std::enable_shared_f
 
  private:
   friend class RedisJournal;
-  // Any thread: `journal` has something to write; the store's loop writes
-  // every such journal's batch in its next turn (pipelined).
+  // Any thread: `journal` has something to write; the next flush writes
+  // every such journal's batch (pipelined).
   void schedule(const std::shared_ptr<RedisJournal>& journal);
   // The rest: store thread.
   void flush();
@@ -119,7 +121,8 @@ class RedisJournalStore final : public JournalStore, public std::enable_shared_f
   void sweep();
   void on_commands_connected();
   // A script by its SHA, and by its text if Redis lost its script cache.
-  void eval(std::vector<std::string> args, const std::string& script, std::function<void(const RedisValue&)> done);
+  void eval(std::initializer_list<std::string_view> args, const std::string& script,
+            std::function<void(const RedisValue&)> done);
   void wait_for_connection(std::weak_ptr<RedisJournal> journal);
   void retry_after_error(std::weak_ptr<RedisJournal> journal);
   // Subscribes `journal` to its channel; `first` runs once the first
@@ -146,9 +149,11 @@ class RedisJournalStore final : public JournalStore, public std::enable_shared_f
 
   std::mutex dirty_mutex_;
   std::vector<std::shared_ptr<RedisJournal>> dirty_;
-  bool flush_posted_ = false;
+  bool flush_posted_ = false;  // a flush is posted or its timer runs
+  boost::asio::steady_timer flush_timer_;  // store thread: the next flush while there is work
 
   // Store thread only:
+  std::string batch_buffer_;  // the batch being formatted (RedisJournal::write_batch)
   std::unordered_map<std::string, std::weak_ptr<RedisJournal>> journals_;  // by channel
   std::vector<std::weak_ptr<RedisJournal>> waiting_;  // a batch to write once connected
   bool logged_write_error_ = false;

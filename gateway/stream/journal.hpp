@@ -164,10 +164,11 @@ class Journal {
   // saved before any event appended after this call. The memory store keeps
   // none (the Session object is the record).
   virtual void save_record(const SessionRecord& record) {}
-  // Runs `f` once the store holds the session's record (a shared store:
-  // after its first write; from a store thread), so that no client learns
-  // a session id that another instance would not know. The memory store
-  // runs it at once.
+  // Runs `f` once the store holds the session's record as last saved (a
+  // shared store: after the write that carries it; from a store thread),
+  // so that no client learns a session id that another instance would not
+  // know, or would know without the turn that just started. The memory
+  // store runs it at once.
   virtual void when_recorded(std::function<void()> f) { f(); }
   // Reads what the shared store holds beyond this copy (it may lag behind
   // what a client saw on another instance), then runs `then` (from a store

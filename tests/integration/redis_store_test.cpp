@@ -162,6 +162,49 @@ TEST(RedisJournalStore, EventsAreReadableOnlyOnceRedisHoldsThem) {
   EXPECT_LE(ttl, 60'000);
 }
 
+// store.flush_interval_us: an event after a quiet spell goes at once; the
+// events that follow within the interval wait for the next flush and go
+// together, several sessions' batches in it.
+TEST(RedisJournalStore, EventsWithinTheFlushIntervalGoTogether) {
+  SKIP_WITHOUT_REDIS();
+  RedisServer redis;
+  auto settings = settings_for(redis, "tf");
+  settings.flush_interval = 1000ms;
+  auto store = std::make_shared<RedisJournalStore>(settings);
+  store->start();
+  ASSERT_TRUE(eventually([&] { return store->reachable(); }));
+  auto a = store->create("a");
+  auto b = store->create("b");
+  // Quiet for longer than the interval: the records go at once, then the first events.
+  a->save_record({"alice", "h1", {}, 1, std::nullopt});
+  b->save_record({"bob", "h2", {}, 1, std::nullopt});
+  ASSERT_TRUE(eventually([&] { return redis.call({"EXISTS", "tf:{b}:r"}).integer == 1; }));
+  std::this_thread::sleep_for(1200ms);
+  const auto first = std::chrono::steady_clock::now();
+  a->append(delta("风 "));
+  ASSERT_TRUE(eventually([&] { return a->last_offset() == 1; }, 5s));
+  const bool quick = std::chrono::steady_clock::now() - first < 700ms;
+  EXPECT_TRUE(quick) << "an event after a quiet spell waited for the flush interval";
+  const uint64_t batches = store->batches_written();
+
+  // Within the interval: 3 events of a and 3 of b, 20 ms apart.
+  for (int i = 0; i < 3; ++i) {
+    a->append(delta("雨" + std::to_string(i) + " "));
+    b->append(delta("🌧" + std::to_string(i) + " "));
+    std::this_thread::sleep_for(20ms);
+  }
+  if (quick && std::chrono::steady_clock::now() - first < 700ms) {
+    EXPECT_EQ(a->last_offset(), 1u) << "events within the interval went before the next flush";
+    EXPECT_EQ(b->last_offset(), 0u);
+  }
+  ASSERT_TRUE(eventually([&] { return a->last_offset() == 4 && b->last_offset() == 3; }, 5s));
+  EXPECT_EQ(text_of(*a), "风 雨0 雨1 雨2 ");
+  EXPECT_EQ(text_of(*b), "🌧0 🌧1 🌧2 ");
+  // One batch per session in that flush (without the interval: one per event).
+  EXPECT_EQ(store->batches_written() - batches, 2u);
+  store->stop(0ms);
+}
+
 TEST(RedisJournalStore, AFencedOwnerCanNeverAppendAgain) {
   SKIP_WITHOUT_REDIS();
   RedisServer redis;
