@@ -326,12 +326,19 @@ void WsConnection<Stream>::handle_chat(const ChatCommand& chat) {
     }
     if (!make_room(chat.request_id)) return;
     session = state_->sessions->create(principal_);
-    attach(session, 0);
-    // With a shared store the id goes out once the store holds the session
-    // (and before any of its events, which Redis holds later still).
-    if (state_->sessions->store().shared()) {
+    // With a shared store the id goes out once the store holds the session,
+    // and its events only after the id (the store may hold some of them by
+    // then: the record can wait for the turn's fields).
+    const bool shared = state_->sessions->store().shared();
+    attach(session, 0, shared);
+    if (shared) {
       session->when_recorded(ws_.get_executor(), [self = this->shared_from_this(), session, rid = chat.request_id] {
-        if (!self->ended_) self->send(session_message(session->id(), session->resume_token(), rid));
+        if (self->ended_) return;
+        self->send(session_message(session->id(), session->resume_token(), rid));
+        auto* cursor = self->pump_.find(session->id());
+        if (!cursor || cursor->session != session) return;
+        self->pump_.release(*cursor);
+        self->schedule_pull();
       });
     } else {
       send(session_message(session->id(), session->resume_token(), chat.request_id));
@@ -474,8 +481,8 @@ bool WsConnection<Stream>::make_room(std::string_view request_id) {
 }
 
 template <class Stream>
-void WsConnection<Stream>::attach(const std::shared_ptr<Session>& session, uint64_t cursor) {
-  pump_.follow(session, cursor);  // the next pull reads what is already past `cursor`
+void WsConnection<Stream>::attach(const std::shared_ptr<Session>& session, uint64_t cursor, bool held) {
+  pump_.follow(session, cursor, held);  // the next pull reads what is already past `cursor`
   session->attach(this->shared_from_this());
 }
 

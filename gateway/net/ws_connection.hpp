@@ -89,7 +89,8 @@ class WsConnection : public std::enable_shared_from_this<WsConnection<Stream>>,
                   std::string_view request_id);
   // Makes room for one more attachment; false when all are running turns.
   bool make_room(std::string_view request_id);
-  void attach(const std::shared_ptr<Session>& session, uint64_t cursor);
+  // `held`: its events wait until the client has the session's id (see JournalPump::follow).
+  void attach(const std::shared_ptr<Session>& session, uint64_t cursor, bool held = false);
 
   // Journal -> send queue (the pump).
   void schedule_pull();

@@ -7,6 +7,8 @@
 #include <boost/asio/post.hpp>
 #include <charconv>
 
+#include "gateway/common/post_batch.hpp"
+
 namespace sluice {
 
 namespace net = boost::asio;
@@ -28,7 +30,12 @@ struct RedisClient::Watch : std::enable_shared_from_this<Watch> {
                     if (auto* client = static_cast<RedisClient*>(self->ac->data)) {
                       client->last_read_ = std::chrono::steady_clock::now();
                     }
-                    if (self->want_read) redisAsyncHandleRead(self->ac);  // may free the context
+                    if (self->want_read) {
+                      // The readers that the replies of this read wake are
+                      // woken with one post per I/O thread.
+                      PostBatch batch;
+                      redisAsyncHandleRead(self->ac);  // may free the context
+                    }
                     self->arm_read();
                   });
   }
@@ -115,8 +122,11 @@ RedisValue to_redis_value(const redisReply* r) {
 RedisClient::RedisClient(net::io_context& ioc, RedisEndpoint endpoint, std::string name)
     : ioc_(ioc), endpoint_(std::move(endpoint)), name_(std::move(name)), retry_timer_(ioc), reply_timer_(ioc) {}
 
-RedisClient::~RedisClient() {
+RedisClient::~RedisClient() { abandon(); }
+
+void RedisClient::abandon() {
   stopped_ = true;
+  connected_ = false;
   if (ctx_) {
     redisAsyncContext* ac = ctx_;
     ctx_ = nullptr;
@@ -292,9 +302,9 @@ void RedisClient::disconnect_callback(const redisAsyncContext* ac, int status) {
 
 void RedisClient::command_reply(redisAsyncContext* ac, void* reply, void* privdata) {
   std::unique_ptr<Callback> cb(static_cast<Callback*>(privdata));
-  if (auto* self = static_cast<RedisClient*>(ac->data); self && self->ctx_ == ac && !self->sent_.empty()) {
-    self->sent_.pop_front();
-  }
+  auto* self = static_cast<RedisClient*>(ac->data);
+  if (!self) return;  // abandoned: nobody waits for it any more
+  if (self->ctx_ == ac && !self->sent_.empty()) self->sent_.pop_front();
   if (*cb) (*cb)(to_redis_value(static_cast<redisReply*>(reply)));
 }
 
@@ -333,6 +343,11 @@ void RedisClient::send(std::string_view resp, Callback done) {
     return;
   }
   note_sent();
+}
+
+void RedisClient::write_now() {
+  // As the Watch's handler would, a turn later (a failed write frees the context).
+  if (ctx_ && connected() && watch_ && watch_->want_write) redisAsyncHandleWrite(ctx_);
 }
 
 void RedisClient::subscribe(const std::string& channel, Message on_message, std::function<void()> subscribed) {

@@ -73,6 +73,9 @@ class RedisClient : public std::enable_shared_from_this<RedisClient> {
   // Connects, and reconnects whenever the connection drops, until stop().
   void start();
   void stop();
+  // Once its thread no longer runs: frees the connection at once, with the
+  // callbacks still waiting for a reply, none of them called.
+  void abandon();
   bool connected() const { return connected_.load(std::memory_order_acquire); }
   // Called after every (re)connection, once AUTH and SELECT have succeeded.
   void on_connect(std::function<void()> f) { on_connect_ = std::move(f); }
@@ -88,6 +91,10 @@ class RedisClient : public std::enable_shared_from_this<RedisClient> {
   void command(std::initializer_list<std::string_view> args, Callback done);
   // The same for a command already in Redis's protocol (format_command).
   void send(std::string_view resp, Callback done);
+  // Writes the commands sent so far now rather than once the loop sees the
+  // socket writable: one write, without another turn of the loop, for a
+  // burst of commands just sent.
+  void write_now();
   // Appends `args` as one command in Redis's protocol (RESP) to `out`: what
   // send() takes, built without a copy of each argument of its own.
   static void format_command(std::string& out, std::initializer_list<std::string_view> args) {

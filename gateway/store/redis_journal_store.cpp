@@ -1027,6 +1027,12 @@ void RedisJournalStore::stop(std::chrono::milliseconds flush_timeout) {
     flush_timer_.cancel();
     commands_->stop();
     subscriber_->stop();
+    // Journals still listed for the next flush (one that never comes) hold
+    // the store: let them go, or neither is ever freed.
+    std::vector<std::shared_ptr<RedisJournal>> dirty;
+    std::lock_guard lock(dirty_mutex_);
+    dirty.swap(dirty_);
+    flushes_closed_ = true;
   });
   work_.reset();
   // The connections close at once; a retry timer or a wait still pending ends with the context.
@@ -1036,6 +1042,10 @@ void RedisJournalStore::stop(std::chrono::milliseconds flush_timeout) {
     cap.async_wait([&](const boost::system::error_code&) { ioc_.stop(); });
   });
   thread_.join();
+  // Replies that did not come in time: their callbacks (which hold journals,
+  // which hold the store) go now.
+  commands_->abandon();
+  subscriber_->abandon();
 }
 
 bool RedisJournalStore::reachable() const {
@@ -1101,6 +1111,7 @@ void RedisJournalStore::eval(std::initializer_list<std::string_view> args, const
 
 void RedisJournalStore::schedule(const std::shared_ptr<RedisJournal>& journal) {
   std::lock_guard lock(dirty_mutex_);
+  if (flushes_closed_) return;  // stopped
   dirty_.push_back(journal);
   if (std::exchange(flush_posted_, true)) return;  // a flush is on its way
   net::post(ioc_, [self = shared_from_this()] { self->flush(); });
@@ -1130,6 +1141,7 @@ void RedisJournalStore::flush() {
     return;
   }
   for (const auto& j : dirty) j->write_batch();
+  commands_->write_now();
   flush_timer_.expires_after(settings_.flush_interval);
   flush_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
     if (!ec) self->flush();

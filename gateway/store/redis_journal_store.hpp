@@ -150,6 +150,7 @@ class RedisJournalStore final : public JournalStore, public std::enable_shared_f
   std::mutex dirty_mutex_;
   std::vector<std::shared_ptr<RedisJournal>> dirty_;
   bool flush_posted_ = false;  // a flush is posted or its timer runs
+  bool flushes_closed_ = false;  // stop() ran: nothing is listed any more
   boost::asio::steady_timer flush_timer_;  // store thread: the next flush while there is work
 
   // Store thread only:

@@ -11,12 +11,17 @@ void JournalPump::mark(const Session& session) {
   if (!listed) marked_.push_back(session.shared_from_this());
 }
 
-JournalPump::Cursor& JournalPump::follow(std::shared_ptr<Session> session, uint64_t offset) {
+JournalPump::Cursor& JournalPump::follow(std::shared_ptr<Session> session, uint64_t offset, bool held) {
   std::string id = session->id();
   Cursor& c = cursors_[std::move(id)];
-  c = Cursor{std::move(session), offset, Clock::now()};
+  c = Cursor{std::move(session), offset, Clock::now(), held};
   read_all_ = true;  // what the journal already holds past `offset` marked nobody
   return c;
+}
+
+void JournalPump::release(Cursor& cursor) {
+  cursor.held = false;
+  read_all_ = true;  // what came meanwhile marked it while it was held
 }
 
 void JournalPump::seek(Cursor& cursor, uint64_t offset) {

@@ -42,6 +42,7 @@ class JournalPump {
     std::shared_ptr<Session> session;
     uint64_t offset = 0;         // the last offset handed to the face
     Clock::time_point last_used;  // the face's own bookkeeping (which to let go first)
+    bool held = false;            // nothing handed to the face until release()
   };
 
   // What a face's emit returns: the bytes it queued (counted against the
@@ -69,7 +70,10 @@ class JournalPump {
 
   // Follows `session` from `offset`: the next pump reads what is already
   // past it (nothing will mark it). Replaces a cursor of the same id.
-  Cursor& follow(std::shared_ptr<Session> session, uint64_t offset);
+  // A `held` cursor hands nothing until release(): a face that must tell
+  // its client about the session first (its id) follows it held.
+  Cursor& follow(std::shared_ptr<Session> session, uint64_t offset, bool held = false);
+  void release(Cursor& cursor);
   // Moves a cursor (a resume of a followed session starts over there).
   void seek(Cursor& cursor, uint64_t offset);
   void unfollow(const std::string& session_id);
@@ -139,6 +143,7 @@ JournalPump::Result JournalPump::pump(size_t room, bool coalesce, Emit&& emit, M
 template <class Emit, class Merged>
 bool JournalPump::drain(Cursor& c, size_t& room, bool coalesce, Emit& emit, Merged& merged,
                         Result& result) {
+  if (c.held) return true;
   auto full = [&] {
     read_all_ = true;  // this cursor, and those after it, wait for room
     result.outcome = Outcome::kFull;

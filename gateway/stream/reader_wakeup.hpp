@@ -4,19 +4,21 @@
 #pragma once
 
 #include <atomic>
-#include <boost/asio/post.hpp>
 #include <utility>
+
+#include "gateway/common/post_batch.hpp"
 
 namespace sluice {
 
 class ReaderWakeup {
  public:
-  // Posts `pull` to `executor` unless a wake-up is already on its way.
-  // `pull` must keep its reader alive (capture a shared_ptr).
+  // Posts `pull` to `executor` unless a wake-up is already on its way
+  // (in a PostBatch scope, with the thread's other posts to that context).
+  // `pull` must keep its reader alive (capture a shared_ptr) and be copyable.
   template <typename Executor, typename Pull>
   void notify(const Executor& executor, Pull pull) {
     if (posted_.exchange(true)) return;
-    boost::asio::post(executor, [this, pull = std::move(pull)]() mutable {
+    PostBatch::post(executor, [this, pull = std::move(pull)]() mutable {
       posted_ = false;
       pull();
     });

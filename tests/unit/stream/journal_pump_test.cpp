@@ -98,6 +98,39 @@ TEST_F(JournalPumpTest, FollowReadsWhatIsThereAndAMarkReadsOnlyItsSession) {
   EXPECT_TRUE(out.empty());
 }
 
+// A face that must name the session to its client first follows it held:
+// nothing of it goes out, however it is woken, until release(); then all of
+// it, from the cursor, while the other sessions flow meanwhile.
+TEST_F(JournalPumpTest, AHeldCursorHandsNothingUntilReleased) {
+  auto a = session("a");
+  auto b = session("b");
+  JournalPump p;
+  auto& held = p.follow(a, 0, true);
+  p.follow(b, 0);
+  a->journal().append(event(StreamEventType::kDelta, "先别说 🤫"));
+  b->journal().append(event(StreamEventType::kDelta, "b1"));
+  p.mark(*a);
+  p.mark(*b);
+  pump(p, 1 << 20);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].session, "b");
+  EXPECT_FALSE(p.caught_up());
+  a->journal().append(event(StreamEventType::kDelta, "现在"));
+  p.mark(*a);
+  out.clear();
+  pump(p, 1 << 20);
+  EXPECT_TRUE(out.empty());
+
+  p.release(held);  // no mark needed: what came meanwhile is read
+  out.clear();
+  pump(p, 1 << 20);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].offset, 1u);
+  EXPECT_EQ(out[0].text, "先别说 🤫");
+  EXPECT_EQ(out[1].text, "现在");
+  EXPECT_TRUE(p.caught_up());
+}
+
 TEST_F(JournalPumpTest, RoomStopsThePumpAndTheNextGoesOnWithNoGapOrRepeat) {
   auto a = session("a");
   auto b = session("b");
