@@ -168,6 +168,7 @@ int main(int argc, char** argv) {
       rs.write_timeout = config.store.write_timeout;
       rs.command_timeout = config.store.command_timeout;
       rs.flush_interval = config.store.flush_interval;
+      rs.sessions_per_call = config.store.sessions_per_call;
       rs.instance_id = config.store.instance_id;
       if (rs.instance_id.empty()) {
         char host[256] = {};

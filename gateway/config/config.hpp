@@ -72,7 +72,8 @@ struct StoreConfig {
   Millis lease{3000};              // an instance's hold on a running turn; lost after this long
   Millis write_timeout{10'000};    // a running answer waits this long for Redis, then ends (store_unavailable)
   Millis command_timeout{3000};    // a Redis connection with no reply this long is dropped and made again
-  std::chrono::microseconds flush_interval{2000};  // under load, batches go to Redis at most this often
+  std::chrono::microseconds flush_interval{5000};  // under load, batches go to Redis at most this often
+  size_t sessions_per_call = 64;   // the batches of this many sessions share one script call (1 for Redis Cluster)
   std::string instance_id;         // empty: host name, pid and a random suffix
   bool continue_taken_over_turns = true;  // false: a lost instance's turn ends with instance_lost
 };

@@ -363,6 +363,7 @@ const std::vector<Option>& schema() {
       millis("store.command_timeout_ms", 100, 600'000, [](Config& c) -> Millis& { return c.store.command_timeout; }),
       ranged<std::chrono::microseconds>("store.flush_interval_us", 0, 100'000, "a number of microseconds",
                                         [](Config& c) -> std::chrono::microseconds& { return c.store.flush_interval; }),
+      integer<size_t>("store.sessions_per_call", 1, 1024, [](Config& c) -> size_t& { return c.store.sessions_per_call; }),
       string("store.instance_id", [](Config& c) -> std::string& { return c.store.instance_id; }),
       boolean("store.continue_taken_over_turns",
               [](Config& c) -> bool& { return c.store.continue_taken_over_turns; }),

@@ -26,64 +26,76 @@ namespace {
   "local t = redis.call('TIME')\n" \
   "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
 
-// Appends a batch. KEYS[1] the record hash, KEYS[2] the stream.
-// ARGV[1] epoch, ARGV[2] first offset, ARGV[3] TTL (ms), ARGV[4] stream cap,
-// ARGV[5] channel, ARGV[6] the creating instance ("" but for the first
-// batch: the record must not exist, unless this instance made it by a batch
-// whose reply was lost), ARGV[7] lease (ms; 0: leave it), ARGV[8] n,
-// ARGV[9] the batch's sequence number within the epoch, ARGV[10 .. 9+2n]
-// record fields and values, then the events. Events Redis already holds (a
-// batch sent again, whole or merged with later events) are skipped; so are
-// the fields and the lease of a batch older than one already taken (a copy
-// sent on a connection that was dropped, run by Redis after its resend and
-// later batches). Returns the record's last offset.
+// Appends the batches of one or more sessions, each on its own: KEYS 2k-1
+// and 2k the record hash and the stream of the k-th, ARGV its block, the
+// blocks one after another. A block: [1] epoch, [2] first offset, [3] TTL
+// (ms), [4] stream cap, [5] channel, [6] the creating instance ("" but for
+// the first batch: the record must not exist, unless this instance made it
+// by a batch whose reply was lost), [7] lease (ms; 0: leave it), [8] n,
+// [9] the batch's sequence number within the epoch, [10] m, then n record
+// fields and values, then the m events. Events Redis already holds (a batch
+// sent again, whole or merged with later events) are skipped; so are the
+// fields and the lease of a batch older than one already taken (a copy sent
+// on a connection that was dropped, run by Redis after its resend and later
+// batches). Returns one reply per session: its record's last offset, or the
+// error that refused its batch (the others are taken all the same).
 const std::string kAppendScript = SLUICE_LUA_NOW R"lua(
-local r = redis.call('HMGET', KEYS[1], 'epoch', 'owner', 'last', 'seq')
-local set = {}
-if ARGV[6] ~= '' and not r[1] then
-  set = {'epoch', ARGV[1], 'owner', ARGV[6]}
-  r = {ARGV[1], ARGV[6], '0', '0'}
-elseif ARGV[6] ~= '' and r[2] ~= ARGV[6] then
-  return redis.error_reply('EXISTS session record already exists')
-elseif r[1] ~= ARGV[1] then
-  return redis.error_reply('FENCED epoch is ' .. tostring(r[1]) .. ', not ' .. ARGV[1])
-end
-local last = tonumber(r[3])
-local first = tonumber(ARGV[2])
-local n = tonumber(ARGV[8])
-local base = 10 + 2 * n
-local count = #ARGV - base + 1
-if count > 0 and first > last + 1 then
-  return redis.error_reply('GAP the stream ends at ' .. last .. ', the batch starts at ' .. first)
-end
-if tonumber(ARGV[9]) > tonumber(r[4] or '0') then
-  set[#set + 1] = 'seq'
-  set[#set + 1] = ARGV[9]
-  for i = 10, 9 + 2 * n do set[#set + 1] = ARGV[i] end
-  if tonumber(ARGV[7]) > 0 then
-    set[#set + 1] = 'lease'
-    set[#set + 1] = now + tonumber(ARGV[7])
+local function append(rk, sk, o)
+  local function a(i) return ARGV[o + i] end
+  local r = redis.call('HMGET', rk, 'epoch', 'owner', 'last', 'seq')
+  local set = {}
+  if a(6) ~= '' and not r[1] then
+    set = {'epoch', a(1), 'owner', a(6)}
+    r = {a(1), a(6), '0', '0'}
+  elseif a(6) ~= '' and r[2] ~= a(6) then
+    return redis.error_reply('EXISTS session record already exists')
+  elseif r[1] ~= a(1) then
+    return redis.error_reply('FENCED epoch is ' .. tostring(r[1]) .. ', not ' .. a(1))
   end
-end
-local skip = 0
-if count > 0 then skip = last + 1 - first end
-if count > skip then
-  for i = skip, count - 1 do
-    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], (first + i) .. '-0', 'd', ARGV[base + i])
+  local last = tonumber(r[3])
+  local first = tonumber(a(2))
+  local n = tonumber(a(8))
+  local count = tonumber(a(10))
+  local base = o + 11 + 2 * n
+  if count > 0 and first > last + 1 then
+    return redis.error_reply('GAP the stream ends at ' .. last .. ', the batch starts at ' .. first)
   end
-  last = first + count - 1
+  if tonumber(a(9)) > tonumber(r[4] or '0') then
+    set[#set + 1] = 'seq'
+    set[#set + 1] = a(9)
+    for i = o + 11, base - 1 do set[#set + 1] = ARGV[i] end
+    if tonumber(a(7)) > 0 then
+      set[#set + 1] = 'lease'
+      set[#set + 1] = now + tonumber(a(7))
+    end
+  end
+  local skip = 0
+  if count > 0 then skip = last + 1 - first end
+  if count > skip then
+    for i = skip, count - 1 do
+      redis.call('XADD', sk, 'MAXLEN', '~', a(4), (first + i) .. '-0', 'd', ARGV[base + i])
+    end
+    last = first + count - 1
+  end
+  if count > skip or r[3] == '0' then
+    set[#set + 1] = 'last'
+    set[#set + 1] = last
+  end
+  if #set > 0 then redis.call('HSET', rk, unpack(set)) end
+  if count > skip then
+    redis.call('PUBLISH', a(5), (first + skip) .. '\n' .. table.concat(ARGV, '\n', base + skip, base + count - 1))
+  end
+  redis.call('PEXPIRE', rk, a(3))
+  redis.call('PEXPIRE', sk, a(3))
+  return last
 end
-if count > skip or r[3] == '0' then
-  set[#set + 1] = 'last'
-  set[#set + 1] = last
+local out = {}
+local o = 0
+for k = 1, #KEYS, 2 do
+  out[#out + 1] = append(KEYS[k], KEYS[k + 1], o)
+  o = o + 10 + 2 * tonumber(ARGV[o + 8]) + tonumber(ARGV[o + 10])
 end
-if #set > 0 then redis.call('HSET', KEYS[1], unpack(set)) end
-if count > skip then
-  redis.call('PUBLISH', ARGV[5], (first + skip) .. '\n' .. table.concat(ARGV, '\n', base + skip))
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
-return last
+return out
 )lua";
 
 // Claims a session for this instance: a new turn (refused while another
@@ -244,6 +256,7 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
   enum class Role { kOwner, kFollower };
   using Opened = JournalStore::Opened;
   using Clock = std::chrono::steady_clock;
+  using BatchCall = RedisJournalStore::BatchCall;
 
   RedisJournal(std::shared_ptr<RedisJournalStore> store, std::string id, Role role,
                std::shared_ptr<MemoryJournal> local)
@@ -262,7 +275,11 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
 
   ~RedisJournal() override {
     store_->events_pending_ -= pending_.size() + inflight_.size();
-    net::post(store_->ioc_, [store = store_, id = id_] { store->forget(id); });
+    // Weak: a journal that outlives stop() would leave the store held by
+    // its own queue, never run, and neither would ever be freed.
+    net::post(store_->ioc_, [weak = std::weak_ptr<RedisJournalStore>(store_), id = id_] {
+      if (auto store = weak.lock()) store->forget(id);
+    });
   }
 
   const std::string& id() const { return id_; }
@@ -413,17 +430,20 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
 
   // ---- the owner's writes (store thread) ----
 
-  // Sends what is pending as one script call, unless a batch is in flight.
+  // Sends what is pending as a script call of its own, unless a batch is in flight.
   void write_batch() {
-    // The script call, formatted here (no copy of each record of its own)
-    // into the store's buffer, which hiredis copies into its own.
-    std::string& resp = store_->batch_buffer_;
-    resp.clear();
+    BatchCall& call = store_->call_;
+    if (take_batch(call)) store_->send_batches(call);
+  }
+
+  // Adds what is pending to `call` (its keys and its block: see
+  // kAppendScript), unless a batch is in flight; false when nothing was added.
+  bool take_batch(BatchCall& call) {
     bool index = false;  // (re)listed in the running-turn index
     {
       std::lock_guard lock(mutex_);
       scheduled_ = false;
-      if (in_flight_ || role_ != Role::kOwner || (pending_.empty() && !fields_ && !renew_due_)) return;
+      if (in_flight_ || role_ != Role::kOwner || (pending_.empty() && !fields_ && !renew_due_)) return false;
       const size_t n = std::min(pending_.size(), store_->settings_.max_batch_events);
       inflight_.assign(std::make_move_iterator(pending_.begin()), std::make_move_iterator(pending_.begin() + n));
       pending_.erase(pending_.begin(), pending_.begin() + n);
@@ -439,56 +459,51 @@ class RedisJournal final : public Journal, public std::enable_shared_from_this<R
       }
       inflight_unindex_ = std::exchange(unindex_, false);
       const size_t fields = inflight_fields_ ? inflight_fields_->size() : 0;
+      RedisClient::append_argument(call.keys, record_key_);
+      RedisClient::append_argument(call.keys, stream_key_);
+      call.key_count += 2;
+      // Formatted in place (no copy of each record of its own); hiredis copies the call into its own buffer.
+      std::string& out = call.args;
       size_t bytes = 256 + record_key_.size() * 3;
       for (const auto& p : inflight_) bytes += p.record.size() + 16;
       if (inflight_fields_) {
         for (const auto& [k, v] : *inflight_fields_) bytes += k.size() + v.size() + 32;
       }
-      resp.reserve(bytes);
-      // The script's 11 ARGV and 3 more before them, then the fields and the records.
-      RedisClient::begin_command(resp, 14 + 2 * fields + inflight_.size());
-      for (const std::string_view arg :
-           {std::string_view("EVALSHA"), std::string_view(store_->append_sha_), std::string_view("2"),
-            std::string_view(record_key_), std::string_view(stream_key_), std::string_view(epoch_)}) {
-        RedisClient::append_argument(resp, arg);
-      }
-      RedisClient::append_argument(resp, std::to_string(inflight_.empty() ? 0 : inflight_.front().offset));
-      RedisClient::append_argument(resp, retention_);
-      RedisClient::append_argument(resp, max_events_);
-      RedisClient::append_argument(resp, channel_);
-      RedisClient::append_argument(resp, create_ ? s.instance_id.empty() ? std::string_view("-") : s.instance_id
-                                                 : std::string_view());
-      RedisClient::append_argument(resp, running_ ? lease_ : std::string_view("0"));
-      RedisClient::append_argument(resp, std::to_string(fields));
-      RedisClient::append_argument(resp, std::to_string(++seq_));
+      out.reserve(out.size() + bytes);
+      RedisClient::append_argument(out, epoch_);
+      RedisClient::append_argument(out, std::to_string(inflight_.empty() ? 0 : inflight_.front().offset));
+      RedisClient::append_argument(out, retention_);
+      RedisClient::append_argument(out, max_events_);
+      RedisClient::append_argument(out, channel_);
+      RedisClient::append_argument(out, create_ ? s.instance_id.empty() ? std::string_view("-") : s.instance_id
+                                                : std::string_view());
+      RedisClient::append_argument(out, running_ ? lease_ : std::string_view("0"));
+      RedisClient::append_argument(out, std::to_string(fields));
+      RedisClient::append_argument(out, std::to_string(++seq_));
+      RedisClient::append_argument(out, std::to_string(inflight_.size()));
       if (inflight_fields_) {
         for (const auto& [k, v] : *inflight_fields_) {
-          RedisClient::append_argument(resp, k);
-          RedisClient::append_argument(resp, v);
+          RedisClient::append_argument(out, k);
+          RedisClient::append_argument(out, v);
         }
       }
-      for (const auto& p : inflight_) RedisClient::append_argument(resp, p.record);
+      for (const auto& p : inflight_) RedisClient::append_argument(out, p.record);
+      call.arg_count += 10 + 2 * fields + inflight_.size();
     }
     if (index) {
       // Looked at by a sweep once the lease would have lapsed; every lease / 3
       // while the turn runs (a sweep that found it idle may have removed it).
+      // Sent before the call that carries the batch.
       store_->commands_->command({"ZADD", store_->running_key(),
                                   std::to_string(wall_ms() + store_->settings_.lease.count()), id_},
                                  [](const RedisValue&) {});
     }
-    store_->commands_->send(resp, [self = shared_from_this()](const RedisValue& v) {
-      if (v.is_error() && starts_with(v.str, "NOSCRIPT")) {
-        // Redis lost its script cache (a restart): the script is loaded and
-        // the batch sent again at once (one connection: in that order).
-        self->store_->commands_->command({"SCRIPT", "LOAD", kAppendScript}, [](const RedisValue&) {});
-        return self->on_write_failed(v.str, true);
-      }
-      self->on_written(v);
-    });
+    call.journals.push_back(shared_from_this());
+    return true;
   }
 
+  // Redis's answer to this journal's block (the call was answered).
   void on_written(const RedisValue& v) {
-    store_->note_write(v);
     if (v.is_error()) return on_write_failed(v.str);
     uint64_t through = 0;
     std::function<void()> listener;
@@ -1109,6 +1124,40 @@ void RedisJournalStore::eval(std::initializer_list<std::string_view> args, const
   });
 }
 
+void RedisJournalStore::send_batches(BatchCall& call) {
+  std::string& resp = batch_buffer_;
+  resp.clear();
+  resp.reserve(call.keys.size() + call.args.size() + 96);
+  RedisClient::begin_command(resp, 3 + call.key_count + call.arg_count);
+  RedisClient::append_argument(resp, "EVALSHA");
+  RedisClient::append_argument(resp, append_sha_);
+  RedisClient::append_argument(resp, std::to_string(call.key_count));
+  resp += call.keys;
+  resp += call.args;
+  commands_->send(resp, [self = shared_from_this(), journals = std::move(call.journals)](const RedisValue& v) {
+    self->note_write(v);
+    if (v.is_error() && starts_with(v.str, "NOSCRIPT")) {
+      // Redis lost its script cache (a restart): the script is loaded and
+      // the batches sent again at once (one connection: in that order).
+      self->commands_->command({"SCRIPT", "LOAD", kAppendScript}, [](const RedisValue&) {});
+      for (const auto& j : journals) j->on_write_failed(v.str, true);
+      return;
+    }
+    if (v.is_error() || v.type != RedisValue::Type::kArray || v.elements.size() != journals.size()) {
+      // The whole call failed (the connection dropped, Redis refused the
+      // script): every batch goes again; Redis skips what it already holds.
+      const std::string why = v.is_error() ? v.str : "unexpected reply to the append script";
+      for (const auto& j : journals) j->on_write_failed(why);
+      return;
+    }
+    for (size_t i = 0; i < journals.size(); ++i) journals[i]->on_written(v.elements[i]);
+  });
+  call.keys.clear();
+  call.args.clear();
+  call.key_count = call.arg_count = 0;
+  call.journals.clear();
+}
+
 void RedisJournalStore::schedule(const std::shared_ptr<RedisJournal>& journal) {
   std::lock_guard lock(dirty_mutex_);
   if (flushes_closed_) return;  // stopped
@@ -1132,15 +1181,17 @@ void RedisJournalStore::flush() {
       return;
     }
   }
-  if (settings_.flush_interval.count() <= 0) {
-    {
-      std::lock_guard lock(dirty_mutex_);
-      flush_posted_ = false;  // no interval: every schedule() posts a flush
-    }
-    for (const auto& j : dirty) j->write_batch();
-    return;
+  const bool interval = settings_.flush_interval.count() > 0;
+  if (!interval) {
+    std::lock_guard lock(dirty_mutex_);
+    flush_posted_ = false;  // no interval: every schedule() posts a flush
   }
-  for (const auto& j : dirty) j->write_batch();
+  const size_t per_call = std::max<size_t>(1, settings_.sessions_per_call);
+  for (const auto& j : dirty) {
+    if (j->take_batch(call_) && call_.journals.size() >= per_call) send_batches(call_);
+  }
+  if (!call_.journals.empty()) send_batches(call_);
+  if (!interval) return;
   commands_->write_now();
   flush_timer_.expires_after(settings_.flush_interval);
   flush_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {

@@ -70,7 +70,8 @@ struct RedisStoreSettings {
   std::chrono::milliseconds lease{3000};           // an owner's hold on its running turn
   std::chrono::milliseconds write_timeout{10'000};  // a running turn waits this long for Redis
   std::chrono::milliseconds command_timeout{3000};  // a silent connection is dropped after this
-  std::chrono::microseconds flush_interval{2000};   // under load, batches go to Redis at most this often
+  std::chrono::microseconds flush_interval{5000};   // under load, batches go to Redis at most this often
+  size_t sessions_per_call = 64;  // the batches of this many sessions share a script call (1: Redis Cluster)
 };
 
 class RedisJournalStore final : public JournalStore, public std::enable_shared_from_this<RedisJournalStore> {
@@ -104,7 +105,8 @@ class RedisJournalStore final : public JournalStore, public std::enable_shared_f
   // slot; written beside the scripts, never inside them.
   std::string running_key() const { return settings_.key_prefix + ":running"; }
   const RedisStoreSettings& settings() const { return settings_; }
-  // Script calls that appended events (tests and the bench: batches, not tokens).
+  // Batches that appended events, one per session in each script call
+  // (tests and the bench: batches, not tokens).
   uint64_t batches_written() const { return batches_written_.load(); }
   // Events sent but not yet held by Redis, over all sessions.
   size_t events_pending() const { return events_pending_.load(); }
@@ -154,7 +156,19 @@ class RedisJournalStore final : public JournalStore, public std::enable_shared_f
   boost::asio::steady_timer flush_timer_;  // store thread: the next flush while there is work
 
   // Store thread only:
-  std::string batch_buffer_;  // the batch being formatted (RedisJournal::write_batch)
+  // One script call being formatted: the batches of up to
+  // settings_.sessions_per_call sessions (RedisJournal::take_batch).
+  struct BatchCall {
+    std::string keys;  // RESP: the record and the stream of each session
+    std::string args;  // RESP: each session's block
+    size_t key_count = 0;
+    size_t arg_count = 0;
+    std::vector<std::shared_ptr<RedisJournal>> journals;  // whose blocks, in order
+  };
+  BatchCall call_;
+  std::string batch_buffer_;  // the call as sent
+  // Sends `call` (then empties it); each journal gets its own reply.
+  void send_batches(BatchCall& call);
   std::unordered_map<std::string, std::weak_ptr<RedisJournal>> journals_;  // by channel
   std::vector<std::weak_ptr<RedisJournal>> waiting_;  // a batch to write once connected
   bool logged_write_error_ = false;

@@ -229,14 +229,18 @@ TEST(RedisJournalStore, TheScriptTakesABatchOnceAndRefusesGaps) {
   RedisServer redis;
   const std::string& script = redis_append_script();
   int seq = 0;
+  // One session's batch in a call of its own: its one reply.
   auto batch = [&](const std::string& first, const std::string& create, std::vector<std::string> events,
                    std::vector<std::string> fields = {}, int batch_seq = 0) {
     std::vector<std::string> args{"EVAL", script, "2", "t3:{s}:r", "t3:{s}:j", "1", first, "60000", "1000",
                                   "t3:{s}:c", create, /*lease*/ "0", std::to_string(fields.size() / 2),
-                                  std::to_string(batch_seq ? batch_seq : ++seq)};
+                                  std::to_string(batch_seq ? batch_seq : ++seq), std::to_string(events.size())};
     args.insert(args.end(), fields.begin(), fields.end());
     args.insert(args.end(), events.begin(), events.end());
-    return redis.call(args);
+    auto reply = redis.call(args);
+    if (reply.error) return reply;
+    EXPECT_EQ(reply.elements.size(), 1u);
+    return reply.elements.empty() ? reply : reply.elements[0];
   };
   EXPECT_EQ(batch("1", "inst-a", {R"({"t":"d","x":"a"})", R"({"t":"d","x":"b"})"}).integer, 2);
   // The creating batch again (its reply was lost): its own creator's, so taken, once.
@@ -265,6 +269,59 @@ TEST(RedisJournalStore, TheScriptTakesABatchOnceAndRefusesGaps) {
   EXPECT_EQ(batch("5", "", {R"({"t":"d","x":"e"})"}, {"history", "old 旧"}, 1).integer, 5);
   EXPECT_EQ(redis.call({"HGET", "t3:{s}:r", "history"}).str, "new 新");
   EXPECT_EQ(redis.call({"XLEN", "t3:{s}:j"}).integer, 5);
+}
+
+// The batches of several sessions share one call; each is taken or refused
+// on its own (a fenced one does not hold back the others).
+TEST(RedisJournalStore, OneCallCarriesManySessionsEachTakenOrRefusedOnItsOwn) {
+  SKIP_WITHOUT_REDIS();
+  RedisServer redis;
+  const std::string& script = redis_append_script();
+  auto block = [](const std::string& s, const std::string& epoch, const std::string& first,
+                  std::vector<std::string> events, std::vector<std::string> fields = {}) {
+    std::vector<std::string> b{epoch, first, "60000", "1000", "t5:{" + s + "}:c", first == "1" ? "inst" : "",
+                               "0", std::to_string(fields.size() / 2), first, std::to_string(events.size())};
+    b.insert(b.end(), fields.begin(), fields.end());
+    b.insert(b.end(), events.begin(), events.end());
+    return b;
+  };
+  auto call = [&](std::vector<std::pair<std::string, std::vector<std::string>>> blocks) {
+    std::vector<std::string> args{"EVAL", script, std::to_string(2 * blocks.size())};
+    for (const auto& [s, b] : blocks) {
+      args.push_back("t5:{" + s + "}:r");
+      args.push_back("t5:{" + s + "}:j");
+    }
+    for (const auto& [s, b] : blocks) args.insert(args.end(), b.begin(), b.end());
+    return redis.call(args);
+  };
+  auto r = call({{"a", block("a", "1", "1", {R"({"t":"d","x":"甲"})", R"({"t":"d","x":"乙"})"})},
+                 {"b", block("b", "1", "1", {R"({"t":"d","x":"🅱"})"}, {"history", "b 的历史"})},
+                 {"c", block("c", "1", "1", {})}});
+  ASSERT_FALSE(r.error) << r.str;
+  ASSERT_EQ(r.elements.size(), 3u);
+  EXPECT_EQ(r.elements[0].integer, 2);
+  EXPECT_EQ(r.elements[1].integer, 1);
+  EXPECT_EQ(r.elements[2].integer, 0);  // a record with no event yet
+  EXPECT_EQ(redis.call({"HGET", "t5:{b}:r", "history"}).str, "b 的历史");
+  EXPECT_EQ(redis.call({"HGET", "t5:{c}:r", "owner"}).str, "inst");
+
+  // b was taken over elsewhere (its epoch moved on) and a's batch leaves a gap:
+  // both refused, c's taken all the same.
+  redis.call({"HINCRBY", "t5:{b}:r", "epoch", "1"});
+  r = call({{"a", block("a", "1", "9", {R"({"t":"d","x":"洞"})"})},
+            {"b", block("b", "1", "2", {R"({"t":"d","x":"晚了"})"})},
+            {"c", block("c", "1", "1", {R"({"t":"d","x":"丙"})"})}});
+  ASSERT_FALSE(r.error) << r.str;
+  ASSERT_EQ(r.elements.size(), 3u);
+  EXPECT_TRUE(r.elements[0].error);
+  EXPECT_NE(r.elements[0].str.find("GAP"), std::string::npos) << r.elements[0].str;
+  EXPECT_TRUE(r.elements[1].error);
+  EXPECT_NE(r.elements[1].str.find("FENCED"), std::string::npos) << r.elements[1].str;
+  EXPECT_FALSE(r.elements[2].error) << r.elements[2].str;
+  EXPECT_EQ(r.elements[2].integer, 1);
+  EXPECT_EQ(redis.call({"XLEN", "t5:{c}:j"}).integer, 1);
+  EXPECT_EQ(redis.call({"XLEN", "t5:{a}:j"}).integer, 2);
+  EXPECT_EQ(redis.call({"XLEN", "t5:{b}:j"}).integer, 1);
 }
 
 TEST(RedisJournalStore, AnotherInstanceFollowsTheStreamWithNoGapOrDuplicate) {
