@@ -152,7 +152,7 @@ struct ModerationConfig {
 };
 
 struct ToolsConfig {
-  int workers = 4;             // threads running tool calls (never the I/O threads)
+  int workers = 4;             // per plugin: threads running its tool calls (never the I/O threads)
   Millis timeout{5000};        // per call; past it the model is told the tool timed out
   int max_in_flight = 16;      // calls running at once per plugin; more are refused
   int max_rounds = 4;          // tool rounds per turn before the answer must be final

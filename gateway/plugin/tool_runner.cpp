@@ -31,13 +31,19 @@ ToolRunner::ToolRunner(const std::vector<const LoadedPlugin*>& plugins, ToolsCon
   JsonWriter w;
   w.begin_array();
   for (const auto* p : plugins) {
+    Lane* lane = nullptr;
     for (const auto* t : p->tools()) {
       if (tools_.count(t->name)) {
         spdlog::warn("plugin {}: tool {} is already offered by plugin {}; ignored", p->name(), t->name,
                      tools_[t->name].plugin->name());
         continue;
       }
-      tools_[t->name] = {p, t};
+      if (!lane) {
+        lanes_.push_back(std::make_unique<Lane>());
+        lane = lanes_.back().get();
+        lane->plugin = p->name();
+      }
+      tools_[t->name] = {p, t, lane};
       w.begin_object().field("type", "function").key("function").begin_object();
       w.field("name", t->name).field("description", t->description ? t->description : "");
       w.key("parameters").raw(json_or_string(t->parameters_schema_json));  // checked at load: an object
@@ -45,8 +51,9 @@ ToolRunner::ToolRunner(const std::vector<const LoadedPlugin*>& plugins, ToolsCon
     }
   }
   tools_json_ = w.end_array().take();
-  if (tools_.empty()) return;
-  for (int i = 0; i < config_.workers; ++i) workers_.emplace_back([this] { work(); });
+  for (auto& lane : lanes_) {
+    for (int i = 0; i < config_.workers; ++i) lane->workers.emplace_back([this, l = lane.get()] { work(*l); });
+  }
 }
 
 ToolRunner::~ToolRunner() { stop(); }
@@ -56,66 +63,93 @@ bool ToolRunner::stop() {
   if (stopped_) return settled_;
   stopped_ = true;
   stopping_ = true;
-  jobs_.clear();
+  for (auto& lane : lanes_) lane->jobs.clear();
   wake_.notify_all();
-  const bool settled = idle_.wait_for(lock, kShutdownWait, [this] { return busy_ == 0; });
+  auto running = [this] {
+    int n = 0;
+    for (const auto& lane : lanes_) n += lane->busy;
+    return n;
+  };
+  const bool settled = idle_.wait_for(lock, kShutdownWait, [&] { return running() == 0; });
+  const int left = running();
   lock.unlock();
-  for (auto& t : workers_) {
-    if (settled) {
-      t.join();
-    } else {
-      t.detach();  // a tool that never returns: leave it, the process is ending
+  for (auto& lane : lanes_) {
+    for (auto& t : lane->workers) {
+      if (settled) {
+        t.join();
+      } else {
+        t.detach();  // a tool that never returns: leave it, the process is ending
+      }
     }
   }
-  if (!settled) spdlog::warn("tools: {} calls still running at shutdown were abandoned", busy_);
+  if (!settled) spdlog::warn("tools: {} calls still running at shutdown were abandoned", left);
   settled_ = settled;
   return settled;
 }
 
-void ToolRunner::work() {
+void ToolRunner::work(Lane& lane) {
   std::unique_lock lock(mutex_);
   for (;;) {
-    wake_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
+    wake_.wait(lock, [&] { return stopping_ || !lane.jobs.empty(); });
     if (stopping_) return;
-    auto job = std::move(jobs_.front());
-    jobs_.pop_front();
-    ++busy_;
+    auto job = std::move(lane.jobs.front());
+    lane.jobs.pop_front();
+    ++lane.busy;
     lock.unlock();
     job();
     lock.lock();
-    --busy_;
-    if (busy_ == 0) idle_.notify_all();
+    --lane.busy;
+    if (lane.busy == 0) idle_.notify_all();
   }
 }
 
 std::vector<std::pair<std::string, bool>> ToolRunner::breakers() {
-  std::vector<std::string> plugins;
-  for (const auto& [name, tool] : tools_) plugins.push_back(tool.plugin->name());
-  std::sort(plugins.begin(), plugins.end());
-  plugins.erase(std::unique(plugins.begin(), plugins.end()), plugins.end());
   std::lock_guard lock(mutex_);
   std::vector<std::pair<std::string, bool>> out;
-  for (const auto& p : plugins) {
-    const auto it = states_.find(p);
-    const bool open = it != states_.end() && it->second.failures >= config_.breaker_failures &&
-                      Clock::now() < it->second.open_until;
-    out.emplace_back(p, open);
+  for (const auto& lane : lanes_) {
+    const bool open = lane->failures >= config_.breaker_failures && Clock::now() < lane->open_until;
+    out.emplace_back(lane->plugin, open);
   }
+  std::sort(out.begin(), out.end());
   return out;
 }
 
-void ToolRunner::record(const std::string& plugin, bool ok) {
-  auto& s = states_[plugin];
-  if (ok) {
-    s.failures = 0;
+namespace {
+// The statuses that say the tool (or what it depends on) is unwell: they
+// count toward its plugin's breaker. The others are answers.
+bool counts_as_failure(const std::string& status) {
+  return status == "unavailable" || status == "internal" || status == "timeout" || status == "crash";
+}
+
+std::string status_name(int32_t status) {
+  switch (status) {
+    case SLUICE_ERR_INVALID_ARGUMENT: return "invalid_argument";
+    case SLUICE_ERR_NOT_FOUND: return "not_found";
+    case SLUICE_ERR_UNAVAILABLE: return "unavailable";
+    default: return "internal";
+  }
+}
+
+// At most `n` bytes of `s` for a log line, cut on a character boundary.
+std::string excerpt(std::string_view s, size_t n = 120) {
+  if (s.size() <= n) return valid_utf8(s) ? std::string(s) : std::string("(not UTF-8)");
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  const std::string head(s.substr(0, n));
+  return (valid_utf8(head) ? head : std::string("(not UTF-8)")) + "...";
+}
+}  // namespace
+
+void ToolRunner::record(Lane& lane, const std::string& status) {
+  if (!counts_as_failure(status)) {
+    lane.failures = 0;
     return;
   }
-  if (++s.failures >= config_.breaker_failures) {
-    if (s.open_until < Clock::now()) {
-      spdlog::warn("plugin {}: {} tool failures in a row; refusing its tools for {} ms", plugin,
-                   s.failures, config_.breaker_cooldown.count());
+  if (++lane.failures >= config_.breaker_failures) {
+    if (lane.open_until < Clock::now()) {
+      spdlog::warn("plugin {}: {} tool failures in a row; refusing its tools for {} ms", lane.plugin,
+                   lane.failures, config_.breaker_cooldown.count());
     }
-    s.open_until = Clock::now() + config_.breaker_cooldown;
+    lane.open_until = Clock::now() + config_.breaker_cooldown;
   }
 }
 
@@ -124,19 +158,21 @@ void ToolRunner::run(ToolCall call, net::any_io_executor executor,
   ToolOutcome base;
   base.call_id = call.id;
   base.name = call.name;
-  // Outcomes are counted once, by tool and result; a name the model made up
+  // Outcomes are counted once, by tool and status; a name the model made up
   // counts as "unknown" (label values stay a bounded set).
   auto count = [](const std::string& tool, std::string_view result) {
     if (auto* m = metrics::active()) m->tool_calls.with({tool, result}).inc();
   };
-  auto fail_now = [&](std::string why, std::string_view result) {
-    count(tools_.count(base.name) ? base.name : "unknown", result);
+  auto fail_now = [&](std::string why, std::string status) {
+    count(tools_.count(base.name) ? base.name : "unknown", status);
     base.error = std::move(why);
+    base.status = std::move(status);
     net::post(executor, [done = std::move(done), o = std::move(base)]() mutable { done(std::move(o)); });
   };
   const auto it = tools_.find(call.name);
   if (it == tools_.end()) return fail_now("there is no tool named \"" + call.name + "\"", "unknown_tool");
   const Tool tool = it->second;
+  Lane& lane = *tool.lane;
   base.plugin = tool.plugin->name();
   if (call.arguments.empty()) call.arguments = "{}";
   if (auto why = check_json_schema(tool.tool->parameters_schema_json, call.arguments); !why.empty()) {
@@ -144,83 +180,126 @@ void ToolRunner::run(ToolCall call, net::any_io_executor executor,
   }
   {
     std::lock_guard lock(mutex_);
-    auto& s = states_[base.plugin];
-    if (s.failures >= config_.breaker_failures && Clock::now() < s.open_until) {
+    if (lane.failures >= config_.breaker_failures && Clock::now() < lane.open_until) {
       return fail_now("the tool is unavailable for now (it failed repeatedly); answer without it", "breaker_open");
     }
-    if (s.in_flight >= config_.max_in_flight) {
+    if (lane.in_flight >= config_.max_in_flight) {
       return fail_now("the tool is busy (tools.max_in_flight calls running); try again later", "busy");
     }
-    ++s.in_flight;
+    ++lane.in_flight;
   }
 
-  // The first of {the worker's result, the deadline} wins; on the executor.
+  // The call waits in its plugin's queue, then runs. One timer, on the
+  // executor: first the wait in the queue (bounded, charged to nobody),
+  // then, once a worker takes the call up, its deadline. The first of
+  // {the worker's result, the timer} settles the call.
+  enum Phase : int { kQueued, kRunning, kSettled };
   struct Pending {
     explicit Pending(net::any_io_executor ex) : timer(ex) {}
-    std::atomic<bool> settled{false};
+    std::atomic<int> phase{kQueued};
+    int wait = 0;  // on the executor: 0 the wait in the queue, 1 the deadline
     net::steady_timer timer;
     std::function<void(ToolOutcome)> done;
   };
   auto pending = std::make_shared<Pending>(executor);
   pending->done = std::move(done);
-  const auto started = Clock::now();
-  pending->timer.expires_after(config_.timeout);
-  pending->timer.async_wait([this, pending, base, started](const boost::system::error_code& ec) mutable {
-    if (ec || pending->settled.exchange(true)) return;
+  // `wait`: which wait this is (a queue wait that expired just as a worker
+  // took the call up may still complete after the deadline was armed).
+  auto on_timer = [this, pending, base, &lane](const boost::system::error_code& ec, int wait) mutable {
+    if (ec || wait != pending->wait) return;
+    if (wait == 0) {
+      int queued = kQueued;
+      if (!pending->phase.compare_exchange_strong(queued, kSettled)) return;  // a worker took it: its deadline comes
+      spdlog::warn("plugin {}: tool {} waited {} ms for one of the plugin's {} workers (all busy); refused",
+                   base.plugin, base.name, config_.timeout.count(), config_.workers);
+      base.status = "busy";
+      base.error = "the tool is busy with other calls; try again later";
+      if (auto* m = metrics::active()) m->tool_calls.with({base.name, "busy"}).inc();
+      return pending->done(std::move(base));
+    }
+    if (pending->phase.exchange(kSettled) == kSettled) return;
     {
       std::lock_guard lock(mutex_);
-      record(base.plugin, false);
+      record(lane, "timeout");
     }
-    spdlog::warn("plugin {}: tool {} passed tools.timeout_ms ({} ms)", base.plugin, base.name,
-                 config_.timeout.count());
+    spdlog::warn("plugin {}: tool {} status timeout: no answer within tools.timeout_ms ({} ms); the call is "
+                 "abandoned (its worker stays busy until it returns)",
+                 base.plugin, base.name, config_.timeout.count());
+    base.status = "timeout";
     base.error = "the tool did not answer within " + std::to_string(config_.timeout.count()) + " ms";
-    base.ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
+    base.ms = static_cast<double>(config_.timeout.count());
     if (auto* m = metrics::active()) m->tool_calls.with({base.name, "timeout"}).inc();
     pending->done(std::move(base));
-  });
+  };
+  pending->timer.expires_after(config_.timeout);
+  pending->timer.async_wait([on_timer](const boost::system::error_code& ec) mutable { on_timer(ec, 0); });
 
   std::lock_guard lock(mutex_);
-  jobs_.push_back([this, tool, args = std::move(call.arguments), base, pending, executor, started]() mutable {
+  lane.jobs.push_back([this, tool, &lane, args = std::move(call.arguments), base, pending, executor,
+                       on_timer]() mutable {
+    int queued = kQueued;
+    if (!pending->phase.compare_exchange_strong(queued, kRunning)) {
+      std::lock_guard lock(mutex_);
+      --lane.in_flight;  // answered as busy while it waited
+      return;
+    }
+    net::post(executor, [this, pending, on_timer]() mutable {
+      if (pending->phase.load() == kSettled) return;
+      pending->wait = 1;
+      pending->timer.expires_after(config_.timeout);  // the wait in the queue is over
+      pending->timer.async_wait([on_timer](const boost::system::error_code& ec) mutable { on_timer(ec, 1); });
+    });
+    const auto started = Clock::now();
     sluice_tool_result r;
     const int32_t status =
         tool.tool->invoke(tool.plugin->instance(), {args.data(), args.size()}, &r);
     ToolOutcome o = base;
     o.ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
     simdjson::dom::parser parser;
-    simdjson::dom::element ignored;
+    simdjson::dom::element parsed;
     if (status != SLUICE_OK) {
-      o.error = r.error.empty() ? "the tool failed (status " + std::to_string(status) + ")"
-                                : utf8_or_empty(r.error);
+      o.status = status_name(status);
+      o.error = utf8_or_empty(r.error);
+      if (o.error.empty()) o.error = "the tool failed (" + o.status + ")";
+      spdlog::warn("plugin {}: tool {} status {}: {}", o.plugin, o.name, o.status, excerpt(o.error));
     } else if (r.json.size() > kMaxResultBytes) {
+      o.status = "internal";
       o.error = "the tool's result is over 64 KiB";
-    } else if (r.json.empty() || parser.parse(r.json).get(ignored) != simdjson::SUCCESS) {
+      spdlog::warn("plugin {}: tool {} status internal: its result is {} bytes, over the 64 KiB limit", o.plugin,
+                   o.name, r.json.size());
+    } else if (const auto parse = r.json.empty() ? simdjson::EMPTY : parser.parse(r.json).get(parsed);
+               parse != simdjson::SUCCESS) {
+      o.status = "internal";
       o.error = "the tool returned no valid JSON result";
+      spdlog::warn("plugin {}: tool {} status internal: its result is not JSON ({}; {} bytes: {})", o.plugin,
+                   o.name, simdjson::error_message(parse), r.json.size(), excerpt(r.json));
     } else {
       o.ok = true;
-      o.result_json = simdjson::minify(ignored);
+      o.status = "ok";
+      o.result_json = simdjson::minify(parsed);
       for (auto& s : r.sources) {
         o.sources.push_back({utf8_or_empty(s.title), utf8_or_empty(s.url), utf8_or_empty(s.snippet)});
       }
     }
     {
       std::lock_guard lock(mutex_);
-      --states_[o.plugin].in_flight;
+      --lane.in_flight;
     }
     if (auto* m = metrics::active()) {
       m->plugin_call_duration.with({o.plugin, "tool"}).observe(o.ms / 1000);
     }
-    net::post(executor, [this, pending, o = std::move(o)]() mutable {
-      if (pending->settled.exchange(true)) return;  // the deadline answered already
+    net::post(executor, [this, pending, &lane, o = std::move(o)]() mutable {
+      if (pending->phase.exchange(kSettled) == kSettled) return;  // the deadline answered already
       pending->timer.cancel();
       {
         std::lock_guard lock(mutex_);
-        record(o.plugin, o.ok);
+        record(lane, o.status);
       }
-      if (auto* m = metrics::active()) m->tool_calls.with({o.name, o.ok ? "ok" : "error"}).inc();
+      if (auto* m = metrics::active()) m->tool_calls.with({o.name, o.status}).inc();
       pending->done(std::move(o));
     });
   });
-  wake_.notify_one();
+  wake_.notify_all();  // one condition for every lane: the lane's own worker must wake
 }
 
 }  // namespace sluice

@@ -1,9 +1,18 @@
-// ToolRunner: runs the tools of loaded plugins for the model, on a bounded
-// pool of worker threads (never an I/O thread), with a deadline per call, a
-// cap on calls in flight per plugin and a circuit breaker per plugin. Every
-// failure (unknown tool, arguments that break the schema, an error, an
-// exception, a timeout, an open breaker) becomes an outcome with an error the
-// model reads; the turn goes on.
+// ToolRunner: runs the tools of loaded plugins for the model, never on an
+// I/O thread. Each plugin has a lane of its own: its worker threads
+// (tools.workers), its queue, its cap on calls in flight (tools.max_in_flight)
+// and its circuit breaker, so a plugin whose calls hang or fail uses up only
+// its own lane. A call's deadline (tools.timeout_ms) starts when a worker
+// takes it up; time spent queued behind the plugin's own calls is bounded by
+// the same timeout but charged to neither the deadline nor the breaker.
+//
+// Statuses (ToolOutcome::status): not_found and invalid_argument are answers
+// the model reads ("no such city"), not failures; unavailable, internal
+// (an invalid or oversized result too), timeout and crash count toward the
+// breaker. Every error is logged at warn with plugin, tool and status. Every
+// failure (unknown tool, arguments that break the schema, an error, a
+// timeout, an open breaker) becomes an outcome with an error the model
+// reads; the turn goes on.
 //
 // Threads: run() from any thread; the callback runs on the executor given,
 // which must be a strand (the call's deadline timer lives there).
@@ -36,6 +45,10 @@ struct ToolOutcome {
   std::string name;
   std::string plugin;
   bool ok = false;
+  // "ok", "invalid_argument", "not_found", "unavailable", "internal",
+  // "timeout", and before any call: "unknown_tool", "invalid_arguments"
+  // (the schema), "busy", "breaker_open". Also the metric's `result`.
+  std::string status;
   std::string result_json;  // ok: the tool's JSON result
   std::string error;        // !ok: why, in a sentence the model can act on
   std::vector<ToolSource> sources;
@@ -67,33 +80,38 @@ class ToolRunner {
            std::function<void(ToolOutcome)> done);
 
  private:
+  struct Lane;
   struct Tool {
     const LoadedPlugin* plugin;
     const sluice_tool_v1* tool;
+    Lane* lane;
   };
-  struct PluginState {
-    int in_flight = 0;
-    int failures = 0;  // consecutive
+  // One plugin's share: its workers, queue, calls in flight and breaker.
+  struct Lane {
+    std::string plugin;
+    std::deque<std::function<void()>> jobs;
+    std::vector<std::thread> workers;
+    int in_flight = 0;  // queued or running, until invoke returns
+    int busy = 0;       // running on a worker
+    int failures = 0;   // consecutive, of the kinds that count
     std::chrono::steady_clock::time_point open_until{};
   };
 
-  void record(const std::string& plugin, bool ok);
-  void work();
+  // With mutex_ held: a finished call of `lane`'s, by status.
+  void record(Lane& lane, const std::string& status);
+  void work(Lane& lane);
 
   ToolsConfig config_;
   std::unordered_map<std::string, Tool> tools_;
+  std::vector<std::unique_ptr<Lane>> lanes_;
   std::string tools_json_;
 
   std::mutex mutex_;
   std::condition_variable wake_;
   std::condition_variable idle_;
-  std::deque<std::function<void()>> jobs_;
-  std::unordered_map<std::string, PluginState> states_;
-  int busy_ = 0;
   bool stopping_ = false;
   bool stopped_ = false;
   bool settled_ = true;
-  std::vector<std::thread> workers_;
 };
 
 }  // namespace sluice

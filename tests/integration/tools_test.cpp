@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <thread>
 
 #include "tests/integration/gateway_fixture.hpp"
 
@@ -85,7 +86,8 @@ TEST(Tools, FailingToolsBecomeErrorsTheModelSeesAndTheTurnGoesOn) {
     std::string directive, error;
   };
   const std::vector<Case> cases = {
-      {"[[sim tool=throws args={}]]", "disk on fire 🔥"},
+      // An exception's what() is for the log, not for the model or the user.
+      {"[[sim tool=throws args={}]]", "the tool failed with an internal error"},
       {R"([[sim tool=echo args={"text":12}]])", "invalid arguments: text: must be string (got integer)"},
       {"[[sim tool=hangs args={}]]", "the tool did not answer within 300 ms"},
   };
@@ -119,6 +121,111 @@ TEST(Tools, FailingToolsBecomeErrorsTheModelSeesAndTheTurnGoesOn) {
   const ToolTurn refused = read_tool_turn(c, s2->session_id);
   ASSERT_EQ(refused.results.size(), 1u) << refused.text;
   EXPECT_NE(refused.results[0].raw.find("unavailable for now"), std::string::npos) << refused.results[0].raw;
+  // The log has what the client did not: the exception's text, and every
+  // error with its plugin, tool and status.
+  const std::string log = gw->stderr_text();
+  EXPECT_NE(log.find("plugin test_tools: a tool threw: disk on fire 🔥"), std::string::npos) << log;
+  EXPECT_NE(log.find("plugin test_tools: tool throws status internal"), std::string::npos) << log;
+  EXPECT_NE(log.find("plugin test_tools: tool hangs status timeout"), std::string::npos) << log;
+}
+
+// Statuses: "not found" is an answer the model reads, however often users
+// ask about unknown cities; only unwell tools open the breaker. A result
+// that is not JSON is internal, with the detail in the log.
+TEST(Tools, NotFoundIsAnAnswerAndOnlyFailuresOpenTheBreaker) {
+  const std::string toml = std::string("[tools]\nbreaker_failures = 3\n[[plugins]]\npath = \"") +
+                           SLUICE_TEST_PLUGIN_DIR + "/test_tools.so\"\n";
+  TempConfig config(toml);
+  auto sim = start_sim();
+  auto gw = start_gateway(sim_url(*sim), {}, {"--config", config.path});
+  WsClient c(gw->port());
+  auto ask = [&](const std::string& directive) {
+    c.send(chat(directive + " 天气"));
+    auto session = c.read_until("session");
+    EXPECT_TRUE(session);
+    return session ? read_tool_turn(c, session->session_id) : ToolTurn{};
+  };
+  for (int i = 0; i < 5; ++i) {
+    const ToolTurn t = ask("[[sim tool=missing args={}]]");
+    ASSERT_TRUE(t.done);
+    ASSERT_EQ(t.results.size(), 1u);
+    EXPECT_NE(t.results[0].raw.find("no city named 亚特兰蒂斯"), std::string::npos) << t.results[0].raw;
+  }
+  const ToolTurn ok = ask(R"([[sim tool=echo args={"text":"还在"}]])");
+  ASSERT_EQ(ok.results.size(), 1u);
+  EXPECT_NE(ok.results[0].raw.find(R"("ok":true)"), std::string::npos) << ok.results[0].raw;
+
+  const ToolTurn bad = ask("[[sim tool=bad_json args={}]]");
+  ASSERT_EQ(bad.results.size(), 1u);
+  EXPECT_NE(bad.results[0].raw.find("the tool returned no valid JSON result"), std::string::npos);
+  // Unavailable counts: with bad_json before them, two more open the breaker.
+  for (int i = 0; i < 2; ++i) {
+    const ToolTurn t = ask("[[sim tool=down args={}]]");
+    ASSERT_EQ(t.results.size(), 1u);
+    EXPECT_NE(t.results[0].raw.find("the weather service is down"), std::string::npos) << t.results[0].raw;
+  }
+  const ToolTurn refused = ask(R"([[sim tool=echo args={"text":"now?"}]])");
+  ASSERT_EQ(refused.results.size(), 1u);
+  EXPECT_NE(refused.results[0].raw.find("unavailable for now"), std::string::npos) << refused.results[0].raw;
+  const std::string log = gw->stderr_text();
+  EXPECT_NE(log.find("plugin test_tools: tool missing status not_found: no city named"), std::string::npos) << log;
+  EXPECT_NE(log.find("plugin test_tools: tool bad_json status internal: its result is not JSON"), std::string::npos)
+      << log;
+  EXPECT_NE(log.find("plugin test_tools: tool down status unavailable"), std::string::npos) << log;
+}
+
+// Each plugin has its own workers: one whose calls hang fills only its own
+// (tools.workers = 1 here), and another plugin's tool answers at once,
+// with nothing charged to it. A call queued behind the hung one is refused
+// as busy once it has waited tools.timeout_ms: not a timeout of the tool.
+TEST(Tools, AHangingPluginUsesUpOnlyItsOwnWorkers) {
+  const std::string toml = std::string("[tools]\nworkers = 1\ntimeout_ms = 1000\nbreaker_failures = 2\n") +
+                           "[[plugins]]\npath = \"" + SLUICE_TEST_PLUGIN_DIR + "/test_tools.so\"\n" +
+                           "[[plugins]]\npath = \"" + SLUICE_TEST_PLUGIN_DIR + "/test_tools_b.so\"\n";
+  TempConfig config(toml);
+  auto sim = start_sim();
+  auto gw = start_gateway(sim_url(*sim), {}, {"--config", config.path});
+  WsClient hung(gw->port());
+  hung.send(chat("[[sim tool=hangs args={}]] first"));
+  auto s1 = hung.read_until("session");
+  ASSERT_TRUE(s1);
+  ASSERT_TRUE(hung.read_until("tool_call", s1->session_id));
+  WsClient queued(gw->port());
+  queued.send(chat(R"([[sim tool=echo args={"text":"behind"}]] second)"));
+  auto s2 = queued.read_until("session");
+  ASSERT_TRUE(s2);
+  ASSERT_TRUE(queued.read_until("tool_call", s2->session_id));
+
+  // The other plugin, meanwhile: answered, several times over.
+  WsClient other(gw->port());
+  for (int i = 0; i < 3; ++i) {
+    other.send(chat(R"([[sim tool=b_echo args={"text":"别的插件"}]] meanwhile)"));
+    auto s = other.read_until("session");
+    ASSERT_TRUE(s);
+    const ToolTurn t = read_tool_turn(other, s->session_id);
+    ASSERT_TRUE(t.done);
+    ASSERT_EQ(t.results.size(), 1u);
+    EXPECT_NE(t.results[0].raw.find(R"("ok":true)"), std::string::npos) << t.results[0].raw;
+  }
+  const ToolTurn first = read_tool_turn(hung, s1->session_id);
+  ASSERT_EQ(first.results.size(), 1u);
+  EXPECT_NE(first.results[0].raw.find("did not answer within 1000 ms"), std::string::npos) << first.results[0].raw;
+  const ToolTurn second = read_tool_turn(queued, s2->session_id);
+  ASSERT_EQ(second.results.size(), 1u);
+  EXPECT_NE(second.results[0].raw.find("the tool is busy"), std::string::npos) << second.results[0].raw;
+  // One timeout only (breaker_failures = 2): the plugin's breaker is still closed.
+  std::this_thread::sleep_for(2500ms);  // the hung call returns (3 s) and frees the worker
+  WsClient again(gw->port());
+  again.send(chat(R"([[sim tool=echo args={"text":"回来了"}]] back)"));
+  auto s3 = again.read_until("session");
+  ASSERT_TRUE(s3);
+  const ToolTurn back = read_tool_turn(again, s3->session_id);
+  ASSERT_EQ(back.results.size(), 1u);
+  EXPECT_NE(back.results[0].raw.find(R"("ok":true)"), std::string::npos) << back.results[0].raw;
+  const std::string log = gw->stderr_text();
+  EXPECT_EQ(log.find("plugin test_tools_b: tool"), std::string::npos) << log;
+  EXPECT_NE(log.find("plugin test_tools: tool hangs status timeout"), std::string::npos) << log;
+  EXPECT_NE(log.find("plugin test_tools: tool echo waited 1000 ms"), std::string::npos) << log;
 }
 
 TEST(Tools, CallsPastMaxInFlightAreRefusedAndTheTurnGoesOn) {

@@ -157,22 +157,34 @@ struct Holder {
   C object;
 };
 
+// What the model and the user read when a tool throws something other than
+// a ToolError: its what() ("vector::at: index 7 >= 3") is for the operator's
+// log, never for them.
+inline constexpr std::string_view kInternalToolError = "the tool failed with an internal error";
+
 template <auto Method>
 int32_t invoke_tool(void* instance, sluice_str args, sluice_tool_result* result) noexcept {
   using C = typename member_of<decltype(Method)>::type;
+  auto* holder = static_cast<Holder<C>*>(instance);
   ToolResult r(result);
+  auto internal = [&](std::string_view what) noexcept {
+    try {
+      Context(holder->ctx).error(std::string("a tool threw: ") + std::string(what));
+    } catch (...) {
+    }
+    r.set_error(kInternalToolError);
+    return int32_t{SLUICE_ERR_INTERNAL};
+  };
   try {
-    (static_cast<Holder<C>*>(instance)->object.*Method)(std::string_view(args.ptr, args.len), r);
+    (holder->object.*Method)(std::string_view(args.ptr, args.len), r);
     return SLUICE_OK;
   } catch (const ToolError& e) {
     r.set_error(e.what());
     return e.status;
   } catch (const std::exception& e) {
-    r.set_error(e.what());
-    return SLUICE_ERR_INTERNAL;
+    return internal(e.what());
   } catch (...) {
-    r.set_error("unknown exception");
-    return SLUICE_ERR_INTERNAL;
+    return internal("an exception that is not a std::exception");
   }
 }
 
