@@ -78,6 +78,17 @@ void host_result_set_error(sluice_tool_result* r, sluice_str message) {
   r->error = clip(message, 4096);
 }
 
+int32_t host_result_cancelled(const sluice_tool_result* r) {
+  return (r->stopping && r->stopping->load()) || std::chrono::steady_clock::now() >= r->deadline ? 1 : 0;
+}
+
+uint64_t host_result_time_left_ms(const sluice_tool_result* r) {
+  const auto now = std::chrono::steady_clock::now();
+  if (r->deadline == std::chrono::steady_clock::time_point::max()) return UINT64_MAX;
+  if (now >= r->deadline) return 0;
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(r->deadline - now).count());
+}
+
 void host_verdict_pass(sluice_verdict* v, size_t hold) {
   ++v->calls;
   v->action = SLUICE_PASS;
@@ -117,7 +128,10 @@ const sluice_host_v1 kHost = {
     &host_verdict_hold,
     &host_verdict_replace,
     &host_verdict_stop,
+    &host_result_cancelled,
+    &host_result_time_left_ms,
 };
+static_assert(SLUICE_HOST_V1_0_SIZE < sizeof(sluice_host_v1), "1.1 grew the host table");
 
 std::string abi_text(uint32_t v) {
   return std::to_string(SLUICE_ABI_MAJOR_OF(v)) + "." + std::to_string(SLUICE_ABI_MINOR_OF(v));
@@ -185,9 +199,11 @@ std::string LoadedPlugin::check_descriptor() {
     return "it was built for plugin ABI " + abi_text(d->abi_version) + "; this gateway speaks " +
            abi_text(SLUICE_PLUGIN_ABI_VERSION) + " (rebuild it against this SDK)";
   }
-  if (d->struct_size < sizeof(sluice_plugin_v1)) {
+  // Any minor of this major: at least the 1.0 layout; fields past its
+  // struct_size are absent (ABI growth, plugin.h).
+  if (d->struct_size < SLUICE_PLUGIN_V1_0_SIZE) {
     return "its descriptor is " + std::to_string(d->struct_size) + " bytes; ABI 1.0 needs at least " +
-           std::to_string(sizeof(sluice_plugin_v1));
+           std::to_string(SLUICE_PLUGIN_V1_0_SIZE);
   }
   if (!d->name || !valid_name(d->name, false)) return "its name must be [a-z0-9_]{1,64}";
   name_ = d->name;
@@ -198,7 +214,7 @@ std::string LoadedPlugin::check_descriptor() {
   simdjson::dom::parser parser;
   for (uint32_t i = 0; i < d->tool_count; ++i) {
     const sluice_tool_v1* t = d->tools[i];
-    if (!t || t->struct_size < sizeof(sluice_tool_v1)) {
+    if (!t || t->struct_size < SLUICE_TOOL_V1_0_SIZE) {
       return "tool " + std::to_string(i) + " is missing or its struct is too small";
     }
     if (!t->name || !valid_name(t->name, true)) return "tool names must be [A-Za-z0-9_-]{1,64}";
@@ -215,7 +231,7 @@ std::string LoadedPlugin::check_descriptor() {
   }
   for (uint32_t i = 0; i < d->moderator_count; ++i) {
     const sluice_moderator_v1* m = d->moderators[i];
-    if (!m || m->struct_size < sizeof(sluice_moderator_v1)) {
+    if (!m || m->struct_size < SLUICE_MODERATOR_V1_0_SIZE) {
       return "moderator " + std::to_string(i) + " is missing or its struct is too small";
     }
     if (!m->name || !m->stream_open || !m->on_text || !m->stream_close) {

@@ -13,6 +13,9 @@
 #include <string>
 #include <vector>
 
+#include <atomic>
+#include <chrono>
+
 #include "sluice/plugin.h"
 
 // The host's objects behind the ABI's opaque handles.
@@ -31,6 +34,9 @@ struct sluice_tool_result {
   std::string json;
   std::vector<Source> sources;
   std::string error;
+  // When the call's result stops mattering (result_cancelled, result_time_left_ms).
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+  const std::atomic<bool>* stopping = nullptr;  // the host is stopping (may be null)
 };
 
 struct sluice_verdict {

@@ -43,7 +43,11 @@ ToolRunner::ToolRunner(const std::vector<const LoadedPlugin*>& plugins, ToolsCon
         lane = lanes_.back().get();
         lane->plugin = p->name();
       }
-      tools_[t->name] = {p, t, lane};
+      auto timeout = config_.timeout;
+      if (SLUICE_HAS_FIELD(t, sluice_tool_v1, timeout_ms) && t->timeout_ms > 0) {
+        timeout = std::min<std::chrono::milliseconds>(timeout, std::chrono::milliseconds(t->timeout_ms));
+      }
+      tools_[t->name] = {p, t, lane, timeout};
       w.begin_object().field("type", "function").key("function").begin_object();
       w.field("name", t->name).field("description", t->description ? t->description : "");
       w.key("parameters").raw(json_or_string(t->parameters_schema_json));  // checked at load: an object
@@ -63,6 +67,7 @@ bool ToolRunner::stop() {
   if (stopped_) return settled_;
   stopped_ = true;
   stopping_ = true;
+  abandoning_ = true;
   for (auto& lane : lanes_) lane->jobs.clear();
   wake_.notify_all();
   auto running = [this] {
@@ -205,7 +210,8 @@ void ToolRunner::run(ToolCall call, net::any_io_executor executor,
   pending->done = std::move(done);
   // `wait`: which wait this is (a queue wait that expired just as a worker
   // took the call up may still complete after the deadline was armed).
-  auto on_timer = [this, pending, base, &lane](const boost::system::error_code& ec, int wait) mutable {
+  const auto deadline = tool.timeout;
+  auto on_timer = [this, pending, base, &lane, deadline](const boost::system::error_code& ec, int wait) mutable {
     if (ec || wait != pending->wait) return;
     if (wait == 0) {
       int queued = kQueued;
@@ -222,12 +228,12 @@ void ToolRunner::run(ToolCall call, net::any_io_executor executor,
       std::lock_guard lock(mutex_);
       record(lane, "timeout");
     }
-    spdlog::warn("plugin {}: tool {} status timeout: no answer within tools.timeout_ms ({} ms); the call is "
+    spdlog::warn("plugin {}: tool {} status timeout: no answer within its deadline ({} ms); the call is "
                  "abandoned (its worker stays busy until it returns)",
-                 base.plugin, base.name, config_.timeout.count());
+                 base.plugin, base.name, deadline.count());
     base.status = "timeout";
-    base.error = "the tool did not answer within " + std::to_string(config_.timeout.count()) + " ms";
-    base.ms = static_cast<double>(config_.timeout.count());
+    base.error = "the tool did not answer within " + std::to_string(deadline.count()) + " ms";
+    base.ms = static_cast<double>(deadline.count());
     if (auto* m = metrics::active()) m->tool_calls.with({base.name, "timeout"}).inc();
     pending->done(std::move(base));
   };
@@ -243,14 +249,16 @@ void ToolRunner::run(ToolCall call, net::any_io_executor executor,
       --lane.in_flight;  // answered as busy while it waited
       return;
     }
-    net::post(executor, [this, pending, on_timer]() mutable {
+    net::post(executor, [pending, on_timer, timeout = tool.timeout]() mutable {
       if (pending->phase.load() == kSettled) return;
       pending->wait = 1;
-      pending->timer.expires_after(config_.timeout);  // the wait in the queue is over
+      pending->timer.expires_after(timeout);  // the wait in the queue is over
       pending->timer.async_wait([on_timer](const boost::system::error_code& ec) mutable { on_timer(ec, 1); });
     });
     const auto started = Clock::now();
     sluice_tool_result r;
+    r.deadline = started + tool.timeout;
+    r.stopping = &abandoning_;
     const int32_t status =
         tool.tool->invoke(tool.plugin->instance(), {args.data(), args.size()}, &r);
     ToolOutcome o = base;

@@ -19,6 +19,7 @@
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -85,6 +86,7 @@ class ToolRunner {
     const LoadedPlugin* plugin;
     const sluice_tool_v1* tool;
     Lane* lane;
+    std::chrono::milliseconds timeout;  // tools.timeout_ms, or the tool's own when shorter (ABI 1.1)
   };
   // One plugin's share: its workers, queue, calls in flight and breaker.
   struct Lane {
@@ -110,6 +112,7 @@ class ToolRunner {
   std::condition_variable wake_;
   std::condition_variable idle_;
   bool stopping_ = false;
+  std::atomic<bool> abandoning_{false};  // stop(): calls still running are told so (result_cancelled)
   bool stopped_ = false;
   bool settled_ = true;
 };

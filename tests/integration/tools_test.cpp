@@ -228,6 +228,44 @@ TEST(Tools, AHangingPluginUsesUpOnlyItsOwnWorkers) {
   EXPECT_NE(log.find("plugin test_tools: tool echo waited 1000 ms"), std::string::npos) << log;
 }
 
+// ABI growth, through the gateway: a plugin built against the 1.0 header
+// (smaller structs) answers its tool and moderates the text; a 1.1 tool's own
+// deadline is kept, and the tool is told when its call is abandoned.
+TEST(Tools, Abi10PluginsWorkAndA11ToolKeepsItsOwnDeadline) {
+  const std::string toml = std::string("[tools]\ntimeout_ms = 5000\n") + "[[plugins]]\npath = \"" +
+                           SLUICE_TEST_PLUGIN_DIR + "/abi_1_0_plugin.so\"\n[[plugins]]\npath = \"" +
+                           SLUICE_TEST_PLUGIN_DIR + "/test_tools.so\"\n";
+  TempConfig config(toml);
+  auto sim = start_sim();
+  auto gw = start_gateway(sim_url(*sim), {}, {"--config", config.path});
+  WsClient c(gw->port());
+  c.send(chat(R"([[sim tool=legacy_echo args={"城市":"北京"}]] 老插件)"));
+  auto s1 = c.read_until("session");
+  ASSERT_TRUE(s1);
+  const ToolTurn legacy = read_tool_turn(c, s1->session_id);
+  ASSERT_TRUE(legacy.done) << gw->stderr_text();
+  ASSERT_EQ(legacy.results.size(), 1u);
+  EXPECT_NE(legacy.results[0].raw.find(R"("legacy":true)"), std::string::npos) << legacy.results[0].raw;
+  EXPECT_EQ(legacy.results[0].plugin, "legacy_v1_0");
+
+  const auto t0 = std::chrono::steady_clock::now();
+  c.send(chat("[[sim tool=patient args={}]] 慢慢来"));
+  auto s2 = c.read_until("session");
+  ASSERT_TRUE(s2);
+  const ToolTurn patient = read_tool_turn(c, s2->session_id);
+  ASSERT_EQ(patient.results.size(), 1u);
+  EXPECT_NE(patient.results[0].raw.find("the tool did not answer within 300 ms"), std::string::npos)
+      << patient.results[0].raw;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 4s);
+  std::string log;
+  for (int i = 0; i < 100 && log.find("patient: ") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(20ms);
+    log = gw->stderr_text();
+  }
+  EXPECT_NE(log.find(" ms left at the start, told to stop after "), std::string::npos) << log;
+  EXPECT_NE(log.find(" ms, 0 ms left"), std::string::npos) << log;
+}
+
 TEST(Tools, CallsPastMaxInFlightAreRefusedAndTheTurnGoesOn) {
   const std::string toml = std::string("[tools]\ntimeout_ms = 5000\nmax_in_flight = 1\n[[plugins]]\npath = \"") +
                            SLUICE_TEST_PLUGIN_DIR + "/test_tools.so\"\n";

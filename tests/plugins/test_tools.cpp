@@ -23,7 +23,7 @@ class TestTools {
   static constexpr const char* kVersion = "0.1.0";
   static constexpr const char* kDescription = "misbehaving tools for tests";
 
-  explicit TestTools(sluice::Context) {}
+  explicit TestTools(sluice::Context ctx) : ctx_(ctx) {}
 
   static constexpr auto tools() {
     return std::array{
@@ -36,6 +36,9 @@ class TestTools {
         sluice::tool<&TestTools::missing>(TOOL("missing"), "finds no such city", R"({"type":"object"})"),
         sluice::tool<&TestTools::down>(TOOL("down"), "its weather service is down", R"({"type":"object"})"),
         sluice::tool<&TestTools::bad_json>(TOOL("bad_json"), "answers with no JSON", R"({"type":"object"})"),
+        // ABI 1.1: a deadline of its own (300 ms), and a tool that works
+        // until it is told its call was abandoned.
+        sluice::tool<&TestTools::patient>(TOOL("patient"), "works until told to stop", R"({"type":"object"})", 300),
     };
   }
 
@@ -47,6 +50,19 @@ class TestTools {
 
   void down(std::string_view, sluice::ToolResult&) {
     throw sluice::ToolError(SLUICE_ERR_UNAVAILABLE, "the weather service is down");
+  }
+
+  void patient(std::string_view, sluice::ToolResult& result) {
+    const auto left = result.time_left().count();
+    const auto start = std::chrono::steady_clock::now();
+    while (!result.cancelled() && std::chrono::steady_clock::now() - start < std::chrono::seconds(10)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+    ctx_.info("patient: " + std::to_string(left) + " ms left at the start, told to stop after " +
+              std::to_string(ms.count() / 100 * 100) + "+ ms, " + std::to_string(result.time_left().count()) +
+              " ms left");
+    result.set_json(R"({"late":true})");
   }
 
   void bad_json(std::string_view, sluice::ToolResult& result) { result.set_json("{\"temp\": 21,"); }
@@ -65,6 +81,8 @@ class TestTools {
     result.set_json(args);
     result.add_source("Echo 回声", "https://example.com/echo", "what you said");
   }
+ private:
+  sluice::Context ctx_;
 };
 
 SLUICE_PLUGIN(TestTools)

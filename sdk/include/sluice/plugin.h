@@ -15,6 +15,13 @@
  * - A new minor version adds fields and host functions; a plugin built
  *   against an older minor loads in a newer host. A different major does not
  *   load: the host refuses it with a clear message.
+ * - Each struct's 1.0 layout has a frozen size (SLUICE_*_V1_0_SIZE, at the
+ *   end of this header): the host accepts any struct of major 1 at least that
+ *   large, and treats the fields past a struct's `struct_size` as absent.
+ *   SLUICE_HAS_FIELD tells whether a struct has a field.
+ *
+ * 1.1 added: sluice_tool_v1.timeout_ms; host->result_cancelled and
+ * host->result_time_left_ms.
  *
  * Ownership, in the names:
  * - `sluice_str` is a borrowed {ptr, len} view: valid for the duration of
@@ -49,7 +56,7 @@ extern "C" {
 #endif
 
 #define SLUICE_PLUGIN_ABI_MAJOR 1
-#define SLUICE_PLUGIN_ABI_MINOR 0
+#define SLUICE_PLUGIN_ABI_MINOR 1
 /* major in the high 16 bits, minor in the low 16 */
 #define SLUICE_PLUGIN_ABI_VERSION ((uint32_t)((SLUICE_PLUGIN_ABI_MAJOR << 16) | SLUICE_PLUGIN_ABI_MINOR))
 #define SLUICE_ABI_MAJOR_OF(v) ((uint32_t)(v) >> 16)
@@ -142,6 +149,13 @@ typedef struct sluice_host_v1 {
   void (*verdict_replace)(sluice_verdict* verdict, sluice_str text, size_t hold, sluice_str reason);
   /* The answer ends with finish_reason "content_filter"; `reason` as above. */
   void (*verdict_stop)(sluice_verdict* verdict, sluice_str reason);
+
+  /* 1.1. A long tool checks these between steps: whether the call was
+   * abandoned (its deadline passed, or the gateway is stopping: its result
+   * will be discarded, so stop), and how many milliseconds are left before
+   * its deadline (0 once past it). */
+  int32_t (*result_cancelled)(const sluice_tool_result* result);
+  uint64_t (*result_time_left_ms)(const sluice_tool_result* result);
 } sluice_host_v1;
 
 /* A tool the model may call. */
@@ -154,6 +168,10 @@ typedef struct sluice_tool_v1 {
    * writes the result with host->result_*. A status other than SLUICE_OK
    * becomes a tool error the model sees (with host->result_set_error's text). */
   int32_t (*invoke)(void* instance, sluice_str args_json, sluice_tool_result* result);
+
+  /* 1.1. The tool's own deadline in ms when shorter than the host's
+   * (tools.timeout_ms); 0: the host's. */
+  uint32_t timeout_ms;
 } sluice_tool_v1;
 
 /* A moderator: sees every text delta of every answer before any client. */
@@ -198,6 +216,16 @@ typedef struct sluice_plugin_v1 {
 /* The entry point; `host` is valid until the plugin is unloaded. Returns
  * NULL when the plugin cannot work with this host (its major version). */
 typedef const sluice_plugin_v1* (*sluice_plugin_entry_fn)(const sluice_host_v1* host);
+
+/* Where `field` of `type` ends: a struct whose struct_size reaches it has it. */
+#define SLUICE_END_OF(type, field) (offsetof(type, field) + sizeof(((type*)0)->field))
+#define SLUICE_HAS_FIELD(ptr, type, field) ((size_t)(ptr)->struct_size >= SLUICE_END_OF(type, field))
+
+/* The 1.0 layouts' sizes, frozen: the least a host of major 1 accepts. */
+#define SLUICE_HOST_V1_0_SIZE SLUICE_END_OF(sluice_host_v1, verdict_stop)
+#define SLUICE_TOOL_V1_0_SIZE SLUICE_END_OF(sluice_tool_v1, invoke)
+#define SLUICE_MODERATOR_V1_0_SIZE SLUICE_END_OF(sluice_moderator_v1, stream_close)
+#define SLUICE_PLUGIN_V1_0_SIZE SLUICE_END_OF(sluice_plugin_v1, self_test)
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -29,6 +29,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstddef>
 #include <exception>
 #include <new>
@@ -120,6 +121,22 @@ class ToolResult {
   }
   void set_error(std::string_view message) {
     detail::host_table()->result_set_error(r_, detail::view(message));
+  }
+  // For a long tool, between steps: the call was abandoned (its deadline
+  // passed, or the gateway is stopping) and its result will be discarded.
+  // Always false in a 1.0 host.
+  bool cancelled() const {
+    const sluice_host_v1* h = detail::host_table();
+    return SLUICE_HAS_FIELD(h, sluice_host_v1, result_cancelled) && h->result_cancelled(r_) != 0;
+  }
+  // Time left before the deadline (for a query's own timeout); the
+  // maximum in a 1.0 host, which does not say.
+  std::chrono::milliseconds time_left() const {
+    const sluice_host_v1* h = detail::host_table();
+    if (!SLUICE_HAS_FIELD(h, sluice_host_v1, result_time_left_ms)) return std::chrono::milliseconds::max();
+    const uint64_t ms = h->result_time_left_ms(r_);
+    return ms > static_cast<uint64_t>(std::chrono::milliseconds::max().count()) ? std::chrono::milliseconds::max()
+                                                                               : std::chrono::milliseconds(ms);
   }
 
  private:
@@ -276,8 +293,8 @@ struct Glue {
 template <class C>
 const sluice_plugin_v1* describe(const sluice_host_v1* host) noexcept {
   if (host == nullptr || SLUICE_ABI_MAJOR_OF(host->abi_version) != SLUICE_PLUGIN_ABI_MAJOR ||
-      host->struct_size < sizeof(sluice_host_v1)) {
-    return nullptr;  // a host of another major, or older than this SDK's minor
+      host->struct_size < SLUICE_HOST_V1_0_SIZE) {
+    return nullptr;  // a host of another major (any minor works: newer functions are checked before use)
   }
   host_table() = host;
   static constexpr auto tools = [] {
@@ -316,11 +333,13 @@ const sluice_plugin_v1* describe(const sluice_host_v1* host) noexcept {
 }  // namespace detail
 
 // A tool entry for C::tools(): `Method` is `void C::f(std::string_view args_json, ToolResult&)`.
+// `timeout_ms`: the tool's own deadline when shorter than the gateway's
+// tools.timeout_ms (0: the gateway's).
 template <auto Method>
-constexpr sluice_tool_v1 tool(const char* name, const char* description,
-                              const char* parameters_schema_json) {
-  return {sizeof(sluice_tool_v1), name, description, parameters_schema_json,
-          &detail::invoke_tool<Method>};
+constexpr sluice_tool_v1 tool(const char* name, const char* description, const char* parameters_schema_json,
+                              uint32_t timeout_ms = 0) {
+  return {sizeof(sluice_tool_v1), name, description, parameters_schema_json, &detail::invoke_tool<Method>,
+          timeout_ms};
 }
 
 }  // namespace sluice

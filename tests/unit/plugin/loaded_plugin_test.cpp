@@ -34,7 +34,7 @@ TEST(LoadedPlugin, EachBrokenPluginGetsOneClearError) {
   const std::vector<Case> cases = {
       {"/nonexistent/plugin.so", "cannot load it: /nonexistent/plugin.so: cannot open shared object file"},
       {test_plugin("no_entry"), "no sluice_plugin_entry symbol"},
-      {test_plugin("abi_v2"), "built for plugin ABI 2.0; this gateway speaks 1.0"},
+      {test_plugin("abi_v2"), "built for plugin ABI 2.0; this gateway speaks 1.1"},
       {test_plugin("tiny_struct"), "descriptor is 24 bytes; ABI 1.0 needs at least"},
       {test_plugin("create_fails"), "create failed (status 1): settings need \"database\""},
       {test_plugin("bad_name"), "its name must be [a-z0-9_]{1,64}"},
@@ -47,6 +47,27 @@ TEST(LoadedPlugin, EachBrokenPluginGetsOneClearError) {
     EXPECT_NE(error.find(c.expect), std::string::npos) << "expected \"" << c.expect << "\" in: " << error;
     EXPECT_EQ(error.rfind("plugin " + c.file + ": ", 0), 0u) << error;
   }
+}
+
+// ABI growth: a plugin built against the 1.0 header, whose structs are
+// smaller than this host's, loads; the fields it lacks are absent.
+TEST(LoadedPlugin, APluginBuiltAgainstAbi10LoadsInThisHost) {
+  static_assert(SLUICE_TOOL_V1_0_SIZE < sizeof(sluice_tool_v1), "the host's tool struct grew since 1.0");
+  static_assert(SLUICE_HOST_V1_0_SIZE < sizeof(sluice_host_v1), "the host table grew since 1.0");
+  std::string error;
+  auto p = LoadedPlugin::load(std::string(SLUICE_TEST_PLUGIN_DIR) + "/abi_1_0_plugin.so", "{}", error);
+  ASSERT_TRUE(p) << error;
+  EXPECT_EQ(p->name(), "legacy_v1_0");
+  ASSERT_EQ(p->tools().size(), 1u);
+  const sluice_tool_v1* t = p->tools()[0];
+  EXPECT_EQ(t->struct_size, SLUICE_TOOL_V1_0_SIZE);
+  EXPECT_FALSE(SLUICE_HAS_FIELD(t, sluice_tool_v1, timeout_ms));
+  ASSERT_EQ(p->moderators().size(), 1u);
+  EXPECT_EQ(p->moderators()[0]->struct_size, SLUICE_MODERATOR_V1_0_SIZE);
+  sluice_tool_result r;
+  const std::string args = R"({"城市":"北京"})";
+  EXPECT_EQ(t->invoke(p->instance(), {args.data(), args.size()}, &r), SLUICE_OK);
+  EXPECT_EQ(r.json, R"({"legacy":true,"args":{"城市":"北京"}})");
 }
 
 TEST(PluginHost, OnErrorSkipLeavesABrokenPluginOut) {
