@@ -16,6 +16,9 @@ packages=(
   chromium fonts-wqy-zenhei fonts-noto-color-emoji
   libsimdjson-dev libtomlplusplus-dev libspdlog-dev libfmt-dev libcli11-dev
   libgtest-dev libgmock-dev
+  # The plugin SDK's typed arguments and results (sluice/json.hpp): the JSON
+  # library plugin authors already use.
+  nlohmann-json3-dev
   # The Redis session store: hiredis (driven by the gateway's Asio loop) and
   # the real redis-server that the scale-out tests start.
   libhiredis-dev redis-server

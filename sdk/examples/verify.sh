@@ -20,4 +20,21 @@ exported=$(nm -D --defined-only "$plugin" | awk '$2 == "T" {print $3}')
 if [ "$exported" != "sluice_plugin_entry" ]; then
   echo "expected only sluice_plugin_entry exported, got: $exported"; exit 1
 fi
+# The checker comes with the SDK component (the build's own one is the fallback).
+if [ -x "$work/prefix/bin/sluice-plugin-check" ]; then check="$work/prefix/bin/sluice-plugin-check"; else
+  echo "sluice-plugin-check is not in the installed SDK component"; exit 1
+fi
 "$check" "$plugin" --settings '{"base_fee_cents": 700}'
+# A call, with its result validated: typed arguments (whitespace, key order,
+# escapes and all), a not-found answer, and a wrong type.
+out=$("$check" "$plugin" --settings '{"base_fee_cents": 700}' --call quote_shipping '{ "country" : "us" }')
+grep -q '"cost":"22.00 USD","country":"US","days":9' <<<"$out" || { echo "unexpected call result: $out"; exit 1; }
+out=$("$check" "$plugin" --call quote_shipping '{"country":"AQ"}')
+grep -q 'status not_found (.* ms): we do not ship to Antarctica' <<<"$out" || { echo "expected not_found: $out"; exit 1; }
+if "$check" "$plugin" --settings '{"base_fee_cents": "7"}' >/dev/null 2>"$work/err"; then
+  echo "a string base_fee_cents was accepted"; exit 1
+fi
+grep -q 'setting "base_fee_cents" must be an integer, not a string' "$work/err" || { cat "$work/err"; exit 1; }
+# The moderator, fed in 3-byte pieces.
+out=$("$check" "$plugin" --moderate "See INT-4521 for 详情" --split 3)
+grep -q 'moderated .* -> "See \[internal reference\] for 详情"' <<<"$out" || { echo "unexpected moderation: $out"; exit 1; }

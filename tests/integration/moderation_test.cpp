@@ -158,5 +158,51 @@ TEST(PluginCheck, ValidatesAPluginAndRunsItsSelfTest) {
   EXPECT_NE(bad.stderr_text().find("descriptor is 24 bytes"), std::string::npos);
 }
 
+// --call runs a tool in a child process and says what went wrong: a plugin
+// whose tools throw, hang, crash, exit or answer garbage is never "OK".
+TEST(PluginCheck, CallsEachToolAndNamesWhatWentWrong) {
+  struct Case {
+    std::string tool, args;
+    int status;
+    std::string expect;  // in stdout (status 0) or stderr
+  };
+  const std::vector<Case> cases = {
+      {"echo", R"({"text":"你好 🌏"})", 0, R"(call        echo ()"},
+      {"missing", "{}", 0, "answer call missing status not_found"},
+      {"throws", "{}", 1, "FAIL call throws status internal"},
+      {"down", "{}", 1, "FAIL call down status unavailable"},
+      {"bad_json", "{}", 1, "FAIL call bad_json: the result is not JSON"},
+      {"echo", R"({"text":12})", 1, "the arguments break its schema"},
+      {"hangs", "{}", 1, "FAIL call hangs did not answer within 300 ms"},
+      {"crashes", "{}", 1, "FAIL call crashes crashed: killed by signal 11 (Segmentation fault)"},
+      {"exits", "{}", 1, "FAIL call exits exited the process (exit status 1)"},
+      {"nope", "{}", 1, "FAIL there is no tool named nope"},
+  };
+  for (const auto& k : cases) {
+    Process p({SLUICE_PLUGIN_CHECK_BIN, std::string(SLUICE_TEST_PLUGIN_DIR) + "/test_tools.so", "--call", k.tool,
+               k.args, "--timeout-ms", "300"},
+              {}, false);
+    EXPECT_EQ(p.wait(20s), k.status) << k.tool << ": " << p.stdout_text() << p.stderr_text();
+    const std::string out = k.status == 0 ? p.stdout_text() : p.stderr_text();
+    EXPECT_NE(out.find(k.expect), std::string::npos) << k.tool << ": " << out;
+    EXPECT_EQ(p.stdout_text().find("\nOK\n") != std::string::npos, k.status == 0) << p.stdout_text();
+  }
+  // The thrown exception's text is for the log: the checker shows both.
+  Process t({SLUICE_PLUGIN_CHECK_BIN, std::string(SLUICE_TEST_PLUGIN_DIR) + "/test_tools.so", "--call", "throws", "{}"},
+            {}, false);
+  ASSERT_EQ(t.wait(20s), 1);
+  EXPECT_NE(t.stderr_text().find("a tool threw: disk on fire 🔥"), std::string::npos) << t.stderr_text();
+  EXPECT_NE(t.stderr_text().find("the tool failed with an internal error"), std::string::npos) << t.stderr_text();
+
+  // --moderate, in 2-byte pieces through the first-party moderator.
+  Process m({SLUICE_PLUGIN_CHECK_BIN, std::string(SLUICE_PLUGIN_DIR) + "/moderation.so", "--settings",
+             R"({"lists":[{"name":"rude","action":"redact","phrases":["笨蛋"]}]})", "--moderate", "你这个笨蛋！", "--split",
+             "2"},
+            {}, false);
+  ASSERT_EQ(m.wait(10s), 0) << m.stderr_text();
+  EXPECT_NE(m.stdout_text().find("moderation  redact by moderation"), std::string::npos) << m.stdout_text();
+  EXPECT_EQ(m.stdout_text().find("笨蛋"), std::string::npos) << m.stdout_text();
+}
+
 }  // namespace
 }  // namespace sluice::test

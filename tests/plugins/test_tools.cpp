@@ -5,6 +5,7 @@
 // down, one returns no JSON. Built twice: as test_tools, and as
 // test_tools_b (tools named b_*), a second plugin beside it.
 #include <chrono>
+#include <cstdlib>
 #include <thread>
 
 #include "sluice/plugin.hpp"
@@ -39,6 +40,10 @@ class TestTools {
         // ABI 1.1: a deadline of its own (300 ms), and a tool that works
         // until it is told its call was abandoned.
         sluice::tool<&TestTools::patient>(TOOL("patient"), "works until told to stop", R"({"type":"object"})", 300),
+        // Only for sluice-plugin-check and out-of-process hosts: in process
+        // they take the whole gateway down.
+        sluice::tool<&TestTools::crashes>(TOOL("crashes"), "dereferences a null pointer", R"({"type":"object"})"),
+        sluice::tool<&TestTools::exits>(TOOL("exits"), "calls exit(1)", R"({"type":"object"})"),
     };
   }
 
@@ -64,6 +69,13 @@ class TestTools {
               " ms left");
     result.set_json(R"({"late":true})");
   }
+
+  void crashes(std::string_view, sluice::ToolResult& result) {
+    volatile int* nowhere = nullptr;
+    result.set_json(std::to_string(*nowhere));
+  }
+
+  [[noreturn]] void exits(std::string_view, sluice::ToolResult&) { std::exit(1); }
 
   void bad_json(std::string_view, sluice::ToolResult& result) { result.set_json("{\"temp\": 21,"); }
 

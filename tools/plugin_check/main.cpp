@@ -1,24 +1,289 @@
 // sluice-plugin-check: loads a plugin the way the gateway does, validates it
-// against plugin ABI v1, lists its tools and moderators, and runs its
-// self-test. Exit status 0 when all is well, 1 with the reason otherwise.
+// against plugin ABI v1, lists its tools and moderators, runs its self-test
+// and, when asked, calls a tool or pushes text through its moderators, so
+// that an author can test a plugin offline:
+//
+//   sluice-plugin-check weather.so --settings '{"api":"..."}' \
+//       --call get_weather '{"city":"北京"}' --moderate "text to moderate" --split 3
+//
+// A tool call runs in a child process with a deadline (--timeout-ms), as a
+// crash, an abort, an exit or a hang of the plugin must not be mistaken for
+// an answer: each is reported as a failure naming the signal or the time.
+// Exit status 0 when all is well (a not_found or invalid_argument status is
+// an answer, and counts as well), 1 with the reason otherwise.
 #include <CLI/CLI.hpp>
+#include <poll.h>
+#include <signal.h>
+#include <simdjson.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
+#include <optional>
 #include <sstream>
+#include <string>
 
+#include "gateway/common/utf8.hpp"
+#include "gateway/plugin/json_schema.hpp"
 #include "gateway/plugin/loaded_plugin.hpp"
+#include "gateway/plugin/moderation_chain.hpp"
+
+namespace {
+
+constexpr size_t kMaxResultBytes = 64 * 1024;  // as the gateway's tool runner
+
+const char* status_name(int32_t s) {
+  switch (s) {
+    case SLUICE_OK: return "ok";
+    case SLUICE_ERR_INVALID_ARGUMENT: return "invalid_argument";
+    case SLUICE_ERR_NOT_FOUND: return "not_found";
+    case SLUICE_ERR_UNAVAILABLE: return "unavailable";
+    default: return "internal";
+  }
+}
+
+// What the child hands back: the status, then the result, the error and the
+// sources, each as a length and its bytes.
+void put(std::string& out, std::string_view s) {
+  const uint64_t n = s.size();
+  out.append(reinterpret_cast<const char*>(&n), sizeof n);
+  out.append(s);
+}
+bool get(std::string_view& in, std::string& s) {
+  uint64_t n = 0;
+  if (in.size() < sizeof n) return false;
+  std::memcpy(&n, in.data(), sizeof n);
+  in.remove_prefix(sizeof n);
+  if (in.size() < n) return false;
+  s.assign(in.substr(0, n));
+  in.remove_prefix(n);
+  return true;
+}
+
+struct Called {
+  int32_t status = SLUICE_ERR_INTERNAL;
+  sluice_tool_result result;
+};
+
+// Runs the tool in a child; nullopt (with `why`) when the child did not answer.
+std::optional<Called> call_in_child(const sluice::LoadedPlugin& plugin, const sluice_tool_v1& tool,
+                                    const std::string& args, std::chrono::milliseconds timeout, std::string& why) {
+  int fds[2];
+  if (pipe(fds) != 0) {
+    why = std::string("pipe: ") + std::strerror(errno);
+    return std::nullopt;
+  }
+  std::fflush(nullptr);
+  const pid_t pid = fork();
+  if (pid < 0) {
+    why = std::string("fork: ") + std::strerror(errno);
+    return std::nullopt;
+  }
+  if (pid == 0) {
+    close(fds[0]);
+    sluice_tool_result r;
+    r.deadline = std::chrono::steady_clock::now() + timeout;
+    const int32_t status = tool.invoke(plugin.instance(), {args.data(), args.size()}, &r);
+    std::string out;
+    put(out, std::to_string(status));
+    put(out, r.json);
+    put(out, r.error);
+    put(out, std::to_string(r.sources.size()));
+    for (const auto& s : r.sources) {
+      put(out, s.title);
+      put(out, s.url);
+      put(out, s.snippet);
+    }
+    for (size_t off = 0; off < out.size();) {
+      const ssize_t n = write(fds[1], out.data() + off, out.size() - off);
+      if (n <= 0) _exit(3);
+      off += static_cast<size_t>(n);
+    }
+    spdlog::default_logger()->flush();  // what the plugin logged
+    std::fflush(nullptr);
+    _exit(0);  // no atexit handlers or destructors of the parent's objects
+  }
+  close(fds[1]);
+  std::string bytes;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  bool timed_out = false;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      timed_out = true;
+      break;
+    }
+    pollfd p{fds[0], POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(left.count())) == 0) continue;
+    char buf[65536];
+    const ssize_t n = read(fds[0], buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;  // the child closed its end: it exited or died
+    bytes.append(buf, static_cast<size_t>(n));
+  }
+  close(fds[0]);
+  if (timed_out) kill(pid, SIGKILL);
+  int wstatus = 0;
+  waitpid(pid, &wstatus, 0);
+  if (timed_out) {
+    why = "did not answer within " + std::to_string(timeout.count()) + " ms (a hang, or too slow: --timeout-ms)";
+    return std::nullopt;
+  }
+  if (WIFSIGNALED(wstatus)) {
+    const int sig = WTERMSIG(wstatus);
+    why = std::string("crashed: killed by signal ") + std::to_string(sig) + " (" + sigdescr_np(sig) + ")";
+    return std::nullopt;
+  }
+  if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) != 0) {
+    why = "exited the process (exit status " + std::to_string(WEXITSTATUS(wstatus)) + ")";
+    return std::nullopt;
+  }
+  Called c;
+  std::string_view in(bytes);
+  std::string status, count;
+  if (!get(in, status) || !get(in, c.result.json) || !get(in, c.result.error) || !get(in, count)) {
+    why = "exited the process during the call (exit status 0)";
+    return std::nullopt;
+  }
+  c.status = std::stoi(status);
+  for (size_t i = 0, n = std::stoul(count); i < n; ++i) {
+    sluice_tool_result::Source s;
+    if (!get(in, s.title) || !get(in, s.url) || !get(in, s.snippet)) break;
+    c.result.sources.push_back(std::move(s));
+  }
+  return c;
+}
+
+// --call: true when the tool answered (a result, or a status that is an answer).
+bool check_call(const sluice::LoadedPlugin& plugin, const std::string& name, const std::string& args,
+                std::chrono::milliseconds timeout) {
+  const sluice_tool_v1* tool = nullptr;
+  for (const auto* t : plugin.tools()) {
+    if (name == t->name) tool = t;
+  }
+  if (!tool) {
+    std::fprintf(stderr, "FAIL there is no tool named %s\n", name.c_str());
+    return false;
+  }
+  if (auto why = sluice::check_json_schema(tool->parameters_schema_json, args); !why.empty()) {
+    std::fprintf(stderr, "FAIL call %s: the arguments break its schema (the gateway would not call it): %s\n",
+                 name.c_str(), why.c_str());
+    return false;
+  }
+  std::string why;
+  const auto started = std::chrono::steady_clock::now();
+  auto called = call_in_child(plugin, *tool, args, timeout, why);
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+  if (!called) {
+    std::fprintf(stderr, "FAIL call %s %s\n", name.c_str(), why.c_str());
+    return false;
+  }
+  const sluice_tool_result& r = called->result;
+  if (called->status != SLUICE_OK) {
+    const bool answer = called->status == SLUICE_ERR_NOT_FOUND || called->status == SLUICE_ERR_INVALID_ARGUMENT;
+    std::fprintf(answer ? stdout : stderr, "%s call %s status %s (%.1f ms): %s\n", answer ? "answer" : "FAIL",
+                 name.c_str(), status_name(called->status), ms, r.error.empty() ? "(no message)" : r.error.c_str());
+    if (answer) std::printf("            (an answer the model reads, not a failure)\n");
+    return answer;
+  }
+  simdjson::dom::parser parser;
+  simdjson::dom::element parsed;
+  if (r.json.size() > kMaxResultBytes) {
+    std::fprintf(stderr, "FAIL call %s: the result is %zu bytes, over the gateway's 64 KiB\n", name.c_str(),
+                 r.json.size());
+    return false;
+  }
+  if (r.json.empty()) {
+    std::fprintf(stderr, "FAIL call %s: status ok but no result (result_set_json was not called)\n", name.c_str());
+    return false;
+  }
+  if (const auto e = parser.parse(r.json).get(parsed); e != simdjson::SUCCESS) {
+    std::fprintf(stderr, "FAIL call %s: the result is not JSON (%s): %s\n", name.c_str(),
+                 simdjson::error_message(e), r.json.substr(0, 200).c_str());
+    return false;
+  }
+  std::printf("call        %s (%.1f ms) -> %s\n", name.c_str(), ms, simdjson::minify(parsed).c_str());
+  for (const auto& s : r.sources) {
+    if (!sluice::valid_utf8(s.title) || !sluice::valid_utf8(s.url) || !sluice::valid_utf8(s.snippet)) {
+      std::fprintf(stderr, "FAIL call %s: a source is not UTF-8 (the gateway would blank it)\n", name.c_str());
+      return false;
+    }
+    std::printf("            source \"%s\" <%s> %s\n", s.title.c_str(), s.url.c_str(), s.snippet.c_str());
+  }
+  return true;
+}
+
+// --moderate: the text in pieces of `split` bytes (whole characters)
+// through every moderator of the plugin, chained, as the gateway does.
+bool check_moderate(const sluice::LoadedPlugin& plugin, const std::string& text, size_t split) {
+  if (!sluice::valid_utf8(text)) {
+    std::fprintf(stderr, "FAIL --moderate: the text is not UTF-8\n");
+    return false;
+  }
+  std::vector<sluice::ModerationChain::Stage> stages;
+  for (const auto* m : plugin.moderators()) stages.push_back({&plugin, m, false});
+  if (stages.empty()) {
+    std::fprintf(stderr, "FAIL --moderate: plugin %s has no moderator\n", plugin.name().c_str());
+    return false;
+  }
+  sluice::ModerationChain chain(std::move(stages), {});
+  std::vector<sluice::ModerationOutput> out;
+  size_t pieces = 0;
+  for (size_t pos = 0; pos < text.size() && !chain.stopped(); ++pieces) {
+    size_t n = std::min(split, text.size() - pos);
+    while (pos + n < text.size() && (static_cast<unsigned char>(text[pos + n]) & 0xC0) == 0x80) ++n;
+    chain.feed(std::string_view(text).substr(pos, n), out);
+    pos += n;
+  }
+  if (!chain.stopped()) chain.finish(out);
+  std::string released;
+  bool ok = true;
+  for (const auto& o : out) {
+    switch (o.kind) {
+      case sluice::ModerationOutput::Kind::kText: released += o.text; break;
+      case sluice::ModerationOutput::Kind::kNotice:
+        std::printf("moderation  %s by %s: %s\n", o.action.c_str(), o.plugin.c_str(), o.reason.c_str());
+        break;
+      case sluice::ModerationOutput::Kind::kStop:
+        std::printf("moderation  stop by %s: %s\n", o.plugin.c_str(), o.reason.c_str());
+        if (o.reason == "moderation_error") ok = false;
+        break;
+    }
+  }
+  std::printf("moderated   %zu pieces of at most %zu bytes -> \"%s\"%s\n", pieces, split, released.c_str(),
+              chain.stopped() ? " (the answer stops here)" : "");
+  if (!ok) std::fprintf(stderr, "FAIL --moderate: a moderator failed (the gateway fails closed)\n");
+  return ok;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"sluice-plugin-check: validate a Sluice plugin (.so) and run its self-test"};
+  CLI::App app{"sluice-plugin-check: validate a Sluice plugin (.so), run its self-test, call its tools and "
+               "moderators offline"};
   std::string path;
   std::string settings = "{}";
   std::string settings_file;
+  std::vector<std::string> call;
+  std::string moderate;
+  size_t split = 4;
+  int timeout_ms = 5000;
   app.add_option("plugin", path, "the plugin shared object")->required();
   app.add_option("--settings", settings, "the plugin's settings as a JSON object");
   app.add_option("--settings-file", settings_file, "... or read them from this file")
       ->check(CLI::ExistingFile);
+  app.add_option("--call", call, "TOOL ARGS_JSON: calls the tool (in a child process) and validates its result")
+      ->expected(2);
+  app.add_option("--moderate", moderate, "TEXT: pushes the text through the plugin's moderators");
+  app.add_option("--split", split, "with --moderate: the size of each piece, in bytes (whole characters)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--timeout-ms", timeout_ms, "with --call: the deadline (the gateway's tools.timeout_ms)")
+      ->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
   if (!settings_file.empty()) {
     std::ifstream f(settings_file);
@@ -26,6 +291,8 @@ int main(int argc, char** argv) {
     ss << f.rdbuf();
     settings = ss.str();
   }
+  // The plugin's log lines on stderr, beside the failures.
+  spdlog::set_default_logger(spdlog::stderr_color_st("plugin"));
   spdlog::set_pattern("%l: %v");
   // A path without a slash would be searched in the library path by dlopen.
   if (path.find('/') == std::string::npos) path = "./" + path;
@@ -53,7 +320,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "FAIL plugin %s: %s\n", plugin->name().c_str(), error.c_str());
     return 1;
   }
+  bool ok = true;
+  if (!call.empty()) ok = check_call(*plugin, call[0], call[1], std::chrono::milliseconds(timeout_ms)) && ok;
+  if (!moderate.empty()) ok = check_moderate(*plugin, moderate, split) && ok;
   for (const auto& [name, value] : plugin->counters()) std::printf("counter     %s = %g\n", name.c_str(), value);
+  if (!ok) return 1;
   std::printf("OK\n");
   return 0;
 }

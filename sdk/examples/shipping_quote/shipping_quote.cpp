@@ -6,9 +6,9 @@
 //
 // Build: see ../CMakeLists.txt. Check: sluice-plugin-check shipping_quote.so
 #include <cctype>
-#include <charconv>
 #include <string>
 
+#include "sluice/json.hpp"  // typed arguments and results (nlohmann/json)
 #include "sluice/plugin.hpp"
 
 class ShippingQuote {
@@ -17,17 +17,11 @@ class ShippingQuote {
   static constexpr const char* kVersion = "1.0.0";
   static constexpr const char* kDescription = "Shipping quotes, and internal ticket references kept out";
 
-  // Settings arrive as JSON; this example reads one number without a parser.
-  explicit ShippingQuote(sluice::Context ctx) : ctx_(ctx) {
-    const std::string_view json = ctx.config_json();
-    if (const auto at = json.find("\"base_fee_cents\""); at != std::string_view::npos) {
-      const auto colon = json.find(':', at);
-      const char* first = json.data() + colon + 1;
-      while (*first == ' ') ++first;
-      if (std::from_chars(first, json.data() + json.size(), base_fee_cents_).ec != std::errc()) {
-        throw sluice::ConfigError("base_fee_cents must be a whole number of cents");
-      }
-    }
+  // Settings arrive as one JSON object; a wrong type refuses the start
+  // with a message naming the setting.
+  explicit ShippingQuote(sluice::Context ctx)
+      : ctx_(ctx), base_fee_cents_(sluice::setting<int>(sluice::settings(ctx), "base_fee_cents", 500)) {
+    if (base_fee_cents_ < 0) throw sluice::ConfigError("base_fee_cents must not be negative");
   }
 
   static constexpr auto tools() {
@@ -37,22 +31,20 @@ class ShippingQuote {
             "description":"ISO 3166 country code, such as CN or US"}},"required":["country"]})")};
   }
 
-  void quote(std::string_view args_json, sluice::ToolResult& result) {
-    const auto at = args_json.find("\"country\"");
-    const auto open = args_json.find('"', args_json.find(':', at) + 1);
-    if (at == std::string_view::npos || open == std::string_view::npos) {
-      throw sluice::ToolError(SLUICE_ERR_INVALID_ARGUMENT, "country is required");
-    }
-    std::string country(args_json.substr(open + 1, 2));
+  // Typed: the arguments parsed, the value returned is the result.
+  sluice::Json quote(const sluice::Args& args, sluice::ToolResult& result) {
+    std::string country = args.get<std::string>("country");
     for (auto& c : country) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    if (country == "AQ") throw sluice::ToolError(SLUICE_ERR_NOT_FOUND, "we do not ship to Antarctica");
     const bool domestic = country == "CN";
     const int cents = base_fee_cents_ + (domestic ? 0 : 1500);
     const int days = domestic ? 3 : 9;
-    result.set_json(R"({"country":)" + sluice::json_string(country) + R"(,"cost":")" +
-                    std::to_string(cents / 100) + "." + (cents % 100 < 10 ? "0" : "") +
-                    std::to_string(cents % 100) + R"( USD","days":)" + std::to_string(days) + "}");
     result.add_source("Shipping rates", "https://shop.example/shipping", "Rates and delivery times by country");
     ctx_.counter_add("quotes");
+    return {{"country", country},
+            {"cost", std::to_string(cents / 100) + "." + (cents % 100 < 10 ? "0" : "") + std::to_string(cents % 100) +
+                         " USD"},
+            {"days", days}};
   }
 
   // The moderator: one stream per answer. "INT-" followed by digits is

@@ -179,6 +179,16 @@ struct Holder {
 // log, never for them.
 inline constexpr std::string_view kInternalToolError = "the tool failed with an internal error";
 
+// How a tool method is called: `void C::f(std::string_view args_json,
+// ToolResult&)` here; sluice/json.hpp adds `Json C::f(const Args&, ToolResult&)`.
+template <class M>
+struct ToolCaller {
+  template <class C>
+  static void call(C& object, M method, std::string_view args_json, ToolResult& result) {
+    (object.*method)(args_json, result);
+  }
+};
+
 template <auto Method>
 int32_t invoke_tool(void* instance, sluice_str args, sluice_tool_result* result) noexcept {
   using C = typename member_of<decltype(Method)>::type;
@@ -193,7 +203,7 @@ int32_t invoke_tool(void* instance, sluice_str args, sluice_tool_result* result)
     return int32_t{SLUICE_ERR_INTERNAL};
   };
   try {
-    (holder->object.*Method)(std::string_view(args.ptr, args.len), r);
+    ToolCaller<decltype(Method)>::call(holder->object, Method, std::string_view(args.ptr, args.len), r);
     return SLUICE_OK;
   } catch (const ToolError& e) {
     r.set_error(e.what());
@@ -332,7 +342,8 @@ const sluice_plugin_v1* describe(const sluice_host_v1* host) noexcept {
 
 }  // namespace detail
 
-// A tool entry for C::tools(): `Method` is `void C::f(std::string_view args_json, ToolResult&)`.
+// A tool entry for C::tools(): `Method` is `void C::f(std::string_view args_json, ToolResult&)`,
+// or, with sluice/json.hpp, `Json C::f(const Args&, ToolResult&)`.
 // `timeout_ms`: the tool's own deadline when shorter than the gateway's
 // tools.timeout_ms (0: the gateway's).
 template <auto Method>
