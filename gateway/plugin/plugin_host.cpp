@@ -1,5 +1,10 @@
 #include "gateway/plugin/plugin_host.hpp"
 
+#include <simdjson.h>
+
+#include "gateway/common/json_writer.hpp"
+#include "gateway/common/utf8.hpp"
+
 #include <spdlog/spdlog.h>
 
 namespace sluice {
@@ -50,6 +55,89 @@ PluginHost::~PluginHost() {
 std::unique_ptr<ModerationChain> PluginHost::make_chain() const {
   if (stages_.empty()) return nullptr;
   return std::make_unique<ModerationChain>(stages_, limits_);
+}
+
+namespace {
+void moderate_into(const ModerationChain::Stage* begin, size_t n, const ModerationLimits& limits,
+                   std::string_view text, PluginHost::Moderated& m, std::string& out) {
+  if (text.empty()) return;
+  if (!valid_utf8(text)) {
+    out += "(text withheld: not UTF-8)";
+    return;
+  }
+  ModerationChain chain(std::vector<ModerationChain::Stage>(begin, begin + n), limits);
+  std::vector<ModerationOutput> outputs;
+  chain.feed(text, outputs);
+  if (!chain.stopped()) chain.finish(outputs);
+  for (auto& o : outputs) {
+    if (o.kind == ModerationOutput::Kind::kText) {
+      out += o.text;
+    } else {
+      if (o.kind == ModerationOutput::Kind::kStop) m.stopped = true;
+      m.notices.push_back(std::move(o));
+    }
+  }
+}
+
+void moderate_element(const ModerationChain::Stage* stages, size_t n, const ModerationLimits& limits,
+                      simdjson::dom::element e, PluginHost::Moderated& m, JsonWriter& w) {
+  switch (e.type()) {
+    case simdjson::dom::element_type::STRING: {
+      std::string out;
+      std::string_view text;
+      if (e.get(text) != simdjson::SUCCESS) break;
+      moderate_into(stages, n, limits, text, m, out);
+      w.value(out);
+      break;
+    }
+    case simdjson::dom::element_type::ARRAY: {
+      simdjson::dom::array array;
+      if (e.get(array) != simdjson::SUCCESS) break;
+      w.begin_array();
+      for (auto child : array) moderate_element(stages, n, limits, child, m, w);
+      w.end_array();
+      break;
+    }
+    case simdjson::dom::element_type::OBJECT: {
+      simdjson::dom::object object;
+      if (e.get(object) != simdjson::SUCCESS) break;
+      w.begin_object();
+      for (auto field : object) {
+        w.key(field.key);
+        moderate_element(stages, n, limits, field.value, m, w);
+      }
+      w.end_object();
+      break;
+    }
+    default:
+      w.raw(simdjson::minify(e));
+  }
+}
+}  // namespace
+
+PluginHost::Moderated PluginHost::moderate(std::string_view text) const {
+  Moderated m;
+  if (stages_.empty()) {
+    m.text = text;
+    return m;
+  }
+  moderate_into(stages_.data(), stages_.size(), limits_, text, m, m.text);
+  return m;
+}
+
+PluginHost::Moderated PluginHost::moderate_json(std::string_view json) const {
+  Moderated m;
+  if (stages_.empty()) {
+    m.text = json;
+    return m;
+  }
+  simdjson::dom::parser parser;
+  simdjson::dom::element root;
+  if (parser.parse(json).get(root) != simdjson::SUCCESS) return moderate(json);  // not JSON: as text
+  JsonWriter w;
+  moderate_element(stages_.data(), stages_.size(), limits_, root, m, w);
+  m.text = w.take();
+  return m;
 }
 
 }  // namespace sluice

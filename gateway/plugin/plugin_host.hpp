@@ -33,6 +33,20 @@ class PluginHost {
   // A chain for one answer; null when no plugin moderates.
   std::unique_ptr<ModerationChain> make_chain() const;
   bool moderates() const { return !stages_.empty(); }
+
+  // A whole text that is not streamed (a tool result, an error message),
+  // through every moderator: one stream, fed the text and finished at once.
+  // `notices` gets the redactions and a stop (then `stopped` is true and
+  // the text is what was released before it, if anything).
+  struct Moderated {
+    std::string text;
+    std::vector<ModerationOutput> notices;
+    bool stopped = false;
+  };
+  Moderated moderate(std::string_view text) const;
+  // A JSON value: every string in it (not the keys) moderated as above;
+  // the rest kept as is, so that it stays the same valid JSON.
+  Moderated moderate_json(std::string_view json) const;
   // The tools of every plugin; null when none offers any.
   ToolRunner* tools() const { return tools_.get(); }
   const std::vector<std::unique_ptr<LoadedPlugin>>& plugins() const { return plugins_; }

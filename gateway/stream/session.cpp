@@ -646,18 +646,30 @@ void Session::on_delta(uint64_t turn, std::string text) {
 }
 
 void Session::on_moderation(uint64_t turn, const ModerationOutput& what) {
-  if (auto* m = metrics::active()) m->moderation_actions.with({what.plugin, what.action}).inc();
   {
     std::lock_guard lock(mutex_);
     if (!turn_ || turn_->number != turn) return;
-    StreamEvent e;
-    e.type = StreamEventType::kModeration;
-    e.action = what.action;
-    e.text = what.reason;
-    e.plugin = what.plugin;
-    append_locked(std::move(e));
+    append_moderation_locked(what);
   }
   after_append();
+}
+
+void Session::append_moderation_locked(const ModerationOutput& what) {
+  if (auto* m = metrics::active()) m->moderation_actions.with({what.plugin, what.action}).inc();
+  StreamEvent e;
+  e.type = StreamEventType::kModeration;
+  e.action = what.action;
+  e.text = what.reason;
+  e.plugin = what.plugin;
+  append_locked(std::move(e));
+}
+
+bool Session::moderate_locked(std::string& text, bool json) {
+  if (!settings_.plugins || !settings_.plugins->moderates()) return false;
+  auto m = json ? settings_.plugins->moderate_json(text) : settings_.plugins->moderate(text);
+  for (const auto& n : m.notices) append_moderation_locked(n);
+  text = std::move(m.text);
+  return m.stopped;
 }
 
 bool Session::begin_tools(uint64_t turn, TurnResult& result) {
@@ -678,16 +690,30 @@ bool Session::begin_tools(uint64_t turn, TurnResult& result) {
       w.begin_object().field("id", c.id).field("type", "function").key("function").begin_object();
       w.field("name", c.name).field("arguments", c.arguments).end_object().end_object();
     }
+    // The model's own calls stay in its history as it made them; what the
+    // client sees of their arguments is moderated.
     history_.push_back({"assistant", std::exchange(turn_->round_output, {}), w.end_array().take(), {}});
     save_record_locked();
+    bool stopped = false;
     for (const auto& c : result.tool_calls) {
       StreamEvent e;
       e.type = StreamEventType::kToolCall;
       e.call_id = c.id;
       e.name = c.name;
       e.plugin = runner->plugin_of(c.name);
-      e.json = json_or_string(c.arguments);
+      std::string arguments = json_or_string(c.arguments);
+      if (moderate_locked(arguments, true)) {
+        stopped = true;  // neither shown nor run: the answer ends here
+        break;
+      }
+      e.json = std::move(arguments);
       append_locked(std::move(e));
+    }
+    if (stopped) {
+      TurnResult r;
+      r.finish_reason = FinishReason::kContentFilter;
+      net::post(executor_, [self = shared_from_this(), turn, r]() mutable { self->on_end(turn, std::move(r)); });
+      return true;
     }
     turn_->calls = result.tool_calls;
     turn_->outcomes.assign(turn_->calls.size(), {});
@@ -709,19 +735,35 @@ void Session::on_tool_outcome(uint64_t turn, size_t index, ToolOutcome o) {
   {
     std::lock_guard lock(mutex_);
     if (!turn_ || turn_->number != turn || !turn_->tools_running) return;
-    StreamEvent e;
-    e.type = StreamEventType::kToolResult;
-    e.call_id = o.call_id;
-    e.name = o.name;
-    e.plugin = o.plugin;
-    e.ok = o.ok;
-    if (o.ok) {
-      e.json = o.result_json;
-    } else {
-      e.text = o.error;
+    // Moderated before the journal and before the model reads it: what the
+    // client is shown and what the model is told are the same text.
+    bool stopped = o.ok ? moderate_locked(o.result_json, true) : moderate_locked(o.error, false);
+    for (auto& src : o.sources) {
+      if (stopped) break;
+      stopped = moderate_locked(src.title, false) || moderate_locked(src.snippet, false);
     }
-    append_locked(std::move(e));
-    if (o.ok && !o.sources.empty()) {
+    if (stopped) {
+      // A moderator stopped the answer on the tool's text: nothing of it is
+      // shown or read; the turn ends as a filtered answer does.
+      turn_->tools_running = false;
+      TurnResult r;
+      r.finish_reason = FinishReason::kContentFilter;
+      net::post(executor_, [self = shared_from_this(), turn, r]() mutable { self->on_end(turn, std::move(r)); });
+    } else {
+      StreamEvent e;
+      e.type = StreamEventType::kToolResult;
+      e.call_id = o.call_id;
+      e.name = o.name;
+      e.plugin = o.plugin;
+      e.ok = o.ok;
+      if (o.ok) {
+        e.json = o.result_json;
+      } else {
+        e.text = o.error;
+      }
+      append_locked(std::move(e));
+    }
+    if (!stopped && o.ok && !o.sources.empty()) {
       JsonWriter w;
       w.begin_array();
       for (const auto& src : o.sources) {
@@ -732,8 +774,12 @@ void Session::on_tool_outcome(uint64_t turn, size_t index, ToolOutcome o) {
       s.json = w.end_array().take();
       append_locked(std::move(s));
     }
-    turn_->outcomes[index] = std::move(o);
-    if (--turn_->tools_pending == 0) {
+    bool all_in = false;  // when stopped, on_end is posted above
+    if (!stopped) {
+      turn_->outcomes[index] = std::move(o);
+      all_in = --turn_->tools_pending == 0;
+    }
+    if (all_in) {
       // Every result is in: the model reads them in the next round.
       for (const auto& r : turn_->outcomes) {
         JsonWriter err;
@@ -776,7 +822,8 @@ void Session::on_end(uint64_t turn, TurnResult result) {
       StreamEvent e;
       e.type = StreamEventType::kError;
       e.code = error->code;
-      e.text = error->message;
+      e.text = error->message;  // an upstream's message may echo text: moderated too
+      if (moderate_locked(e.text, false)) e.text = "(the message was withheld by moderation)";
       e.request_id = t->request_id;
       append_locked(std::move(e));
     }

@@ -109,6 +109,11 @@ class Session : public std::enable_shared_from_this<Session> {
   void on_delta(uint64_t turn, std::string text);
   // A moderator redacted text ("redact") or stopped the answer ("stop").
   void on_moderation(uint64_t turn, const ModerationOutput& what);
+  void append_moderation_locked(const ModerationOutput& what);  // with mutex_ held
+  // Text of an event other than a delta, moderated as a whole before the
+  // journal (its notices journaled first); with mutex_ held. JSON: its
+  // strings. True when a moderator stopped the answer.
+  bool moderate_locked(std::string& text, bool json);
   void on_end(uint64_t turn, TurnResult result);
   void notify_readers();
   // After a journal append, with mutex_ released: readers are told now, or

@@ -141,7 +141,7 @@ inline Turn read_turn(WsClient& c, const std::string& session_id,
 struct ToolTurn {
   std::string text;
   int deltas = 0;
-  std::vector<Frame> calls, results, sources;
+  std::vector<Frame> calls, results, sources, moderation;
   std::optional<Frame> done;
 };
 
@@ -157,6 +157,7 @@ inline ToolTurn read_tool_turn(WsClient& c, const std::string& session_id) {
     if (f->type == "tool_call") t.calls.push_back(*f);
     if (f->type == "tool_result") t.results.push_back(*f);
     if (f->type == "sources") t.sources.push_back(*f);
+    if (f->type == "moderation") t.moderation.push_back(*f);
     if (f->type == "done") {
       t.done = f;
       break;

@@ -266,6 +266,70 @@ TEST(Tools, Abi10PluginsWorkAndA11ToolKeepsItsOwnDeadline) {
   EXPECT_NE(log.find(" ms, 0 ms left"), std::string::npos) << log;
 }
 
+// Moderation covers the tool events too: the arguments a client is shown,
+// the result (for the client and for the model), its sources and its error
+// text; a stop on any of them ends the answer as a filtered one.
+TEST(Tools, ToolCallsResultsAndErrorsAreModeratedLikeTheAnswer) {
+  const std::string toml = std::string(R"(
+[[plugins]]
+path = ")") + SLUICE_PLUGIN_DIR + R"(/moderation.so"
+[plugins.settings]
+pii = ["email"]
+[[plugins.settings.lists]]
+name = "violence"
+action = "stop"
+phrases = ["杀了他们"]
+[[plugins.settings.lists]]
+name = "rude"
+action = "redact"
+phrases = ["笨蛋", "亚特兰蒂斯"]
+[[plugins]]
+path = ")" + SLUICE_TEST_PLUGIN_DIR + "/test_tools.so\"\n";
+  TempConfig config(toml);
+  auto sim = start_sim();
+  auto gw = start_gateway(sim_url(*sim), {}, {"--config", config.path});
+  WsClient c(gw->port());
+  auto ask = [&](const std::string& directive) {
+    c.send(chat(directive + " 请"));
+    auto session = c.read_until("session");
+    EXPECT_TRUE(session);
+    return session ? read_tool_turn(c, session->session_id) : ToolTurn{};
+  };
+  const ToolTurn echo = ask(R"([[sim tool=echo args={"text":"笨蛋,写信li@ex.cn"}]])");
+  ASSERT_TRUE(echo.done);
+  ASSERT_EQ(echo.calls.size(), 1u);
+  ASSERT_EQ(echo.results.size(), 1u);
+  for (const Frame* f : {&echo.calls[0], &echo.results[0]}) {
+    EXPECT_EQ(f->raw.find("笨蛋"), std::string::npos) << f->raw;
+    EXPECT_EQ(f->raw.find("li@ex.cn"), std::string::npos) << f->raw;
+    EXPECT_NE(f->raw.find(R"(***,写信[email])"), std::string::npos) << f->raw;
+  }
+  EXPECT_GE(echo.moderation.size(), 4u);  // rude and email, in the call and in the result
+  // The model read the redacted result too (its own call stays as it made it).
+  const auto stats = sim_stats(*sim);
+  const auto tool_message = stats.last_body.find(R"("role":"tool")");
+  ASSERT_NE(tool_message, std::string::npos) << stats.last_body;
+  const std::string after = stats.last_body.substr(tool_message);
+  EXPECT_EQ(after.find("li@ex.cn"), std::string::npos) << after;
+  EXPECT_NE(after.find("[email]"), std::string::npos) << after;
+  EXPECT_EQ(echo.text.find("li@ex.cn"), std::string::npos) << echo.text;
+
+  // An error's text: moderated as well.
+  const ToolTurn missing = ask("[[sim tool=missing args={}]]");
+  ASSERT_EQ(missing.results.size(), 1u);
+  EXPECT_NE(missing.results[0].raw.find("no city named ***"), std::string::npos) << missing.results[0].raw;
+
+  // A stop in the arguments: the call is neither shown nor run.
+  const ToolTurn stopped = ask(R"([[sim tool=echo args={"text":"杀了他们"}]])");
+  ASSERT_TRUE(stopped.done);
+  EXPECT_EQ(stopped.done->finish_reason, "content_filter");
+  EXPECT_TRUE(stopped.calls.empty());
+  EXPECT_TRUE(stopped.results.empty());
+  ASSERT_FALSE(stopped.moderation.empty());
+  EXPECT_EQ(stopped.moderation.back().action, "stop");
+  EXPECT_EQ(stopped.moderation.back().reason, "violence");
+}
+
 TEST(Tools, CallsPastMaxInFlightAreRefusedAndTheTurnGoesOn) {
   const std::string toml = std::string("[tools]\ntimeout_ms = 5000\nmax_in_flight = 1\n[[plugins]]\npath = \"") +
                            SLUICE_TEST_PLUGIN_DIR + "/test_tools.so\"\n";
