@@ -143,6 +143,10 @@ struct PluginConfig {
   std::string path;                     // the .so; relative paths are from the working directory
   std::string on_error = "fail_start";  // "fail_start" | "skip": when it cannot be loaded
   bool fail_open = false;               // moderators: a failing call lets text through (default: stop)
+  // Where its tools run: "process" (a sluice-plugin-host process of its own:
+  // a crash or hang ends only that) or "in_process". Moderators run in the
+  // gateway either way.
+  std::string isolation = "process";
   std::string settings_json = "{}";     // [plugins.settings] as one JSON object
 };
 
@@ -158,6 +162,8 @@ struct ToolsConfig {
   int max_rounds = 4;          // tool rounds per turn before the answer must be final
   int breaker_failures = 5;    // consecutive failures that open a plugin's breaker
   Millis breaker_cooldown{30'000};  // how long an open breaker refuses calls
+  std::string host_binary;     // sluice-plugin-host; empty: the one beside the gateway's executable
+  size_t process_memory_mb = 2048;  // a plugin host process's address space; 0: no cap
 };
 
 struct MetricsConfig {

@@ -304,6 +304,9 @@ Option plugins_option() {
                   p.on_error = v.as_string()->get();
                 } else if (key == "fail_open" && v.is_boolean()) {
                   p.fail_open = v.as_boolean()->get();
+                } else if (key == "isolation" && v.is_string() &&
+                           (v.as_string()->get() == "process" || v.as_string()->get() == "in_process")) {
+                  p.isolation = v.as_string()->get();
                 } else if (key == "settings" && v.is_table()) {
                   JsonWriter w;
                   if (auto err = to_json(v, w); !err.empty()) return "settings: " + err;
@@ -311,7 +314,8 @@ Option plugins_option() {
                 } else {
                   return "\"" + std::string(key) + "\" = " + describe(v) +
                          " is not a plugin setting (path = \"FILE.so\", on_error = \"fail_start\" | "
-                         "\"skip\", fail_open = true | false, [plugins.settings] table)";
+                         "\"skip\", fail_open = true | false, isolation = \"process\" | \"in_process\", "
+                         "[plugins.settings] table)";
                 }
               }
               if (p.path.empty()) return "each entry needs path = \"FILE.so\"";
@@ -444,6 +448,9 @@ const std::vector<Option>& schema() {
                    [](Config& c) -> int& { return c.tools.breaker_failures; }),
       millis("tools.breaker_cooldown_ms", 0, 3'600'000,
              [](Config& c) -> Millis& { return c.tools.breaker_cooldown; }),
+      string("tools.host_binary", [](Config& c) -> std::string& { return c.tools.host_binary; }),
+      integer<size_t>("tools.process_memory_mb", 0, 1 << 20,
+                      [](Config& c) -> size_t& { return c.tools.process_memory_mb; }),
       one_of("log.level", {"trace", "debug", "info", "warn", "error", "critical", "off"},
              [](Config& c) -> std::string& { return c.log.level; }),
       boolean("metrics.enabled", [](Config& c) -> bool& { return c.metrics.enabled; }),

@@ -1,6 +1,10 @@
 #include "gateway/plugin/plugin_host.hpp"
 
 #include <simdjson.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <unordered_map>
 
 #include "gateway/common/json_writer.hpp"
 #include "gateway/common/utf8.hpp"
@@ -8,6 +12,18 @@
 #include <spdlog/spdlog.h>
 
 namespace sluice {
+
+namespace {
+// `name` in the directory of the running executable (/proc/self/exe).
+std::string beside_this_executable(const std::string& name) {
+  char buf[4096];
+  const ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return name;
+  std::string path(buf, static_cast<size_t>(n));
+  const auto slash = path.rfind('/');
+  return slash == std::string::npos ? name : path.substr(0, slash + 1) + name;
+}
+}  // namespace
 
 std::unique_ptr<PluginHost> PluginHost::load(const Config& config, std::string& error) {
   auto host = std::make_unique<PluginHost>();
@@ -37,13 +53,38 @@ std::unique_ptr<PluginHost> PluginHost::load(const Config& config, std::string& 
     host->plugins_.push_back(std::move(plugin));
   }
   std::vector<const LoadedPlugin*> loaded;
-  for (const auto& p : host->plugins_) loaded.push_back(p.get());
-  auto runner = std::make_unique<ToolRunner>(loaded, config.tools);
+  std::unordered_map<const LoadedPlugin*, PluginProcess*> processes;
+  for (size_t i = 0; i < host->plugins_.size(); ++i) {
+    const LoadedPlugin* p = host->plugins_[i].get();
+    loaded.push_back(p);
+    const PluginConfig& pc = *std::find_if(config.plugins.begin(), config.plugins.end(),
+                                           [&](const PluginConfig& c) { return c.path == p->path(); });
+    if (p->tools().empty() || pc.isolation != "process") continue;
+    PluginProcess::Options o;
+    o.binary = config.tools.host_binary.empty() ? beside_this_executable("sluice-plugin-host") : config.tools.host_binary;
+    o.path = pc.path;
+    o.settings = pc.settings_json;
+    o.name = p->name();
+    o.workers = config.tools.workers;
+    o.memory_mb = config.tools.process_memory_mb;
+    auto process = std::make_unique<PluginProcess>(o);
+    std::string why;
+    if (!process->start(why)) {
+      error = "plugin " + pc.path + ": its tools cannot run in a process of their own: " + why +
+              " (isolation = \"in_process\" runs them in the gateway)";
+      return nullptr;
+    }
+    processes[p] = process.get();
+    host->processes_.push_back(std::move(process));
+  }
+  auto runner = std::make_unique<ToolRunner>(loaded, config.tools, processes);
   if (!runner->empty()) host->tools_ = std::move(runner);
   return host;
 }
 
 PluginHost::~PluginHost() {
+  // Host processes first: calls waiting on them end, so the workers are free.
+  for (auto& p : processes_) p->stop();
   if (tools_ && !tools_->stop()) {
     // An abandoned call is still running inside a plugin and will touch the
     // runner when it returns: both stay alive until the process ends.

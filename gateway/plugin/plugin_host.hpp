@@ -54,6 +54,7 @@ class PluginHost {
  private:
   std::vector<std::unique_ptr<LoadedPlugin>> plugins_;
   std::vector<ModerationChain::Stage> stages_;
+  std::vector<std::unique_ptr<PluginProcess>> processes_;  // plugins whose tools run in their own process
   std::unique_ptr<ToolRunner> tools_;  // declared after plugins_: stops before they go
   ModerationLimits limits_;
 };

@@ -26,13 +26,17 @@ constexpr auto kShutdownWait = std::chrono::seconds(2);
 std::string utf8_or_empty(std::string s) { return valid_utf8(s) ? s : std::string(); }
 }  // namespace
 
-ToolRunner::ToolRunner(const std::vector<const LoadedPlugin*>& plugins, ToolsConfig config)
+ToolRunner::ToolRunner(const std::vector<const LoadedPlugin*>& plugins, ToolsConfig config,
+                       const std::unordered_map<const LoadedPlugin*, PluginProcess*>& processes)
     : config_(config) {
   JsonWriter w;
   w.begin_array();
   for (const auto* p : plugins) {
     Lane* lane = nullptr;
+    const auto process = processes.find(p);
+    uint32_t index = 0;
     for (const auto* t : p->tools()) {
+      const uint32_t at = index++;
       if (tools_.count(t->name)) {
         spdlog::warn("plugin {}: tool {} is already offered by plugin {}; ignored", p->name(), t->name,
                      tools_[t->name].plugin->name());
@@ -47,7 +51,7 @@ ToolRunner::ToolRunner(const std::vector<const LoadedPlugin*>& plugins, ToolsCon
       if (SLUICE_HAS_FIELD(t, sluice_tool_v1, timeout_ms) && t->timeout_ms > 0) {
         timeout = std::min<std::chrono::milliseconds>(timeout, std::chrono::milliseconds(t->timeout_ms));
       }
-      tools_[t->name] = {p, t, lane, timeout};
+      tools_[t->name] = {p, t, lane, timeout, process == processes.end() ? nullptr : process->second, at};
       w.begin_object().field("type", "function").key("function").begin_object();
       w.field("name", t->name).field("description", t->description ? t->description : "");
       w.key("parameters").raw(json_or_string(t->parameters_schema_json));  // checked at load: an object
@@ -259,22 +263,37 @@ void ToolRunner::run(ToolCall call, net::any_io_executor executor,
     sluice_tool_result r;
     r.deadline = started + tool.timeout;
     r.stopping = &abandoning_;
-    const int32_t status =
-        tool.tool->invoke(tool.plugin->instance(), {args.data(), args.size()}, &r);
+    int32_t status = SLUICE_ERR_INTERNAL;
+    size_t json_size = 0;
+    std::string failure, failure_message;  // no answer: the plugin's process died, or is restarting
+    if (tool.process) {
+      auto answer = tool.process->call(tool.index, base.name, args, r.deadline);
+      status = answer.status;
+      r = std::move(answer.result);
+      json_size = answer.json_size;
+      failure = std::move(answer.failure);
+      failure_message = std::move(answer.failure_message);
+    } else {
+      status = tool.tool->invoke(tool.plugin->instance(), {args.data(), args.size()}, &r);
+      json_size = r.json.size();
+    }
     ToolOutcome o = base;
     o.ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
     simdjson::dom::parser parser;
     simdjson::dom::element parsed;
-    if (status != SLUICE_OK) {
+    if (!failure.empty()) {
+      o.status = failure;
+      o.error = failure_message;  // logged by the process's supervisor, with the signal
+    } else if (status != SLUICE_OK) {
       o.status = status_name(status);
       o.error = utf8_or_empty(r.error);
       if (o.error.empty()) o.error = "the tool failed (" + o.status + ")";
       spdlog::warn("plugin {}: tool {} status {}: {}", o.plugin, o.name, o.status, excerpt(o.error));
-    } else if (r.json.size() > kMaxResultBytes) {
+    } else if (json_size > kMaxResultBytes) {
       o.status = "internal";
       o.error = "the tool's result is over 64 KiB";
       spdlog::warn("plugin {}: tool {} status internal: its result is {} bytes, over the 64 KiB limit", o.plugin,
-                   o.name, r.json.size());
+                   o.name, json_size);
     } else if (const auto parse = r.json.empty() ? simdjson::EMPTY : parser.parse(r.json).get(parsed);
                parse != simdjson::SUCCESS) {
       o.status = "internal";

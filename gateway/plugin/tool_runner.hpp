@@ -34,6 +34,7 @@
 #include "gateway/config/config.hpp"
 #include "gateway/engine/engine.hpp"
 #include "gateway/plugin/loaded_plugin.hpp"
+#include "gateway/plugin/plugin_process.hpp"
 
 namespace sluice {
 
@@ -58,7 +59,9 @@ struct ToolOutcome {
 
 class ToolRunner {
  public:
-  ToolRunner(const std::vector<const LoadedPlugin*>& plugins, ToolsConfig config);
+  // `processes`: the plugins whose tools run in a host process of their own.
+  ToolRunner(const std::vector<const LoadedPlugin*>& plugins, ToolsConfig config,
+             const std::unordered_map<const LoadedPlugin*, PluginProcess*>& processes = {});
   ~ToolRunner();  // stop()
   // Stops the workers, waiting briefly for calls still running; false when a
   // hung call was left behind (its plugin must then stay alive).
@@ -87,6 +90,8 @@ class ToolRunner {
     const sluice_tool_v1* tool;
     Lane* lane;
     std::chrono::milliseconds timeout;  // tools.timeout_ms, or the tool's own when shorter (ABI 1.1)
+    PluginProcess* process;  // its tools run there; null: in the gateway
+    uint32_t index;          // its place in the plugin's descriptor
   };
   // One plugin's share: its workers, queue, calls in flight and breaker.
   struct Lane {

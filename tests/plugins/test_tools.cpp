@@ -4,6 +4,10 @@
 // while a tool runs), one finds nothing (an answer), one's dependency is
 // down, one returns no JSON. Built twice: as test_tools, and as
 // test_tools_b (tools named b_*), a second plugin beside it.
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <vector>
 #include <chrono>
 #include <cstdlib>
 #include <thread>
@@ -44,6 +48,11 @@ class TestTools {
         // they take the whole gateway down.
         sluice::tool<&TestTools::crashes>(TOOL("crashes"), "dereferences a null pointer", R"({"type":"object"})"),
         sluice::tool<&TestTools::exits>(TOOL("exits"), "calls exit(1)", R"({"type":"object"})"),
+        sluice::tool<&TestTools::aborts>(TOOL("aborts"), "calls abort()", R"({"type":"object"})"),
+        sluice::tool<&TestTools::spins>(TOOL("spins"), "loops for ever", R"({"type":"object"})"),
+        sluice::tool<&TestTools::hogs>(TOOL("hogs"), "allocates until it cannot", R"({"type":"object"})"),
+        sluice::tool<&TestTools::prints>(TOOL("prints"), "writes to stdout and stderr", R"({"type":"object"})"),
+        sluice::tool<&TestTools::huge>(TOOL("huge"), "answers 1 MiB of JSON", R"({"type":"object"})"),
     };
   }
 
@@ -76,6 +85,33 @@ class TestTools {
   }
 
   [[noreturn]] void exits(std::string_view, sluice::ToolResult&) { std::exit(1); }
+  [[noreturn]] void aborts(std::string_view, sluice::ToolResult&) { std::abort(); }
+
+  [[noreturn]] void spins(std::string_view, sluice::ToolResult&) {
+    volatile unsigned long n = 0;
+    for (;;) n = n + 1;
+  }
+
+  // Touches every page it gets, 16 MiB at a time, up to 64 GiB.
+  void hogs(std::string_view, sluice::ToolResult& result) {
+    std::vector<std::unique_ptr<char[]>> held;
+    for (int i = 0; i < 4096; ++i) {
+      held.emplace_back(new char[16 << 20]);
+      std::memset(held.back().get(), 1, 16 << 20);
+    }
+    result.set_json(std::to_string(held.size()));
+  }
+
+  void prints(std::string_view, sluice::ToolResult& result) {
+    std::printf("printed by a plugin on stdout\n");
+    std::fflush(stdout);
+    std::fprintf(stderr, "printed by a plugin on stderr\n");
+    result.set_json(R"({"printed":true})");
+  }
+
+  void huge(std::string_view, sluice::ToolResult& result) {
+    result.set_json("\"" + std::string(1 << 20, 'x') + "\"");
+  }
 
   void bad_json(std::string_view, sluice::ToolResult& result) { result.set_json("{\"temp\": 21,"); }
 

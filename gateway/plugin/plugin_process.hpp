@@ -1,0 +1,98 @@
+// PluginProcess: one plugin's tools running in a sluice-plugin-host process,
+// started and supervised by the gateway. A crash, abort, exit, runaway
+// allocation (the host's address space is capped) or hang of the plugin
+// ends that process only: the calls in flight end with status "crash" and a
+// message the model can read, the log names the plugin, the tools that were
+// running and the signal or exit status, and the process is started again
+// with backoff (100 ms, doubling to 30 s; back to 100 ms after a minute of
+// good health). A call still running a second past its deadline has hung:
+// the process is killed (and restarted) to free what it holds.
+//
+// Threads: call() from the tool runner's workers (it blocks, as an
+// in-process invoke does); a reader thread of its own reads the replies and
+// restarts the process.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "gateway/plugin/loaded_plugin.hpp"
+
+namespace sluice {
+
+class PluginProcess {
+ public:
+  using Clock = std::chrono::steady_clock;
+  struct Options {
+    std::string binary;    // sluice-plugin-host
+    std::string path;      // the plugin's .so
+    std::string settings;  // its settings JSON
+    std::string name;      // its name (for the log)
+    int workers = 4;
+    size_t memory_mb = 0;  // the host's address-space cap; 0: none
+  };
+  struct Result {
+    int32_t status = SLUICE_ERR_INTERNAL;
+    sluice_tool_result result;
+    size_t json_size = 0;  // the result's size, also when it was too large to travel
+    // Set when the process gave no answer: "crash" (it died, or was killed
+    // for a hang) or "unavailable" (it is being started again); the message
+    // is for the model.
+    std::string failure;
+    std::string failure_message;
+  };
+
+  explicit PluginProcess(Options options);
+  ~PluginProcess();  // stop()
+  PluginProcess(const PluginProcess&) = delete;
+  PluginProcess& operator=(const PluginProcess&) = delete;
+
+  // Starts the process and waits until the plugin is loaded there (or says
+  // why not). Then the supervisor keeps it running until stop().
+  bool start(std::string& error);
+  void stop();
+
+  // Runs tool `index` (its place in the plugin's descriptor) with `args`,
+  // blocking until the answer, the process's death, or stop().
+  Result call(uint32_t index, const std::string& tool, const std::string& args, Clock::time_point deadline);
+
+  pid_t pid() const;
+  int restarts() const { return restarts_.load(); }
+
+ private:
+  struct Pending {
+    std::string tool;
+    std::optional<Result> result;
+  };
+
+  bool spawn(std::string& error);  // with mutex_ released; sets fd_, pid_
+  void supervise();                // the reader thread
+  void fail_pending(const std::string& why);  // with mutex_ held
+
+  const Options options_;
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  int fd_ = -1;
+  pid_t pid_ = -1;
+  uint64_t generation_ = 0;  // which process: a kill for a hang aims at the one that hangs
+  bool ready_ = false;
+  bool stopping_ = false;
+  std::string killed_for_;   // why the gateway killed it, if it did
+  uint64_t next_id_ = 1;
+  std::unordered_map<uint64_t, Pending*> pending_;
+  std::mutex write_mutex_;
+  std::thread reader_;
+  std::atomic<int> restarts_{0};
+};
+
+}  // namespace sluice

@@ -1,0 +1,104 @@
+// Broken plugins against a live gateway: tools run in a host process of
+// their own (the default), and whatever a tool does there (a null
+// dereference, abort, exit, allocating until refused, an endless loop, a
+// 3 s sleep, throwing, invalid or huge JSON, writing to stdout and stderr),
+// its caller gets a clear error the model can read, the log names the
+// plugin, the tool and the signal, the plugin comes back, and another
+// session streaming meanwhile gets its text byte for byte.
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "tests/integration/gateway_fixture.hpp"
+
+namespace sluice::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string isolation_toml(const std::string& extra = "") {
+  return std::string("[tools]\ntimeout_ms = 1000\nbreaker_failures = 1000\nprocess_memory_mb = 512\n") + extra +
+         "[[plugins]]\npath = \"" + SLUICE_TEST_PLUGIN_DIR + "/test_tools.so\"\n";
+}
+
+TEST(PluginIsolation, EachBrokenToolHurtsOnlyItsOwnProcess) {
+  TempConfig config(isolation_toml());
+  auto sim = start_sim({"--rate", "80"});
+  auto gw = start_gateway(sim_url(*sim), {}, {"--config", config.path});
+  ASSERT_TRUE(gw->wait_for_stderr("its tools run in host process")) << gw->stderr_text();
+  struct Case {
+    std::string tool;
+    std::string result;  // in the tool_result the client gets
+    std::string log;     // in the gateway's log
+  };
+  std::vector<Case> cases = {
+      {"crashes", "the tool's process crashed (killed by signal 11 (SIGSEGV, Segmentation fault))",
+       "its host process (pid "},
+      {"aborts", "crashed (killed by signal 6 (SIGABRT", "killed by signal 6 (SIGABRT, Aborted) while running tool aborts"},
+      {"exits", "crashed (exited with status 1)", "exited with status 1 while running tool exits"},
+      {"spins", "the tool did not answer within 1000 ms", "tool spins still runs 1000 ms past its deadline; killing"},
+      {"hangs", "the tool did not answer within 1000 ms", "tool hangs status timeout"},
+      {"throws", "the tool failed with an internal error", "a tool threw: disk on fire"},
+      {"bad_json", "the tool returned no valid JSON result", "its result is not JSON"},
+      {"huge", "the tool's result is over 64 KiB", "its result is 1048578 bytes"},
+      {"prints", R"("printed":true)", "printed by a plugin on stdout"},
+  };
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+  // Under the sanitizers the host's address space is not capped (their shadow memory needs it).
+  cases.push_back({"hogs", "the tool failed with an internal error", "a tool threw: std::bad_alloc"});
+#endif
+  WsClient c(gw->port());
+  WsClient bystander(gw->port());
+  const std::string long_prompt = "一边调用坏工具，一边流式回答 🌊 while a broken tool runs next door";
+  for (const auto& k : cases) {
+    bystander.send(chat(long_prompt));
+    c.send(chat("[[sim tool=" + k.tool + " args={}]] 试试"));
+    auto s = c.read_until("session");
+    ASSERT_TRUE(s);
+    const ToolTurn t = read_tool_turn(c, s->session_id);
+    ASSERT_TRUE(t.done) << k.tool << "\n" << gw->stderr_text();
+    ASSERT_EQ(t.results.size(), 1u) << k.tool;
+    EXPECT_NE(t.results[0].raw.find(k.result), std::string::npos) << k.tool << ": " << t.results[0].raw;
+    EXPECT_TRUE(gw->wait_for_stderr(k.log, 5s)) << k.tool << ": no \"" << k.log << "\" in\n" << gw->stderr_text();
+    // The other session, meanwhile: all of it, byte for byte.
+    auto other = bystander.read_until("session");
+    ASSERT_TRUE(other);
+    const Turn turn = read_turn(bystander, other->session_id);
+    ASSERT_TRUE(turn.done) << k.tool;
+    EXPECT_EQ(turn.text, expected_text(long_prompt)) << k.tool;
+    // The plugin is back (started again with backoff when its process died).
+    for (int i = 0;; ++i) {
+      c.send(chat(R"([[sim tool=echo args={"text":"回来了吗"}]] back?)"));
+      auto b = c.read_until("session");
+      ASSERT_TRUE(b);
+      const ToolTurn back = read_tool_turn(c, b->session_id);
+      ASSERT_EQ(back.results.size(), 1u);
+      if (back.results[0].raw.find(R"("ok":true)") != std::string::npos) break;
+      ASSERT_LT(i, 20) << k.tool << ": the plugin did not come back: " << back.results[0].raw;
+      std::this_thread::sleep_for(200ms);
+    }
+  }
+  EXPECT_FALSE(gw->wait(0ms)) << "the gateway itself exited";
+  EXPECT_NE(gw->stderr_text().find("its host process is back"), std::string::npos);
+  EXPECT_EQ(gw->stdout_text().find("printed by a plugin"), std::string::npos) << "a plugin wrote on the gateway's stdout";
+}
+
+// isolation = "in_process" keeps the old way (for a trusted plugin that
+// needs no process boundary): its tools still answer.
+TEST(PluginIsolation, InProcessStaysAvailable) {
+  TempConfig config(std::string("[[plugins]]\npath = \"") + SLUICE_TEST_PLUGIN_DIR +
+                    "/test_tools.so\"\nisolation = \"in_process\"\n");
+  auto sim = start_sim();
+  auto gw = start_gateway(sim_url(*sim), {}, {"--config", config.path});
+  WsClient c(gw->port());
+  c.send(chat(R"([[sim tool=echo args={"text":"就在这里"}]] here)"));
+  auto s = c.read_until("session");
+  ASSERT_TRUE(s);
+  const ToolTurn t = read_tool_turn(c, s->session_id);
+  ASSERT_EQ(t.results.size(), 1u);
+  EXPECT_NE(t.results[0].raw.find(R"("ok":true)"), std::string::npos) << t.results[0].raw;
+  EXPECT_EQ(gw->stderr_text().find("its tools run in host process"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace sluice::test
