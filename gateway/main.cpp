@@ -199,9 +199,10 @@ int main(int argc, char** argv) {
     auto principal_limits = std::make_shared<sluice::PrincipalLimits>(sluice::PrincipalLimitsConfig{
         l.principal_connections, l.principal_concurrent_turns, l.principal_turns_per_minute,
         l.principal_tokens_per_minute});
-    // The local engine's events are moderated and journaled here, never on
-    // its scheduler thread nor on an I/O thread (a moderator may be slow).
-    net::thread_pool engine_events(2);
+    // The local engine's events, and every moderated answer's, are moderated
+    // and journaled here, never on its scheduler thread nor on an I/O thread
+    // (a moderator may be slow: it holds up its own answer, not the others).
+    net::thread_pool engine_events(std::max(2u, std::thread::hardware_concurrency()));
     sluice::SessionSettings session_settings;
     session_settings.grace = config.resume.grace;
     session_settings.history_max_bytes = config.session.history_max_bytes;

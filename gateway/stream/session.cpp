@@ -517,7 +517,11 @@ void Session::start_round(uint64_t number, TurnRequest req) {
   // Outside the lock: the engine may call back at once.
   auto chain = settings_.plugins ? settings_.plugins->make_chain() : nullptr;
   std::optional<net::strand<net::any_io_executor>> deliver;
-  if (!engine_.calls_back_on_io_threads()) {
+  // An engine's own compute thread must not wait for a moderator or the
+  // journal, and neither must an I/O thread wait for a moderator (a slow one
+  // would hold up every connection on it): moderated answers, and every
+  // answer of such an engine, are handled on a strand of engine_events.
+  if (!engine_.calls_back_on_io_threads() || (chain && settings_.engine_events)) {
     deliver.emplace(net::make_strand(settings_.engine_events ? settings_.engine_events : executor_));
   }
   auto handle = engine_.start(std::move(req), std::make_shared<Sink>(shared_from_this(), number,

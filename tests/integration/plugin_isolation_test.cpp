@@ -83,6 +83,46 @@ TEST(PluginIsolation, EachBrokenToolHurtsOnlyItsOwnProcess) {
   EXPECT_EQ(gw->stdout_text().find("printed by a plugin"), std::string::npos) << "a plugin wrote on the gateway's stdout";
 }
 
+// A moderator that takes 300 ms over every piece of one answer holds back
+// that answer only: the others stream meanwhile (moderation never runs on
+// an I/O thread).
+TEST(PluginIsolation, ASlowModeratorOnOneAnswerStallsNoOtherSession) {
+  TempConfig config(std::string("[[plugins]]\npath = \"") + SLUICE_TEST_PLUGIN_DIR + "/slow_moderator.so\"\n");
+  auto sim = start_sim({"--rate", "200"});
+  // One I/O thread: both connections share it.
+  auto gw = start_gateway(sim_url(*sim), {"SLUICE_SERVER_THREADS=1"}, {"--config", config.path});
+  WsClient slow(gw->port());
+  const std::string slow_prompt = "the first answer the moderator sees is slow, piece by piece";
+  slow.send(chat(slow_prompt));
+  auto s = slow.read_until("session");
+  ASSERT_TRUE(s);
+  ASSERT_TRUE(slow.read_until("delta", s->session_id, 30s));
+  WsClient fast(gw->port());
+  const std::string fast_prompt = "另一个回答 🚀 streams at full speed";
+  for (int i = 0; i < 3; ++i) {
+    fast.send(chat(fast_prompt));
+    auto f = fast.read_until("session");
+    ASSERT_TRUE(f);
+    const Turn t = read_turn(fast, f->session_id, 30s);
+    ASSERT_TRUE(t.done);
+    EXPECT_EQ(t.text, expected_text(fast_prompt));
+  }
+  // By then the slow answer has had only some of its pieces moderated (one
+  // per 300 ms): had its moderator run on the shared I/O thread, the fast
+  // answers' every piece would have waited behind it, and come after.
+  int slow_deltas = 1;
+  bool slow_done = false;
+  while (auto m = slow.read(20ms)) {
+    if (m->type == "delta") ++slow_deltas;
+    if (m->type == "done") slow_done = true;
+  }
+  EXPECT_FALSE(slow_done);
+  const Turn rest = read_turn(slow, s->session_id, 60s);
+  ASSERT_TRUE(rest.done);
+  EXPECT_EQ(rest.done->finish_reason, "stop");
+  EXPECT_GT(slow_deltas + static_cast<int>(rest.offsets.size()), 3);
+}
+
 // isolation = "in_process" keeps the old way (for a trusted plugin that
 // needs no process boundary): its tools still answer.
 TEST(PluginIsolation, InProcessStaysAvailable) {
