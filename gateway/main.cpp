@@ -27,6 +27,7 @@
 #include "gateway/net/server.hpp"
 #include "gateway/net/static_files.hpp"
 #include "gateway/net/tls_context.hpp"
+#include "gateway/plugin/crash_report.hpp"
 #include "gateway/plugin/plugin_host.hpp"
 #include "gateway/stream/memory_journal_store.hpp"
 #include "gateway/common/random_id.hpp"
@@ -81,6 +82,8 @@ int main(int argc, char** argv) {
   }
   sluice::init_logging(config.log.level, config.log.access_log, config.log.format == "json");
   std::signal(SIGPIPE, SIG_IGN);
+  // One line naming the in-process plugin that was running, should one take the process down.
+  sluice::install_fatal_signal_report();
   curl_global_init(CURL_GLOBAL_DEFAULT);
 
   std::shared_ptr<const sluice::Authenticator> auth;

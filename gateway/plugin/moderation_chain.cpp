@@ -1,5 +1,7 @@
 #include "gateway/plugin/moderation_chain.hpp"
 
+#include "gateway/plugin/crash_report.hpp"
+
 #include <spdlog/spdlog.h>
 
 namespace sluice {
@@ -17,7 +19,9 @@ ModerationChain::ModerationChain(std::vector<Stage> stages, ModerationLimits lim
 
 ModerationChain::~ModerationChain() {
   for (auto& r : stages_) {
-    if (r.open) r.stage.moderator->stream_close(r.stage.plugin->instance(), r.stream);
+    if (!r.open) continue;
+    PluginCallScope scope(r.stage.plugin->name().c_str(), "moderator", r.stage.moderator->name);
+    r.stage.moderator->stream_close(r.stage.plugin->instance(), r.stream);
   }
 }
 
@@ -60,6 +64,7 @@ void ModerationChain::run(size_t i, std::string_view text, uint32_t flags,
   Running& r = stages_[i];
   const auto* m = r.stage.moderator;
   void* instance = r.stage.plugin->instance();
+  PluginCallScope scope(r.stage.plugin->name().c_str(), "moderator", m->name);
   if (!r.open) {
     if (m->stream_open(instance, &r.stream) != SLUICE_OK) {
       spdlog::warn("plugin {}: moderator {} could not open a stream", r.stage.plugin->name(), m->name);

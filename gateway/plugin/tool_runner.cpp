@@ -11,6 +11,7 @@
 
 #include "gateway/common/json_writer.hpp"
 #include "gateway/metrics/gateway_metrics.hpp"
+#include "gateway/plugin/crash_report.hpp"
 #include "gateway/plugin/json_schema.hpp"
 #include "gateway/plugin/moderation_chain.hpp"
 
@@ -274,6 +275,7 @@ void ToolRunner::run(ToolCall call, net::any_io_executor executor,
       failure = std::move(answer.failure);
       failure_message = std::move(answer.failure_message);
     } else {
+      PluginCallScope scope(tool.plugin->name().c_str(), "tool", tool.tool->name);
       status = tool.tool->invoke(tool.plugin->instance(), {args.data(), args.size()}, &r);
       json_size = r.json.size();
     }

@@ -123,6 +123,27 @@ TEST(PluginIsolation, ASlowModeratorOnOneAnswerStallsNoOtherSession) {
   EXPECT_GT(slow_deltas + static_cast<int>(rest.offsets.size()), 3);
 }
 
+// A tool that crashes in the gateway's own process (isolation =
+// "in_process") takes it down, but not silently: the last line names the
+// plugin and the tool.
+TEST(PluginIsolation, AnInProcessCrashNamesThePluginAndTool) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "under the sanitizers their own handler reports the signal";
+#endif
+  TempConfig config(std::string("[[plugins]]\npath = \"") + SLUICE_TEST_PLUGIN_DIR +
+                    "/test_tools.so\"\nisolation = \"in_process\"\n");
+  auto sim = start_sim();
+  auto gw = start_gateway(sim_url(*sim), {}, {"--config", config.path});
+  WsClient c(gw->port());
+  c.send(chat("[[sim tool=crashes args={}]] boom"));
+  const auto status = gw->wait(20s);
+  ASSERT_TRUE(status);
+  EXPECT_NE(gw->stderr_text().find("sluice: fatal signal 11 (SIGSEGV) in plugin test_tools (tool crashes, in the "
+                                   "gateway's process)"),
+            std::string::npos)
+      << gw->stderr_text();
+}
+
 // isolation = "in_process" keeps the old way (for a trusted plugin that
 // needs no process boundary): its tools still answer.
 TEST(PluginIsolation, InProcessStaysAvailable) {
