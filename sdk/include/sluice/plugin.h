@@ -33,14 +33,18 @@
  *   plugin's static strings, valid until the shared object is unloaded.
  *
  * Threads:
- * - sluice_plugin_entry, create and destroy run on the gateway's main thread.
- * - A tool's invoke runs on the host's tool worker pool, possibly for several
+ * - sluice_plugin_entry, create and destroy run on the main thread of the
+ *   process that loads the plugin: the gateway (moderators, and tools set to
+ *   run in process) and, for tools, by default, a sluice-plugin-host process
+ *   of the plugin's own, where a crash or hang ends only that process.
+ * - A tool's invoke runs on the plugin's tool workers, possibly for several
  *   calls at once: it must be thread-safe. It may block (a database query),
  *   within the host's deadline; a call past it is abandoned (its result is
  *   discarded) and the model is told it timed out.
  * - A moderator's functions for one stream are never called concurrently,
  *   but different streams are moderated on different threads at once. They
- *   run on the gateway's I/O threads, so they must be fast and never block.
+ *   run in the gateway on every piece of text, so they must be fast and
+ *   never block.
  * - Every function is called only from the host; none may throw or longjmp
  *   across the boundary (the C++ layer, plugin.hpp, turns exceptions into
  *   statuses).
