@@ -177,6 +177,8 @@ TEST(PluginCheck, CallsEachToolAndNamesWhatWentWrong) {
       {"crashes", "{}", 1, "FAIL call crashes crashed: killed by signal 11 (Segmentation fault)"},
       {"exits", "{}", 1, "FAIL call exits exited the process (exit status 1)"},
       {"nope", "{}", 1, "FAIL there is no tool named nope"},
+      {"huge", "{}", 1, "FAIL call huge: the result is 1048578 bytes, over the gateway's 64 KiB"},
+      {"aborts", "{}", 1, "FAIL call aborts crashed: killed by signal 6 (Aborted)"},
   };
   for (const auto& k : cases) {
     Process p({SLUICE_PLUGIN_CHECK_BIN, std::string(SLUICE_TEST_PLUGIN_DIR) + "/test_tools.so", "--call", k.tool,

@@ -29,13 +29,15 @@
 #include <string>
 
 #include "gateway/common/utf8.hpp"
+#include "gateway/plugin/host_protocol.hpp"
 #include "gateway/plugin/json_schema.hpp"
 #include "gateway/plugin/loaded_plugin.hpp"
 #include "gateway/plugin/moderation_chain.hpp"
 
 namespace {
 
-constexpr size_t kMaxResultBytes = 64 * 1024;  // as the gateway's tool runner
+namespace hp = sluice::hostproto;
+constexpr size_t kMaxResultBytes = hp::kMaxResultBytes;  // as the gateway's tool runner
 
 const char* status_name(int32_t s) {
   switch (s) {
@@ -47,27 +49,10 @@ const char* status_name(int32_t s) {
   }
 }
 
-// What the child hands back: the status, then the result, the error and the
-// sources, each as a length and its bytes.
-void put(std::string& out, std::string_view s) {
-  const uint64_t n = s.size();
-  out.append(reinterpret_cast<const char*>(&n), sizeof n);
-  out.append(s);
-}
-bool get(std::string_view& in, std::string& s) {
-  uint64_t n = 0;
-  if (in.size() < sizeof n) return false;
-  std::memcpy(&n, in.data(), sizeof n);
-  in.remove_prefix(sizeof n);
-  if (in.size() < n) return false;
-  s.assign(in.substr(0, n));
-  in.remove_prefix(n);
-  return true;
-}
-
 struct Called {
   int32_t status = SLUICE_ERR_INTERNAL;
   sluice_tool_result result;
+  size_t json_size = 0;
 };
 
 // Runs the tool in a child; nullopt (with `why`) when the child did not answer.
@@ -89,43 +74,22 @@ std::optional<Called> call_in_child(const sluice::LoadedPlugin& plugin, const sl
     sluice_tool_result r;
     r.deadline = std::chrono::steady_clock::now() + timeout;
     const int32_t status = tool.invoke(plugin.instance(), {args.data(), args.size()}, &r);
-    std::string out;
-    put(out, std::to_string(status));
-    put(out, r.json);
-    put(out, r.error);
-    put(out, std::to_string(r.sources.size()));
-    for (const auto& s : r.sources) {
-      put(out, s.title);
-      put(out, s.url);
-      put(out, s.snippet);
-    }
-    for (size_t off = 0; off < out.size();) {
-      const ssize_t n = write(fds[1], out.data() + off, out.size() - off);
-      if (n <= 0) _exit(3);
-      off += static_cast<size_t>(n);
-    }
+    // The plugin host's result message (host_protocol.hpp), whole: the checker sees what the gateway would.
+    hp::Writer w(hp::kResult);
+    const bool too_big = r.json.size() > hp::kMaxResultBytes;  // travels without it, as from a host process
+    w.u64(0).i32(status).str(too_big ? std::string_view() : std::string_view(r.json)).u64(r.json.size());
+    w.str(r.error).u32(static_cast<uint32_t>(r.sources.size()));
+    for (const auto& s : r.sources) w.str(s.title).str(s.url).str(s.snippet);
+    if (!hp::write_frame(fds[1], w.payload())) _exit(3);
     spdlog::default_logger()->flush();  // what the plugin logged
     std::fflush(nullptr);
     _exit(0);  // no atexit handlers or destructors of the parent's objects
   }
   close(fds[1]);
-  std::string bytes;
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  bool timed_out = false;
-  for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) {
-      timed_out = true;
-      break;
-    }
-    pollfd p{fds[0], POLLIN, 0};
-    if (poll(&p, 1, static_cast<int>(left.count())) == 0) continue;
-    char buf[65536];
-    const ssize_t n = read(fds[0], buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;  // the child closed its end: it exited or died
-    bytes.append(buf, static_cast<size_t>(n));
-  }
+  std::string frame;
+  const auto started = std::chrono::steady_clock::now();
+  const bool answered = hp::read_frame(fds[0], frame, static_cast<int>(timeout.count()));
+  const bool timed_out = !answered && std::chrono::steady_clock::now() - started >= timeout;
   close(fds[0]);
   if (timed_out) kill(pid, SIGKILL);
   int wstatus = 0;
@@ -144,16 +108,19 @@ std::optional<Called> call_in_child(const sluice::LoadedPlugin& plugin, const sl
     return std::nullopt;
   }
   Called c;
-  std::string_view in(bytes);
-  std::string status, count;
-  if (!get(in, status) || !get(in, c.result.json) || !get(in, c.result.error) || !get(in, count)) {
+  hp::Reader in(frame);
+  uint8_t type = 0;
+  uint64_t id = 0, size = 0;
+  uint32_t count = 0;
+  if (!answered || !in.u8(type) || !in.u64(id) || !in.i32(c.status) || !in.str(c.result.json) || !in.u64(size) ||
+      !in.str(c.result.error) || !in.u32(count)) {
     why = "exited the process during the call (exit status 0)";
     return std::nullopt;
   }
-  c.status = std::stoi(status);
-  for (size_t i = 0, n = std::stoul(count); i < n; ++i) {
+  c.json_size = size;
+  for (uint32_t i = 0; i < count; ++i) {
     sluice_tool_result::Source s;
-    if (!get(in, s.title) || !get(in, s.url) || !get(in, s.snippet)) break;
+    if (!in.str(s.title) || !in.str(s.url) || !in.str(s.snippet)) break;
     c.result.sources.push_back(std::move(s));
   }
   return c;
@@ -193,9 +160,9 @@ bool check_call(const sluice::LoadedPlugin& plugin, const std::string& name, con
   }
   simdjson::dom::parser parser;
   simdjson::dom::element parsed;
-  if (r.json.size() > kMaxResultBytes) {
+  if (called->json_size > kMaxResultBytes) {
     std::fprintf(stderr, "FAIL call %s: the result is %zu bytes, over the gateway's 64 KiB\n", name.c_str(),
-                 r.json.size());
+                 called->json_size);
     return false;
   }
   if (r.json.empty()) {
