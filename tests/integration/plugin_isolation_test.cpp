@@ -30,14 +30,21 @@ TEST(PluginIsolation, EachBrokenToolHurtsOnlyItsOwnProcess) {
     std::string tool;
     std::string result;  // in the tool_result the client gets
     std::string log;     // in the gateway's log
+    // A call that hangs gets its process killed a second past its deadline
+    // (its other calls in flight with it): the next case waits for that.
+    bool killed_later = false;
   };
   std::vector<Case> cases = {
       {"crashes", "the tool's process crashed (killed by signal 11 (SIGSEGV, Segmentation fault))",
        "its host process (pid "},
       {"aborts", "crashed (killed by signal 6 (SIGABRT", "killed by signal 6 (SIGABRT, Aborted) while running tool aborts"},
       {"exits", "crashed (exited with status 1)", "exited with status 1 while running tool exits"},
-      {"spins", "the tool did not answer within 1000 ms", "tool spins still runs 1000 ms past its deadline; killing"},
-      {"hangs", "the tool did not answer within 1000 ms", "tool hangs status timeout"},
+      {"spins", "the tool did not answer within 1000 ms", "tool spins still runs 1000 ms past its deadline; killing",
+       true},
+      {"hangs", "the tool did not answer within 1000 ms", "tool hangs still runs 1000 ms past its deadline; killing",
+       true},
+      {"sleeps", "the tool did not answer within 1000 ms", "tool sleeps still runs 1000 ms past its deadline; killing",
+       true},
       {"throws", "the tool failed with an internal error", "a tool threw: disk on fire"},
       {"bad_json", "the tool returned no valid JSON result", "its result is not JSON"},
       {"huge", "the tool's result is over 64 KiB", "its result is 1048578 bytes"},
@@ -60,6 +67,10 @@ TEST(PluginIsolation, EachBrokenToolHurtsOnlyItsOwnProcess) {
     ASSERT_EQ(t.results.size(), 1u) << k.tool;
     EXPECT_NE(t.results[0].raw.find(k.result), std::string::npos) << k.tool << ": " << t.results[0].raw;
     EXPECT_TRUE(gw->wait_for_stderr(k.log, 5s)) << k.tool << ": no \"" << k.log << "\" in\n" << gw->stderr_text();
+    if (k.killed_later) {
+      EXPECT_TRUE(gw->wait_for_stderr("killed by the gateway: tool " + k.tool + " hung past its deadline while running tool " + k.tool, 5s))
+          << gw->stderr_text();
+    }
     // The other session, meanwhile: all of it, byte for byte.
     auto other = bystander.read_until("session");
     ASSERT_TRUE(other);
@@ -142,6 +153,32 @@ TEST(PluginIsolation, AnInProcessCrashNamesThePluginAndTool) {
                                    "gateway's process)"),
             std::string::npos)
       << gw->stderr_text();
+}
+
+// A moderator that fails (an error status, as a throwing C++ one returns)
+// stops that answer only, and says so; the other answers pass through it.
+TEST(PluginIsolation, AFailingModeratorStopsOnlyTheAnswerItFailedOn) {
+  TempConfig config(std::string("[[plugins]]\npath = \"") + SLUICE_TEST_PLUGIN_DIR + "/broken_failing_moderator.so\"\n");
+  auto sim = start_sim({"--rate", "100"});
+  auto gw = start_gateway(sim_url(*sim), {}, {"--config", config.path});
+  WsClient bad(gw->port());
+  WsClient good(gw->port());
+  const std::string fine = "一个正常的回答 ✅ all fine";
+  bad.send(chat("this one says boom 💥"));
+  good.send(chat(fine));
+  auto b = bad.read_until("session");
+  auto g = good.read_until("session");
+  ASSERT_TRUE(b && g);
+  const ToolTurn stopped = read_tool_turn(bad, b->session_id);
+  ASSERT_TRUE(stopped.done);
+  EXPECT_EQ(stopped.done->finish_reason, "content_filter");
+  ASSERT_FALSE(stopped.moderation.empty());
+  EXPECT_EQ(stopped.moderation.back().reason, "moderation_error");
+  EXPECT_EQ(stopped.text.find("boom"), std::string::npos) << stopped.text;
+  const Turn ok = read_turn(good, g->session_id);
+  ASSERT_TRUE(ok.done);
+  EXPECT_EQ(ok.text, expected_text(fine));
+  EXPECT_TRUE(gw->wait_for_stderr("plugin broken_failing_moderator: moderator failing failed (status 4")) << gw->stderr_text();
 }
 
 // isolation = "in_process" keeps the old way (for a trusted plugin that

@@ -50,6 +50,7 @@ class TestTools {
         sluice::tool<&TestTools::exits>(TOOL("exits"), "calls exit(1)", R"({"type":"object"})"),
         sluice::tool<&TestTools::aborts>(TOOL("aborts"), "calls abort()", R"({"type":"object"})"),
         sluice::tool<&TestTools::spins>(TOOL("spins"), "loops for ever", R"({"type":"object"})"),
+        sluice::tool<&TestTools::sleeps>(TOOL("sleeps"), "sleeps 30 s", R"({"type":"object"})"),
         sluice::tool<&TestTools::hogs>(TOOL("hogs"), "allocates until it cannot", R"({"type":"object"})"),
         sluice::tool<&TestTools::prints>(TOOL("prints"), "writes to stdout and stderr", R"({"type":"object"})"),
         sluice::tool<&TestTools::huge>(TOOL("huge"), "answers 1 MiB of JSON", R"({"type":"object"})"),
@@ -86,6 +87,11 @@ class TestTools {
 
   [[noreturn]] void exits(std::string_view, sluice::ToolResult&) { std::exit(1); }
   [[noreturn]] void aborts(std::string_view, sluice::ToolResult&) { std::abort(); }
+
+  void sleeps(std::string_view, sluice::ToolResult& result) {
+    std::this_thread::sleep_for(std::chrono::seconds(30));
+    result.set_json(R"({"woke":true})");
+  }
 
   [[noreturn]] void spins(std::string_view, sluice::ToolResult&) {
     volatile unsigned long n = 0;
