@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "gateway/plugin/moderation_chain.hpp"
+#include "gateway/plugin/plugin_process.hpp"
 #include "tools/upstream_sim/tokenize.hpp"
 
 namespace {
@@ -112,6 +113,8 @@ int main(int argc, char** argv) {
   app.add_option("--turns", turns, "answers streamed per scenario");
   app.add_option("--rate", rate, "tokens per second, for hold-back in milliseconds");
   app.add_option("--phrases", phrases, "phrases in the redact list (besides a stop list)");
+  std::string host_binary = SLUICE_PLUGIN_HOST_BIN;
+  app.add_option("--host-binary", host_binary, "sluice-plugin-host, for the moderator in a process of its own");
   CLI11_PARSE(app, argc, argv);
 
   // Lists the size a shop might run: many redact phrases, a short stop list.
@@ -130,7 +133,12 @@ int main(int argc, char** argv) {
     for (const char* p : kParagraphs) text += p;
   }
   const auto tokens = sluice::sim::tokenize(text);
-  const sluice::ModerationLimits limits{1024, std::chrono::milliseconds(500)};
+  const sluice::ModerationLimits limits{1024, std::chrono::milliseconds(500), std::chrono::milliseconds(5000)};
+  sluice::PluginProcess process({host_binary, plugin_path, settings, plugin->name(), 1, 0});
+  if (!process.start(error)) {
+    std::fprintf(stderr, "%s\n", error.c_str());
+    return 1;
+  }
   const double token_ms = 1000.0 / rate;
 
   std::printf("answer: %zu bytes, %zu tokens; %d answers per scenario; %.0f tokens/s; %d+4 phrases\n\n",
@@ -139,10 +147,14 @@ int main(int argc, char** argv) {
   std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const Row& r : {run("no moderation plugin", {}, tokens, limits, token_ms, turns),
                        run("moderation plugin", {{plugin.get(), plugin->moderators()[0], false}}, tokens,
-                           limits, token_ms, turns)}) {
+                           limits, token_ms, turns),
+                       run("moderation plugin in its own process", {{plugin.get(), plugin->moderators()[0], false,
+                                                                     &process, 0}},
+                           tokens, limits, token_ms, turns / 4)}) {
     std::printf("| %s | %zu | %.0f | %.0f | %.0f | %.0f | %.0f | %.1f | %.1f |\n", r.scenario.c_str(), r.deltas,
                 r.ns_mean, r.ns_p50, r.ns_p99, r.hold_tokens_p50, r.hold_tokens_p99, r.hold_ms_p50,
                 r.hold_ms_p99);
   }
+  process.stop();
   return 0;
 }

@@ -147,12 +147,16 @@ struct PluginConfig {
   // a crash or hang ends only that) or "in_process". Moderators run in the
   // gateway either way.
   std::string isolation = "process";
+  // Where its moderators run: "in_process" (the default: they are called on
+  // every piece of text) or "process" (with its tools, if any).
+  std::string moderator_isolation = "in_process";
   std::string settings_json = "{}";     // [plugins.settings] as one JSON object
 };
 
 struct ModerationConfig {
   size_t max_hold_bytes = 1024;  // text a moderator may hold back before it must decide
   Millis max_hold{500};          // ... and for how long
+  Millis process_timeout{1000};  // a moderator in its own process answers each call within this
 };
 
 struct ToolsConfig {

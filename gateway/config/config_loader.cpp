@@ -307,6 +307,9 @@ Option plugins_option() {
                 } else if (key == "isolation" && v.is_string() &&
                            (v.as_string()->get() == "process" || v.as_string()->get() == "in_process")) {
                   p.isolation = v.as_string()->get();
+                } else if (key == "moderator_isolation" && v.is_string() &&
+                           (v.as_string()->get() == "process" || v.as_string()->get() == "in_process")) {
+                  p.moderator_isolation = v.as_string()->get();
                 } else if (key == "settings" && v.is_table()) {
                   JsonWriter w;
                   if (auto err = to_json(v, w); !err.empty()) return "settings: " + err;
@@ -314,7 +317,7 @@ Option plugins_option() {
                 } else {
                   return "\"" + std::string(key) + "\" = " + describe(v) +
                          " is not a plugin setting (path = \"FILE.so\", on_error = \"fail_start\" | "
-                         "\"skip\", fail_open = true | false, isolation = \"process\" | \"in_process\", "
+                         "\"skip\", fail_open = true | false, isolation and moderator_isolation = \"process\" | \"in_process\", "
                          "[plugins.settings] table)";
                 }
               }
@@ -440,6 +443,8 @@ const std::vector<Option>& schema() {
       integer<size_t>("moderation.max_hold_bytes", 16, 1 << 20,
                       [](Config& c) -> size_t& { return c.moderation.max_hold_bytes; }),
       millis("moderation.max_hold_ms", 1, 60'000, [](Config& c) -> Millis& { return c.moderation.max_hold; }),
+      millis("moderation.process_timeout_ms", 10, 60'000,
+             [](Config& c) -> Millis& { return c.moderation.process_timeout; }),
       integer<int>("tools.workers", 1, 256, [](Config& c) -> int& { return c.tools.workers; }),
       millis("tools.timeout_ms", 10, 600'000, [](Config& c) -> Millis& { return c.tools.timeout; }),
       integer<int>("tools.max_in_flight", 1, 100'000, [](Config& c) -> int& { return c.tools.max_in_flight; }),

@@ -8,6 +8,8 @@
 //                     kLoadFailed {error}
 //   gateway -> host   kCall   {id, tool index, args, ms left before the deadline}
 //   host -> gateway   kResult {id, status, json, json size, error, sources...}
+//   gateway -> host   kModOpen / kModText / kModClose (moderators in the host)
+//   host -> gateway   kModOpened / kVerdict
 //
 // A result over the gateway's 64 KiB limit travels without its JSON (its
 // size says why). Blocking reads and writes: the host is its own process,
@@ -26,7 +28,18 @@
 
 namespace sluice::hostproto {
 
-enum Type : uint8_t { kLoad = 1, kReady = 2, kLoadFailed = 3, kCall = 4, kResult = 5 };
+enum Type : uint8_t {
+  kLoad = 1,
+  kReady = 2,
+  kLoadFailed = 3,
+  kCall = 4,
+  kResult = 5,
+  kModOpen = 6,    // {id, moderator index}
+  kModOpened = 7,  // {id, status, stream}
+  kModText = 8,    // {id, stream, pending, new_from, flags}
+  kVerdict = 9,    // {id, status, verdict calls, action, hold, text, reason}
+  kModClose = 10,  // {0, stream}: no reply
+};
 
 constexpr size_t kMaxFrame = 1 << 20;
 constexpr size_t kMaxResultBytes = 64 * 1024;  // as the gateway's tool runner

@@ -20,6 +20,10 @@ ModerationChain::ModerationChain(std::vector<Stage> stages, ModerationLimits lim
 ModerationChain::~ModerationChain() {
   for (auto& r : stages_) {
     if (!r.open) continue;
+    if (r.stage.process) {
+      r.stage.process->close_stream(r.remote);
+      continue;
+    }
     PluginCallScope scope(r.stage.plugin->name().c_str(), "moderator", r.stage.moderator->name);
     r.stage.moderator->stream_close(r.stage.plugin->instance(), r.stream);
   }
@@ -65,8 +69,18 @@ void ModerationChain::run(size_t i, std::string_view text, uint32_t flags,
   const auto* m = r.stage.moderator;
   void* instance = r.stage.plugin->instance();
   PluginCallScope scope(r.stage.plugin->name().c_str(), "moderator", m->name);
+  PluginProcess* process = r.stage.process;
+  const auto process_deadline = std::chrono::steady_clock::now() + limits_.process_timeout;
   if (!r.open) {
-    if (m->stream_open(instance, &r.stream) != SLUICE_OK) {
+    bool opened = false;
+    if (process) {
+      const auto remote = process->open_stream(r.stage.index, m->name, process_deadline);
+      opened = remote.has_value();
+      if (remote) r.remote = *remote;
+    } else {
+      opened = m->stream_open(instance, &r.stream) == SLUICE_OK;
+    }
+    if (!opened) {
       spdlog::warn("plugin {}: moderator {} could not open a stream", r.stage.plugin->name(), m->name);
       if (r.stage.fail_open) return release(i, std::string(text), downstream, out);
       return stop(r, "moderation_error", out);
@@ -82,8 +96,15 @@ void ModerationChain::run(size_t i, std::string_view text, uint32_t flags,
   }
   sluice_verdict v;
   const auto started = r.duration ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
-  const int32_t status = m->on_text(instance, r.stream, {r.pending.data(), r.pending.size()},
-                                    new_from, flags, &v);
+  int32_t status = SLUICE_ERR_UNAVAILABLE;  // its process did not answer in time, or is gone
+  if (process) {
+    if (auto answer = process->moderate(r.remote, m->name, r.pending, new_from, flags, process_deadline)) {
+      status = answer->status;
+      v = std::move(answer->verdict);
+    }
+  } else {
+    status = m->on_text(instance, r.stream, {r.pending.data(), r.pending.size()}, new_from, flags, &v);
+  }
   if (r.duration) {
     r.duration->observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   }

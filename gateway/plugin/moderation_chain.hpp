@@ -16,12 +16,14 @@
 #include "gateway/common/utf8.hpp"
 #include "gateway/metrics/gateway_metrics.hpp"
 #include "gateway/plugin/loaded_plugin.hpp"
+#include "gateway/plugin/plugin_process.hpp"
 
 namespace sluice {
 
 struct ModerationLimits {
   size_t max_hold_bytes = 1024;
   std::chrono::milliseconds max_hold{500};
+  std::chrono::milliseconds process_timeout{1000};  // a moderator in its own process answers within
 };
 
 // One thing the chain produced, in order.
@@ -40,6 +42,11 @@ class ModerationChain {
     const LoadedPlugin* plugin = nullptr;
     const sluice_moderator_v1* moderator = nullptr;
     bool fail_open = false;
+    // moderator_isolation = "process": the moderator runs there (`index`
+    // in the plugin's descriptor); a call unanswered within
+    // ModerationLimits::process_timeout fails (closed, or open).
+    PluginProcess* process = nullptr;
+    uint32_t index = 0;
   };
 
   ModerationChain(std::vector<Stage> stages, ModerationLimits limits);
@@ -64,6 +71,7 @@ class ModerationChain {
   struct Running {
     Stage stage;
     void* stream = nullptr;
+    uint64_t remote = 0;  // the stream, in the plugin's process
     bool open = false;
     metrics::Histogram* duration = nullptr;  // plugin_call_duration{plugin, "moderation"}
     std::string pending;

@@ -27,7 +27,7 @@ std::string beside_this_executable(const std::string& name) {
 
 std::unique_ptr<PluginHost> PluginHost::load(const Config& config, std::string& error) {
   auto host = std::make_unique<PluginHost>();
-  host->limits_ = {config.moderation.max_hold_bytes, config.moderation.max_hold};
+  host->limits_ = {config.moderation.max_hold_bytes, config.moderation.max_hold, config.moderation.process_timeout};
   for (const auto& pc : config.plugins) {
     std::string why;
     auto plugin = LoadedPlugin::load(pc.path, pc.settings_json, why);
@@ -59,7 +59,9 @@ std::unique_ptr<PluginHost> PluginHost::load(const Config& config, std::string& 
     loaded.push_back(p);
     const PluginConfig& pc = *std::find_if(config.plugins.begin(), config.plugins.end(),
                                            [&](const PluginConfig& c) { return c.path == p->path(); });
-    if (p->tools().empty() || pc.isolation != "process") continue;
+    const bool tools_out = !p->tools().empty() && pc.isolation == "process";
+    const bool moderators_out = !p->moderators().empty() && pc.moderator_isolation == "process";
+    if (!tools_out && !moderators_out) continue;
     PluginProcess::Options o;
     o.binary = config.tools.host_binary.empty() ? beside_this_executable("sluice-plugin-host") : config.tools.host_binary;
     o.path = pc.path;
@@ -70,11 +72,19 @@ std::unique_ptr<PluginHost> PluginHost::load(const Config& config, std::string& 
     auto process = std::make_unique<PluginProcess>(o);
     std::string why;
     if (!process->start(why)) {
-      error = "plugin " + pc.path + ": its tools cannot run in a process of their own: " + why +
-              " (isolation = \"in_process\" runs them in the gateway)";
+      error = "plugin " + pc.path + ": it cannot run in a process of its own: " + why +
+              " (isolation = \"in_process\" runs its tools in the gateway)";
       return nullptr;
     }
-    processes[p] = process.get();
+    if (tools_out) processes[p] = process.get();
+    if (moderators_out) {
+      for (auto& stage : host->stages_) {
+        if (stage.plugin != p) continue;
+        stage.process = process.get();
+        const auto& ms = p->moderators();
+        stage.index = static_cast<uint32_t>(std::find(ms.begin(), ms.end(), stage.moderator) - ms.begin());
+      }
+    }
     host->processes_.push_back(std::move(process));
   }
   auto runner = std::make_unique<ToolRunner>(loaded, config.tools, processes);

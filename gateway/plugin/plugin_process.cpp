@@ -143,11 +143,10 @@ void PluginProcess::stop() {
 
 void PluginProcess::fail_pending(const std::string& why) {
   for (auto& [id, p] : pending_) {
-    if (p->result) continue;
-    Result r;
-    r.failure = "crash";
-    r.failure_message = "the tool's process " + why + "; answer without it or try again later";
-    p->result = std::move(r);
+    if (p->done) continue;
+    p->done = true;
+    p->failure = "crash";
+    p->failure_message = "the tool's process " + why + "; answer without it or try again later";
   }
   changed_.notify_all();
 }
@@ -164,27 +163,18 @@ void PluginProcess::supervise() {
     }
     // Replies, until the process ends (or stop() shuts the socket).
     while (hp::read_frame(fd, frame)) {
+      // Every reply starts with its type and the id of its request.
       hp::Reader in(frame);
       uint8_t type = 0;
       uint64_t id = 0;
-      Result r;
-      uint32_t sources = 0;
-      uint64_t size = 0;
-      if (!in.u8(type) || type != hp::kResult || !in.u64(id) || !in.i32(r.status) || !in.str(r.result.json) ||
-          !in.u64(size) || !in.str(r.result.error) || !in.u32(sources)) {
-        spdlog::error("plugin {}: its host process sent a message that is not a result; it is restarted",
-                      options_.name);
+      if (!in.u8(type) || (type != hp::kResult && type != hp::kModOpened && type != hp::kVerdict) || !in.u64(id)) {
+        spdlog::error("plugin {}: its host process sent a message that is not a reply; it is restarted", options_.name);
         break;
       }
-      r.json_size = size;
-      for (uint32_t i = 0; i < sources; ++i) {
-        sluice_tool_result::Source s;
-        if (!in.str(s.title) || !in.str(s.url) || !in.str(s.snippet)) break;
-        r.result.sources.push_back(std::move(s));
-      }
       std::lock_guard lock(mutex_);
-      if (auto it = pending_.find(id); it != pending_.end()) {
-        it->second->result = std::move(r);
+      if (auto it = pending_.find(id); it != pending_.end() && !it->second->done) {
+        it->second->done = true;
+        it->second->frame = std::move(frame);
         changed_.notify_all();
       }
     }
@@ -198,7 +188,7 @@ void PluginProcess::supervise() {
       pid_ = -1;
       killed_for = killed_for_;
       for (const auto& [id, p] : pending_) {
-        if (!p->result) running.push_back(p->tool);
+        if (!p->done) running.push_back(p->what);
       }
       close(fd_);
       fd_ = -1;
@@ -215,7 +205,7 @@ void PluginProcess::supervise() {
     for (const auto& t : running) tools += (tools.empty() ? "" : ", ") + t;
     spdlog::error("plugin {}: its host process (pid {}) {}{}; other plugins and sessions are unaffected; "
                   "starting it again in {} ms",
-                  options_.name, pid, how, running.empty() ? std::string() : " while running tool " + tools,
+                  options_.name, pid, how, running.empty() ? std::string() : " while running " + tools,
                   backoff.count());
     for (;;) {
       {
@@ -236,51 +226,132 @@ void PluginProcess::supervise() {
   }
 }
 
-PluginProcess::Result PluginProcess::call(uint32_t index, const std::string& tool, const std::string& args,
-                                          Clock::time_point deadline) {
-  Pending p{tool, std::nullopt};
+PluginProcess::Pending PluginProcess::request(hp::Type type, const std::string& what,
+                                              const std::function<void(hp::Writer&)>& body,
+                                              Clock::time_point deadline, Clock::duration grace) {
+  Pending p;
+  p.what = what;
   uint64_t id = 0;
   uint64_t generation = 0;
   int fd = -1;
   {
     std::unique_lock lock(mutex_);
-    // Being started again: wait for it, within the call's deadline.
+    // Being started again: wait for it, within the deadline.
     changed_.wait_until(lock, deadline, [&] { return ready_ || stopping_; });
     if (!ready_ || stopping_) {
-      Result r;
-      r.failure = "unavailable";
-      r.failure_message = "the tool's process is being started again; try again later";
-      return r;
+      p.done = true;
+      p.failure = "unavailable";
+      p.failure_message = "the tool's process is being started again; try again later";
+      return p;
     }
     id = next_id_++;
     pending_[id] = &p;
     generation = generation_;
     fd = fd_;
   }
-  const auto now = Clock::now();
-  const uint64_t ms_left =
-      deadline > now ? static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count())
-                     : 0;
-  hp::Writer w(hp::kCall);
-  w.u64(id).u32(index).str(args).u64(ms_left);
+  hp::Writer w(type);
+  w.u64(id);
+  body(w);
   {
     std::lock_guard lock(write_mutex_);
     hp::write_frame(fd, w.payload());  // a failure shows as the process's end, to the reader
   }
   std::unique_lock lock(mutex_);
-  if (!changed_.wait_until(lock, deadline + kHangGrace, [&] { return p.result.has_value(); })) {
-    // Hung: the process is killed to get its worker back (the reader restarts it).
+  if (!changed_.wait_until(lock, deadline + grace, [&] { return p.done; })) {
+    // Hung: the process is killed to get its threads back (the reader restarts it).
     if (generation_ == generation && pid_ > 0 && killed_for_.empty()) {
-      killed_for_ = "killed by the gateway: tool " + tool + " hung past its deadline";
-      spdlog::error("plugin {}: tool {} still runs {} ms past its deadline; killing its host process (pid {})",
-                    options_.name, tool, std::chrono::duration_cast<std::chrono::milliseconds>(kHangGrace).count(),
-                    pid_);
+      killed_for_ = "killed by the gateway: " + what + " hung past its deadline";
+      spdlog::error("plugin {}: {} still runs {} ms past its deadline; killing its host process (pid {})",
+                    options_.name, what, std::chrono::duration_cast<std::chrono::milliseconds>(grace).count(), pid_);
       kill(pid_, SIGKILL);
     }
-    changed_.wait(lock, [&] { return p.result.has_value(); });  // the reader fails it once the process is gone
+    changed_.wait(lock, [&] { return p.done; });  // the reader fails it once the process is gone
   }
   pending_.erase(id);
-  return std::move(*p.result);
+  return p;
+}
+
+PluginProcess::Result PluginProcess::call(uint32_t index, const std::string& tool, const std::string& args,
+                                          Clock::time_point deadline) {
+  const auto now = Clock::now();
+  const uint64_t ms_left =
+      deadline > now ? static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count())
+                     : 0;
+  Pending p = request(
+      hp::kCall, "tool " + tool, [&](hp::Writer& w) { w.u32(index).str(args).u64(ms_left); }, deadline, kHangGrace);
+  Result r;
+  if (!p.failure.empty()) {
+    r.failure = std::move(p.failure);
+    r.failure_message = std::move(p.failure_message);
+    return r;
+  }
+  hp::Reader in(p.frame);
+  uint8_t type = 0;
+  uint64_t id = 0, size = 0;
+  uint32_t sources = 0;
+  if (!in.u8(type) || type != hp::kResult || !in.u64(id) || !in.i32(r.status) || !in.str(r.result.json) ||
+      !in.u64(size) || !in.str(r.result.error) || !in.u32(sources)) {
+    r.failure = "crash";
+    r.failure_message = "the tool's process gave a reply that is not a result";
+    return r;
+  }
+  r.json_size = size;
+  for (uint32_t i = 0; i < sources; ++i) {
+    sluice_tool_result::Source s;
+    if (!in.str(s.title) || !in.str(s.url) || !in.str(s.snippet)) break;
+    r.result.sources.push_back(std::move(s));
+  }
+  return r;
+}
+
+std::optional<uint64_t> PluginProcess::open_stream(uint32_t moderator, const std::string& name,
+                                                   Clock::time_point deadline) {
+  Pending p = request(hp::kModOpen, "moderator " + name, [&](hp::Writer& w) { w.u32(moderator); }, deadline,
+                      std::chrono::milliseconds(0));
+  hp::Reader in(p.frame);
+  uint8_t type = 0;
+  uint64_t id = 0, stream = 0;
+  int32_t status = 0;
+  if (!p.failure.empty() || !in.u8(type) || type != hp::kModOpened || !in.u64(id) || !in.i32(status) ||
+      !in.u64(stream) || status != SLUICE_OK) {
+    return std::nullopt;
+  }
+  return stream;
+}
+
+std::optional<PluginProcess::Verdict> PluginProcess::moderate(uint64_t stream, const std::string& name,
+                                                              std::string_view pending, size_t new_from,
+                                                              uint32_t flags, Clock::time_point deadline) {
+  Pending p = request(
+      hp::kModText, "moderator " + name,
+      [&](hp::Writer& w) { w.u64(stream).str(pending).u64(new_from).u32(flags); }, deadline,
+      std::chrono::milliseconds(0));
+  hp::Reader in(p.frame);
+  uint8_t type = 0;
+  uint64_t id = 0, hold = 0;
+  Verdict v;
+  int32_t calls = 0, action = 0;
+  if (!p.failure.empty() || !in.u8(type) || type != hp::kVerdict || !in.u64(id) || !in.i32(v.status) ||
+      !in.i32(calls) || !in.i32(action) || !in.u64(hold) || !in.str(v.verdict.text) || !in.str(v.verdict.reason)) {
+    return std::nullopt;
+  }
+  v.verdict.calls = calls;
+  v.verdict.action = action;
+  v.verdict.hold = hold;
+  return v;
+}
+
+void PluginProcess::close_stream(uint64_t stream) {
+  int fd = -1;
+  {
+    std::lock_guard lock(mutex_);
+    if (!ready_) return;  // gone with its process
+    fd = fd_;
+  }
+  hp::Writer w(hp::kModClose);
+  w.u64(0).u64(stream);
+  std::lock_guard lock(write_mutex_);
+  hp::write_frame(fd, w.payload());
 }
 
 }  // namespace sluice

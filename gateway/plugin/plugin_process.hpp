@@ -19,6 +19,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -26,6 +27,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "gateway/plugin/host_protocol.hpp"
 #include "gateway/plugin/loaded_plugin.hpp"
 
 namespace sluice {
@@ -66,14 +68,35 @@ class PluginProcess {
   // blocking until the answer, the process's death, or stop().
   Result call(uint32_t index, const std::string& tool, const std::string& args, Clock::time_point deadline);
 
+  // Moderators in the process (moderator_isolation = "process"): a stream
+  // per answer, then one verdict per piece of text. Null / false when the
+  // process did not answer by `deadline` (it is then killed and started
+  // again) or is gone: the caller fails closed or open.
+  std::optional<uint64_t> open_stream(uint32_t moderator, const std::string& name, Clock::time_point deadline);
+  struct Verdict {
+    int32_t status = SLUICE_ERR_INTERNAL;
+    sluice_verdict verdict;
+  };
+  std::optional<Verdict> moderate(uint64_t stream, const std::string& name, std::string_view pending,
+                                  size_t new_from, uint32_t flags, Clock::time_point deadline);
+  void close_stream(uint64_t stream);
+
   pid_t pid() const;
   int restarts() const { return restarts_.load(); }
 
  private:
+  // A request waiting for its reply: the reply's frame, or why none came.
   struct Pending {
-    std::string tool;
-    std::optional<Result> result;
+    std::string what;  // "tool NAME", "moderator NAME"
+    bool done = false;
+    std::string frame;    // the reply, when one came
+    std::string failure;  // else "crash" / "unavailable"
+    std::string failure_message;
   };
+  // Sends `message` (its id first, from next_id) and waits for the reply
+  // with that id, killing the process when none comes by `deadline` + `grace`.
+  Pending request(hostproto::Type type, const std::string& what, const std::function<void(hostproto::Writer&)>& body,
+                  Clock::time_point deadline, Clock::duration grace);
 
   bool spawn(std::string& error);  // with mutex_ released; sets fd_, pid_
   void supervise();                // the reader thread

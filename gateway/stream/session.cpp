@@ -727,8 +727,13 @@ bool Session::begin_tools(uint64_t turn, TurnResult& result) {
     calls = turn_->calls;
   }
   after_append();
+  // A tool's result is moderated when it comes: never on an I/O thread (a
+  // moderator in its own process is a round trip away).
+  const bool moderated = settings_.plugins->moderates() && settings_.engine_events;
+  const net::any_io_executor outcomes = moderated ? net::any_io_executor(net::make_strand(settings_.engine_events))
+                                                  : executor_;
   for (size_t i = 0; i < calls.size(); ++i) {
-    runner->run(std::move(calls[i]), executor_,
+    runner->run(std::move(calls[i]), outcomes,
                 [self = shared_from_this(), turn, i](ToolOutcome o) { self->on_tool_outcome(turn, i, std::move(o)); });
   }
   return true;

@@ -181,6 +181,45 @@ TEST(PluginIsolation, AFailingModeratorStopsOnlyTheAnswerItFailedOn) {
   EXPECT_TRUE(gw->wait_for_stderr("plugin broken_failing_moderator: moderator failing failed (status 4")) << gw->stderr_text();
 }
 
+// Moderators in a process of their own (moderator_isolation = "process"):
+// they moderate as in the gateway; one that crashes ends its process and
+// stops only the answer it was deciding on (fail closed), the process comes
+// back, and the next answers are moderated again.
+TEST(PluginIsolation, AModeratorInItsOwnProcessCrashesAlone) {
+  TempConfig config(std::string("[[plugins]]\npath = \"") + SLUICE_PLUGIN_DIR +
+                    "/moderation.so\"\nmoderator_isolation = \"process\"\n[plugins.settings]\npii = [\"email\"]\n" +
+                    "[[plugins]]\npath = \"" + SLUICE_TEST_PLUGIN_DIR +
+                    "/crashing_moderator.so\"\nmoderator_isolation = \"process\"\n");
+  auto sim = start_sim();
+  auto gw = start_gateway(sim_url(*sim), {}, {"--config", config.path});
+  WsClient c(gw->port());
+  auto ask = [&](const std::string& prompt) {
+    c.send(chat(prompt));
+    auto s = c.read_until("session");
+    EXPECT_TRUE(s);
+    return s ? read_tool_turn(c, s->session_id) : ToolTurn{};
+  };
+  const std::string mail = "写信到 li@ex.cn 吧";
+  std::string expected = expected_text(mail);
+  expected.replace(expected.find("li@ex.cn"), 8, "[email]");
+  const ToolTurn first = ask(mail);
+  ASSERT_TRUE(first.done);
+  EXPECT_EQ(first.text, expected);
+
+  const ToolTurn crashed = ask("这句话会让它崩溃");
+  ASSERT_TRUE(crashed.done);
+  EXPECT_EQ(crashed.done->finish_reason, "content_filter");
+  EXPECT_EQ(crashed.text.find("崩"), std::string::npos) << crashed.text;
+  EXPECT_TRUE(gw->wait_for_stderr("plugin crashing_moderator: its host process (pid ")) << gw->stderr_text();
+  EXPECT_TRUE(gw->wait_for_stderr("killed by signal 11 (SIGSEGV, Segmentation fault) while running moderator crashing"))
+      << gw->stderr_text();
+  ASSERT_TRUE(gw->wait_for_stderr("plugin crashing_moderator: its host process is back")) << gw->stderr_text();
+  const ToolTurn again = ask(mail);
+  ASSERT_TRUE(again.done);
+  EXPECT_EQ(again.text, expected);
+  EXPECT_EQ(again.done->finish_reason, "stop");
+}
+
 // isolation = "in_process" keeps the old way (for a trusted plugin that
 // needs no process boundary): its tools still answer.
 TEST(PluginIsolation, InProcessStaysAvailable) {

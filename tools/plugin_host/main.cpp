@@ -22,6 +22,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "gateway/plugin/host_protocol.hpp"
@@ -126,12 +127,61 @@ int main(int argc, char** argv) {
   };
   std::vector<std::thread> threads;
   for (uint32_t i = 0; i < std::max<uint32_t>(1, workers); ++i) threads.emplace_back(work);
+  // Moderator streams (moderator_isolation = "process"): run here, on this
+  // thread, in the order they come (one answer's pieces never overlap).
+  struct Stream {
+    const sluice_moderator_v1* moderator;
+    void* state;
+  };
+  std::unordered_map<uint64_t, Stream> streams;
+  uint64_t next_stream = 1;
   for (;;) {
     if (!hp::read_frame(kFd, frame)) break;  // the gateway closed the socket: stop
     hp::Reader in(frame);
     Call c;
-    if (!in.u8(type) || type != hp::kCall || !in.u64(c.id) || !in.u32(c.tool) || !in.str(c.args) ||
-        !in.u64(c.ms_left)) {
+    if (!in.u8(type) || !in.u64(c.id)) break;
+    if (type == hp::kModOpen) {
+      uint32_t index = 0;
+      int32_t status = SLUICE_ERR_INVALID_ARGUMENT;
+      uint64_t handle = 0;
+      if (in.u32(index) && index < plugin->moderators().size()) {
+        const sluice_moderator_v1* m = plugin->moderators()[index];
+        void* state = nullptr;
+        status = m->stream_open(plugin->instance(), &state);
+        if (status == SLUICE_OK) {
+          handle = next_stream++;
+          streams[handle] = {m, state};
+        }
+      }
+      send(hp::Writer(hp::kModOpened).u64(c.id).i32(status).u64(handle));
+      continue;
+    }
+    if (type == hp::kModText) {
+      uint64_t handle = 0, new_from = 0;
+      uint32_t flags = 0;
+      std::string pending;
+      sluice_verdict v;
+      int32_t status = SLUICE_ERR_INVALID_ARGUMENT;
+      if (in.u64(handle) && in.str(pending) && in.u64(new_from) && in.u32(flags)) {
+        if (const auto it = streams.find(handle); it != streams.end()) {
+          status = it->second.moderator->on_text(plugin->instance(), it->second.state, {pending.data(), pending.size()},
+                                                 new_from, flags, &v);
+        }
+      }
+      send(hp::Writer(hp::kVerdict).u64(c.id).i32(status).i32(v.calls).i32(v.action).u64(v.hold).str(v.text).str(v.reason));
+      continue;
+    }
+    if (type == hp::kModClose) {
+      uint64_t handle = 0;
+      if (in.u64(handle)) {
+        if (const auto it = streams.find(handle); it != streams.end()) {
+          it->second.moderator->stream_close(plugin->instance(), it->second.state);
+          streams.erase(it);
+        }
+      }
+      continue;
+    }
+    if (type != hp::kCall || !in.u32(c.tool) || !in.str(c.args) || !in.u64(c.ms_left)) {
       spdlog::error("a message from the gateway is not a call; stopping");
       break;
     }
