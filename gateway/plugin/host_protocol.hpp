@@ -24,6 +24,7 @@
 #include <string_view>
 
 #include <poll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 namespace sluice::hostproto {
@@ -90,9 +91,16 @@ class Reader {
   std::string_view in_;
 };
 
+// To a socket without SIGPIPE should its peer be gone (a dead host is an
+// error to handle, not a signal); to a pipe (sluice-plugin-check) as is.
 inline bool write_all(int fd, const char* p, size_t n) {
+  bool socket = true;
   while (n > 0) {
-    const ssize_t w = ::write(fd, p, n);
+    ssize_t w = socket ? ::send(fd, p, n, MSG_NOSIGNAL) : ::write(fd, p, n);
+    if (w < 0 && errno == ENOTSOCK) {
+      socket = false;
+      continue;
+    }
     if (w < 0 && errno == EINTR) continue;
     if (w <= 0) return false;
     p += w;
