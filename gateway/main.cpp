@@ -224,7 +224,7 @@ int main(int argc, char** argv) {
                                auto host = weak.lock();
                                if (!host) return;
                                for (const auto& p : host->plugins()) {
-                                 for (const auto& [name, value] : p->counters()) emit({p->name(), name}, value);
+                                 for (const auto& [name, value] : host->counters(*p)) emit({p->name(), name}, value);
                                }
                              }});
       m->registry.collected({"sluice_plugin_breaker_open",

@@ -7,7 +7,7 @@
 //   host -> gateway   kReady  {}                      the plugin is loaded
 //                     kLoadFailed {error}
 //   gateway -> host   kCall   {id, tool index, args, ms left before the deadline}
-//   host -> gateway   kResult {id, status, json, json size, error, sources...}
+//   host -> gateway   kResult {id, status, json, json size, error, sources..., counters...}
 //   gateway -> host   kModOpen / kModText / kModClose (moderators in the host)
 //   host -> gateway   kModOpened / kVerdict
 //
@@ -51,6 +51,7 @@ class Writer {
   Writer& u32(uint32_t v) { return bytes(&v, sizeof v); }
   Writer& u64(uint64_t v) { return bytes(&v, sizeof v); }
   Writer& i32(int32_t v) { return bytes(&v, sizeof v); }
+  Writer& f64(double v) { return bytes(&v, sizeof v); }
   Writer& str(std::string_view s) {
     u32(static_cast<uint32_t>(s.size()));
     out_.append(s);
@@ -73,6 +74,7 @@ class Reader {
   bool u32(uint32_t& v) { return bytes(&v, sizeof v); }
   bool u64(uint64_t& v) { return bytes(&v, sizeof v); }
   bool i32(int32_t& v) { return bytes(&v, sizeof v); }
+  bool f64(double& v) { return bytes(&v, sizeof v); }
   bool str(std::string& s) {
     uint32_t n = 0;
     if (!u32(n) || in_.size() < n) return false;

@@ -85,6 +85,7 @@ std::unique_ptr<PluginHost> PluginHost::load(const Config& config, std::string& 
         stage.index = static_cast<uint32_t>(std::find(ms.begin(), ms.end(), stage.moderator) - ms.begin());
       }
     }
+    host->process_of_[p] = process.get();
     host->processes_.push_back(std::move(process));
   }
   auto runner = std::make_unique<ToolRunner>(loaded, config.tools, processes);
@@ -101,6 +102,14 @@ PluginHost::~PluginHost() {
     for (auto& p : plugins_) (void)p.release();
     (void)tools_.release();
   }
+}
+
+std::map<std::string, double> PluginHost::counters(const LoadedPlugin& plugin) const {
+  auto out = plugin.counters();
+  if (const auto it = process_of_.find(&plugin); it != process_of_.end()) {
+    for (const auto& [name, value] : it->second->counters()) out[name] += value;
+  }
+  return out;
 }
 
 std::unique_ptr<ModerationChain> PluginHost::make_chain() const {

@@ -6,7 +6,9 @@
 // read-only, so make_chain may be called from any thread.
 #pragma once
 
+#include <map>
 #include <memory>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
@@ -50,11 +52,15 @@ class PluginHost {
   // The tools of every plugin; null when none offers any.
   ToolRunner* tools() const { return tools_.get(); }
   const std::vector<std::unique_ptr<LoadedPlugin>>& plugins() const { return plugins_; }
+  // A plugin's counters (counter_add), from the gateway's instance and from
+  // its host process's, added up.
+  std::map<std::string, double> counters(const LoadedPlugin& plugin) const;
 
  private:
   std::vector<std::unique_ptr<LoadedPlugin>> plugins_;
   std::vector<ModerationChain::Stage> stages_;
   std::vector<std::unique_ptr<PluginProcess>> processes_;  // plugins whose tools run in their own process
+  std::unordered_map<const LoadedPlugin*, const PluginProcess*> process_of_;
   std::unique_ptr<ToolRunner> tools_;  // declared after plugins_: stops before they go
   ModerationLimits limits_;
 };

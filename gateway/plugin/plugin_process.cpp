@@ -55,6 +55,13 @@ PluginProcess::PluginProcess(Options options) : options_(std::move(options)) {}
 
 PluginProcess::~PluginProcess() { stop(); }
 
+std::map<std::string, double> PluginProcess::counters() const {
+  std::lock_guard lock(mutex_);
+  auto out = carried_;
+  for (const auto& [name, value] : counters_) out[name] += value;
+  return out;
+}
+
 pid_t PluginProcess::pid() const {
   std::lock_guard lock(mutex_);
   return pid_;
@@ -187,6 +194,8 @@ void PluginProcess::supervise() {
       pid = pid_;
       pid_ = -1;
       killed_for = killed_for_;
+      for (const auto& [name, value] : counters_) carried_[name] += value;  // they start over in the next one
+      counters_.clear();
       for (const auto& [id, p] : pending_) {
         if (!p->done) running.push_back(p->what);
       }
@@ -247,6 +256,7 @@ PluginProcess::Pending PluginProcess::request(hp::Type type, const std::string& 
     id = next_id_++;
     pending_[id] = &p;
     generation = generation_;
+    p.generation = generation;
     fd = fd_;
   }
   hp::Writer w(type);
@@ -298,9 +308,20 @@ PluginProcess::Result PluginProcess::call(uint32_t index, const std::string& too
   r.json_size = size;
   for (uint32_t i = 0; i < sources; ++i) {
     sluice_tool_result::Source s;
-    if (!in.str(s.title) || !in.str(s.url) || !in.str(s.snippet)) break;
+    if (!in.str(s.title) || !in.str(s.url) || !in.str(s.snippet)) return r;
     r.result.sources.push_back(std::move(s));
   }
+  uint32_t counters = 0;
+  std::map<std::string, double> snapshot;
+  if (!in.u32(counters)) return r;
+  for (uint32_t i = 0; i < counters; ++i) {
+    std::string name;
+    double value = 0;
+    if (!in.str(name) || !in.f64(value)) return r;
+    snapshot[std::move(name)] = value;
+  }
+  std::lock_guard lock(mutex_);
+  if (generation_ == p.generation) counters_ = std::move(snapshot);
   return r;
 }
 

@@ -20,6 +20,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -83,6 +84,9 @@ class PluginProcess {
 
   pid_t pid() const;
   int restarts() const { return restarts_.load(); }
+  // The plugin's counters (counter_add) in its host processes: those of the
+  // ones that ended, plus the running one's as of its last answer.
+  std::map<std::string, double> counters() const;
 
  private:
   // A request waiting for its reply: the reply's frame, or why none came.
@@ -92,6 +96,7 @@ class PluginProcess {
     std::string frame;    // the reply, when one came
     std::string failure;  // else "crash" / "unavailable"
     std::string failure_message;
+    uint64_t generation = 0;  // of the process it went to
   };
   // Sends `message` (its id first, from next_id) and waits for the reply
   // with that id, killing the process when none comes by `deadline` + `grace`.
@@ -116,6 +121,9 @@ class PluginProcess {
   std::mutex write_mutex_;
   std::thread reader_;
   std::atomic<int> restarts_{0};
+  std::map<std::string, double> counters_;  // under mutex_: the running process's
+  std::map<std::string, double> carried_;   // under mutex_: the ended ones'
+
 };
 
 }  // namespace sluice

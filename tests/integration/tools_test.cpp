@@ -50,6 +50,11 @@ TEST(Tools, AnOrderQuestionRunsLookupOrderAgainstSqliteAndTheAnswerUsesIt) {
     // The second upstream call read the tool's result: its status is in the answer.
     EXPECT_EQ(t.text, "Order " + ask.order + " is " + status + ".");
   }
+  // The plugin's own counters, kept in its host process, are exported by the gateway.
+  const auto metrics = http_get(gw->port(), "/metrics");
+  EXPECT_NE(metrics.body.find(R"(sluice_plugin_counter_total{plugin="order_lookup",counter="lookups"} 2)"),
+            std::string::npos)
+      << metrics.body.substr(0, 4000);
   // Two turns, each two upstream requests; the second carried the tool result.
   const auto stats = sim_stats(*sim);
   EXPECT_EQ(stats.requests, 4);

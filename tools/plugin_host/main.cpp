@@ -122,6 +122,10 @@ int main(int argc, char** argv) {
       w.str(r.json.size() > hp::kMaxResultBytes ? std::string_view() : std::string_view(r.json));
       w.u64(r.json.size()).str(r.error).u32(static_cast<uint32_t>(r.sources.size()));
       for (const auto& s : r.sources) w.str(s.title).str(s.url).str(s.snippet);
+      // The plugin's counters as they stand (counter_add): the gateway exports them.
+      const auto counters = plugin->counters();
+      w.u32(static_cast<uint32_t>(counters.size()));
+      for (const auto& [name, value] : counters) w.str(name).f64(value);
       send(w);
     }
   };
