@@ -71,7 +71,7 @@ class ModerationChain {
   struct Running {
     Stage stage;
     void* stream = nullptr;
-    uint64_t remote = 0;  // the stream, in the plugin's process
+    PluginProcess::RemoteStream remote;  // the stream, in the plugin's process
     bool open = false;
     metrics::Histogram* duration = nullptr;  // plugin_call_duration{plugin, "moderation"}
     std::string pending;

@@ -189,6 +189,7 @@ void PluginProcess::supervise() {
     std::string killed_for;
     std::vector<std::string> running;
     {
+      std::lock_guard write_lock(write_mutex_);  // no write is under way to the descriptor closed here
       std::lock_guard lock(mutex_);
       ready_ = false;
       pid = pid_;
@@ -237,17 +238,17 @@ void PluginProcess::supervise() {
 
 PluginProcess::Pending PluginProcess::request(hp::Type type, const std::string& what,
                                               const std::function<void(hp::Writer&)>& body,
-                                              Clock::time_point deadline, Clock::duration grace) {
+                                              Clock::time_point deadline, Clock::duration grace,
+                                              uint64_t only) {
   Pending p;
   p.what = what;
   uint64_t id = 0;
   uint64_t generation = 0;
-  int fd = -1;
   {
     std::unique_lock lock(mutex_);
     // Being started again: wait for it, within the deadline.
-    changed_.wait_until(lock, deadline, [&] { return ready_ || stopping_; });
-    if (!ready_ || stopping_) {
+    if (only == 0) changed_.wait_until(lock, deadline, [&] { return ready_ || stopping_; });
+    if (!ready_ || stopping_ || (only != 0 && only != generation_)) {
       p.done = true;
       p.failure = "unavailable";
       p.failure_message = "the tool's process is being started again; try again later";
@@ -257,15 +258,11 @@ PluginProcess::Pending PluginProcess::request(hp::Type type, const std::string& 
     pending_[id] = &p;
     generation = generation_;
     p.generation = generation;
-    fd = fd_;
   }
   hp::Writer w(type);
   w.u64(id);
   body(w);
-  {
-    std::lock_guard lock(write_mutex_);
-    hp::write_frame(fd, w.payload());  // a failure shows as the process's end, to the reader
-  }
+  send_to(generation, w.payload());  // a failure shows as the process's end, to the reader
   std::unique_lock lock(mutex_);
   if (!changed_.wait_until(lock, deadline + grace, [&] { return p.done; })) {
     // Hung: the process is killed to get its threads back (the reader restarts it).
@@ -325,8 +322,19 @@ PluginProcess::Result PluginProcess::call(uint32_t index, const std::string& too
   return r;
 }
 
-std::optional<uint64_t> PluginProcess::open_stream(uint32_t moderator, const std::string& name,
-                                                   Clock::time_point deadline) {
+bool PluginProcess::send_to(uint64_t generation, const std::string& payload) {
+  std::lock_guard write_lock(write_mutex_);
+  int fd = -1;
+  {
+    std::lock_guard lock(mutex_);
+    if (generation != generation_ || fd_ < 0) return false;
+    fd = fd_;
+  }
+  return hp::write_frame(fd, payload);
+}
+
+std::optional<PluginProcess::RemoteStream> PluginProcess::open_stream(uint32_t moderator, const std::string& name,
+                                                                      Clock::time_point deadline) {
   Pending p = request(hp::kModOpen, "moderator " + name, [&](hp::Writer& w) { w.u32(moderator); }, deadline,
                       std::chrono::milliseconds(0));
   hp::Reader in(p.frame);
@@ -337,16 +345,16 @@ std::optional<uint64_t> PluginProcess::open_stream(uint32_t moderator, const std
       !in.u64(stream) || status != SLUICE_OK) {
     return std::nullopt;
   }
-  return stream;
+  return RemoteStream{p.generation, stream};
 }
 
-std::optional<PluginProcess::Verdict> PluginProcess::moderate(uint64_t stream, const std::string& name,
+std::optional<PluginProcess::Verdict> PluginProcess::moderate(const RemoteStream& stream, const std::string& name,
                                                               std::string_view pending, size_t new_from,
                                                               uint32_t flags, Clock::time_point deadline) {
   Pending p = request(
       hp::kModText, "moderator " + name,
-      [&](hp::Writer& w) { w.u64(stream).str(pending).u64(new_from).u32(flags); }, deadline,
-      std::chrono::milliseconds(0));
+      [&](hp::Writer& w) { w.u64(stream.id).str(pending).u64(new_from).u32(flags); }, deadline,
+      std::chrono::milliseconds(0), stream.generation);
   hp::Reader in(p.frame);
   uint8_t type = 0;
   uint64_t id = 0, hold = 0;
@@ -362,17 +370,10 @@ std::optional<PluginProcess::Verdict> PluginProcess::moderate(uint64_t stream, c
   return v;
 }
 
-void PluginProcess::close_stream(uint64_t stream) {
-  int fd = -1;
-  {
-    std::lock_guard lock(mutex_);
-    if (!ready_) return;  // gone with its process
-    fd = fd_;
-  }
+void PluginProcess::close_stream(const RemoteStream& stream) {
   hp::Writer w(hp::kModClose);
-  w.u64(0).u64(stream);
-  std::lock_guard lock(write_mutex_);
-  hp::write_frame(fd, w.payload());
+  w.u64(0).u64(stream.id);
+  send_to(stream.generation, w.payload());  // gone with its process otherwise
 }
 
 }  // namespace sluice

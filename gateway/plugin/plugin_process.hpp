@@ -73,14 +73,19 @@ class PluginProcess {
   // per answer, then one verdict per piece of text. Null / false when the
   // process did not answer by `deadline` (it is then killed and started
   // again) or is gone: the caller fails closed or open.
-  std::optional<uint64_t> open_stream(uint32_t moderator, const std::string& name, Clock::time_point deadline);
+  // A stream lives in one process: a call for it after a restart fails.
+  struct RemoteStream {
+    uint64_t generation = 0;
+    uint64_t id = 0;
+  };
+  std::optional<RemoteStream> open_stream(uint32_t moderator, const std::string& name, Clock::time_point deadline);
   struct Verdict {
     int32_t status = SLUICE_ERR_INTERNAL;
     sluice_verdict verdict;
   };
-  std::optional<Verdict> moderate(uint64_t stream, const std::string& name, std::string_view pending,
+  std::optional<Verdict> moderate(const RemoteStream& stream, const std::string& name, std::string_view pending,
                                   size_t new_from, uint32_t flags, Clock::time_point deadline);
-  void close_stream(uint64_t stream);
+  void close_stream(const RemoteStream& stream);
 
   pid_t pid() const;
   int restarts() const { return restarts_.load(); }
@@ -100,8 +105,12 @@ class PluginProcess {
   };
   // Sends `message` (its id first, from next_id) and waits for the reply
   // with that id, killing the process when none comes by `deadline` + `grace`.
+  // `generation` (when not 0): only to that process (a stream's).
   Pending request(hostproto::Type type, const std::string& what, const std::function<void(hostproto::Writer&)>& body,
-                  Clock::time_point deadline, Clock::duration grace);
+                  Clock::time_point deadline, Clock::duration grace, uint64_t generation = 0);
+  // Writes a message to process `generation`, unless it is gone (its
+  // socket closed: the descriptor may already be another's).
+  bool send_to(uint64_t generation, const std::string& payload);
 
   bool spawn(std::string& error);  // with mutex_ released; sets fd_, pid_
   void supervise();                // the reader thread

@@ -74,6 +74,8 @@ class TestTools {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+    // Winds down after the deadline (so its late result is surely the one dropped).
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
     ctx_.info("patient: " + std::to_string(left) + " ms left at the start, told to stop after " +
               std::to_string(ms.count() / 100 * 100) + "+ ms, " + std::to_string(result.time_left().count()) +
               " ms left");
