@@ -129,7 +129,7 @@ bool PluginProcess::spawn(std::string& error) {
 
 bool PluginProcess::start(std::string& error) {
   if (!spawn(error)) return false;
-  spdlog::info("plugin {}: its tools run in host process {} ({})", options_.name, pid(), options_.binary);
+  spdlog::info("plugin {}: runs in host process {} ({})", options_.name, pid(), options_.binary);
   reader_ = std::thread([this] { supervise(); });
   return true;
 }
