@@ -1,8 +1,13 @@
 // A moderator that is slow on purpose, for the test that one slow stream
 // stalls nobody else: the first answer it sees waits 300 ms on every piece
 // of text; every later answer passes at once.
+// Built a second time with CRASHING_MODERATOR, as crashing_moderator: it
+// dereferences null on text containing "崩" and passes everything else, for
+// the test that a moderator in a process of its own (moderator_isolation =
+// "process") takes only that process down.
 #include <atomic>
 #include <chrono>
+#include <string_view>
 #include <thread>
 
 #include "sluice/plugin.h"
@@ -26,13 +31,33 @@ int32_t open_stream(void*, void** stream) {
 }
 void close_stream(void*, void*) {}
 
-int32_t on_text(void*, void* stream, sluice_str, size_t, uint32_t, sluice_verdict* v) {
+int32_t on_text(void*, void* stream, sluice_str text, size_t, uint32_t, sluice_verdict* v) {
+#ifdef CRASHING_MODERATOR
+  (void)stream;
+  if (std::string_view(text.ptr, text.len).find("崩") != std::string_view::npos) {
+    volatile int* nowhere = nullptr;
+    return *nowhere;
+  }
+#else
+  (void)text;
   if (stream == &slow_stream) std::this_thread::sleep_for(std::chrono::milliseconds(300));
+#endif
   host->verdict_pass(v, 0);
   return SLUICE_OK;
 }
 
-const sluice_moderator_v1 kSlow = {sizeof(sluice_moderator_v1), "slow", &open_stream, &on_text, &close_stream};
+#ifdef CRASHING_MODERATOR
+#define MODERATOR_NAME "crashing"
+#define PLUGIN_NAME "crashing_moderator"
+#define PLUGIN_DESCRIPTION "a moderator that crashes on one word, for tests"
+#else
+#define MODERATOR_NAME "slow"
+#define PLUGIN_NAME "slow_moderator"
+#define PLUGIN_DESCRIPTION "a moderator slow on its first answer, for tests"
+#endif
+
+const sluice_moderator_v1 kSlow = {sizeof(sluice_moderator_v1), MODERATOR_NAME, &open_stream, &on_text,
+                                   &close_stream};
 const sluice_moderator_v1* const kModerators[] = {&kSlow};
 
 
@@ -40,9 +65,9 @@ sluice_plugin_v1 make() {
   sluice_plugin_v1 d{};
   d.struct_size = sizeof(sluice_plugin_v1);
   d.abi_version = SLUICE_PLUGIN_ABI_VERSION;
-  d.name = "slow_moderator";
+  d.name = PLUGIN_NAME;
   d.version = "0.0.1";
-  d.description = "a moderator slow on its first answer, for tests";
+  d.description = PLUGIN_DESCRIPTION;
   d.create = &create;
   d.destroy = &destroy;
   d.moderators = kModerators;
