@@ -213,6 +213,7 @@ int main(int argc, char** argv) {
     session_settings.plugins = plugins;
     session_settings.engine_events = engine_events.get_executor();
     session_settings.continue_taken_over_turns = config.store.continue_taken_over_turns;
+    session_settings.retrieval = config.retrieval;
     auto sessions = std::make_shared<sluice::SessionRegistry>(ioc, store, engine, session_settings,
                                                               config.resume.retention);
     sessions->start();

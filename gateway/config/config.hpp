@@ -170,6 +170,18 @@ struct ToolsConfig {
   size_t process_memory_mb = 2048;  // a plugin host process's address space; 0: no cap
 };
 
+// Retrieval-augmented answers: before the first round of a turn the
+// gateway asks the loaded plugins' retrievers for passages, journals them as
+// one `sources` event and puts them into the prompt (docs/protocol.md,
+// "Answers from a knowledge base").
+struct RetrievalConfig {
+  bool enabled = true;        // with no retriever loaded there is nothing to do either way
+  int top_k = 3;              // passages put into the prompt and sent as sources
+  Millis timeout{1500};       // for all retrievers of a turn; past it the answer goes on without them
+  int context_messages = 4;   // earlier messages of the conversation a retriever sees
+  size_t snippet_bytes = 600; // of each passage in the `sources` event (the prompt has all of it)
+};
+
 struct MetricsConfig {
   bool enabled = true;
   std::string listen_host;  // set: /metrics is served there only, not on server.listen
@@ -203,6 +215,7 @@ struct Config {
   std::vector<PluginConfig> plugins;
   ModerationConfig moderation;
   ToolsConfig tools;
+  RetrievalConfig retrieval;
   MetricsConfig metrics;
   WebConfig web;
   LogConfig log;

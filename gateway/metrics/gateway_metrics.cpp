@@ -46,6 +46,13 @@ GatewayMetrics::GatewayMetrics(Registry& r)
                                        "Time in plugin calls, by plugin and hook", {"plugin", "hook"},
                                        kPlugin)),
       tool_calls(r.counter("sluice_tool_calls_total", "Tool calls, by tool and result", {"tool", "result"})),
+      retrievals(r.counter("sluice_retrievals_total", "Retriever calls, by retriever and result",
+                           {"retriever", "result"})),
+      retrieval_turns(r.counter("sluice_retrieval_turns_total",
+                                "Turns that asked the retrievers, by what the answer got: sources (passages "
+                                "in the prompt), none (no passage found), failed (every retriever failed or "
+                                "timed out)",
+                                {"result"})),
       moderation_actions(r.counter("sluice_moderation_actions_total",
                                    "Moderation verdicts that changed an answer, by plugin and action",
                                    {"plugin", "action"})),

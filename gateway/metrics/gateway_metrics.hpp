@@ -31,6 +31,8 @@ struct GatewayMetrics {
   Family<Gauge>& send_queue_bytes;
   Family<Histogram>& plugin_call_duration;  // plugin, hook
   Family<Counter>& tool_calls;            // tool, result
+  Family<Counter>& retrievals;            // retriever, result (ok, timeout, ..., as tools)
+  Family<Counter>& retrieval_turns;       // result: sources (passages found), none, failed
   Family<Counter>& moderation_actions;    // plugin, action
   Family<Counter>& connections_total;     // face
   Family<Counter>& connections_refused;   // reason: fd_exhausted, pending_limit, idle_evicted

@@ -107,6 +107,7 @@ JournalPump::Emitted HttpChatStream<Stream>::take(const JournalEntryPtr& entry) 
     return {pending_.size() - before, last};
   }
   if (e.type == StreamEventType::kDelta) text_ += e.text;
+  if (e.type == StreamEventType::kSources && e.name.view() == "retrieval") sources_ = e.json.view();
   if (e.type == StreamEventType::kError) {
     done_ = true;
     reply_json(status_for(e.code), openai_error_json(to_string(e.code), e.text));
@@ -114,7 +115,7 @@ JournalPump::Emitted HttpChatStream<Stream>::take(const JournalEntryPtr& entry) 
   }
   if (e.type == StreamEventType::kDone) {
     done_ = true;
-    reply_json(200, completion_json(options_.ids, text_, to_string(e.finish_reason), e.usage));
+    reply_json(200, completion_json(options_.ids, text_, to_string(e.finish_reason), e.usage, sources_));
     return {0, true};
   }
   return {};

@@ -84,6 +84,7 @@ class HttpChatStream : public std::enable_shared_from_this<HttpChatStream<Stream
   bool stopped_ = false;
   std::string pending_;    // SSE bytes waiting for the current write
   std::string text_;       // non-streaming: the answer so far
+  std::string sources_;    // non-streaming: the retrieval sources' items, if any
   char probe_ = 0;         // one byte for noticing the client leave
   // The answer's last write (the final chunk, or the whole JSON reply) gets
   // this long; the socket's own timeouts stay off, as the probe read is

@@ -6,8 +6,9 @@
 //   gateway -> host   kLoad   {path, settings JSON, workers}
 //   host -> gateway   kReady  {}                      the plugin is loaded
 //                     kLoadFailed {error}
-//   gateway -> host   kCall   {id, tool index, args, ms left before the deadline}
-//   host -> gateway   kResult {id, status, json, json size, error, sources..., counters...}
+//   gateway -> host   kCall   {id, index, args, ms left before the deadline, kind}
+//                     (kind: kTool or kRetriever; index: its place in the descriptor)
+//   host -> gateway   kResult {id, status, json, json size, error, sources..., passages..., counters...}
 //   gateway -> host   kModOpen / kModText / kModClose (moderators in the host)
 //   host -> gateway   kModOpened / kVerdict
 //
@@ -41,6 +42,8 @@ enum Type : uint8_t {
   kVerdict = 9,    // {id, status, verdict calls, action, hold, text, reason}
   kModClose = 10,  // {0, stream}: no reply
 };
+
+enum CallKind : uint32_t { kTool = 0, kRetriever = 1 };
 
 constexpr size_t kMaxFrame = 1 << 20;
 constexpr size_t kMaxResultBytes = 64 * 1024;  // as the gateway's tool runner

@@ -15,6 +15,8 @@ namespace {
 constexpr size_t kMaxCounters = 64;    // per plugin: label values stay a bounded set
 constexpr size_t kMaxSources = 16;     // per tool result
 constexpr size_t kMaxSourceField = 2048;
+constexpr size_t kMaxPassages = 32;       // per retrieval
+constexpr size_t kMaxPassageText = 4096;
 
 std::string to_string(sluice_str s) { return s.ptr ? std::string(s.ptr, s.len) : std::string(); }
 
@@ -74,6 +76,14 @@ void host_result_add_source(sluice_tool_result* r, sluice_str title, sluice_str 
                         clip(snippet, kMaxSourceField)});
 }
 
+void host_result_add_passage(sluice_tool_result* r, sluice_str id, sluice_str title, sluice_str url,
+                             sluice_str text, double score, sluice_str metadata_json) {
+  if (r->passages.size() >= kMaxPassages) return;
+  r->passages.push_back({clip(id, 256), clip(title, kMaxSourceField), clip(url, kMaxSourceField),
+                         clip(text, kMaxPassageText), std::isfinite(score) ? score : 0.0,
+                         clip(metadata_json, kMaxSourceField)});
+}
+
 void host_result_set_error(sluice_tool_result* r, sluice_str message) {
   r->error = clip(message, 4096);
 }
@@ -130,6 +140,7 @@ const sluice_host_v1 kHost = {
     &host_verdict_stop,
     &host_result_cancelled,
     &host_result_time_left_ms,
+    &host_result_add_passage,
 };
 static_assert(SLUICE_HOST_V1_0_SIZE < sizeof(sluice_host_v1), "1.1 grew the host table");
 
@@ -238,6 +249,18 @@ std::string LoadedPlugin::check_descriptor() {
       return "moderator " + std::to_string(i) + " lacks a name or a function";
     }
     moderators_.push_back(m);
+  }
+  if (SLUICE_HAS_FIELD(d, sluice_plugin_v1, retriever_count)) {
+    if (d->retriever_count > 0 && !d->retrievers) return "retriever_count is set but retrievers is NULL";
+    for (uint32_t i = 0; i < d->retriever_count; ++i) {
+      const sluice_retriever_v1* r = d->retrievers[i];
+      if (!r || r->struct_size < SLUICE_RETRIEVER_V1_2_SIZE) {
+        return "retriever " + std::to_string(i) + " is missing or its struct is too small";
+      }
+      if (!r->name || !valid_name(r->name, false)) return "retriever names must be [a-z0-9_]{1,64}";
+      if (!r->retrieve) return std::string("retriever ") + r->name + " has no retrieve function";
+      retrievers_.push_back(r);
+    }
   }
   return {};
 }

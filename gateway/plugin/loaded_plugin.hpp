@@ -31,8 +31,15 @@ struct sluice_tool_result {
   struct Source {
     std::string title, url, snippet;
   };
+  // A retriever's passage (ABI 1.2).
+  struct Passage {
+    std::string id, title, url, text;
+    double score = 0;
+    std::string metadata_json;  // an object, or empty
+  };
   std::string json;
   std::vector<Source> sources;
+  std::vector<Passage> passages;
   std::string error;
   // When the call's result stops mattering (result_cancelled, result_time_left_ms).
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
@@ -70,6 +77,7 @@ class LoadedPlugin {
   void* instance() const { return instance_; }
   const std::vector<const sluice_tool_v1*>& tools() const { return tools_; }
   const std::vector<const sluice_moderator_v1*>& moderators() const { return moderators_; }
+  const std::vector<const sluice_retriever_v1*>& retrievers() const { return retrievers_; }
 
   // Runs the plugin's self-test, if it has one; false with `error`.
   bool self_test(std::string& error);
@@ -89,6 +97,7 @@ class LoadedPlugin {
   void* instance_ = nullptr;
   std::vector<const sluice_tool_v1*> tools_;
   std::vector<const sluice_moderator_v1*> moderators_;
+  std::vector<const sluice_retriever_v1*> retrievers_;
 };
 
 }  // namespace sluice

@@ -45,8 +45,9 @@ std::unique_ptr<PluginHost> PluginHost::load(const Config& config, std::string& 
         return nullptr;
       }
     }
-    spdlog::info("plugin {} {} loaded from {}: {} tools, {} moderators", plugin->name(),
-                 plugin->version(), pc.path, plugin->tools().size(), plugin->moderators().size());
+    spdlog::info("plugin {} {} loaded from {}: {} tools, {} moderators, {} retrievers", plugin->name(),
+                 plugin->version(), pc.path, plugin->tools().size(), plugin->moderators().size(),
+                 plugin->retrievers().size());
     for (const auto* m : plugin->moderators()) {
       host->stages_.push_back({plugin.get(), m, pc.fail_open});
     }
@@ -59,7 +60,7 @@ std::unique_ptr<PluginHost> PluginHost::load(const Config& config, std::string& 
     loaded.push_back(p);
     const PluginConfig& pc = *std::find_if(config.plugins.begin(), config.plugins.end(),
                                            [&](const PluginConfig& c) { return c.path == p->path(); });
-    const bool tools_out = !p->tools().empty() && pc.isolation == "process";
+    const bool tools_out = (!p->tools().empty() || !p->retrievers().empty()) && pc.isolation == "process";
     const bool moderators_out = !p->moderators().empty() && pc.moderator_isolation == "process";
     if (!tools_out && !moderators_out) continue;
     PluginProcess::Options o;
@@ -88,7 +89,7 @@ std::unique_ptr<PluginHost> PluginHost::load(const Config& config, std::string& 
     host->process_of_[p] = process.get();
     host->processes_.push_back(std::move(process));
   }
-  auto runner = std::make_unique<ToolRunner>(loaded, config.tools, processes);
+  auto runner = std::make_unique<ToolRunner>(loaded, config.tools, processes, config.retrieval.timeout);
   if (!runner->empty()) host->tools_ = std::move(runner);
   return host;
 }

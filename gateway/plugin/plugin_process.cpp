@@ -279,13 +279,15 @@ PluginProcess::Pending PluginProcess::request(hp::Type type, const std::string& 
 }
 
 PluginProcess::Result PluginProcess::call(uint32_t index, const std::string& tool, const std::string& args,
-                                          Clock::time_point deadline) {
+                                          Clock::time_point deadline, bool retriever) {
   const auto now = Clock::now();
   const uint64_t ms_left =
       deadline > now ? static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count())
                      : 0;
   Pending p = request(
-      hp::kCall, "tool " + tool, [&](hp::Writer& w) { w.u32(index).str(args).u64(ms_left); }, deadline, kHangGrace);
+      hp::kCall, (retriever ? "retriever " : "tool ") + tool,
+      [&](hp::Writer& w) { w.u32(index).str(args).u64(ms_left).u32(retriever ? hp::kRetriever : hp::kTool); }, deadline,
+      kHangGrace);
   Result r;
   if (!p.failure.empty()) {
     r.failure = std::move(p.failure);
@@ -307,6 +309,16 @@ PluginProcess::Result PluginProcess::call(uint32_t index, const std::string& too
     sluice_tool_result::Source s;
     if (!in.str(s.title) || !in.str(s.url) || !in.str(s.snippet)) return r;
     r.result.sources.push_back(std::move(s));
+  }
+  uint32_t passages = 0;
+  if (!in.u32(passages)) return r;
+  for (uint32_t i = 0; i < passages; ++i) {
+    sluice_tool_result::Passage s;
+    if (!in.str(s.id) || !in.str(s.title) || !in.str(s.url) || !in.str(s.text) || !in.f64(s.score) ||
+        !in.str(s.metadata_json)) {
+      return r;
+    }
+    r.result.passages.push_back(std::move(s));
   }
   uint32_t counters = 0;
   std::map<std::string, double> snapshot;

@@ -65,9 +65,11 @@ class PluginProcess {
   bool start(std::string& error);
   void stop();
 
-  // Runs tool `index` (its place in the plugin's descriptor) with `args`,
-  // blocking until the answer, the process's death, or stop().
-  Result call(uint32_t index, const std::string& tool, const std::string& args, Clock::time_point deadline);
+  // Runs tool `index` (its place in the plugin's descriptor; a retriever's
+  // when `retriever`) with `args`, blocking until the answer, the process's
+  // death, or stop().
+  Result call(uint32_t index, const std::string& tool, const std::string& args, Clock::time_point deadline,
+              bool retriever = false);
 
   // Moderators in the process (moderator_isolation = "process"): a stream
   // per answer, then one verdict per piece of text. Null / false when the

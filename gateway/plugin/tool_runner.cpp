@@ -28,13 +28,14 @@ std::string utf8_or_empty(std::string s) { return valid_utf8(s) ? s : std::strin
 }  // namespace
 
 ToolRunner::ToolRunner(const std::vector<const LoadedPlugin*>& plugins, ToolsConfig config,
-                       const std::unordered_map<const LoadedPlugin*, PluginProcess*>& processes)
+                       const std::unordered_map<const LoadedPlugin*, PluginProcess*>& processes,
+                       std::chrono::milliseconds retrieval_timeout)
     : config_(config) {
   JsonWriter w;
   w.begin_array();
   for (const auto* p : plugins) {
-    Lane* lane = nullptr;
     const auto process = processes.find(p);
+    PluginProcess* in_process = process == processes.end() ? nullptr : process->second;
     uint32_t index = 0;
     for (const auto* t : p->tools()) {
       const uint32_t at = index++;
@@ -43,26 +44,36 @@ ToolRunner::ToolRunner(const std::vector<const LoadedPlugin*>& plugins, ToolsCon
                      tools_[t->name].plugin->name());
         continue;
       }
-      if (!lane) {
-        lanes_.push_back(std::make_unique<Lane>());
-        lane = lanes_.back().get();
-        lane->plugin = p->name();
-      }
       auto timeout = config_.timeout;
       if (SLUICE_HAS_FIELD(t, sluice_tool_v1, timeout_ms) && t->timeout_ms > 0) {
         timeout = std::min<std::chrono::milliseconds>(timeout, std::chrono::milliseconds(t->timeout_ms));
       }
-      tools_[t->name] = {p, t, lane, timeout, process == processes.end() ? nullptr : process->second, at};
+      tools_[t->name] = {p, t, lane_of(p), timeout, in_process, at};
       w.begin_object().field("type", "function").key("function").begin_object();
       w.field("name", t->name).field("description", t->description ? t->description : "");
       w.key("parameters").raw(json_or_string(t->parameters_schema_json));  // checked at load: an object
       w.end_object().end_object();
+    }
+    index = 0;
+    for (const auto* r : p->retrievers()) {
+      auto timeout = retrieval_timeout;
+      if (r->timeout_ms > 0) timeout = std::min<std::chrono::milliseconds>(timeout, std::chrono::milliseconds(r->timeout_ms));
+      retrievers_.push_back({p, nullptr, lane_of(p), timeout, in_process, index++, r});
     }
   }
   tools_json_ = w.end_array().take();
   for (auto& lane : lanes_) {
     for (int i = 0; i < config_.workers; ++i) lane->workers.emplace_back([this, l = lane.get()] { work(*l); });
   }
+}
+
+ToolRunner::Lane* ToolRunner::lane_of(const LoadedPlugin* plugin) {
+  for (auto& lane : lanes_) {
+    if (lane->plugin == plugin->name()) return lane.get();
+  }
+  lanes_.push_back(std::make_unique<Lane>());
+  lanes_.back()->plugin = plugin->name();
+  return lanes_.back().get();
 }
 
 ToolRunner::~ToolRunner() { stop(); }
@@ -168,41 +179,72 @@ void ToolRunner::run(ToolCall call, net::any_io_executor executor,
   ToolOutcome base;
   base.call_id = call.id;
   base.name = call.name;
-  // Outcomes are counted once, by tool and status; a name the model made up
-  // counts as "unknown" (label values stay a bounded set).
-  auto count = [](const std::string& tool, std::string_view result) {
-    if (auto* m = metrics::active()) m->tool_calls.with({tool, result}).inc();
-  };
   auto fail_now = [&](std::string why, std::string status) {
-    count(tools_.count(base.name) ? base.name : "unknown", status);
+    // A name the model made up counts as "unknown" (label values stay a bounded set).
+    if (auto* m = metrics::active()) m->tool_calls.with({tools_.count(base.name) ? base.name : "unknown", status}).inc();
     base.error = std::move(why);
     base.status = std::move(status);
     net::post(executor, [done = std::move(done), o = std::move(base)]() mutable { done(std::move(o)); });
   };
   const auto it = tools_.find(call.name);
   if (it == tools_.end()) return fail_now("there is no tool named \"" + call.name + "\"", "unknown_tool");
-  const Tool tool = it->second;
-  Lane& lane = *tool.lane;
-  base.plugin = tool.plugin->name();
+  const Tool& tool = it->second;
   if (call.arguments.empty()) call.arguments = "{}";
   if (auto why = check_json_schema(tool.tool->parameters_schema_json, call.arguments); !why.empty()) {
     return fail_now("invalid arguments: " + why, "invalid_arguments");
   }
+  dispatch(tool, std::move(call.arguments), std::move(base), std::move(executor), std::move(done));
+}
+
+void ToolRunner::retrieve(size_t index, std::string request_json, net::any_io_executor executor,
+                          std::function<void(ToolOutcome)> done) {
+  const Tool& tool = retrievers_.at(index);
+  ToolOutcome base;
+  base.name = tool.retriever->name;
+  dispatch(tool, std::move(request_json), std::move(base), std::move(executor), std::move(done));
+}
+
+namespace {
+// Counted once per call, by tool (or retriever) and status.
+void count_outcome(bool retriever, const std::string& name, std::string_view status) {
+  if (auto* m = metrics::active()) (retriever ? m->retrievals : m->tool_calls).with({name, status}).inc();
+}
+}  // namespace
+
+void ToolRunner::dispatch(const Tool& tool_ref, std::string args, ToolOutcome base, net::any_io_executor executor,
+                          std::function<void(ToolOutcome)> done) {
+  const Tool tool = tool_ref;
+  const bool retriever = tool.retriever != nullptr;
+  const char* what = retriever ? "retriever" : "tool";
+  Lane& lane = *tool.lane;
+  base.plugin = tool.plugin->name();
   {
     std::lock_guard lock(mutex_);
+    std::string refusal, status;
     if (lane.failures >= config_.breaker_failures && Clock::now() < lane.open_until) {
-      return fail_now("the tool is unavailable for now (it failed repeatedly); answer without it", "breaker_open");
+      refusal = std::string("the ") + what + " is unavailable for now (it failed repeatedly); answer without it";
+      status = "breaker_open";
+    } else if (lane.in_flight >= config_.max_in_flight) {
+      refusal = std::string("the ") + what + " is busy (tools.max_in_flight calls running); try again later";
+      status = "busy";
+    } else {
+      ++lane.in_flight;
     }
-    if (lane.in_flight >= config_.max_in_flight) {
-      return fail_now("the tool is busy (tools.max_in_flight calls running); try again later", "busy");
+    if (!status.empty()) {
+      count_outcome(retriever, base.name, status);
+      base.error = std::move(refusal);
+      base.status = std::move(status);
+      net::post(executor, [done = std::move(done), o = std::move(base)]() mutable { done(std::move(o)); });
+      return;
     }
-    ++lane.in_flight;
   }
 
   // The call waits in its plugin's queue, then runs. One timer, on the
-  // executor: first the wait in the queue (bounded, charged to nobody),
-  // then, once a worker takes the call up, its deadline. The first of
-  // {the worker's result, the timer} settles the call.
+  // executor: for a tool, first the wait in the queue (bounded, charged to
+  // nobody), then, once a worker takes the call up, its deadline; for a
+  // retriever, one deadline from the request on (a turn waits for it
+  // before its answer starts). The first of {the worker's result, the
+  // timer} settles the call.
   enum Phase : int { kQueued, kRunning, kSettled };
   struct Pending {
     explicit Pending(net::any_io_executor ex) : timer(ex) {}
@@ -213,19 +255,22 @@ void ToolRunner::run(ToolCall call, net::any_io_executor executor,
   };
   auto pending = std::make_shared<Pending>(executor);
   pending->done = std::move(done);
+  const auto requested = Clock::now();
   // `wait`: which wait this is (a queue wait that expired just as a worker
   // took the call up may still complete after the deadline was armed).
   const auto deadline = tool.timeout;
-  auto on_timer = [this, pending, base, &lane, deadline](const boost::system::error_code& ec, int wait) mutable {
+  auto on_timer = [this, pending, base, &lane, deadline, retriever, what](const boost::system::error_code& ec,
+                                                                          int wait) mutable {
     if (ec || wait != pending->wait) return;
     if (wait == 0) {
       int queued = kQueued;
       if (!pending->phase.compare_exchange_strong(queued, kSettled)) return;  // a worker took it: its deadline comes
-      spdlog::warn("plugin {}: tool {} waited {} ms for one of the plugin's {} workers (all busy); refused",
-                   base.plugin, base.name, config_.timeout.count(), config_.workers);
-      base.status = "busy";
-      base.error = "the tool is busy with other calls; try again later";
-      if (auto* m = metrics::active()) m->tool_calls.with({base.name, "busy"}).inc();
+      spdlog::warn("plugin {}: {} {} waited {} ms for one of the plugin's {} workers (all busy); refused",
+                   base.plugin, what, base.name, (retriever ? deadline : config_.timeout).count(), config_.workers);
+      base.status = retriever ? "timeout" : "busy";
+      base.error = retriever ? "the retriever did not answer within " + std::to_string(deadline.count()) + " ms"
+                             : "the tool is busy with other calls; try again later";
+      count_outcome(retriever, base.name, base.status);
       return pending->done(std::move(base));
     }
     if (pending->phase.exchange(kSettled) == kSettled) return;
@@ -233,47 +278,51 @@ void ToolRunner::run(ToolCall call, net::any_io_executor executor,
       std::lock_guard lock(mutex_);
       record(lane, "timeout");
     }
-    spdlog::warn("plugin {}: tool {} status timeout: no answer within its deadline ({} ms); the call is "
+    spdlog::warn("plugin {}: {} {} status timeout: no answer within its deadline ({} ms); the call is "
                  "abandoned (its worker stays busy until it returns)",
-                 base.plugin, base.name, deadline.count());
+                 base.plugin, what, base.name, deadline.count());
     base.status = "timeout";
-    base.error = "the tool did not answer within " + std::to_string(deadline.count()) + " ms";
+    base.error = std::string("the ") + what + " did not answer within " + std::to_string(deadline.count()) + " ms";
     base.ms = static_cast<double>(deadline.count());
-    if (auto* m = metrics::active()) m->tool_calls.with({base.name, "timeout"}).inc();
+    count_outcome(retriever, base.name, "timeout");
     pending->done(std::move(base));
   };
-  pending->timer.expires_after(config_.timeout);
+  pending->timer.expires_after(retriever ? deadline : config_.timeout);
   pending->timer.async_wait([on_timer](const boost::system::error_code& ec) mutable { on_timer(ec, 0); });
 
   std::lock_guard lock(mutex_);
-  lane.jobs.push_back([this, tool, &lane, args = std::move(call.arguments), base, pending, executor,
-                       on_timer]() mutable {
+  lane.jobs.push_back([this, tool, &lane, args = std::move(args), base, pending, executor, on_timer, retriever,
+                       what, requested]() mutable {
     int queued = kQueued;
     if (!pending->phase.compare_exchange_strong(queued, kRunning)) {
       std::lock_guard lock(mutex_);
-      --lane.in_flight;  // answered as busy while it waited
+      --lane.in_flight;  // answered as busy (or timed out) while it waited
       return;
     }
-    net::post(executor, [pending, on_timer, timeout = tool.timeout]() mutable {
+    const auto started = Clock::now();
+    const auto due = retriever ? requested + tool.timeout : started + tool.timeout;
+    net::post(executor, [pending, on_timer, due]() mutable {
       if (pending->phase.load() == kSettled) return;
       pending->wait = 1;
-      pending->timer.expires_after(timeout);  // the wait in the queue is over
+      pending->timer.expires_at(due);  // the wait in the queue is over
       pending->timer.async_wait([on_timer](const boost::system::error_code& ec) mutable { on_timer(ec, 1); });
     });
-    const auto started = Clock::now();
     sluice_tool_result r;
-    r.deadline = started + tool.timeout;
+    r.deadline = due;
     r.stopping = &abandoning_;
     int32_t status = SLUICE_ERR_INTERNAL;
     size_t json_size = 0;
     std::string failure, failure_message;  // no answer: the plugin's process died, or is restarting
     if (tool.process) {
-      auto answer = tool.process->call(tool.index, base.name, args, r.deadline);
+      auto answer = tool.process->call(tool.index, base.name, args, r.deadline, retriever);
       status = answer.status;
       r = std::move(answer.result);
       json_size = answer.json_size;
       failure = std::move(answer.failure);
       failure_message = std::move(answer.failure_message);
+    } else if (retriever) {
+      PluginCallScope scope(tool.plugin->name().c_str(), "retriever", tool.retriever->name);
+      status = tool.retriever->retrieve(tool.plugin->instance(), {args.data(), args.size()}, &r);
     } else {
       PluginCallScope scope(tool.plugin->name().c_str(), "tool", tool.tool->name);
       status = tool.tool->invoke(tool.plugin->instance(), {args.data(), args.size()}, &r);
@@ -289,8 +338,26 @@ void ToolRunner::run(ToolCall call, net::any_io_executor executor,
     } else if (status != SLUICE_OK) {
       o.status = status_name(status);
       o.error = utf8_or_empty(r.error);
-      if (o.error.empty()) o.error = "the tool failed (" + o.status + ")";
-      spdlog::warn("plugin {}: tool {} status {}: {}", o.plugin, o.name, o.status, excerpt(o.error));
+      if (o.error.empty()) o.error = std::string("the ") + what + " failed (" + o.status + ")";
+      spdlog::warn("plugin {}: {} {} status {}: {}", o.plugin, what, o.name, o.status, excerpt(o.error));
+    } else if (retriever) {
+      o.ok = true;
+      o.status = "ok";
+      for (auto& p : r.passages) {
+        // A passage that is not UTF-8, or has no text, is not one.
+        if (p.text.empty() || !valid_utf8(p.text) || !valid_utf8(p.id) || p.id.empty()) continue;
+        p.title = utf8_or_empty(std::move(p.title));
+        p.url = utf8_or_empty(std::move(p.url));
+        if (!p.metadata_json.empty() &&
+            (parser.parse(p.metadata_json).get(parsed) != simdjson::SUCCESS || !parsed.is_object())) {
+          p.metadata_json.clear();
+        }
+        o.passages.push_back(std::move(p));
+      }
+      if (o.passages.size() < r.passages.size()) {
+        spdlog::warn("plugin {}: retriever {} returned {} passages without an id or valid UTF-8 text; ignored", o.plugin,
+                     o.name, r.passages.size() - o.passages.size());
+      }
     } else if (json_size > kMaxResultBytes) {
       o.status = "internal";
       o.error = "the tool's result is over 64 KiB";
@@ -315,16 +382,16 @@ void ToolRunner::run(ToolCall call, net::any_io_executor executor,
       --lane.in_flight;
     }
     if (auto* m = metrics::active()) {
-      m->plugin_call_duration.with({o.plugin, "tool"}).observe(o.ms / 1000);
+      m->plugin_call_duration.with({o.plugin, what}).observe(o.ms / 1000);
     }
-    net::post(executor, [this, pending, &lane, o = std::move(o)]() mutable {
+    net::post(executor, [this, pending, &lane, o = std::move(o), retriever]() mutable {
       if (pending->phase.exchange(kSettled) == kSettled) return;  // the deadline answered already
       pending->timer.cancel();
       {
         std::lock_guard lock(mutex_);
         record(lane, o.status);
       }
-      if (auto* m = metrics::active()) m->tool_calls.with({o.name, o.status}).inc();
+      count_outcome(retriever, o.name, o.status);
       pending->done(std::move(o));
     });
   });

@@ -42,6 +42,8 @@ struct ToolSource {
   std::string title, url, snippet;
 };
 
+using Passage = sluice_tool_result::Passage;
+
 struct ToolOutcome {
   std::string call_id;
   std::string name;
@@ -54,20 +56,25 @@ struct ToolOutcome {
   std::string result_json;  // ok: the tool's JSON result
   std::string error;        // !ok: why, in a sentence the model can act on
   std::vector<ToolSource> sources;
+  std::vector<Passage> passages;  // a retriever's (ABI 1.2)
   double ms = 0;
 };
 
 class ToolRunner {
  public:
   // `processes`: the plugins whose tools run in a host process of their own.
+  // `retrieval_timeout`: a retriever's deadline (retrieval.timeout_ms),
+  // from the request on: its wait in the queue counts.
   ToolRunner(const std::vector<const LoadedPlugin*>& plugins, ToolsConfig config,
-             const std::unordered_map<const LoadedPlugin*, PluginProcess*>& processes = {});
+             const std::unordered_map<const LoadedPlugin*, PluginProcess*>& processes = {},
+             std::chrono::milliseconds retrieval_timeout = std::chrono::milliseconds(1500));
   ~ToolRunner();  // stop()
   // Stops the workers, waiting briefly for calls still running; false when a
   // hung call was left behind (its plugin must then stay alive).
   bool stop();
 
-  bool empty() const { return tools_.empty(); }
+  bool empty() const { return tools_.empty() && retrievers_.empty(); }
+  bool has_tools() const { return !tools_.empty(); }
   // The OpenAI "tools" array offered to the model.
   const std::string& tools_json() const { return tools_json_; }
   const ToolsConfig& config() const { return config_; }
@@ -83,6 +90,15 @@ class ToolRunner {
   void run(ToolCall call, boost::asio::any_io_executor executor,
            std::function<void(ToolOutcome)> done);
 
+  // Retrievers (ABI 1.2), in the order the plugins were loaded.
+  size_t retriever_count() const { return retrievers_.size(); }
+  // Asks retriever `index` for passages (`request_json`: plugin.h's
+  // retrieval request). The outcome's `name` is the retriever's; `passages`
+  // are valid UTF-8, best first as the retriever ranked them. It runs in
+  // its plugin's lane (workers, breaker, host process) as tools do.
+  void retrieve(size_t index, std::string request_json, boost::asio::any_io_executor executor,
+                std::function<void(ToolOutcome)> done);
+
  private:
   struct Lane;
   struct Tool {
@@ -92,6 +108,7 @@ class ToolRunner {
     std::chrono::milliseconds timeout;  // tools.timeout_ms, or the tool's own when shorter (ABI 1.1)
     PluginProcess* process;  // its tools run there; null: in the gateway
     uint32_t index;          // its place in the plugin's descriptor
+    const sluice_retriever_v1* retriever = nullptr;  // set: a retriever, not a tool (`tool` is null)
   };
   // One plugin's share: its workers, queue, calls in flight and breaker.
   struct Lane {
@@ -106,10 +123,15 @@ class ToolRunner {
 
   // With mutex_ held: a finished call of `lane`'s, by status.
   void record(Lane& lane, const std::string& status);
+  // Queues a call of `tool` (a tool's or a retriever's) in its lane.
+  void dispatch(const Tool& tool, std::string args, ToolOutcome base, boost::asio::any_io_executor executor,
+                std::function<void(ToolOutcome)> done);
+  Lane* lane_of(const LoadedPlugin* plugin);
   void work(Lane& lane);
 
   ToolsConfig config_;
   std::unordered_map<std::string, Tool> tools_;
+  std::vector<Tool> retrievers_;
   std::vector<std::unique_ptr<Lane>> lanes_;
   std::string tools_json_;
 

@@ -222,7 +222,7 @@ std::string sse_event(const CompletionIds& ids, std::string_view session_id,
 }
 
 std::string completion_json(const CompletionIds& ids, std::string_view text,
-                            std::string_view finish_reason, const Usage& usage) {
+                            std::string_view finish_reason, const Usage& usage, std::string_view sources_json) {
   JsonWriter w;
   w.begin_object()
       .field("id", ids.id)
@@ -237,6 +237,8 @@ std::string completion_json(const CompletionIds& ids, std::string_view text,
       .field("completion_tokens", usage.completion_tokens)
       .field("total_tokens", usage.prompt_tokens + usage.completion_tokens)
       .end_object();
+  // An extension OpenAI clients ignore: the passages the [n] markers cite.
+  if (!sources_json.empty()) w.key("sources").raw(sources_json);
   return w.end_object().take();
 }
 

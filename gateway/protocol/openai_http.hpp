@@ -51,7 +51,8 @@ inline constexpr std::string_view kSseDone = "data: [DONE]\n\n";
 
 // The non-streaming chat.completion object.
 std::string completion_json(const CompletionIds& ids, std::string_view text,
-                            std::string_view finish_reason, const Usage& usage);
+                            std::string_view finish_reason, const Usage& usage,
+                            std::string_view sources_json = {});
 
 // {"error":{"message":...,"type":...,"code":...}}, as OpenAI's clients read it.
 std::string openai_error_json(std::string_view code, std::string_view message);

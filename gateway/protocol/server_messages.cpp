@@ -76,7 +76,11 @@ std::string tool_event_message(std::string_view session_id, const StreamEvent& e
       }
       break;
     default:
+      // origin: "retrieval" (the passages in the prompt, before the answer)
+      // or "tool" (a tool result's, after it; `id` is the call's).
       w.field("type", "sources").field("session_id", session_id).field("offset", e.offset);
+      w.field("origin", e.name.empty() ? std::string_view("tool") : e.name.view());
+      if (!e.call_id.empty()) w.field("id", e.call_id);
       w.key("items").raw(e.json.empty() ? "[]" : e.json);
       break;
   }

@@ -15,6 +15,7 @@
 #include "gateway/metrics/gateway_metrics.hpp"
 #include "gateway/plugin/json_schema.hpp"
 #include "gateway/stream/conversation.hpp"
+#include "gateway/stream/retrieval.hpp"
 #include "gateway/stream/turn_log.hpp"
 
 namespace sluice {
@@ -45,6 +46,10 @@ struct Session::TurnState {
   size_t tools_pending = 0;
   std::vector<ToolCall> calls;           // of the current tool round
   std::vector<ToolOutcome> outcomes;     // by call
+  bool retrieving = false;               // asking the retrievers, before the first round
+  size_t retrievals_pending = 0;
+  std::vector<ToolOutcome> retrieved;    // by retriever
+  std::vector<Passage> passages;         // in the prompt (and the sources event), cited from [1]
   int detaches = 0;    // readers that left during the turn
   int attaches = 0;    // readers that came (back) during the turn
   // Shared so that cancel() is called with the session's mutex released.
@@ -367,6 +372,7 @@ void Session::take_over() {
 void Session::on_taken_over(TurnClaim c) {
   uint64_t number = 0;
   std::optional<TurnRequest> req;
+  std::string retrieval;
   bool continued = false;
   {
     std::lock_guard lock(mutex_);
@@ -392,8 +398,12 @@ void Session::on_taken_over(TurnClaim c) {
     // What the lost instance had journaled of this turn: all of it, and the
     // text of its last round (after the turn's last tool event).
     std::string turn_text, round_text;
+    std::vector<Passage> passages;  // what the model read, from the turn's retrieval sources
+    bool journaled = false;         // anything of the turn
     for (const auto& e : journal_->read(rt.first_offset ? rt.first_offset - 1 : 0, size_t{1} << 30).events) {
       const StreamEvent& ev = e->event();
+      journaled = true;
+      if (ev.type == StreamEventType::kSources && ev.name.view() == "retrieval") passages = passages_from_items(ev.json.view());
       if (ev.type == StreamEventType::kDelta) {
         turn_text += ev.text;
         round_text += ev.text;
@@ -419,6 +429,7 @@ void Session::on_taken_over(TurnClaim c) {
     t->params = rt.params;
     t->output = turn_text;
     t->round_output = round_text;
+    t->passages = std::move(passages);
     if (auto* m = metrics::active()) {
       m->turns_active.get().add(1);
       t->inter_token = &m->inter_token.with({engine_.name()});
@@ -426,7 +437,10 @@ void Session::on_taken_over(TurnClaim c) {
     last_active_ = t->started;
     turn_ = std::move(t);
     continued = settings_.continue_taken_over_turns;
-    if (continued) {
+    // Lost before anything of the turn was journaled (while its retrievers
+    // ran): the turn starts here as it would have there.
+    if (continued && !journaled) retrieval = begin_retrieval_locked();
+    if (continued && retrieval.empty()) {
       req = round_request();
       req->continue_final = round_text;
     }
@@ -441,7 +455,11 @@ void Session::on_taken_over(TurnClaim c) {
     r.error = TurnError{ErrorCode::kInstanceLost, "the gateway instance that was generating this answer was lost"};
     return on_end(number, std::move(r));
   }
-  start_round(number, std::move(*req));
+  if (!retrieval.empty()) {
+    run_retrievers(number, retrieval);
+  } else {
+    start_round(number, std::move(*req));
+  }
   review_grace();
 }
 
@@ -451,6 +469,7 @@ void Session::after_append() {
 
 Admission Session::start_turn(const ChatCommand& chat) {
   TurnRequest req;
+  std::string retrieval;  // the retrieval request, when the retrievers go first
   uint64_t number = 0;
   {
     std::lock_guard lock(mutex_);
@@ -491,12 +510,91 @@ Admission Session::start_turn(const ChatCommand& chat) {
     }
     last_active_ = t->started;
     turn_ = std::move(t);
-    req = round_request();
+    retrieval = begin_retrieval_locked();
+    if (retrieval.empty()) req = round_request();
     save_record_locked();
   }
-  start_round(number, std::move(req));
+  if (!retrieval.empty()) {
+    run_retrievers(number, retrieval);
+  } else {
+    start_round(number, std::move(req));
+  }
   review_grace();
   return {};
+}
+
+std::string Session::begin_retrieval_locked() {
+  const ToolRunner* runner = settings_.plugins ? settings_.plugins->tools() : nullptr;
+  if (!settings_.retrieval.enabled || !runner || runner->retriever_count() == 0) return {};
+  std::string request = retrieval_request(history_, settings_.retrieval);
+  if (request.empty()) return {};
+  turn_->retrieving = true;
+  turn_->retrievals_pending = runner->retriever_count();
+  turn_->retrieved.assign(runner->retriever_count(), {});
+  return request;
+}
+
+net::any_io_executor Session::outcome_executor() const {
+  // A result is moderated when it comes: never on an I/O thread (a
+  // moderator in its own process is a round trip away).
+  const bool moderated = settings_.plugins && settings_.plugins->moderates() && settings_.engine_events;
+  return moderated ? net::any_io_executor(net::make_strand(settings_.engine_events)) : executor_;
+}
+
+void Session::run_retrievers(uint64_t turn, const std::string& request) {
+  ToolRunner* runner = settings_.plugins->tools();
+  const auto outcomes = outcome_executor();
+  for (size_t i = 0; i < runner->retriever_count(); ++i) {
+    runner->retrieve(i, request, outcomes,
+                     [self = shared_from_this(), turn, i](ToolOutcome o) { self->on_retrieved(turn, i, std::move(o)); });
+  }
+}
+
+void Session::on_retrieved(uint64_t turn, size_t index, ToolOutcome o) {
+  std::optional<TurnRequest> next;
+  {
+    std::lock_guard lock(mutex_);
+    if (!turn_ || turn_->number != turn || !turn_->retrieving) return;
+    if (!o.ok) {
+      spdlog::warn("session {}: retriever {} of plugin {} failed ({}: {}); the answer goes on without its passages",
+                   id_, o.name, o.plugin, o.status, o.error);
+    }
+    turn_->retrieved[index] = std::move(o);
+    if (--turn_->retrievals_pending > 0) return;
+    turn_->retrieving = false;
+    auto passages = top_passages(turn_->retrieved, static_cast<size_t>(settings_.retrieval.top_k));
+    const bool all_failed = std::none_of(turn_->retrieved.begin(), turn_->retrieved.end(),
+                                         [](const ToolOutcome& r) { return r.ok; });
+    turn_->retrieved.clear();
+    // Moderated before the journal and before the model reads them: what
+    // the client is shown and what the model is told are the same text.
+    bool stopped = false;
+    for (auto& p : passages) {
+      if (stopped) break;
+      stopped = moderate_locked(p.title, false) || moderate_locked(p.text, false);
+    }
+    if (auto* m = metrics::active()) {
+      m->retrieval_turns.with({all_failed ? "failed" : passages.empty() ? "none" : "sources"}).inc();
+    }
+    if (stopped) {
+      TurnResult r;
+      r.finish_reason = FinishReason::kContentFilter;
+      net::post(executor_, [self = shared_from_this(), turn, r]() mutable { self->on_end(turn, std::move(r)); });
+      return;
+    }
+    if (!passages.empty()) {
+      StreamEvent e;
+      e.type = StreamEventType::kSources;
+      e.name = "retrieval";
+      e.json = sources_items_json(passages);
+      append_locked(std::move(e));
+    }
+    turn_->passages = std::move(passages);
+    next = round_request();
+    save_record_locked();
+  }
+  after_append();
+  start_round(turn, std::move(*next));
 }
 
 // Under mutex_: the request of the current round, from the conversation.
@@ -506,10 +604,11 @@ TurnRequest Session::round_request() const {
   req.traceparent = format_traceparent(turn_->trace_id, make_span_id(), turn_->trace_flags);
   req.model = turn_->model;
   req.messages = history_;
+  put_sources_into_prompt(req.messages, turn_->passages);
   req.params = turn_->params;
   const ToolRunner* tools = settings_.plugins ? settings_.plugins->tools() : nullptr;
   // The last round offers no tools: the model has to answer.
-  if (tools && turn_->round <= tools->config().max_rounds) req.tools_json = tools->tools_json();
+  if (tools && tools->has_tools() && turn_->round <= tools->config().max_rounds) req.tools_json = tools->tools_json();
   return req;
 }
 
@@ -552,10 +651,11 @@ void Session::cancel(std::optional<TurnError> why) {
     std::lock_guard lock(mutex_);
     if (!turn_) return;
     if (why) turn_->cancel_error = std::move(why);
-    if (turn_->tools_running) {
-      // No engine round is running: the turn ends here; late tool outcomes
-      // find it gone.
+    if (turn_->tools_running || turn_->retrieving) {
+      // No engine round is running: the turn ends here; late tool (or
+      // retriever) outcomes find it gone.
       turn_->tools_running = false;
+      turn_->retrieving = false;
       ended_in_tools = turn_->number;
     } else if (turn_->handle) {
       running = turn_->handle;
@@ -727,11 +827,7 @@ bool Session::begin_tools(uint64_t turn, TurnResult& result) {
     calls = turn_->calls;
   }
   after_append();
-  // A tool's result is moderated when it comes: never on an I/O thread (a
-  // moderator in its own process is a round trip away).
-  const bool moderated = settings_.plugins->moderates() && settings_.engine_events;
-  const net::any_io_executor outcomes = moderated ? net::any_io_executor(net::make_strand(settings_.engine_events))
-                                                  : executor_;
+  const auto outcomes = outcome_executor();
   for (size_t i = 0; i < calls.size(); ++i) {
     runner->run(std::move(calls[i]), outcomes,
                 [self = shared_from_this(), turn, i](ToolOutcome o) { self->on_tool_outcome(turn, i, std::move(o)); });
@@ -780,6 +876,8 @@ void Session::on_tool_outcome(uint64_t turn, size_t index, ToolOutcome o) {
       }
       StreamEvent s;
       s.type = StreamEventType::kSources;
+      s.name = "tool";
+      s.call_id = o.call_id;
       s.json = w.end_array().take();
       append_locked(std::move(s));
     }

@@ -34,6 +34,7 @@ struct SessionSettings {
   // A turn taken over from a lost instance goes on (the engine continues
   // the partial answer); false: it ends with an instance_lost error.
   bool continue_taken_over_turns = true;
+  RetrievalConfig retrieval;  // the plugins' retrievers, before a turn's first round
   // Where a turn's events are moderated and journaled when the engine calls
   // back on its own compute thread (Engine::calls_back_on_io_threads); a
   // strand of it per turn. Empty: on the session's executor.
@@ -106,6 +107,13 @@ class Session : public std::enable_shared_from_this<Session> {
   // turn ends here (no tools, or the round cap reached).
   bool begin_tools(uint64_t turn, TurnResult& result);
   void on_tool_outcome(uint64_t turn, size_t index, ToolOutcome outcome);
+  // Under mutex_: the retrieval request when this turn asks the
+  // retrievers first (marks the turn as retrieving), else "".
+  std::string begin_retrieval_locked();
+  void run_retrievers(uint64_t turn, const std::string& request);
+  void on_retrieved(uint64_t turn, size_t index, ToolOutcome outcome);
+  // The executor that tool and retriever outcomes are handled on.
+  boost::asio::any_io_executor outcome_executor() const;
   void on_delta(uint64_t turn, std::string text);
   // A moderator redacted text ("redact") or stopped the answer ("stop").
   void on_moderation(uint64_t turn, const ModerationOutput& what);

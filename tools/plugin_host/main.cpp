@@ -1,4 +1,4 @@
-// sluice-plugin-host: runs one plugin's tools in a process of its own, so
+// sluice-plugin-host: runs one plugin's tools (and retrievers) in a process of its own, so
 // that a crash, an abort, an exit, a runaway allocation or a hang in the
 // plugin ends only this process. Started and supervised by the gateway
 // (gateway/plugin/plugin_process.cpp), never by hand: it speaks the framed
@@ -36,9 +36,10 @@ constexpr int kFd = 3;
 
 struct Call {
   uint64_t id = 0;
-  uint32_t tool = 0;
+  uint32_t tool = 0;  // the tool's (or retriever's) place in the descriptor
   std::string args;
   uint64_t ms_left = 0;
+  uint32_t kind = hp::kTool;
 };
 
 std::mutex write_mutex;
@@ -111,7 +112,10 @@ int main(int argc, char** argv) {
       sluice_tool_result r;
       r.deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(c.ms_left);
       int32_t status = SLUICE_ERR_INTERNAL;
-      if (c.tool < plugin->tools().size()) {
+      if (c.kind == hp::kRetriever && c.tool < plugin->retrievers().size()) {
+        const sluice_retriever_v1* t = plugin->retrievers()[c.tool];
+        status = t->retrieve(plugin->instance(), {c.args.data(), c.args.size()}, &r);
+      } else if (c.kind == hp::kTool && c.tool < plugin->tools().size()) {
         const sluice_tool_v1* t = plugin->tools()[c.tool];
         status = t->invoke(plugin->instance(), {c.args.data(), c.args.size()}, &r);
       } else {
@@ -122,6 +126,8 @@ int main(int argc, char** argv) {
       w.str(r.json.size() > hp::kMaxResultBytes ? std::string_view() : std::string_view(r.json));
       w.u64(r.json.size()).str(r.error).u32(static_cast<uint32_t>(r.sources.size()));
       for (const auto& s : r.sources) w.str(s.title).str(s.url).str(s.snippet);
+      w.u32(static_cast<uint32_t>(r.passages.size()));
+      for (const auto& p : r.passages) w.str(p.id).str(p.title).str(p.url).str(p.text).f64(p.score).str(p.metadata_json);
       // The plugin's counters as they stand (counter_add): the gateway exports them.
       const auto counters = plugin->counters();
       w.u32(static_cast<uint32_t>(counters.size()));
@@ -185,7 +191,7 @@ int main(int argc, char** argv) {
       }
       continue;
     }
-    if (type != hp::kCall || !in.u32(c.tool) || !in.str(c.args) || !in.u64(c.ms_left)) {
+    if (type != hp::kCall || !in.u32(c.tool) || !in.str(c.args) || !in.u64(c.ms_left) || !in.u32(c.kind)) {
       spdlog::error("a message from the gateway is not a call; stopping");
       break;
     }

@@ -31,6 +31,7 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <vector>
 
 #include "sluice/plugin.hpp"
 
@@ -165,6 +166,42 @@ struct ToolCaller<Json (C::*)(const Args&, ToolResult&)> {
                    ToolResult& result) {
     const Args args(args_json);
     set_json(result, (object.*method)(args, result));
+  }
+};
+}  // namespace detail
+
+// A retriever's request (plugin.h, sluice_retriever_v1), parsed.
+struct RetrievalRequest {
+  struct Message {
+    std::string role, content;
+  };
+  std::string query;
+  std::vector<Message> conversation;  // earlier messages, the latest last
+  int top_k = 3;
+
+  explicit RetrievalRequest(std::string_view json) {
+    const Json j = Json::parse(json.begin(), json.end(), nullptr, /*allow_exceptions=*/false);
+    if (!j.is_object() || !j.contains("query") || !j["query"].is_string()) {
+      throw ToolError(SLUICE_ERR_INVALID_ARGUMENT, "the retrieval request has no query");
+    }
+    query = j["query"].get<std::string>();
+    if (j.contains("top_k") && j["top_k"].is_number_integer()) top_k = j["top_k"].get<int>();
+    if (j.contains("conversation") && j["conversation"].is_array()) {
+      for (const auto& m : j["conversation"]) {
+        if (m.is_object() && m.value("role", Json()).is_string() && m.value("content", Json()).is_string()) {
+          conversation.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
+        }
+      }
+    }
+  }
+};
+
+namespace detail {
+template <class C>
+struct RetrieverCaller<void (C::*)(const RetrievalRequest&, Passages&)> {
+  static void call(C& object, void (C::*method)(const RetrievalRequest&, Passages&), std::string_view request_json,
+                   Passages& out) {
+    (object.*method)(RetrievalRequest(request_json), out);
   }
 };
 }  // namespace detail

@@ -5,7 +5,8 @@
  *
  * A plugin exports one symbol, sluice_plugin_entry, which returns a
  * descriptor of what it offers: tools the model can call, and moderators
- * that see every piece of answer text before any client does.
+ * that see every piece of answer text before any client does, and (1.2)
+ * retrievers that find the passages of a knowledge base an answer rests on.
  *
  * Compatibility promise:
  * - Every struct that crosses the boundary starts with `struct_size`; the
@@ -22,6 +23,8 @@
  *
  * 1.1 added: sluice_tool_v1.timeout_ms; host->result_cancelled and
  * host->result_time_left_ms.
+ * 1.2 added: retrievers (sluice_retriever_v1, sluice_plugin_v1.retrievers)
+ * and host->result_add_passage.
  *
  * Ownership, in the names:
  * - `sluice_str` is a borrowed {ptr, len} view: valid for the duration of
@@ -60,7 +63,7 @@ extern "C" {
 #endif
 
 #define SLUICE_PLUGIN_ABI_MAJOR 1
-#define SLUICE_PLUGIN_ABI_MINOR 1
+#define SLUICE_PLUGIN_ABI_MINOR 2
 /* major in the high 16 bits, minor in the low 16 */
 #define SLUICE_PLUGIN_ABI_VERSION ((uint32_t)((SLUICE_PLUGIN_ABI_MAJOR << 16) | SLUICE_PLUGIN_ABI_MINOR))
 #define SLUICE_ABI_MAJOR_OF(v) ((uint32_t)(v) >> 16)
@@ -160,6 +163,14 @@ typedef struct sluice_host_v1 {
    * its deadline (0 once past it). */
   int32_t (*result_cancelled)(const sluice_tool_result* result);
   uint64_t (*result_time_left_ms)(const sluice_tool_result* result);
+
+  /* 1.2. A retriever's passage (copied; at most 32 per call, best first).
+   * `id`: stable and unique within the retriever ("en/shipping#germany");
+   * `title`, `url` (may be empty), `text`: the passage the model reads
+   * (at most 4 KiB); `score`: higher is better, comparable between the
+   * retriever's own passages; `metadata_json`: a JSON object, or empty. */
+  void (*result_add_passage)(sluice_tool_result* result, sluice_str id, sluice_str title, sluice_str url,
+                             sluice_str text, double score, sluice_str metadata_json);
 } sluice_host_v1;
 
 /* A tool the model may call. */
@@ -194,6 +205,30 @@ typedef struct sluice_moderator_v1 {
   void (*stream_close)(void* instance, void* stream);
 } sluice_moderator_v1;
 
+/* 1.2. A retriever: before the model answers a question, the gateway asks
+ * it for the passages of a knowledge base that the answer can rest on.
+ * `request_json` is one object:
+ *   {"query": "and for Germany?",
+ *    "conversation": [{"role": "user", "content": "How long does shipping to France take?"},
+ *                     {"role": "assistant", "content": "..."}],
+ *    "top_k": 3}
+ * `conversation`: the turn's earlier messages (the latest last, at most a
+ * few), for a follow-up question that only makes sense with them; `top_k`:
+ * how many passages the gateway will use. The retriever writes passages
+ * with host->result_add_passage into `result` (host->result_cancelled and
+ * result_time_left_ms work as for tools); none is a valid answer. A status
+ * other than SLUICE_OK (with host->result_set_error) is logged and the
+ * answer goes on without this retriever's passages. */
+typedef struct sluice_retriever_v1 {
+  uint32_t struct_size;
+  const char* name; /* [a-z0-9_]{1,64} */
+  const char* description;
+  int32_t (*retrieve)(void* instance, sluice_str request_json, sluice_tool_result* result);
+  /* The retriever's own deadline in ms when shorter than the host's
+   * (retrieval.timeout_ms); 0: the host's. */
+  uint32_t timeout_ms;
+} sluice_retriever_v1;
+
 /* What a plugin is and offers; static in the plugin, never freed. */
 typedef struct sluice_plugin_v1 {
   uint32_t struct_size;
@@ -215,6 +250,10 @@ typedef struct sluice_plugin_v1 {
   /* Optional (may be NULL): checks the instance works, for
    * sluice-plugin-check. SLUICE_OK or an error with host->set_error. */
   int32_t (*self_test)(void* instance);
+
+  /* 1.2. */
+  const sluice_retriever_v1* const* retrievers; /* `retriever_count` pointers */
+  uint32_t retriever_count;
 } sluice_plugin_v1;
 
 /* The entry point; `host` is valid until the plugin is unloaded. Returns
@@ -230,6 +269,7 @@ typedef const sluice_plugin_v1* (*sluice_plugin_entry_fn)(const sluice_host_v1* 
 #define SLUICE_TOOL_V1_0_SIZE SLUICE_END_OF(sluice_tool_v1, invoke)
 #define SLUICE_MODERATOR_V1_0_SIZE SLUICE_END_OF(sluice_moderator_v1, stream_close)
 #define SLUICE_PLUGIN_V1_0_SIZE SLUICE_END_OF(sluice_plugin_v1, self_test)
+#define SLUICE_RETRIEVER_V1_2_SIZE SLUICE_END_OF(sluice_retriever_v1, timeout_ms)
 
 #ifdef __cplusplus
 } /* extern "C" */

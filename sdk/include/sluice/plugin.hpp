@@ -26,6 +26,13 @@
 //                uint32_t flags, sluice::Verdict&)
 // is a moderator as well (named after the plugin). `void self_test()` (throw
 // on failure) is used by sluice-plugin-check.
+//
+// A class with `static constexpr auto retrievers()` (an array of
+// sluice::retriever<&C::search>("name", "description") entries) offers
+// retrievers (ABI 1.2): `void C::search(std::string_view request_json,
+// sluice::Passages& out)` adds the passages for the request (plugin.h,
+// sluice_retriever_v1, documents it; sluice/json.hpp parses it into a
+// sluice::RetrievalRequest).
 #pragma once
 
 #include <array>
@@ -143,6 +150,27 @@ class ToolResult {
   sluice_tool_result* r_;
 };
 
+// Where a retriever writes its passages, best first.
+class Passages {
+ public:
+  explicit Passages(sluice_tool_result* r) : r_(r) {}
+  // `metadata_json`: a JSON object, or empty. Refused (ignored) by a host
+  // older than ABI 1.2, which never calls a retriever anyway.
+  void add(std::string_view id, std::string_view title, std::string_view url, std::string_view text, double score,
+           std::string_view metadata_json = {}) {
+    const sluice_host_v1* h = detail::host_table();
+    if (!SLUICE_HAS_FIELD(h, sluice_host_v1, result_add_passage)) return;
+    h->result_add_passage(r_, detail::view(id), detail::view(title), detail::view(url), detail::view(text), score,
+                          detail::view(metadata_json));
+  }
+  void set_error(std::string_view message) { ToolResult(r_).set_error(message); }
+  bool cancelled() const { return ToolResult(r_).cancelled(); }
+  std::chrono::milliseconds time_left() const { return ToolResult(r_).time_left(); }
+
+ private:
+  sluice_tool_result* r_;
+};
+
 class Verdict {
  public:
   explicit Verdict(sluice_verdict* v) : v_(v) {}
@@ -215,8 +243,46 @@ int32_t invoke_tool(void* instance, sluice_str args, sluice_tool_result* result)
   }
 }
 
+// How a retriever method is called: `void C::f(std::string_view request_json,
+// Passages&)` here; sluice/json.hpp adds `void C::f(const RetrievalRequest&, Passages&)`.
+template <class M>
+struct RetrieverCaller {
+  template <class C>
+  static void call(C& object, M method, std::string_view request_json, Passages& out) {
+    (object.*method)(request_json, out);
+  }
+};
+
+template <auto Method>
+int32_t invoke_retriever(void* instance, sluice_str request, sluice_tool_result* result) noexcept {
+  using C = typename member_of<decltype(Method)>::type;
+  auto* holder = static_cast<Holder<C>*>(instance);
+  Passages out(result);
+  auto internal = [&](std::string_view what) noexcept {
+    try {
+      Context(holder->ctx).error(std::string("a retriever threw: ") + std::string(what));
+    } catch (...) {
+    }
+    out.set_error("the retriever failed with an internal error");
+    return int32_t{SLUICE_ERR_INTERNAL};
+  };
+  try {
+    RetrieverCaller<decltype(Method)>::call(holder->object, Method, std::string_view(request.ptr, request.len), out);
+    return SLUICE_OK;
+  } catch (const ToolError& e) {
+    out.set_error(e.what());
+    return e.status;
+  } catch (const std::exception& e) {
+    return internal(e.what());
+  } catch (...) {
+    return internal("an exception that is not a std::exception");
+  }
+}
+
 template <class C>
 concept HasTools = requires { C::tools(); };
+template <class C>
+concept HasRetrievers = requires { C::retrievers(); };
 template <class C>
 concept HasModerator = requires(C& c, typename C::Stream& s, Verdict& v) {
   c.on_text(s, std::string_view{}, size_t{}, uint32_t{}, v);
@@ -323,6 +389,18 @@ const sluice_plugin_v1* describe(const sluice_host_v1* host) noexcept {
                                                 &Glue<C>::stream_open, &Glue<C>::on_text,
                                                 &Glue<C>::stream_close};
   static const sluice_moderator_v1* const moderators[] = {&moderator};
+  static constexpr auto retrievers = [] {
+    if constexpr (HasRetrievers<C>) {
+      return C::retrievers();
+    } else {
+      return std::array<sluice_retriever_v1, 0>{};
+    }
+  }();
+  static const auto retriever_ptrs = [] {
+    std::array<const sluice_retriever_v1*, retrievers.size() + 1> p{};
+    for (size_t i = 0; i < retrievers.size(); ++i) p[i] = &retrievers[i];
+    return p;
+  }();
   static const sluice_plugin_v1 plugin = {
       sizeof(sluice_plugin_v1),
       SLUICE_PLUGIN_ABI_VERSION,
@@ -336,6 +414,8 @@ const sluice_plugin_v1* describe(const sluice_host_v1* host) noexcept {
       moderators,
       HasModerator<C> ? 1u : 0u,
       HasSelfTest<C> ? &Glue<C>::self_test : nullptr,
+      retriever_ptrs.data(),
+      static_cast<uint32_t>(retrievers.size()),
   };
   return &plugin;
 }
@@ -351,6 +431,15 @@ constexpr sluice_tool_v1 tool(const char* name, const char* description, const c
                               uint32_t timeout_ms = 0) {
   return {sizeof(sluice_tool_v1), name, description, parameters_schema_json, &detail::invoke_tool<Method>,
           timeout_ms};
+}
+
+// A retriever entry for C::retrievers(): `Method` is `void C::f(std::string_view
+// request_json, Passages&)`, or, with sluice/json.hpp, `void C::f(const
+// RetrievalRequest&, Passages&)`. `timeout_ms`: its own deadline when
+// shorter than the gateway's retrieval.timeout_ms (0: the gateway's).
+template <auto Method>
+constexpr sluice_retriever_v1 retriever(const char* name, const char* description, uint32_t timeout_ms = 0) {
+  return {sizeof(sluice_retriever_v1), name, description, &detail::invoke_retriever<Method>, timeout_ms};
 }
 
 }  // namespace sluice

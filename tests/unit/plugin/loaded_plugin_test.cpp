@@ -34,7 +34,7 @@ TEST(LoadedPlugin, EachBrokenPluginGetsOneClearError) {
   const std::vector<Case> cases = {
       {"/nonexistent/plugin.so", "cannot load it: /nonexistent/plugin.so: cannot open shared object file"},
       {test_plugin("no_entry"), "no sluice_plugin_entry symbol"},
-      {test_plugin("abi_v2"), "built for plugin ABI 2.0; this gateway speaks 1.1"},
+      {test_plugin("abi_v2"), "built for plugin ABI 2.0; this gateway speaks 1.2"},
       {test_plugin("tiny_struct"), "descriptor is 24 bytes; ABI 1.0 needs at least"},
       {test_plugin("create_fails"), "create failed (status 1): settings need \"database\""},
       {test_plugin("bad_name"), "its name must be [a-z0-9_]{1,64}"},
