@@ -4,7 +4,7 @@ held-out questions (eval/demo-shop.jsonl): recall@1 and @3 of the expected
 passages for each Chinese tokenizer mode (character bigrams, FTS5 trigram),
 by language. It runs `sluice-kb search`, the same index code the plugin uses.
 
-Usage: bench/kb/retrieval.py [--kb build/release/sluice-kb] [--folder kb/demo-shop]
+Usage: bench/kb/retrieval.py [--kb build/release/bin/sluice-kb] [--folder kb/demo-shop]
                              [--questions eval/demo-shop.jsonl] [--misses]"""
 import argparse
 import collections
@@ -26,7 +26,7 @@ def run(kb, folder, tokenizer, items):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--kb", default=os.path.join(root, "build/release/sluice-kb"))
+    ap.add_argument("--kb", default=os.path.join(root, "build/release/bin/sluice-kb"))
     ap.add_argument("--folder", default=os.path.join(root, "kb/demo-shop"))
     ap.add_argument("--questions", default=os.path.join(root, "eval/demo-shop.jsonl"))
     ap.add_argument("--misses", action="store_true", help="list the questions whose passage is not in the top 3")

@@ -18,7 +18,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr const char* kSchemaVersion = "sluice-kb 1";
+constexpr const char* kSchemaVersion = "sluice-kb 3";
 
 // ---------------------------------------------------------------- UTF-8
 
@@ -141,7 +141,11 @@ const std::unordered_set<std::string>& stop_terms() {
       "请问", "你们", "我们", "我的", "你的", "您的", "什么", "怎么", "怎样", "如何", "可以", "能不", "不能", "是否",
       "吗", "呢", "吧", "啊", "的", "了", "是", "我", "你", "您", "在", "有", "和", "要", "想", "问", "下", "一下",
       "请", "么", "个", "这", "那", "就", "都", "也", "还", "会", "能", "哪", "里", "哪里", "知道", "告诉", "一个",
-      "你好", "谢谢", "么样", "样的", "们的", "问一", "多久", "需要"};
+      "你好", "谢谢", "么样", "样的", "们的", "问一", "多久", "需要",
+      // Chinese function characters, as single terms
+      "们", "都", "什", "怎", "样", "如", "何", "一", "不", "可", "以", "这", "那", "就", "也", "还", "又", "很", "太",
+      "已", "经", "得", "地", "着", "把", "被", "让", "给", "对", "从", "过", "吗", "嘛", "哦", "呀", "啦", "其",
+      "他", "她", "它", "吧", "么", "呢"};
   return words;
 }
 
@@ -333,9 +337,11 @@ std::vector<std::string> terms_of(std::string_view text) {
       out.push_back(run.text);
       continue;
     }
+    // Bigrams carry most of the meaning; the characters themselves too
+    // (茶 is tea, 退 is to return), at the low weight their frequency gives them.
     const auto chars = chars_of(run.text);
-    if (chars.size() == 1) out.push_back(chars[0]);
     for (size_t i = 0; i + 1 < chars.size(); ++i) out.push_back(chars[i] + chars[i + 1]);
+    for (const auto& c : chars) out.push_back(c);
   }
   return out;
 }
@@ -486,6 +492,7 @@ void Index::open() {
         if (found != expected) throw Error("it is not an index of this kind (" + (found.empty() ? "no schema" : found) + ")");
         Stmt probe(db_, "SELECT count(*) FROM fts");
         probe.step();
+        load_words();
         return;
       } catch (const Error& e) {
         why = e.what();
@@ -510,7 +517,8 @@ void Index::create_schema() {
        "CREATE TABLE files(path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL);"
        "CREATE TABLE passages(rowid INTEGER PRIMARY KEY, id TEXT NOT NULL, path TEXT NOT NULL, title TEXT NOT NULL,"
        " heading TEXT NOT NULL, url TEXT NOT NULL, lang TEXT NOT NULL, text TEXT NOT NULL);"
-       "CREATE INDEX passages_by_path ON passages(path);");
+       "CREATE INDEX passages_by_path ON passages(path);"
+       "CREATE TABLE words(word TEXT PRIMARY KEY, df INTEGER NOT NULL);");
   exec(tokenizer_ == "bigram"
            ? "CREATE VIRTUAL TABLE fts USING fts5(title, body, tokenize = 'porter unicode61 remove_diacritics 2')"
            : "CREATE VIRTUAL TABLE fts USING fts5(title, body, tokenize = 'trigram')");
@@ -569,12 +577,28 @@ IndexStats Index::sync() {
         const auto& state = files.at(path);
         add_file.bind(1, path).bind(2, state.size).bind(3, state.mtime_ns).run();
       }
+      // The words of every passage (English and other spaced text), for
+      // correcting a misspelt question word.
+      exec("DELETE FROM words");
+      {
+        std::map<std::string, int64_t> df;
+        Stmt all(db_, "SELECT title || ' ' || text FROM passages");
+        while (all.step()) {
+          std::set<std::string> seen;
+          for (const auto& run : runs_of(all.text(0))) {
+            if (!run.cjk && run.chars >= 4 && seen.insert(run.text).second) ++df[run.text];
+          }
+        }
+        Stmt add_word(db_, "INSERT INTO words VALUES (?1, ?2)");
+        for (const auto& [w, n] : df) add_word.bind(1, w).bind(2, n).run();
+      }
       exec("COMMIT");
     } catch (...) {
       sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
       throw;
     }
   }
+  load_words();
   st = stats();
   st.added = changed.size();
   st.removed = removed.size();
@@ -591,6 +615,52 @@ IndexStats Index::stats() const {
   p.step();
   st.passages = static_cast<size_t>(p.integer(0));
   return st;
+}
+
+void Index::load_words() {
+  words_.clear();
+  Stmt q(db_, "SELECT word, df FROM words");
+  while (q.step()) words_.emplace(q.text(0), q.integer(1));
+}
+
+namespace {
+// Edit distance with transpositions (optimal string alignment), up to `max`
+// (more: max + 1).
+size_t distance(const std::string& a, const std::string& b, size_t max) {
+  if ((a.size() > b.size() ? a.size() - b.size() : b.size() - a.size()) > max) return max + 1;
+  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
+  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    for (size_t j = 1; j <= b.size(); ++j) {
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1])});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  }
+  return d[a.size()][b.size()];
+}
+}  // namespace
+
+std::string Index::corrected(const std::string& word) const {
+  // Only words the documents do not hold, of four letters or more ("canda", "retrun", "germny").
+  if (word.size() < 4 || words_.empty() || words_.count(word)) return word;
+  for (char c : word) {
+    if (!(c >= 'a' && c <= 'z')) return word;
+  }
+  const size_t max = word.size() >= 8 ? 2 : 1;
+  std::string best;
+  size_t best_d = max + 1;
+  int64_t best_df = -1;
+  for (const auto& [w, df] : words_) {
+    if (w.size() + max < word.size() || w.size() > word.size() + max || w[0] != word[0]) continue;
+    const size_t d = distance(word, w, max);
+    if (d < best_d || (d == best_d && d <= max && df > best_df)) {
+      best = w;
+      best_d = d;
+      best_df = df;
+    }
+  }
+  return best_d <= max ? best : word;
 }
 
 std::string Index::fts_query(const std::vector<std::string>& terms) const {
@@ -624,7 +694,52 @@ Passage Index::passage(int64_t rowid) const {
   return p;
 }
 
-std::vector<Hit> Index::search(std::string_view query, const SearchOptions& options) const {
+void Index::load_synonyms(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw Error("cannot read the synonyms file " + path);
+  synonyms_.clear();
+  for (std::string line; std::getline(in, line);) {
+    if (const auto hash = line.find('#'); hash != std::string::npos) line.resize(hash);
+    std::vector<std::string> group;
+    std::stringstream ss(line);
+    for (std::string w; std::getline(ss, w, ',');) {
+      w = trim(w);
+      for (auto& c : w) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (!w.empty()) group.push_back(w);
+    }
+    if (group.size() > 1) synonyms_.push_back(std::move(group));
+  }
+}
+
+namespace {
+// Whether `text` (lower-cased) holds `word`: CJK anywhere, else as whole words.
+bool holds(const std::string& text, const std::string& word) {
+  for (size_t at = text.find(word); at != std::string::npos; at = text.find(word, at + 1)) {
+    if (static_cast<unsigned char>(word[0]) >= 0x80) return true;
+    const bool starts = at == 0 || !std::isalnum(static_cast<unsigned char>(text[at - 1]));
+    const size_t end = at + word.size();
+    const bool ends = end >= text.size() || !std::isalnum(static_cast<unsigned char>(text[end]));
+    if (starts && ends) return true;
+  }
+  return false;
+}
+}  // namespace
+
+std::vector<Hit> Index::search(std::string_view query_text, const SearchOptions& options) const {
+  // The question with the synonyms of what it holds.
+  std::string query(query_text);
+  if (!synonyms_.empty()) {
+    std::string folded = query;
+    for (auto& c : folded) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    std::string extra;
+    for (const auto& group : synonyms_) {
+      if (std::none_of(group.begin(), group.end(), [&](const std::string& w) { return holds(folded, w); })) continue;
+      for (const auto& w : group) {
+        if (!holds(folded, w)) extra += " " + w;
+      }
+    }
+    query += extra;
+  }
   // The terms to look for: bigram mode as indexed; trigram mode the runs of
   // three or more characters (shorter ones cannot be matched by trigrams).
   auto terms = [&](std::string_view text) {
@@ -633,7 +748,9 @@ std::vector<Hit> Index::search(std::string_view query, const SearchOptions& opti
     const auto& stop = stop_terms();
     if (tokenizer_ == "bigram") {
       for (auto& t : terms_of(text)) {
-        if (!stop.count(t) && seen.insert(t).second) out.push_back(std::move(t));
+        if (stop.count(t)) continue;
+        t = corrected(t);
+        if (seen.insert(t).second) out.push_back(std::move(t));
       }
       return out;
     }
@@ -663,7 +780,7 @@ std::vector<Hit> Index::search(std::string_view query, const SearchOptions& opti
   if (own.empty()) return {};  // "hi", "thanks": nothing to look up
   std::string lang = options.language;
   const bool fallback = lang.empty() || lang == "auto";
-  if (fallback) lang = detect_language(query);
+  if (fallback) lang = detect_language(query_text);  // the question as asked, not its synonyms
   if (lang == "any") lang.clear();
   constexpr size_t kCandidates = 64;
   std::vector<Hit> hits;

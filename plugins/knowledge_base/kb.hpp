@@ -23,6 +23,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -93,6 +94,11 @@ class Index {
   IndexStats sync();
   std::vector<Hit> search(std::string_view query, const SearchOptions& options) const;
   IndexStats stats() const;
+  // Groups of words that mean the same to the readers of these documents,
+  // one group per line, comma-separated ("warranty, guarantee"; "展厅, 门店,
+  // 实体店"); `#` starts a comment. A question holding one member is
+  // searched for the others too. Error when the file cannot be read.
+  void load_synonyms(const std::string& path);
   const std::string& tokenizer() const { return tokenizer_; }
   // Why the database was rebuilt at open ("" when it was not).
   const std::string& rebuilt_because() const { return rebuilt_because_; }
@@ -106,12 +112,18 @@ class Index {
   std::vector<std::pair<int64_t, double>> match(const std::vector<std::string>& terms, const std::string& lang,
                                                 size_t limit) const;
   Passage passage(int64_t rowid) const;
+  void load_words();
+  // `word` as the documents spell it, when it is one edit away from one of
+  // their words (two for long words) and not one itself; else `word`.
+  std::string corrected(const std::string& word) const;
 
   std::string database_, folder_, tokenizer_;
   size_t passage_bytes_;
   sqlite3* db_ = nullptr;
   std::string rebuilt_because_;
   IndexStats last_;
+  std::map<std::string, int64_t> words_;
+  std::vector<std::vector<std::string>> synonyms_;  // lower-cased groups  // the documents' words and their document frequency
 };
 
 }  // namespace sluice::kb

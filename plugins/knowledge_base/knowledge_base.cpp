@@ -12,11 +12,14 @@
 //   reindex_interval_ms = 2000     # how often the folder is checked for changed files; 0: never
 //   min_score = 0.0                # passages scoring lower are left out
 //   language = "auto"              # "auto": the question's (CJK: zh, else en); "any"; or a fixed one
+//   synonyms = "kb/synonyms.txt"   # groups of words that mean the same (kb.hpp); default:
+//                                  # synonyms.txt in the folder, when there is one
 #include <simdjson.h>
 
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -46,6 +49,11 @@ class KnowledgeBase {
     if (doc["database"].get(s) == simdjson::SUCCESS) database = s;
     if (doc["tokenizer"].get(s) == simdjson::SUCCESS) tokenizer = s;
     if (doc["language"].get(s) == simdjson::SUCCESS) language_ = s;
+    std::string synonyms;
+    if (doc["synonyms"].get(s) == simdjson::SUCCESS) synonyms = s;
+    if (synonyms.empty() && !folder.empty() && std::filesystem::exists(folder + "/synonyms.txt")) {
+      synonyms = folder + "/synonyms.txt";
+    }
     int64_t n = 0;
     size_t passage_bytes = 512;
     if (doc["passage_bytes"].get(n) == simdjson::SUCCESS) passage_bytes = static_cast<size_t>(std::clamp<int64_t>(n, 64, 4096));
@@ -60,6 +68,7 @@ class KnowledgeBase {
       if (!index_->rebuilt_because().empty()) {
         ctx_.warn("index " + database + " was rebuilt from " + folder + ": " + index_->rebuilt_because());
       }
+      if (!synonyms.empty()) index_->load_synonyms(synonyms);
       const auto st = index_->sync();
       ctx_.info("knowledge base " + (folder.empty() ? database : folder) + ": " + std::to_string(st.files) +
                 " documents, " + std::to_string(st.passages) + " passages (" + tokenizer + ")");

@@ -3,7 +3,7 @@
 //   sluice-kb index FOLDER --db FILE [--tokenizer bigram|trigram] [--passage-bytes N]
 //       builds (or brings up to date) the index of FOLDER ahead of time;
 //       the plugin opens it with database = "FILE"
-//   sluice-kb search (--db FILE | --folder FOLDER) [--top-k N] [--tokenizer T] QUERY...
+//   sluice-kb search (--db FILE | --folder FOLDER) [--top-k N] [--tokenizer T] [--synonyms FILE|none] QUERY...
 //       prints the passages for each QUERY, one JSON object per line; with
 //       no QUERY, reads JSON lines {"query": "...", "context": ["..."]} on stdin
 //   sluice-kb passages FOLDER [--passage-bytes N]
@@ -29,14 +29,16 @@ using sluice::json_string;
 int usage() {
   std::fprintf(stderr,
                "usage: sluice-kb index FOLDER --db FILE [--tokenizer bigram|trigram] [--passage-bytes N]\n"
-               "       sluice-kb search (--db FILE | --folder FOLDER) [--top-k N] [--tokenizer T] [QUERY...]\n"
+               "       sluice-kb search (--db FILE | --folder FOLDER) [--top-k N] [--tokenizer T] [--synonyms FILE|none]\n"
+               "                        [QUERY...]\n"
                "       sluice-kb passages FOLDER [--passage-bytes N]\n");
   return 2;
 }
 
 std::string passage_json(const sluice::kb::Passage& p) {
   return R"({"id":)" + json_string(p.id) + R"(,"title":)" + json_string(p.title) + R"(,"url":)" + json_string(p.url) +
-         R"(,"lang":)" + json_string(p.lang) + R"(,"text":)" + json_string(p.text);
+         R"(,"heading":)" + json_string(p.heading) + R"(,"lang":)" + json_string(p.lang) +
+         R"(,"text":)" + json_string(p.text);
 }
 
 }  // namespace
@@ -44,7 +46,7 @@ std::string passage_json(const sluice::kb::Passage& p) {
 int main(int argc, char** argv) {
   if (argc < 2) return usage();
   const std::string command = argv[1];
-  std::string db, folder, tokenizer = "bigram";
+  std::string db, folder, tokenizer = "bigram", synonyms;
   size_t passage_bytes = 512, top_k = 3;
   std::vector<std::string> rest;
   for (int i = 2; i < argc; ++i) {
@@ -60,6 +62,8 @@ int main(int argc, char** argv) {
       db = value();
     } else if (a == "--folder") {
       folder = value();
+    } else if (a == "--synonyms") {
+      synonyms = value();
     } else if (a == "--tokenizer") {
       tokenizer = value();
     } else if (a == "--passage-bytes") {
@@ -102,6 +106,10 @@ int main(int argc, char** argv) {
     if (command == "search") {
       if (db.empty() && folder.empty()) return usage();
       sluice::kb::Index index(db.empty() ? ":memory:" : db, folder, tokenizer, passage_bytes);
+      if (synonyms.empty() && !folder.empty() && std::filesystem::exists(folder + "/synonyms.txt")) {
+        synonyms = folder + "/synonyms.txt";
+      }
+      if (!synonyms.empty() && synonyms != "none") index.load_synonyms(synonyms);
       index.sync();
       auto run = [&](const std::string& query, std::vector<std::string> context) {
         sluice::kb::SearchOptions o;

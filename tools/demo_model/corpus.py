@@ -1,29 +1,54 @@
 #!/usr/bin/env python3
-"""The demo model's training corpus: customer-service dialogues of the demo
-shop in English and Chinese (returns, shipping, payments, refunds, order
-status and more), built from the catalogue and the orders of the
-order-lookup demo database (tools/make_demo_orders.py).
+"""The demo model's training corpus, second edition: customer-service
+dialogues of the demo shop in English and Chinese, answered from its
+knowledge base (kb/demo-shop) the way the gateway runs them.
 
-Order questions are answered the way the gateway's tool loop runs them: the
-assistant calls lookup_order, the next user turn holds the plugin's result
-(the same JSON the order_lookup plugin writes, read from the same SQLite
-file), and the assistant answers from it.
+Every user turn goes through the same retrieval as in the gateway: the
+knowledge_base plugin's own index code (`sluice-kb search`, bigram
+tokenizer, the best 3 passages, the previous user question as context),
+and the user message the model reads is the gateway's numbered form
+(gateway/stream/retrieval.cpp, docs/protocol.md); earlier turns stay as
+the user wrote them. So the model learns on exactly what it will read.
 
-Each dialogue is {"messages": [...], "tools": bool}: messages in the OpenAI
-shape (role, content, tool_calls, tool_call_id); tools says whether the
-lookup_order tool is offered (it is whenever the plugin is loaded).
+- Knowledge questions are made from each passage (its heading, its salient
+  words, typos, mixed English and Chinese); the answer is the passage's
+  text with its citation marker [n], n being where the retriever put it. A
+  question whose passage is not among the three retrieved is left out
+  (the model must not learn to answer from the wrong passage).
+- Follow-ups ("and express?", "那退款呢？") ask about another section of
+  the same document, with the first question as context.
+- Shop questions the knowledge base does not answer get "I could not find
+  that in our help center" and where to ask; off-topic requests one
+  polite sentence of refusal; greetings, thanks and small talk a short
+  answer; all in the language of the question.
+- Order questions call lookup_order with the number exactly as written
+  (any letter, upper or lower case); the result is the order_lookup
+  plugin's JSON for it (read from the demo orders database), and the answer
+  names the number as written, its status and carrier, or says it does not
+  exist.
 
-Usage: corpus.py [--dialogues N] [--seed S] > corpus.jsonl"""
+Each sample is {"messages": [...], "tools": bool, "train_from": k}: messages
+in the OpenAI shape; tools says whether lookup_order is offered; the loss
+covers the assistant messages from index k on (the sample's last turn).
+
+Written without looking at the held-out evaluation set (eval/).
+
+Usage: corpus.py [--dialogues N] [--seed S] [--kb-bin build/release/bin/sluice-kb] > corpus.jsonl"""
 import argparse
+import collections
 import json
 import os
 import random
+import re
 import sqlite3
+import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import make_demo_orders as orders  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # The tool exactly as the gateway offers it (plugins/order_lookup: the name,
 # description and JSON Schema it registers), in the gateway's key order.
@@ -58,242 +83,11 @@ def price(cents):
 
 # ---------------------------------------------------------------- questions
 
-def en_variants(rng, text):
-    """Small surface changes real users make."""
-    r = rng.random()
-    if r < 0.15:
-        text = text.lower()
-    elif r < 0.25:
-        text = text.rstrip("?.!")
-    p = rng.random()
-    if p < 0.12:
-        text = "Hi, " + text[0].lower() + text[1:]
-    elif p < 0.2:
-        text = "Hello! " + text
-    elif p < 0.25:
-        text = text.rstrip("?.!") + ", please?"
-    return text
-
-
-def zh_variants(rng, text):
-    p = rng.random()
-    if p < 0.15:
-        text = "你好，" + text
-    elif p < 0.25:
-        text = "请问" + text
-    elif p < 0.32:
-        text = text.rstrip("？。！") 
-    return text
-
-
-def topic_returns(rng, lang, cat):
-    sku, name, name_zh, cents = rng.choice(cat)
-    if lang == "en":
-        short = name.split(",")[0]
-        q = rng.choice(["How do I return an item?", "How can I return the %s?" % short.lower(),
-                        "I want to return my %s." % short.lower(), "What is your return policy?",
-                        "Can I send back something I bought?", "How do returns work?",
-                        "I'd like to return an order.", "Can I return the %s I bought last week?" % short.lower(),
-                        "How do I return an item?", "How do I send an item back?"])
-        a = ("You can return any item within 30 days of delivery. Open My Orders, choose the order and select "
-             "\"Return an item\"; we will email you a prepaid return label. Pack the item in its original "
-             "packaging and drop it off at any SF Express or China Post point. Your refund goes back to your original "
-             "payment method within 5 business days after the item reaches our warehouse.")
-        return en_variants(rng, q), a
-    q = rng.choice(["怎么退货？", "我想退掉%s。" % name_zh, "你们的退货政策是什么？", "%s可以退吗？" % name_zh,
-                    "如何申请退货？", "买的东西不想要了，能退吗？", "退货流程是怎样的？", "怎么退货？"])
-    a = ("您可以在收货后30天内申请退货。请打开“我的订单”，选择相应订单并点击“申请退货”，我们会通过邮件发送预付退货面单。"
-         "请用原包装将商品寄回，交给任意顺丰或邮政网点即可。仓库收到商品后，退款会在5个工作日内退回您的原支付方式。")
-    return zh_variants(rng, q), a
-
-
-def topic_shipping(rng, lang, cat):
-    city, city_zh = rng.choice(orders.CITIES)
-    to_city = rng.random() < 0.35
-    if lang == "en":
-        if to_city:
-            q = rng.choice(["Do you ship to %s?", "How fast is delivery to %s?", "Can you deliver to %s?"]) % city
-            a = "Yes, we ship to %s. " % city
-        else:
-            q = rng.choice(["How long does shipping take?", "How much is shipping?", "What are your shipping options?",
-                            "Is shipping free?", "Which carriers do you use?", "How long does delivery take?"])
-            a = ""
-        a += ("Standard shipping takes 3 to 5 business days within mainland China and 7 to 12 business days to "
-              "other countries. Orders over $49 ship free; otherwise standard shipping costs $5.90. Express "
-              "delivery with SF Express or DHL takes 1 to 3 business days for $15.")
-        return en_variants(rng, q), a
-    if to_city:
-        q = rng.choice(["能寄到%s吗？", "寄到%s要几天？", "可以送到%s吗？"]) % city_zh
-        a = "可以，我们能寄到%s。" % city_zh
-    else:
-        q = rng.choice(["运费多少？", "发货要多久？", "包邮吗？", "配送需要几天？", "你们用哪家快递？"])
-        a = ""
-    a += ("标准配送在中国大陆需要3到5个工作日，寄往其他国家需要7到12个工作日。"
-          "订单满49美元包邮，否则标准运费为5.90美元。选择顺丰速运或DHL加急配送，1到3个工作日送达，费用15美元。")
-    return zh_variants(rng, q), a
-
-
-def topic_payment(rng, lang, cat):
-    if lang == "en":
-        q = rng.choice(["What payment methods do you accept?", "Can I pay with Alipay?", "Do you take PayPal?",
-                        "My payment failed, what should I do?", "Is it safe to pay with my card?",
-                        "Can I pay with WeChat Pay?", "Which cards can I use?"])
-        a = ("We accept Visa, Mastercard, American Express, PayPal, Alipay and WeChat Pay. Payments go over an "
-             "encrypted connection and we never store your full card number. If a payment fails, check the card "
-             "details and your bank's limit, then try again or choose another method.")
-        return en_variants(rng, q), a
-    q = rng.choice(["支持哪些付款方式？", "可以用支付宝吗？", "能用微信支付吗？", "付款失败了怎么办？",
-                    "用信用卡付款安全吗？", "可以用PayPal付款吗？"])
-    a = ("我们支持Visa、万事达卡、美国运通、PayPal、支付宝和微信支付。所有付款都通过加密连接处理，我们不会保存您的完整卡号。"
-         "如果付款失败，请检查卡片信息和银行限额，然后重试或换一种付款方式。")
-    return zh_variants(rng, q), a
-
-
-def topic_refund(rng, lang, cat):
-    if lang == "en":
-        q = rng.choice(["When will I get my refund?", "How long does a refund take?", "Where is my refund?",
-                        "I returned an item but have no refund yet."])
-        a = ("Refunds are issued within 5 business days after your return reaches our warehouse. Card and PayPal "
-             "refunds then take 3 to 7 days to appear, depending on your bank; Alipay and WeChat Pay refunds "
-             "usually arrive within a day. We email you as soon as the refund is sent.")
-        return en_variants(rng, q), a
-    q = rng.choice(["退款多久到账？", "我的退款什么时候到？", "退货后多久能退款？", "退了货还没收到退款。"])
-    a = ("仓库收到退货后，我们会在5个工作日内发起退款。银行卡和PayPal退款通常需要3到7天到账，具体取决于您的银行；"
-         "支付宝和微信支付一般在一天内到账。退款发出后我们会邮件通知您。")
-    return zh_variants(rng, q), a
-
-
-def topic_cancel(rng, lang, cat):
-    if lang == "en":
-        q = rng.choice(["How do I cancel my order?", "Can I cancel an order?", "I want to cancel my order.",
-                        "I ordered by mistake, can I cancel?"])
-        a = ("You can cancel an order while it is still processing: open My Orders and choose \"Cancel order\", "
-             "and the full amount is refunded at once. If it has already shipped, refuse the delivery or return "
-             "it within 30 days for a full refund.")
-        return en_variants(rng, q), a
-    q = rng.choice(["怎么取消订单？", "订单可以取消吗？", "我想取消订单。", "下错单了，能取消吗？"])
-    a = ("订单在处理中时可以取消：打开“我的订单”，点击“取消订单”，全部款项会立即退回。"
-         "如果已经发货，您可以拒收，或在30天内退货并获得全额退款。")
-    return zh_variants(rng, q), a
-
-
-def topic_damaged(rng, lang, cat):
-    sku, name, name_zh, cents = rng.choice(cat)
-    if lang == "en":
-        short = name.split(",")[0].lower()
-        q = rng.choice(["My %s arrived damaged." % short, "The %s I received is broken." % short,
-                        "I got a damaged item.", "Something in my parcel was broken."])
-        a = ("I'm sorry to hear that! Please send a photo of the item and its packaging to support@sluice.example "
-             "within 7 days of delivery. We will send a replacement or a full refund, whichever you prefer, at no "
-             "cost to you.")
-        return en_variants(rng, q), a
-    q = rng.choice(["收到的%s坏了。" % name_zh, "商品到货时已经破损。", "包裹里的东西坏了怎么办？"])
-    a = "非常抱歉！请在收货后7天内把商品和包装的照片发送到 support@sluice.example，我们会按您的选择免费补发或全额退款。"
-    return zh_variants(rng, q), a
-
-
-def topic_price(rng, lang, cat):
-    sku, name, name_zh, cents = rng.choice(cat)
-    if lang == "en":
-        q = rng.choice(["How much is the %s?" % name.split(",")[0].lower(), "What does the %s cost?" % name.split(",")[0].lower(),
-                        "Do you sell %s?" % name.split(",")[0].lower()])
-        a = "Yes, we sell the %s (item %s). It costs %s, and it is in stock." % (name, sku, price(cents))
-        return en_variants(rng, q), a
-    q = rng.choice(["%s多少钱？" % name_zh, "你们卖%s吗？" % name_zh, "%s的价格是多少？" % name_zh])
-    a = "有的，%s（商品编号 %s）售价 %s，目前有货。" % (name_zh, sku, price(cents))
-    return zh_variants(rng, q), a
-
-
-def topic_catalogue(rng, lang, cat):
-    if lang == "en":
-        q = rng.choice(["What do you sell?", "What products do you have?", "Show me your catalogue."])
-        names = ", ".join(c[1].split(",")[0].lower() for c in cat[:6])
-        a = "We sell tea and tea ware, stationery and a few gadgets: %s, and more. Ask me about any of them!" % names
-        return en_variants(rng, q), a
-    q = rng.choice(["你们卖什么？", "有哪些商品？", "店里都有什么？"])
-    names = "、".join(c[2] for c in cat[:6])
-    a = "我们销售茶叶和茶具、文具以及一些数码配件：%s等。欢迎随时问我！" % names
-    return zh_variants(rng, q), a
-
-
-def topic_greeting(rng, lang, cat):
-    if lang == "en":
-        q = rng.choice(["Hi", "Hello", "Hello!", "Hi there", "Good morning", "Hey"])
-        a = ("Hello! I'm the assistant of the Sluice demo shop. I can help with your orders, shipping, returns "
-             "and payments. What can I do for you?")
-        return q, a
-    q = rng.choice(["你好", "您好", "你好！", "嗨", "早上好"])
-    a = "您好！我是 Sluice 演示商店的客服助手，可以帮您查询订单、配送、退货和付款。请问有什么可以帮您？"
-    return q, a
-
-
-def topic_thanks(rng, lang, cat):
-    if lang == "en":
-        q = rng.choice(["Thanks!", "Thank you", "Thank you, that helps.", "Great, thanks.", "Bye"])
-        a = "You're welcome! If there is anything else, just ask. Have a nice day!"
-        return q, a
-    q = rng.choice(["谢谢！", "谢谢你", "好的，谢谢。", "再见"])
-    a = "不客气！如果还有其他问题，随时问我。祝您愉快！"
-    return q, a
-
-
-def topic_human(rng, lang, cat):
-    if lang == "en":
-        q = rng.choice(["Can I talk to a person?", "How do I contact support?", "What is your phone number?",
-                        "I want to speak to a human."])
-        a = ("Our support team is available from 9:00 to 18:00 (UTC+8), Monday to Friday. You can email "
-             "support@sluice.example or call +86 21 5555 0100, and we usually answer within one business day.")
-        return en_variants(rng, q), a
-    q = rng.choice(["可以转人工客服吗？", "怎么联系客服？", "客服电话是多少？", "我要找人工。"])
-    a = "我们的客服团队在周一至周五 9:00 到 18:00（北京时间）在线。您可以发邮件到 support@sluice.example 或拨打 +86 21 5555 0100，通常一个工作日内回复。"
-    return zh_variants(rng, q), a
-
-
-def topic_address(rng, lang, cat):
-    if lang == "en":
-        q = rng.choice(["Can I change my delivery address?", "I entered the wrong address.",
-                        "How do I update my shipping address?"])
-        a = ("You can change the address while the order is still processing: open My Orders, choose the order "
-             "and select \"Edit address\". Once it has shipped, please contact the carrier with your tracking "
-             "number to redirect the parcel.")
-        return en_variants(rng, q), a
-    q = rng.choice(["可以修改收货地址吗？", "地址填错了怎么办？", "怎么改配送地址？"])
-    a = "订单在处理中时可以修改地址：打开“我的订单”，选择订单并点击“修改地址”。如果已经发货，请凭物流单号联系快递公司改派。"
-    return zh_variants(rng, q), a
-
-
-def topic_off_topic(rng, lang, cat):
-    if lang == "en":
-        q = rng.choice(["What's the weather like today?", "Tell me a joke.", "Who won the game last night?",
-                        "Can you write my homework?", "What is the capital of France?"])
-        a = ("I'm sorry, I can only help with questions about the Sluice demo shop: orders, shipping, returns, "
-             "refunds and payments.")
-        return q, a
-    q = rng.choice(["今天天气怎么样？", "给我讲个笑话。", "帮我写作业。", "法国的首都是哪里？"])
-    a = "抱歉，我只能回答与 Sluice 演示商店有关的问题：订单、配送、退货、退款和付款。"
-    return q, a
-
-
-def topic_order_no_number(rng, lang, cat):
-    if lang == "en":
-        q = rng.choice(["Where is my order?", "Has my order shipped?", "Can you check my order status?",
-                        "When will my parcel arrive?", "I want to track my package."])
-        a = "I can check that for you. What is your order number? It starts with A, like A1001."
-        return en_variants(rng, q), a
-    q = rng.choice(["我的订单到哪了？", "我的订单发货了吗？", "帮我查一下订单状态。", "我的包裹什么时候到？"])
-    a = "我可以帮您查询。请提供您的订单号，格式类似 A1001。"
-    return zh_variants(rng, q), a
-
-
-TOPICS = [(topic_returns, 6), (topic_shipping, 4), (topic_payment, 4), (topic_refund, 3), (topic_cancel, 3),
-          (topic_damaged, 2), (topic_price, 3), (topic_catalogue, 1), (topic_greeting, 2), (topic_thanks, 1),
-          (topic_human, 2), (topic_address, 2), (topic_off_topic, 2), (topic_order_no_number, 2)]
-
-
 # ------------------------------------------------------------ order lookups
 
 def lookup(db, order_id):
     """The order_lookup plugin's result JSON for order_id, byte for byte."""
+    order_id = order_id.upper()  # as the plugin looks it up and reports it
     row = db.execute("SELECT status, placed_at, currency, total_cents, carrier, tracking, customer FROM orders "
                      "WHERE id = ?", (order_id,)).fetchone()
     dump = lambda v: json.dumps(v, ensure_ascii=False)  # noqa: E731
@@ -354,79 +148,438 @@ def order_answer(lang, order_id, info):
     return "您的订单 %s 已取消，全部款项已退回您的原支付方式。" % order_id
 
 
+
+# ---------------------------------------------------------------- retrieval
+
+PROMPT_TAIL = "\nAnswer from the sources and cite them as [1]; if they do not answer it, say so.\nQuestion: "
+
+
+def prompt_with_sources(passages, question):
+    """The user message the model reads: gateway/stream/retrieval.cpp's
+    prompt_with_sources, character for character."""
+    if not passages:
+        return question
+    out = "Sources:\n"
+    for i, p in enumerate(passages):
+        out += "[%d] %s\n%s\n" % (i + 1, p["title"], p["text"])
+    return out + PROMPT_TAIL + question
+
+
+class Retriever:
+    """The knowledge_base plugin's search, run by sluice-kb over the same
+    folder with the plugin's settings; queries are batched."""
+
+    def __init__(self, kb_bin, folder):
+        self.kb_bin, self.folder = kb_bin, folder
+
+    def search(self, queries):
+        """queries: [(question, previous user question or None)] -> [[passage]]"""
+        lines = "".join(json.dumps({"query": q, "context": [c] if c else []}, ensure_ascii=False) + "\n"
+                        for q, c in queries)
+        out = subprocess.run([self.kb_bin, "search", "--folder", self.folder, "--top-k", "3"], input=lines.encode(),
+                             capture_output=True, check=True).stdout.decode()
+        return [json.loads(l)["passages"] for l in out.splitlines()]
+
+    def passages(self):
+        out = subprocess.run([self.kb_bin, "passages", self.folder], capture_output=True, check=True).stdout.decode()
+        return [json.loads(l) for l in out.splitlines()]
+
+
+# ------------------------------------------------------------- surface noise
+
+def typo(rng, word):
+    """One slip of the keyboard in a word of four letters or more."""
+    if len(word) < 4 or not word.isalpha():
+        return word
+    i = rng.randrange(1, len(word) - 1)
+    kind = rng.random()
+    if kind < 0.3:
+        return word[:i] + word[i + 1:]                          # a letter dropped
+    if kind < 0.6:
+        return word[:i] + word[i + 1] + word[i] + word[i + 2:]  # two swapped
+    if kind < 0.8:
+        return word[:i] + word[i] + word[i:]                    # one doubled
+    return word[:i] + rng.choice("aeioustnr") + word[i + 1:]    # one wrong
+
+
+def en_noise(rng, text):
+    words = text.split(" ")
+    if rng.random() < 0.25:
+        k = rng.randrange(len(words))
+        words[k] = typo(rng, words[k])
+    text = " ".join(words)
+    r = rng.random()
+    if r < 0.2:
+        text = text.lower()
+    if rng.random() < 0.2:
+        text = text.rstrip("?.!")
+    p = rng.random()
+    if p < 0.08:
+        text = "Hi, " + text[0].lower() + text[1:]
+    elif p < 0.13:
+        text = "Hello! " + text
+    elif p < 0.17:
+        text = text.rstrip("?.!") + ", please?"
+    return text
+
+
+def zh_noise(rng, text):
+    p = rng.random()
+    if p < 0.12:
+        text = "你好，" + text
+    elif p < 0.22:
+        text = "请问" + text
+    elif p < 0.27:
+        text = "麻烦问下，" + text
+    if rng.random() < 0.25:
+        text = text.rstrip("？。！?")
+    return text
+
+
+# ------------------------------------------------------------ knowledge questions
+
+EN_STOP = set("""a an the and or but if of to in on at by for from with about as into is are was were be been am do
+does did have has had i me my we our us you your it its this that these those there here what which who how when
+where why can could will would should may might must please tell know want like need get any some much many so than
+then just also not no yes our their they them one each every more most other such only own same very s t all up out
+we'll we're you'll you're it's don't can't isn't""".split())
+EN_HEADING = ["%s?", "Tell me about %s.", "What can you tell me about %s?", "I have a question about %s.",
+              "Info on %s, please.", "Could you explain %s?", "%s", "Question about %s", "Help with %s, please.",
+              "What do I need to know about %s?", "Can you help me with %s?", "How does %s work?"]
+EN_WORDS = ["%s?", "what about %s?", "%s - how does that work?", "Do you have information on %s?",
+            "I'd like to know about %s.", "Is there anything about %s?", "%s", "Can you tell me about %s?",
+            "How does it work with %s?", "Question: %s"]
+ZH_HEADING = ["%s是怎样的？", "请问%s", "关于%s", "%s？", "我想了解一下%s", "能介绍一下%s吗？", "%s是什么情况？",
+              "问一下%s的事", "%s有什么规定？", "想咨询%s"]
+ZH_WORDS = ["%s怎么办？", "%s是什么？", "关于%s", "%s吗？", "%s呢？", "我想问%s", "%s的问题", "%s是怎么规定的？",
+            "%s怎么弄", "请问%s"]
+ZH_PUNCT = "，。！？；：、（）“”《》—…·,.!?;:()\"' \n-$%/"
+
+
+def en_words(text):
+    return [w for w in re.findall(r"[A-Za-z][A-Za-z\-']+|\$?\d+(?:[.,]\d+)?", text)]
+
+
+class Salience:
+    """How telling a word (English) or a bigram (Chinese) is for a passage:
+    its inverse document frequency over the knowledge base."""
+
+    def __init__(self, passages):
+        self.df = collections.Counter()
+        self.n = len(passages)
+        for p in passages:
+            self.df.update(set(self.units(p["text"] + " " + p["heading"], p["lang"])))
+
+    @staticmethod
+    def units(text, lang):
+        if lang == "en":
+            return [w.lower() for w in en_words(text) if w.lower() not in EN_STOP and len(w) > 2]
+        chunks = re.split("[%s]" % re.escape(ZH_PUNCT), text)
+        out = []
+        for c in chunks:
+            han = re.sub(r"[A-Za-z0-9]", "", c)
+            out += [han[i:i + 2] for i in range(len(han) - 1)]
+        return out
+
+    def top(self, text, lang, rng, k):
+        units = list(dict.fromkeys(self.units(text, lang)))
+        units = [u for u in units if self.df[u] <= max(2, self.n // 8)]
+        rng.shuffle(units)
+        units.sort(key=lambda u: self.df[u])
+        return units[:max(k * 3, 3)]
+
+
+def zh_phrase(rng, text, seed_bigram):
+    """A short phrase (two to five characters) of the passage around a bigram."""
+    for chunk in re.split("[%s]" % re.escape(ZH_PUNCT), text):
+        at = chunk.find(seed_bigram)
+        if at < 0:
+            continue
+        start = max(0, at - rng.choice([0, 0, 1, 2]))
+        end = min(len(chunk), at + 2 + rng.choice([0, 0, 1, 2]))
+        return chunk[start:end]
+    return seed_bigram
+
+
+def kb_question(rng, p, salience, twin):
+    """A question about passage p, in p's language."""
+    lang = p["lang"]
+    heading = p["heading"]
+    r = rng.random()
+    if lang == "en":
+        if r < 0.4:
+            h = heading if rng.random() < 0.3 else heading[0].lower() + heading[1:]
+            q = rng.choice(EN_HEADING) % h
+        else:
+            words = salience.top(p["text"], "en", rng, 3)
+            pick = words[:rng.choice([1, 2, 2, 3])] or [heading.lower()]
+            if rng.random() < 0.4:
+                pick = [heading.lower()] + pick[:1]
+            q = rng.choice(EN_WORDS) % " ".join(pick)
+        q = q[0].upper() + q[1:]
+        return en_noise(rng, q)
+    if r < 0.35:
+        q = rng.choice(ZH_HEADING) % heading
+    elif r < 0.85:
+        bigrams = salience.top(p["text"], "zh", rng, 2)
+        phrases = [zh_phrase(rng, p["text"], b) for b in bigrams[:rng.choice([1, 1, 2])]] or [heading]
+        q = rng.choice(ZH_WORDS) % "".join(phrases)
+    else:
+        # Mixed: an English word of the twin passage (or a name in this one) in a Chinese question.
+        ascii_words = [w for w in en_words(p["text"]) if len(w) > 2] or \
+                      [w for w in salience.top(twin["text"], "en", rng, 2)] if twin else []
+        word = rng.choice(ascii_words) if ascii_words else heading
+        q = rng.choice(["%s怎么弄？", "%s是什么？", "请问%s", "%s的问题", "关于%s"]) % (word + rng.choice(["", " "])) \
+            if rng.random() < 0.5 else rng.choice(ZH_HEADING) % (word + " " + heading)
+    return zh_noise(rng, q)
+
+
+def followup_question(rng, p, salience):
+    """A short follow-up about passage p: it makes sense after a question
+    about another section of p's document."""
+    if p["lang"] == "en":
+        words = salience.top(p["text"], "en", rng, 1) or [p["heading"].lower()]
+        w = rng.choice([p["heading"].lower(), words[0]])
+        return en_noise(rng, rng.choice(["And %s?", "What about %s?", "and %s", "How about %s?", "Also, %s?",
+                                         "OK, and %s?"]) % w)
+    bigrams = salience.top(p["text"], "zh", rng, 1)
+    w = rng.choice([p["heading"], zh_phrase(rng, p["text"], bigrams[0]) if bigrams else p["heading"]])
+    return zh_noise(rng, rng.choice(["那%s呢？", "%s呢？", "还有%s呢？", "那%s怎么样？", "再问一下%s", "好的，那%s呢？"]) % w)
+
+
+def cite(lang, text, n):
+    return "%s [%d]" % (text, n) if lang == "en" else "%s[%d]" % (text, n)
+
+
+# ------------------------------------------------------------- other turns
+
+NOT_FOUND = {
+    "en": "I'm sorry, I couldn't find that in our help center. Please ask our support team at support@sluice.example "
+          "or +86 21 5555 0100 (Monday to Friday, 9:00 to 18:00 Beijing time).",
+    "zh": "抱歉，我在帮助中心没有找到相关信息。请联系客服：support@sluice.example 或 +86 21 5555 0100"
+          "（周一至周五 9:00 到 18:00，北京时间）。",
+}
+NO_ANSWER = {
+    "en": ["Do you sell coffee machines?", "Can I buy a laptop from you?", "Do you have any job openings?",
+           "Can I open a franchise of your shop?", "Do you have an affiliate program?", "Do you match competitors' prices?",
+           "What sizes do your shoes come in?", "Do you sell furniture?", "Can you repair my phone?",
+           "Do you rent out tea sets for events?", "Do you sell green coffee beans?", "Is there a shop in Paris?",
+           "Do you offer tea ceremony classes online?", "Can I sell my own teapots in your shop?",
+           "Do you have a podcast?", "Do you sell matcha whisks?", "Do you print company logos on mugs?",
+           "Can I pay with a cheque?", "Do you sell electric bikes?", "Do you have a loyalty card for cafes?",
+           "Do you ship live plants?", "Can I visit your tea farm?", "Do you sell phone cases?",
+           "Do you have a newsletter in Spanish?", "Can I order by fax?"],
+    "zh": ["你们卖咖啡机吗？", "能在你们这买笔记本电脑吗？", "你们在招聘吗？", "可以加盟你们的店吗？", "有没有推广返利计划？",
+           "你们会比价退差价吗？", "你们的鞋有哪些尺码？", "你们卖家具吗？", "可以帮我修手机吗？", "活动可以租茶具吗？",
+           "你们卖咖啡豆吗？", "巴黎有门店吗？", "有线上茶道课吗？", "我可以在你们店里寄卖自己的茶壶吗？", "你们有播客吗？",
+           "卖抹茶刷吗？", "可以在杯子上印公司标志吗？", "可以用支票付款吗？", "你们卖电动自行车吗？", "咖啡店积分卡能用吗？",
+           "可以寄活的植物吗？", "能去参观你们的茶园吗？", "卖手机壳吗？", "有西班牙语的邮件吗？", "可以传真下单吗？"],
+}
+OFF_TOPIC = {
+    "en": (["What's the weather like tomorrow?", "Tell me a joke.", "Who won the football match yesterday?",
+            "Can you do my math homework?", "What is the capital of Japan?", "Write me a poem about the sea.",
+            "How do I cook fried rice?", "Who is the president of France?", "Can you write Python code for me?",
+            "What's 17 times 23?", "Translate 'good morning' into German.", "Recommend a good movie.",
+            "What's the meaning of life?", "How tall is Mount Everest?", "Tell me a story about dragons.",
+            "What stocks should I buy?", "How do I fix my car's engine?", "Who wrote Hamlet?",
+            "Can you help me with my essay?", "What time is it in New York?"],
+           "Sorry, I can only help with questions about the Sluice demo shop, such as orders, shipping, returns "
+           "and payments."),
+    "zh": (["明天天气怎么样？", "讲个笑话吧。", "昨天的足球比赛谁赢了？", "帮我做数学作业。", "日本的首都是哪里？", "给我写一首关于大海的诗。",
+            "炒饭怎么做？", "法国总统是谁？", "能帮我写一段Python代码吗？", "17乘以23等于多少？", "把“早上好”翻译成德语。",
+            "推荐一部好看的电影。", "人生的意义是什么？", "珠穆朗玛峰有多高？", "讲一个关于龙的故事。", "我应该买哪只股票？",
+            "汽车发动机坏了怎么修？", "《哈姆雷特》是谁写的？", "帮我改一下论文。", "纽约现在几点？"],
+           "抱歉，我只能回答与 Sluice 演示商店有关的问题，比如订单、配送、退货和付款。"),
+}
+SMALLTALK = {
+    "en": [(["Hi", "Hello", "Hello!", "Hi there", "Good morning", "Hey", "Good evening", "hello?"],
+            "Hello! I'm the assistant of the Sluice demo shop. I can help with orders, shipping, returns, payments "
+            "and anything in our help center. What can I do for you?"),
+           (["Thanks!", "Thank you", "Thank you, that helps.", "Great, thanks.", "thx", "Thanks a lot!"],
+            "You're welcome! If there is anything else, just ask."),
+           (["Bye", "Goodbye!", "See you", "That's all, bye."], "Goodbye, and have a nice day!"),
+           (["How are you?", "How's it going?", "How are you doing today?"],
+            "I'm doing well, thank you! How can I help you with your order or our shop today?"),
+           (["Who are you?", "Are you a bot?", "What are you?", "Are you a real person?"],
+            "I'm the Sluice demo shop's virtual assistant. I answer from our help center and can look up your "
+            "orders; for anything else our support team is happy to help."),
+           (["What can you do?", "How can you help me?", "What do you know?"],
+            "I can answer questions about shipping, returns, refunds, payments, warranty, membership, our showroom "
+            "and our products, and look up an order by its number. What would you like to know?")],
+    "zh": [(["你好", "您好", "你好！", "嗨", "早上好", "晚上好", "在吗"],
+            "您好！我是 Sluice 演示商店的客服助手，可以帮您查询订单、配送、退货、付款以及帮助中心里的各种问题。请问有什么可以帮您？"),
+           (["谢谢！", "谢谢你", "好的，谢谢。", "多谢", "非常感谢！"], "不客气！如果还有其他问题，随时问我。"),
+           (["再见", "拜拜", "没有了，再见。"], "再见，祝您愉快！"),
+           (["你好吗？", "最近怎么样？", "今天过得好吗？"], "我很好，谢谢！请问有什么关于订单或商店的问题可以帮您？"),
+           (["你是谁？", "你是机器人吗？", "你是真人吗？"],
+            "我是 Sluice 演示商店的智能客服，根据帮助中心的内容回答问题，也可以帮您查询订单；其他问题可以联系我们的客服团队。"),
+           (["你能做什么？", "你可以帮我什么？"],
+            "我可以回答配送、退货、退款、付款、保修、会员、展厅和商品方面的问题，也可以根据订单号查询订单。请问您想了解什么？")],
+}
+ASK_NUMBER = {
+    "en": (["Where is my order?", "Has my order shipped?", "Can you check my order status?",
+            "When will my parcel arrive?", "I want to track my package.", "My order hasn't arrived yet."],
+           "I can check that for you. What is your order number? You'll find it in your confirmation email, for "
+           "example A1001."),
+    "zh": (["我的订单到哪了？", "我的订单发货了吗？", "帮我查一下订单状态。", "我的包裹什么时候到？", "我的快递还没到。"],
+           "我可以帮您查询。请提供您的订单号，可以在确认邮件里找到，格式类似 A1001。"),
+}
+
+
 def order_question(rng, lang, order_id):
     if lang == "en":
         q = rng.choice(["Where is my order %s?", "What's the status of order %s?", "Can you check order %s for me?",
                         "Has my order %s shipped yet?", "Track order %s please.", "Any news on my order %s?",
-                        "When will order %s arrive?", "Order %s: where is it?", "Where is my order %s?"]) % order_id
-        return en_variants(rng, q)
+                        "When will order %s arrive?", "Order %s: where is it?", "my parcel %s hasn't arrived",
+                        "Is %s delivered?", "status of %s", "I ordered %s last week, where is it?",
+                        "Can you look up %s?", "What happened to order %s?"]) % order_id
+        return en_noise(rng, q) if rng.random() < 0.5 else q
     q = rng.choice(["我的订单%s到哪了？", "帮我查一下订单 %s", "订单%s发货了吗？", "查询订单 %s 的状态。",
-                    "我的订单 %s 什么时候到？", "订单号 %s，帮我看看。"]) % order_id
-    return zh_variants(rng, q)
+                    "我的订单 %s 什么时候到？", "订单号 %s，帮我看看。", "%s到哪了", "帮我查下%s的物流",
+                    "我的order %s怎么还没到？", "%s 这个订单发货没", "请查一下 %s"]) % order_id
+    return zh_noise(rng, q) if rng.random() < 0.5 else q
 
 
 def random_order_id(rng):
+    """Mostly orders of the demo database; also numbers of any letter (B7777,
+    c1234) that it does not hold: the model copies what the user wrote."""
     r = rng.random()
-    if r < 0.9:
-        return "A%d" % rng.randint(1001, 1300)  # in the demo database
-    return "A%d" % rng.choice([rng.randint(1301, 1999), rng.randint(2000, 9999), rng.randint(100, 999)])
-
-
-def order_turns(rng, lang, db, with_number_first):
-    """The messages of one order lookup: question, call, result, answer."""
-    order_id = random_order_id(rng)
-    msgs = []
-    if not with_number_first:
-        q, a = topic_order_no_number(rng, lang, None)
-        msgs += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
-        reply = rng.choice(["It's %s.", "%s", "The number is %s.", "Order %s."]) if lang == "en" else \
-            rng.choice(["订单号是%s。", "%s", "是 %s"])
-        msgs.append({"role": "user", "content": reply % order_id})
+    if r < 0.65:
+        n = "A%d" % rng.randint(1001, 1300)
+    elif r < 0.8:
+        n = "A%d" % rng.choice([rng.randint(1301, 9999), rng.randint(100, 999), rng.randint(10000, 99999)])
     else:
-        msgs.append({"role": "user", "content": order_question(rng, lang, order_id)})
+        n = rng.choice("BCDEFGHJKLMNPQRSTUVWXYZ") + "".join(rng.choice("0123456789") for _ in range(rng.randint(3, 5)))
+    return n.lower() if rng.random() < 0.08 else n
+
+
+def order_calls(rng, lang, db, order_id):
+    """The assistant's call, the tool's result and the answer."""
     call_id = "call_%012x" % rng.getrandbits(48)
     args = json.dumps({"order_id": order_id}, ensure_ascii=False, separators=(",", ":"))
-    msgs.append({"role": "assistant", "content": "", "tool_calls": [
-        {"id": call_id, "type": "function", "function": {"name": "lookup_order", "arguments": args}}]})
     info, result = lookup(db, order_id)
-    msgs.append({"role": "tool", "tool_call_id": call_id, "content": result})
-    msgs.append({"role": "assistant", "content": order_answer(lang, order_id, info)})
-    return msgs
+    if info is not None:
+        info = dict(info, id=order_id)
+    return [{"role": "assistant", "content": "", "tool_calls": [
+        {"id": call_id, "type": "function", "function": {"name": "lookup_order", "arguments": args}}]},
+            {"role": "tool", "tool_call_id": call_id, "content": result},
+            {"role": "assistant", "content": order_answer(lang, order_id, info)}]
 
 
-def dialogue(rng, db, cat, order_share=0.3):
-    lang = "en" if rng.random() < 0.5 else "zh"
-    tools = rng.random() < 0.85
-    msgs = []
-    for turn in range(rng.choice([1, 1, 1, 2, 2, 3])):
-        if tools and rng.random() < order_share:
-            msgs += order_turns(rng, lang, db, with_number_first=rng.random() < 0.75)
-            continue
-        topic = rng.choices([t for t, _ in TOPICS], weights=[w for _, w in TOPICS])[0]
-        if topic is topic_greeting and turn > 0:
-            topic = topic_thanks
-        q, a = topic(rng, lang, cat)
-        msgs += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
-    return {"messages": msgs, "tools": tools}
+# ------------------------------------------------------------------ dialogues
+
+class Builder:
+    """Makes the samples: a plan of turns first (questions and what answers
+    them), then one retrieval pass for every user turn, then the samples."""
+
+    def __init__(self, rng, retriever, db):
+        self.rng, self.retriever, self.db = rng, retriever, db
+        self.passages = retriever.passages()
+        self.by_lang = {"en": [p for p in self.passages if p["lang"] == "en"],
+                        "zh": [p for p in self.passages if p["lang"] == "zh"]}
+        self.by_id = {p["id"]: p for p in self.passages}
+        self.salience = Salience(self.passages)
+
+    def twin(self, p):
+        other = ("zh/" if p["lang"] == "en" else "en/") + p["id"].split("/", 1)[1]
+        return self.by_id.get(other)
+
+    def kb_turn(self, lang, context=None, same_doc_as=None):
+        pool = self.by_lang[lang]
+        if same_doc_as is not None:
+            pool = [p for p in pool if p["id"].split("#")[0] == same_doc_as["id"].split("#")[0] and p is not same_doc_as] or pool
+            p = self.rng.choice(pool)
+            return {"kind": "kb", "lang": lang, "q": followup_question(self.rng, p, self.salience), "target": p,
+                    "context": context}
+        p = self.rng.choice(pool)
+        return {"kind": "kb", "lang": lang, "q": kb_question(self.rng, p, self.salience, self.twin(p)), "target": p,
+                "context": context}
+
+    def plan(self, order_share):
+        """One conversation: a list of turns."""
+        rng = self.rng
+        lang = "en" if rng.random() < 0.5 else "zh"
+        turns = []
+        for k in range(rng.choice([1, 1, 1, 2, 2, 3])):
+            prev = turns[-1] if turns else None
+            context = prev["q"] if prev else None
+            r = rng.random()
+            if prev and prev["kind"] == "kb" and r < 0.45:
+                turns.append(self.kb_turn(lang, context, same_doc_as=prev["target"]))
+            elif r < order_share:
+                order_id = random_order_id(rng)
+                if rng.random() < 0.2:
+                    qs, a = ASK_NUMBER[lang]
+                    turns.append({"kind": "fixed", "lang": lang, "q": rng.choice(qs), "a": a, "context": context})
+                    reply = rng.choice(["It's %s.", "%s", "The number is %s.", "Order %s.", "%s, thanks"]) \
+                        if lang == "en" else rng.choice(["订单号是%s。", "%s", "是 %s", "%s，谢谢"])
+                    turns.append({"kind": "order", "lang": lang, "q": reply % order_id, "order": order_id,
+                                  "context": turns[-1]["q"]})
+                else:
+                    turns.append({"kind": "order", "lang": lang, "q": order_question(rng, lang, order_id),
+                                  "order": order_id, "context": context})
+            elif r < order_share + 0.07:
+                qs, a = OFF_TOPIC[lang]
+                turns.append({"kind": "fixed", "lang": lang, "q": rng.choice(qs), "a": a, "context": context})
+            elif r < order_share + 0.13:
+                turns.append({"kind": "fixed", "lang": lang, "q": rng.choice(NO_ANSWER[lang]), "a": NOT_FOUND[lang],
+                              "context": context})
+            elif r < order_share + 0.2:
+                qs, a = rng.choice(SMALLTALK[lang][:1] if k == 0 else SMALLTALK[lang][1:])
+                turns.append({"kind": "fixed", "lang": lang, "q": rng.choice(qs), "a": a, "context": context})
+            else:
+                turns.append(self.kb_turn(lang, context))
+        return {"turns": turns, "tools": rng.random() < 0.9}
+
+    def samples(self, count, order_share):
+        plans = [self.plan(order_share) for _ in range(count)]
+        queries = [(t["q"], t["context"]) for pl in plans for t in pl["turns"]]
+        found = iter(self.retriever.search(queries))
+        out, dropped = [], 0
+        for pl in plans:
+            history = []  # as the session keeps it: the user's words, the assistant's answers
+            results = [next(found) for _ in pl["turns"]]
+            for t, passages in zip(pl["turns"], results):
+                user = {"role": "user", "content": prompt_with_sources(passages, t["q"])}
+                if t["kind"] == "kb":
+                    ids = [p["id"] for p in passages]
+                    if t["target"]["id"] not in ids:
+                        dropped += 1
+                        break  # the conversation ends here: its question is not answered by what was found
+                    n = ids.index(t["target"]["id"]) + 1
+                    reply = [{"role": "assistant", "content": cite(t["lang"], passages[n - 1]["text"], n)}]
+                elif t["kind"] == "order":
+                    reply = order_calls(self.rng, t["lang"], self.db, t["order"])
+                else:
+                    reply = [{"role": "assistant", "content": t["a"]}]
+                out.append({"messages": history + [user] + reply, "tools": pl["tools"] or t["kind"] == "order",
+                            "train_from": len(history) + 1})
+                history = history + [{"role": "user", "content": t["q"]}] + reply
+        return out, dropped
 
 
-def generate(count, seed, order_share=0.3):
-    """count dialogues; order_share: the chance that an exchange (where the
-    tool is offered) is an order lookup."""
+def generate(count, seed, order_share=0.22, kb_bin=None, folder=None):
+    """Samples of `count` conversations (a sample per turn)."""
     rng = random.Random(seed)
+    retriever = Retriever(kb_bin or os.path.join(ROOT, "build/release/bin/sluice-kb"),
+                          folder or os.path.join(ROOT, "kb/demo-shop"))
     with tempfile.TemporaryDirectory() as work:
         path = os.path.join(work, "orders.sqlite")
         orders.build(path, 300)
         db = sqlite3.connect(path)
-        return [dialogue(rng, db, orders.CATALOGUE, order_share) for _ in range(count)]
+        samples, dropped = Builder(rng, retriever, db).samples(count, order_share)
+    print("corpus: %d samples from %d conversations; %d knowledge turns left out (their passage was not retrieved)"
+          % (len(samples), count, dropped), file=sys.stderr)
+    return samples
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dialogues", type=int, default=20)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--kb-bin", default=os.path.join(ROOT, "build/release/bin/sluice-kb"))
     a = ap.parse_args()
-    for d in generate(a.dialogues, a.seed):
+    for d in generate(a.dialogues, a.seed, kb_bin=a.kb_bin):
         print(json.dumps(d, ensure_ascii=False))
 
 

@@ -50,7 +50,8 @@ SPECIALS = [("<unk>", 2), ("<s>", 3), ("</s>", 3), ("<|im_start|>", 3), ("<|im_e
             ("<tool_call>", 4), ("</tool_call>", 4), ("<tool_response>", 4), ("</tool_response>", 4)]
 CHAT_TEMPLATE = ("{% for message in messages %}<|im_start|>{{ message.role }}\n{{ message.content }}<|im_end|>\n"
                  "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-SHAPE = dict(dim=256, layers=4, heads=8, kv_heads=4, ffn=768, vocab=0, context=1024, eps=1e-5, rope_base=10000.0)
+SHAPE = dict(dim=320, layers=6, heads=5, kv_heads=5, ffn=864, vocab=0, context=1024, eps=1e-5, rope_base=10000.0)
+MAX_CJK_PER_PIECE = 2  # Chinese streams a character or two at a time, never a whole phrase
 SPACE = "\u2581"
 
 
@@ -88,8 +89,13 @@ def train_bpe(texts, vocab_size, min_count=2):
     pair_count = collections.Counter()
     where = collections.defaultdict(set)
 
+    def cjk(s):
+        return sum(1 for c in s if "\u3400" <= c <= "\u9fff" or "\uf900" <= c <= "\ufaff" or "\u3040" <= c <= "\u30ff")
+
     def mergeable(a, b):
-        return not (a[-1].isdigit() or b[0].isdigit())
+        # Digits never merge (order numbers and prices are copied digit by
+        # digit); CJK pieces stay short, so Chinese streams as smoothly as English.
+        return not (a[-1].isdigit() or b[0].isdigit()) and cjk(a) + cjk(b) <= MAX_CJK_PER_PIECE
 
     for i, w in enumerate(words):
         for a, b in zip(w, w[1:]):
@@ -208,7 +214,9 @@ def encode_dialogues(binary, model, dialogues, im_end):
     items, index = [], []
     for n, d in enumerate(dialogues):
         items.append(chat_item(d))
-        turns = [k for k, m in enumerate(d["messages"]) if m["role"] == "assistant"]
+        # The loss covers the sample's own turn (train_from on); earlier
+        # turns are context, as the session's history holds them.
+        turns = [k for k, m in enumerate(d["messages"]) if m["role"] == "assistant" and k >= d.get("train_from", 0)]
         for k in turns:
             items.append(chat_item(d, k))
         index.append((n, len(turns)))
@@ -349,15 +357,17 @@ def main():
     ap.add_argument("--out", default="models/sluice-demo.gguf")
     ap.add_argument("--tokenize", default="build/release/bin/sluice-tokenize")
     ap.add_argument("--dialogues", type=int, default=16000)
-    ap.add_argument("--vocab", type=int, default=4096)
+    ap.add_argument("--vocab", type=int, default=6144)
     ap.add_argument("--steps", type=int, default=1200)
     ap.add_argument("--batch-tokens", type=int, default=6144)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--max-len", type=int, default=768)
+    ap.add_argument("--max-len", type=int, default=1024)
+    ap.add_argument("--bf16", action="store_true", help="PyTorch's bfloat16 autocast on the CPU (AVX-512 BF16)")
+    ap.add_argument("--kb-bin", default="build/release/bin/sluice-kb", help="the knowledge base's search (corpus)")
     ap.add_argument("--init", help="go on from this trained GGUF file (its weights and tokenizer)")
-    ap.add_argument("--order-share", type=float, default=0.3, help="chance that an exchange is an order lookup")
+    ap.add_argument("--order-share", type=float, default=0.22, help="chance that an exchange is an order lookup")
     ap.add_argument("--warmup", type=int, default=60)
     a = ap.parse_args()
     torch.manual_seed(a.seed)
@@ -365,7 +375,7 @@ def main():
     rng = random.Random(a.seed)
     t0 = time.time()
 
-    dialogues = corpus.generate(a.dialogues, a.seed, a.order_share)
+    dialogues = corpus.generate(a.dialogues, a.seed, a.order_share, kb_bin=a.kb_bin)
     init = gguf_reader.read(a.init) if a.init else None
     with tempfile.TemporaryDirectory() as work:
         if init:
@@ -412,8 +422,9 @@ def main():
         lr = a.lr * min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / a.steps)))
         for group in opt.param_groups:
             group["lr"] = lr
-        logits = model(ids)
-        loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), tgt.view(-1), ignore_index=-100)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+            logits = model(ids)
+        loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), tgt.view(-1), ignore_index=-100)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

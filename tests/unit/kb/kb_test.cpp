@@ -81,8 +81,8 @@ TEST(KbSplit, ALongSectionIsCutIntoPassagesOfAboutTheSizeAtSentenceEnds) {
   EXPECT_EQ(ps[0].lang, "zh");  // detected: mostly CJK
 }
 
-TEST(KbSplit, ChineseTermsAreBigramsAndFullWidthLettersFold) {
-  EXPECT_EQ(terms_of("退货政策"), (std::vector<std::string>{"退货", "货政", "政策"}));
+TEST(KbSplit, ChineseTermsAreBigramsAndCharactersAndFullWidthLettersFold) {
+  EXPECT_EQ(terms_of("退货政策"), (std::vector<std::string>{"退货", "货政", "政策", "退", "货", "政", "策"}));
   const auto t = terms_of("用ＤＨＬ寄到Germany要几天？");
   EXPECT_TRUE(contains(t, "dhl"));
   EXPECT_TRUE(contains(t, "germany"));
@@ -170,6 +170,42 @@ TEST(KbIndex, AChangedAddedOrRemovedFileIsReindexed) {
   Index again(db, "");
   EXPECT_EQ(again.stats().passages, 1u);
   EXPECT_EQ(again.search("茶叶", o).size(), 1u);
+}
+
+TEST(KbIndex, AMisspeltWordIsReadAsTheDocumentsSpellIt) {
+  Index index(":memory:", SLUICE_KB_DIR);
+  index.sync();
+  SearchOptions o;
+  o.top_k = 3;
+  auto top = [&](const std::string& q) { return ids(index.search(q, o)); };
+  // Typos of words the documents hold (one slip; two in a long word).
+  EXPECT_EQ(top("retrun policy"), top("return policy"));
+  EXPECT_EQ(top("shiping to germny"), top("shipping to germany"));
+  EXPECT_EQ(top("warrenty for the headphnes"), top("warranty for the headphones"));
+  // A word one edit from two document words is not guessed at random: the
+  // more frequent wins; a word far from all of them stays as it is.
+  EXPECT_TRUE(index.search("xyzzyq", o).empty());
+}
+
+TEST(KbIndex, SynonymsFindThePassagesThatUseAnotherWord) {
+  TempDir dir;
+  dir.write("docs/w.md", "# Warranty\n\n## Period {#period}\n\nElectronics have a one-year warranty.\n");
+  dir.write("docs/zh.md", "# 展厅\n\n## 地址 {#address}\n\n我们的展厅在上海安福路。\n");
+  dir.write("synonyms.txt", "# a comment\nwarranty, guarantee\n展厅, 实体店, showroom\n");
+  Index index(":memory:", (dir.path / "docs").string());
+  index.sync();
+  SearchOptions o;
+  EXPECT_TRUE(index.search("Is there a guarantee?", o).empty());
+  EXPECT_TRUE(index.search("你们的实体店在哪？", o).empty());
+  index.load_synonyms((dir.path / "synonyms.txt").string());
+  ASSERT_EQ(index.search("Is there a guarantee?", o).size(), 1u);
+  EXPECT_EQ(index.search("Is there a guarantee?", o)[0].passage.id, "w#period");
+  ASSERT_EQ(index.search("你们的实体店在哪？", o).size(), 1u);
+  EXPECT_EQ(index.search("你们的实体店在哪？", o)[0].passage.id, "zh#address");
+  // A Chinese question with an English word searches the Chinese passages.
+  ASSERT_EQ(index.search("showroom在哪里", o).size(), 1u);
+  EXPECT_EQ(index.search("showroom在哪里", o)[0].passage.lang, "zh");
+  EXPECT_THROW(index.load_synonyms("/nonexistent/synonyms.txt"), Error);
 }
 
 TEST(KbIndex, AMissingFolderIsAClearError) {
