@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "tests/integration/gateway_fixture.hpp"
+#include "tests/support/redis_server.hpp"
 
 namespace sluice::test {
 namespace {
@@ -233,6 +234,48 @@ TEST(Retrieval, ACancelWhileTheRetrieverRunsEndsTheTurn) {
   EXPECT_EQ(first_of(frames, "sources"), frames.size());
   EXPECT_EQ(first_of(frames, "delta"), frames.size());
   EXPECT_EQ(sim_stats(*sim).requests, 0);  // the model was never asked
+}
+
+// The instance that was generating the answer dies after the sources went
+// out: the one that takes the turn over gives the model the same passages,
+// rebuilt from the journal (the retriever is not asked again), and a client
+// resuming anywhere sees the sources first.
+TEST(Retrieval, ATakenOverTurnKeepsItsSourcesAndItsPrompt) {
+  if (!RedisServer::installed()) GTEST_SKIP() << "redis-server is not installed (apt-get install redis-server)";
+  RedisServer redis;
+  TempConfig config(retriever_toml("fixed", "timeout_ms = 2000\n"));
+  auto sim = start_sim({"--rate", "8"});
+  const std::vector<std::string> env{"SLUICE_STORE_BACKEND=redis", "SLUICE_STORE_REDIS_URL=" + redis.url(),
+                                     "SLUICE_STORE_LEASE_MS=900"};
+  auto a = start_gateway(sim_url(*sim), env, {"--config", config.path});
+  auto b = start_gateway(sim_url(*sim), env, {"--config", config.path});
+  WsClient ca(a->port());
+  const auto s = start_chat(ca, "退货 📦?");
+  auto sources = ca.read_until("sources", s.session_id);
+  ASSERT_TRUE(sources);
+  ASSERT_TRUE(ca.read_until("delta", s.session_id));
+  WsClient cb(b->port());
+  cb.send(resume(s.session_id, 2, s.token));
+  ASSERT_TRUE(cb.read_until("resumed"));
+  a->signal(SIGKILL);
+  a->wait(5s);
+  const Turn rest = read_turn(cb, s.session_id, 30s);
+  ASSERT_TRUE(rest.done) << b->stderr_text();
+  EXPECT_EQ(rest.done->finish_reason, "stop");
+  EXPECT_TRUE(b->wait_for_stderr("took over the turn of a lost instance"));
+  EXPECT_EQ(b->stderr_text().find("request: {"), std::string::npos) << "the retriever was asked again";
+  const auto stats = sim_stats(*sim);
+  EXPECT_GE(stats.continued, 1);
+  EXPECT_NE(stats.last_body.find("Sources:\\n[1] 退货 \u203a Return window\\nItems can be returned within 30 days 📦"),
+            std::string::npos)
+      << stats.last_body.substr(0, 1500);
+  WsClient late(b->port());
+  late.send(resume(s.session_id, 0, s.token));
+  ASSERT_TRUE(late.read_until("resumed"));
+  const auto replay = turn_frames(late, s.session_id);
+  ASSERT_FALSE(replay.empty());
+  EXPECT_EQ(replay[0].type, "sources");
+  EXPECT_EQ(replay[0].raw, sources->raw);
 }
 
 }  // namespace
