@@ -6,6 +6,9 @@
 // without sources, logged.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+
 #include "tests/integration/gateway_fixture.hpp"
 #include "tests/support/redis_server.hpp"
 
@@ -234,6 +237,48 @@ TEST(Retrieval, ACancelWhileTheRetrieverRunsEndsTheTurn) {
   EXPECT_EQ(first_of(frames, "sources"), frames.size());
   EXPECT_EQ(first_of(frames, "delta"), frames.size());
   EXPECT_EQ(sim_stats(*sim).requests, 0);  // the model was never asked
+}
+
+// A folder of the plugin's own: a file changed while the gateway runs is
+// re-indexed (reindex_interval_ms), and an index built ahead of time with
+// sluice-kb serves without the folder.
+TEST(Retrieval, AChangedDocumentIsReindexedAndAPrebuiltIndexServesAlone) {
+  char tmpl[] = "/tmp/sluice-kb-XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  auto write = [&](const std::string& name, const std::string& text) { std::ofstream(dir + "/" + name) << text; };
+  write("tea.md", "---\ntitle: Tea\nurl: https://shop.example/tea\n---\n# Tea\n\n## Kettles {#kettles}\n\n"
+                  "The gooseneck kettle heats water to 80 degrees 🫖.\n");
+  TempConfig config("[[plugins]]\npath = \"" + std::string(SLUICE_PLUGIN_DIR) +
+                    "/knowledge_base.so\"\n[plugins.settings]\nfolder = \"" + dir + "\"\nreindex_interval_ms = 100\n");
+  auto sim = start_sim();
+  auto gw = start_gateway(sim_url(*sim), {}, {"--config", config.path});
+  auto sources_for = [&](uint16_t port, const std::string& question) {
+    WsClient c(port);
+    const auto s = start_chat(c, question);
+    const auto frames = turn_frames(c, s.session_id);
+    const size_t at = first_of(frames, "sources");
+    return at < frames.size() ? frames[at].raw : std::string();
+  };
+  EXPECT_NE(sources_for(gw->port(), "kettle temperature?").find(R"("id":"tea#kettles")"), std::string::npos);
+  EXPECT_EQ(sources_for(gw->port(), "teapot clay?"), "");
+  std::this_thread::sleep_for(20ms);  // a new modification time
+  write("tea.md", "# Tea\n\n## Teapots {#teapots}\n\nThe Yixing clay teapot holds 200 ml.\n");
+  std::this_thread::sleep_for(300ms);
+  EXPECT_NE(sources_for(gw->port(), "teapot clay?").find(R"("id":"tea#teapots")"), std::string::npos);
+  EXPECT_EQ(sources_for(gw->port(), "kettle temperature?"), "");
+  EXPECT_TRUE(gw->wait_for_stderr("re-indexed 1 changed and 0 removed documents"));
+
+  // Ahead of time: sluice-kb index, then a gateway with the database only.
+  const std::string db = dir + "/index.sqlite";
+  const std::string cmd = std::string(SLUICE_KB_BIN) + " index " + SLUICE_SOURCE_DIR + "/kb/demo-shop --db " + db;
+  ASSERT_EQ(std::system((cmd + " >/dev/null").c_str()), 0) << cmd;
+  TempConfig prebuilt("[[plugins]]\npath = \"" + std::string(SLUICE_PLUGIN_DIR) +
+                      "/knowledge_base.so\"\n[plugins.settings]\ndatabase = \"" + db + "\"\n");
+  auto gw2 = start_gateway(sim_url(*sim), {}, {"--config", prebuilt.path});
+  EXPECT_NE(sources_for(gw2->port(), "What is your return policy?").find(R"("id":"en/returns#return-policy")"),
+            std::string::npos);
+  EXPECT_TRUE(gw2->wait_for_stderr("26 documents, 150 passages"));
+  std::filesystem::remove_all(dir);
 }
 
 // The instance that was generating the answer dies after the sources went
