@@ -281,6 +281,30 @@ TEST(Retrieval, AChangedDocumentIsReindexedAndAPrebuiltIndexServesAlone) {
   std::filesystem::remove_all(dir);
 }
 
+// sluice-plugin-check asks a plugin's retrievers offline and says what the
+// gateway would drop.
+TEST(Retrieval, PluginCheckAsksTheRetrieversAndNamesBadPassages) {
+  Process good({SLUICE_PLUGIN_CHECK_BIN, std::string(SLUICE_PLUGIN_DIR) + "/knowledge_base.so", "--settings",
+                std::string(R"({"folder":")") + SLUICE_SOURCE_DIR + R"(/kb/demo-shop"})", "--retrieve", "怎么退货？"},
+               {}, false);
+  ASSERT_EQ(good.wait(20s), 0) << good.stderr_text();
+  EXPECT_NE(good.stdout_text().find("retriever   knowledge_base"), std::string::npos) << good.stdout_text();
+  EXPECT_NE(good.stdout_text().find("retrieve    knowledge_base ("), std::string::npos);
+  EXPECT_NE(good.stdout_text().find(" zh/returns#"), std::string::npos) << good.stdout_text();
+  EXPECT_NE(good.stdout_text().find("\nOK\n"), std::string::npos);
+  Process bad({SLUICE_PLUGIN_CHECK_BIN, std::string(SLUICE_TEST_PLUGIN_DIR) + "/test_retriever.so", "--settings",
+               R"({"mode":"bad"})", "--retrieve", "returns"},
+              {}, false);
+  ASSERT_EQ(bad.wait(20s), 1);
+  EXPECT_NE(bad.stderr_text().find("FAIL retrieve test: passage  has no id"), std::string::npos) << bad.stderr_text();
+  Process crash({SLUICE_PLUGIN_CHECK_BIN, std::string(SLUICE_TEST_PLUGIN_DIR) + "/test_retriever.so", "--settings",
+                 R"({"mode":"crashes"})", "--retrieve", "returns"},
+                {}, false);
+  ASSERT_EQ(crash.wait(20s), 1);
+  EXPECT_NE(crash.stderr_text().find("FAIL retrieve test crashed: killed by signal"), std::string::npos)
+      << crash.stderr_text();
+}
+
 // The instance that was generating the answer dies after the sources went
 // out: the one that takes the turn over gives the model the same passages,
 // rebuilt from the journal (the retriever is not asked again), and a client

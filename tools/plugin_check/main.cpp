@@ -1,10 +1,12 @@
 // sluice-plugin-check: loads a plugin the way the gateway does, validates it
-// against plugin ABI v1, lists its tools and moderators, runs its self-test
-// and, when asked, calls a tool or pushes text through its moderators, so
-// that an author can test a plugin offline:
+// against plugin ABI v1, lists its tools, moderators and retrievers, runs its
+// self-test and, when asked, calls a tool, pushes text through its
+// moderators or asks its retrievers, so that an author can test a plugin
+// offline:
 //
 //   sluice-plugin-check weather.so --settings '{"api":"..."}' \
 //       --call get_weather '{"city":"北京"}' --moderate "text to moderate" --split 3
+//   sluice-plugin-check knowledge_base.so --settings '{"folder":"kb/demo-shop"}' --retrieve "怎么退货？"
 //
 // A tool call runs in a child process with a deadline (--timeout-ms), as a
 // crash, an abort, an exit or a hang of the plugin must not be mistaken for
@@ -24,6 +26,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -56,8 +59,9 @@ struct Called {
 };
 
 // Runs the tool in a child; nullopt (with `why`) when the child did not answer.
-std::optional<Called> call_in_child(const sluice::LoadedPlugin& plugin, const sluice_tool_v1& tool,
-                                    const std::string& args, std::chrono::milliseconds timeout, std::string& why) {
+// `invoke` runs the tool (or the retriever) on the result object it is given.
+std::optional<Called> call_in_child(const std::function<int32_t(sluice_tool_result*)>& invoke,
+                                    std::chrono::milliseconds timeout, std::string& why) {
   int fds[2];
   if (pipe(fds) != 0) {
     why = std::string("pipe: ") + std::strerror(errno);
@@ -73,13 +77,15 @@ std::optional<Called> call_in_child(const sluice::LoadedPlugin& plugin, const sl
     close(fds[0]);
     sluice_tool_result r;
     r.deadline = std::chrono::steady_clock::now() + timeout;
-    const int32_t status = tool.invoke(plugin.instance(), {args.data(), args.size()}, &r);
+    const int32_t status = invoke(&r);
     // The plugin host's result message (host_protocol.hpp), whole: the checker sees what the gateway would.
     hp::Writer w(hp::kResult);
     const bool too_big = r.json.size() > hp::kMaxResultBytes;  // travels without it, as from a host process
     w.u64(0).i32(status).str(too_big ? std::string_view() : std::string_view(r.json)).u64(r.json.size());
     w.str(r.error).u32(static_cast<uint32_t>(r.sources.size()));
     for (const auto& s : r.sources) w.str(s.title).str(s.url).str(s.snippet);
+    w.u32(static_cast<uint32_t>(r.passages.size()));
+    for (const auto& p : r.passages) w.str(p.id).str(p.title).str(p.url).str(p.text).f64(p.score).str(p.metadata_json);
     if (!hp::write_frame(fds[1], w.payload())) _exit(3);
     spdlog::default_logger()->flush();  // what the plugin logged
     std::fflush(nullptr);
@@ -123,6 +129,16 @@ std::optional<Called> call_in_child(const sluice::LoadedPlugin& plugin, const sl
     if (!in.str(s.title) || !in.str(s.url) || !in.str(s.snippet)) break;
     c.result.sources.push_back(std::move(s));
   }
+  if (in.u32(count)) {
+    for (uint32_t i = 0; i < count; ++i) {
+      sluice_tool_result::Passage p;
+      if (!in.str(p.id) || !in.str(p.title) || !in.str(p.url) || !in.str(p.text) || !in.f64(p.score) ||
+          !in.str(p.metadata_json)) {
+        break;
+      }
+      c.result.passages.push_back(std::move(p));
+    }
+  }
   return c;
 }
 
@@ -144,7 +160,9 @@ bool check_call(const sluice::LoadedPlugin& plugin, const std::string& name, con
   }
   std::string why;
   const auto started = std::chrono::steady_clock::now();
-  auto called = call_in_child(plugin, *tool, args, timeout, why);
+  auto called = call_in_child(
+      [&](sluice_tool_result* r) { return tool->invoke(plugin.instance(), {args.data(), args.size()}, r); }, timeout,
+      why);
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
   if (!called) {
     std::fprintf(stderr, "FAIL call %s %s\n", name.c_str(), why.c_str());
@@ -183,6 +201,59 @@ bool check_call(const sluice::LoadedPlugin& plugin, const std::string& name, con
     std::printf("            source \"%s\" <%s> %s\n", s.title.c_str(), s.url.c_str(), s.snippet.c_str());
   }
   return true;
+}
+
+// --retrieve: asks every retriever of the plugin (in a child process) and
+// checks the passages as the gateway would.
+bool check_retrieve(const sluice::LoadedPlugin& plugin, const std::string& query, std::chrono::milliseconds timeout) {
+  if (plugin.retrievers().empty()) {
+    std::fprintf(stderr, "FAIL plugin %s has no retrievers\n", plugin.name().c_str());
+    return false;
+  }
+  std::string request = R"({"query":)";
+  request += "\"";
+  for (char c : query) request += c == '"' || c == '\\' ? std::string("\\") + c : std::string(1, c);
+  request += R"(","conversation":[],"top_k":3})";
+  bool ok = true;
+  for (const auto* retriever : plugin.retrievers()) {
+    std::string why;
+    const auto started = std::chrono::steady_clock::now();
+    auto called = call_in_child(
+        [&](sluice_tool_result* r) { return retriever->retrieve(plugin.instance(), {request.data(), request.size()}, r); },
+        timeout, why);
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+    if (!called) {
+      std::fprintf(stderr, "FAIL retrieve %s %s\n", retriever->name, why.c_str());
+      ok = false;
+      continue;
+    }
+    if (called->status != SLUICE_OK) {
+      std::fprintf(stderr, "FAIL retrieve %s status %s (%.1f ms): %s (the answer would go on without it)\n",
+                   retriever->name, status_name(called->status), ms, called->result.error.c_str());
+      ok = false;
+      continue;
+    }
+    std::printf("retrieve    %s (%.1f ms): %zu passages\n", retriever->name, ms, called->result.passages.size());
+    simdjson::dom::parser parser;
+    for (const auto& p : called->result.passages) {
+      simdjson::dom::element meta;
+      const bool valid = !p.id.empty() && !p.text.empty() && sluice::valid_utf8(p.id) && sluice::valid_utf8(p.text) &&
+                         sluice::valid_utf8(p.title) && sluice::valid_utf8(p.url) &&
+                         (p.metadata_json.empty() ||
+                          (parser.parse(p.metadata_json).get(meta) == simdjson::SUCCESS && meta.is_object()));
+      size_t cut = std::min<size_t>(p.text.size(), 100);
+      while (cut < p.text.size() && cut > 0 && (static_cast<unsigned char>(p.text[cut]) & 0xC0) == 0x80) --cut;
+      std::printf("            %.3f %s \"%s\" <%s> %s%s\n", p.score, p.id.c_str(), p.title.c_str(), p.url.c_str(),
+                  p.text.substr(0, cut).c_str(), cut < p.text.size() ? "..." : "");
+      if (!valid) {
+        std::fprintf(stderr, "FAIL retrieve %s: passage %s has no id or text, text that is not UTF-8, or metadata "
+                             "that is not a JSON object (the gateway drops it)\n",
+                     retriever->name, p.id.c_str());
+        ok = false;
+      }
+    }
+  }
+  return ok;
 }
 
 // --moderate: the text in pieces of `split` bytes (whole characters)
@@ -247,6 +318,8 @@ int main(int argc, char** argv) {
   app.add_option("--call", call, "TOOL ARGS_JSON: calls the tool (in a child process) and validates its result")
       ->expected(2);
   app.add_option("--moderate", moderate, "TEXT: pushes the text through the plugin's moderators");
+  std::string retrieve;
+  app.add_option("--retrieve", retrieve, "QUESTION: asks the plugin's retrievers (in a child process)");
   app.add_option("--split", split, "with --moderate: the size of each piece, in bytes (whole characters)")
       ->check(CLI::PositiveNumber);
   app.add_option("--timeout-ms", timeout_ms, "with --call: the deadline (the gateway's tools.timeout_ms)")
@@ -279,8 +352,11 @@ int main(int argc, char** argv) {
                 t->description ? t->description : "", t->parameters_schema_json);
   }
   for (const auto* m : plugin->moderators()) std::printf("moderator   %s\n", m->name);
-  if (plugin->tools().empty() && plugin->moderators().empty()) {
-    std::fprintf(stderr, "FAIL plugin %s offers no tools and no moderators\n", plugin->name().c_str());
+  for (const auto* r : plugin->retrievers()) {
+    std::printf("retriever   %s: %s\n", r->name, r->description ? r->description : "");
+  }
+  if (plugin->tools().empty() && plugin->moderators().empty() && plugin->retrievers().empty()) {
+    std::fprintf(stderr, "FAIL plugin %s offers no tools, moderators or retrievers\n", plugin->name().c_str());
     return 1;
   }
   if (!plugin->self_test(error)) {
@@ -290,6 +366,7 @@ int main(int argc, char** argv) {
   bool ok = true;
   if (!call.empty()) ok = check_call(*plugin, call[0], call[1], std::chrono::milliseconds(timeout_ms)) && ok;
   if (!moderate.empty()) ok = check_moderate(*plugin, moderate, split) && ok;
+  if (!retrieve.empty()) ok = check_retrieve(*plugin, retrieve, std::chrono::milliseconds(timeout_ms)) && ok;
   for (const auto& [name, value] : plugin->counters()) std::printf("counter     %s = %g\n", name.c_str(), value);
   if (!ok) return 1;
   std::printf("OK\n");
