@@ -36,6 +36,12 @@ if "$check" "$plugin" --settings '{"base_fee_cents": "7"}' >/dev/null 2>"$work/e
   echo "a string base_fee_cents was accepted"; exit 1
 fi
 grep -q 'setting "base_fee_cents" must be an integer, not a string' "$work/err" || { cat "$work/err"; exit 1; }
+# The retriever (ABI 1.2): a passage for a shipping question, none for a joke.
+out=$("$check" "$plugin" --settings '{"base_fee_cents": 700}' --retrieve "How much is shipping to Japan? 📦")
+echo "$out" | grep -q 'rates "Shipping rates" <https://shop.example/shipping> Shipping costs 7 USD within China' \
+  || { echo "the retriever's passage is missing: $out"; exit 1; }
+out=$("$check" "$plugin" --retrieve "Tell me a joke")
+echo "$out" | grep -q 'retrieve    shipping_pages (.* ms): 0 passages' || { echo "a passage for a joke: $out"; exit 1; }
 # The moderator, fed in 3-byte pieces.
 out=$("$check" "$plugin" --moderate "See INT-4521 for 详情" --split 3)
 grep -q 'moderated .* -> "See \[internal reference\] for 详情"' <<<"$out" || { echo "unexpected moderation: $out"; exit 1; }

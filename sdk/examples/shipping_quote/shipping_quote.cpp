@@ -1,6 +1,8 @@
 // An example Sluice plugin: a tool that quotes shipping cost and days for a
-// destination, and a tiny moderator that keeps internal ticket references
-// ("INT-1234") out of answers. Settings:
+// destination, a tiny moderator that keeps internal ticket references
+// ("INT-1234") out of answers, and a retriever (ABI 1.2) that offers the
+// shipping-rates page as a passage when a question is about shipping.
+// Settings:
 //   [plugins.settings]
 //   base_fee_cents = 500
 //
@@ -29,6 +31,29 @@ class ShippingQuote {
         "quote_shipping", "Quote the shipping cost and delivery days to a country.",
         R"({"type":"object","properties":{"country":{"type":"string","minLength":2,"maxLength":2,
             "description":"ISO 3166 country code, such as CN or US"}},"required":["country"]})")};
+  }
+
+  static constexpr auto retrievers() {
+    return std::array{sluice::retriever<&ShippingQuote::search>("shipping_pages", "Shipping rate pages", 200)};
+  }
+
+  // Typed (sluice/json.hpp): the request parsed; passages best first. The
+  // conversation makes a follow-up ("and to Japan?") count as well.
+  void search(const sluice::RetrievalRequest& req, sluice::Passages& out) {
+    auto about_shipping = [](std::string text) {
+      for (auto& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      for (const char* w : {"ship", "deliver", "postage", "运费", "配送", "寄"}) {
+        if (text.find(w) != std::string::npos) return true;
+      }
+      return false;
+    };
+    bool relevant = about_shipping(req.query);
+    for (const auto& m : req.conversation) relevant = relevant || (m.role == "user" && about_shipping(m.content));
+    if (!relevant) return;  // no passage is an answer too
+    out.add("rates", "Shipping rates", "https://shop.example/shipping",
+            "Shipping costs " + std::to_string(base_fee_cents_ / 100) + " USD within China (3 days) and " +
+                std::to_string(base_fee_cents_ / 100 + 15) + " USD abroad (9 days). 运费以美元计。",
+            1.0, R"({"section":"shipping"})");
   }
 
   // Typed: the arguments parsed, the value returned is the result.
