@@ -30,6 +30,7 @@
       connecting: 'Connecting…', open_: 'Connected', reconnecting: 'Reconnecting…', resumed: 'Resumed', closed: 'Offline',
       order: 'Order', status: 'Status', items: 'Items', carrier: 'Carrier', tracking: 'Tracking', total: 'Total',
       notFound: 'No order with this number', sources: 'Sources', toolFailed: 'The lookup failed',
+      source: (n) => `Source ${n}`, viewOriginal: 'View the original',
       redacted: (r) => `Part of this answer was hidden by moderation (${r}).`,
       stopped: (r) => `Moderation stopped this answer (${r}).`,
       cancelled: 'Stopped.', failed: (c) => `The answer failed (${c}).`, newChat: 'New chat',
@@ -42,6 +43,7 @@
       connecting: '正在连接…', open_: '已连接', reconnecting: '正在重新连接…', resumed: '已恢复', closed: '离线',
       order: '订单', status: '状态', items: '商品', carrier: '承运商', tracking: '物流单号', total: '金额',
       notFound: '没有这个订单号', sources: '来源', toolFailed: '查询失败',
+      source: (n) => `来源 ${n}`, viewOriginal: '查看原文',
       redacted: (r) => `部分内容已被审核隐藏（${r}）。`,
       stopped: (r) => `该回答已被审核中止（${r}）。`,
       cancelled: '已停止。', failed: (c) => `回答失败（${c}）。`, newChat: '新对话',
@@ -89,6 +91,26 @@
     .card dt { color: #6b7280; } .card dd { margin: 0; }
     .card.sources a { display: block; color: #0f766e; font-weight: 600; }
     .card.failed { border-color: #fecaca; background: #fef2f2; }
+    .card.passages { width: 88%; }
+    .card.passages ol { list-style: none; margin: 0; padding: 0; display: flex; flex-direction: column; gap: 6px; }
+    .passage { background: #fff; border: 1px solid #ccfbf1; border-radius: 8px; transition: border-color .2s, box-shadow .2s; }
+    .passage > button { display: block; width: 100%; text-align: left; background: none; border: none; border-radius: 8px;
+      padding: 6px 8px; font: inherit; color: inherit; cursor: pointer; }
+    .passage > button:hover { background: #f0fdfa; }
+    .passage .n { color: #0f766e; font-weight: 700; margin-right: 4px; }
+    .passage .title { font-weight: 600; }
+    .passage .excerpt { display: -webkit-box; -webkit-line-clamp: 2; -webkit-box-orient: vertical; overflow: hidden;
+      color: #4b5563; font-size: 13px; margin-top: 2px; }
+    .passage.open .excerpt { display: none; }
+    .passage .body { padding: 0 8px 8px; font-size: 13px; color: #374151; }
+    .passage .body p, .passage .body ul, .passage .body ol { margin: 0 0 .4em; }
+    .passage .body ul, .passage .body ol { padding-left: 1.2em; }
+    .passage .body a { color: #0f766e; }
+    .passage .body a.original { display: inline-block; font-weight: 600; }
+    .passage.flash { border-color: #f59e0b; box-shadow: 0 0 0 3px rgba(245,158,11,.35); }
+    .cite { background: none; border: none; padding: 0 1px; margin: 0; font: inherit; font-size: .85em; font-weight: 600;
+      color: #0f766e; cursor: pointer; text-decoration: underline dotted; text-underline-offset: 2px; }
+    .cite:hover { text-decoration-style: solid; }
     .notice { align-self: stretch; font-size: 13px; padding: 6px 10px; border-radius: 8px; background: #fef3c7; color: #78350f; }
     .notice.error { background: #fee2e2; color: #7f1d1d; }
     form { display: flex; gap: 8px; padding: 10px; border-top: 1px solid #e5e7eb; background: #fff; }
@@ -145,7 +167,9 @@
   // -------------------------------------------------------------- history
 
   // { session: {id, resumeToken, offset}, items: [...] }: each item a user
-  // message, an assistant message (text, done), a card or a notice.
+  // message, an assistant message (text, done, and the key of the turn's
+  // passages it cites), a card (an order, sources; the turn's passages with
+  // origin "retrieval" and a key) or a notice.
   let saved = { session: null, items: [], open: data.open === 'true' };
   try {
     saved = { ...saved, ...JSON.parse(sessionStorage.getItem(STORE) || '{}') };
@@ -181,12 +205,81 @@
 
   function scroll() { log.scrollTop = log.scrollHeight; }
 
-  function renderAssistant(node, item) {
-    node.innerHTML = markdown(item.text);
+  // Set from the SDK once it is loaded: the [n] markers of a text.
+  let findCitations = () => [];
+
+  function hardenLinks(node) {
     for (const a of node.querySelectorAll('a')) {
       a.setAttribute('target', '_blank');
       a.setAttribute('rel', 'noopener noreferrer nofollow');
     }
+  }
+
+  // Only http(s) URLs become links.
+  function safeUrl(url) {
+    try {
+      const u = new URL(String(url || ''));
+      return u.protocol === 'http:' || u.protocol === 'https:' ? u.href : null;
+    } catch {
+      return null;
+    }
+  }
+
+  // The retrieval sources item (the turn's passages) with this key.
+  function passagesOf(key) {
+    if (!key) return null;
+    for (const it of saved.items) if (it.kind === 'sources' && it.key === key) return it;
+    return null;
+  }
+
+  // Each [n] marker of the rendered answer whose number has a passage becomes
+  // a button to card n. It works on the text nodes of the sanitized HTML and
+  // builds the buttons with the DOM, so no model text is ever parsed as HTML;
+  // text in links and code stays as it is. A group [1, 3] keeps its text:
+  // its numbers are the buttons.
+  function linkCitations(node, key) {
+    const src = passagesOf(key);
+    if (!src || !src.items.length) return;
+    const walker = document.createTreeWalker(node, NodeFilter.SHOW_TEXT, {
+      acceptNode: (n) => (n.parentElement.closest('a, code, pre, button') ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT),
+    });
+    const texts = [];
+    while (walker.nextNode()) texts.push(walker.currentNode);
+    for (const tn of texts) {
+      const found = findCitations(tn.data, src.items);
+      if (!found.length) continue;
+      const frag = document.createDocumentFragment();
+      let at = 0;
+      const cite = (n, text) => {
+        const s = src.items[n - 1];
+        return el('button', { type: 'button', class: 'cite', 'data-n': String(n), 'data-key': src.key,
+          title: s.title || '', 'aria-label': `${t.source(n)}: ${s.title || ''}`, text });
+      };
+      for (const c of found) {
+        frag.append(tn.data.slice(at, c.start));
+        if (/^\[\d+\]$/.test(c.marker)) {
+          frag.append(cite(c.numbers[0], c.marker));
+        } else {
+          let i = 0;
+          for (const m of c.marker.matchAll(/\d+/g)) {
+            frag.append(c.marker.slice(i, m.index));
+            const n = Number(m[0]);
+            frag.append(c.numbers.includes(n) ? cite(n, m[0]) : m[0]);
+            i = m.index + m[0].length;
+          }
+          frag.append(c.marker.slice(i));
+        }
+        at = c.end;
+      }
+      frag.append(tn.data.slice(at));
+      tn.replaceWith(frag);
+    }
+  }
+
+  function renderAssistant(node, item) {
+    node.innerHTML = markdown(item.text);
+    hardenLinks(node);
+    linkCitations(node, item.sources);
     node.sluiceText = item.text;  // the raw text, for tests and copy
     node.setAttribute('aria-busy', item.done ? 'false' : 'true');
     if (!item.done) {
@@ -218,6 +311,79 @@
     return card;
   }
 
+  // A short, plain part of a passage for its collapsed card.
+  function excerpt(text, max = 110) {
+    const plain = String(text || '').replace(/^\s*(?:[-*+]|\d+\.)\s+/gm, '').replace(/[*`]+/g, '').replace(/\s+/g, ' ').trim();
+    const chars = Array.from(plain);
+    if (chars.length <= max) return plain;
+    let cut = chars.slice(0, max).join('');
+    const space = cut.lastIndexOf(' ');
+    if (space > cut.length * 0.7) cut = cut.slice(0, space);
+    return cut.replace(/[\s,.;:，。；：、]+$/u, '') + '…';
+  }
+
+  // The turn's knowledge-base passages, numbered as the answer cites them.
+  // A card opens (openPassage) to the whole passage and a link to it.
+  function passagesCard(item) {
+    const card = el('div', { class: 'card passages', 'data-origin': 'retrieval', 'data-key': item.key }, el('h3', { text: t.sources }));
+    const list = el('ol');
+    item.items.forEach((s, i) => {
+      const n = i + 1;
+      const id = `sluice-src-${item.key}-${n}`;
+      const head = el('button', { type: 'button', class: 'head', 'aria-expanded': 'false', 'aria-controls': `${id}-body` },
+        el('span', { class: 'n', text: `[${n}]` }), el('span', { class: 'title', text: s.title || s.id || '' }),
+        s.snippet ? el('span', { class: 'excerpt', text: excerpt(s.snippet) }) : null);
+      const li = el('li', { class: 'passage', id, 'data-n': String(n) }, head, el('div', { class: 'body', id: `${id}-body`, hidden: '' }));
+      const plang = s.metadata && s.metadata.lang;
+      if (typeof plang === 'string' && /^[a-z]{2,3}(-[a-z0-9]{1,8})*$/i.test(plang)) li.setAttribute('lang', plang);
+      li.sluiceItem = s;
+      list.append(li);
+    });
+    card.append(list);
+    return card;
+  }
+
+  function openPassage(li, open) {
+    const s = li.sluiceItem || {};
+    const body = li.querySelector('.body');
+    if (open && !body.firstChild) {
+      const full = el('div', { class: 'full' });
+      full.innerHTML = markdown(s.snippet || '');  // sanitized like an answer
+      hardenLinks(full);
+      body.append(full);
+      const url = safeUrl(s.url);
+      if (url) body.append(el('a', { class: 'original', href: url, target: '_blank', rel: 'noopener noreferrer nofollow', text: `${t.viewOriginal} ↗` }));
+    }
+    li.classList.toggle('open', open);
+    li.querySelector('button.head').setAttribute('aria-expanded', String(open));
+    body.hidden = !open;
+  }
+
+  // A citation was clicked: its card comes into view, highlighted.
+  function showPassage(key, n) {
+    const card = [...log.querySelectorAll('.card.passages')].find((c) => c.dataset.key === key);
+    const li = card && card.querySelector(`li[data-n="${n}"]`);
+    if (!li) return;
+    const still = window.matchMedia && matchMedia('(prefers-reduced-motion: reduce)').matches;
+    li.scrollIntoView({ block: 'nearest', behavior: still ? 'auto' : 'smooth' });
+    li.classList.remove('flash');
+    void li.offsetWidth;  // restart the highlight when clicked again
+    li.classList.add('flash');
+    clearTimeout(li.flashTimer);
+    li.flashTimer = setTimeout(() => li.classList.remove('flash'), 2500);
+    li.querySelector('button.head').focus({ preventScroll: true });
+  }
+
+  log.addEventListener('click', (e) => {
+    const cite = e.target.closest('button.cite');
+    if (cite) {
+      showPassage(cite.dataset.key, Number(cite.dataset.n));
+      return;
+    }
+    const head = e.target.closest('.passage > button.head');
+    if (head) openPassage(head.parentElement, !head.parentElement.classList.contains('open'));
+  });
+
   function render(item) {
     switch (item.kind) {
       case 'user': return el('div', { class: 'msg user', text: item.text });
@@ -231,6 +397,7 @@
         return el('div', { class: 'card tool' + (item.ok ? '' : ' failed'), text: `${item.name}: ${item.ok ? '✓' : item.error}` });
       }
       case 'sources': {
+        if (item.origin === 'retrieval') return passagesCard(item);
         const card = el('div', { class: 'card sources' }, el('h3', { text: t.sources }));
         for (const s of item.items) {
           const a = el('a', { href: /^https?:/i.test(s.url) ? s.url : '#', target: '_blank', rel: 'noopener noreferrer nofollow', text: s.title });
@@ -287,10 +454,21 @@
     state.textContent = { connecting: t.connecting, open: t.open_, reconnecting: t.reconnecting, resumed: t.resumed, closed: t.closed }[s] || s;
   }
 
+  // The key of this turn's passages: a retrieval sources item since the last
+  // question (it comes before the turn's first text).
+  function turnPassages() {
+    for (let i = saved.items.length - 1; i >= 0; i--) {
+      const it = saved.items[i];
+      if (it.kind === 'user') break;
+      if (it.kind === 'sources' && it.origin === 'retrieval') return it.key;
+    }
+    return undefined;
+  }
+
   function currentAnswer() {
     const [item, node] = updateLast('assistant');
     if (item && !item.done) return [item, node];
-    const fresh = { kind: 'assistant', text: '', done: false };
+    const fresh = { kind: 'assistant', text: '', done: false, sources: turnPassages() };
     return [fresh, add(fresh)];
   }
 
@@ -312,7 +490,16 @@
       }
       add({ kind: 'tool', name: e.name, ok: e.ok, result: e.result, error: e.error });
     });
-    s.on('sources', (e) => add({ kind: 'sources', items: e.items || [] }));
+    s.on('sources', (e) => {
+      if (e.origin === 'retrieval') {
+        // Before the turn's first text: the cards show at once, and the
+        // answer's [n] markers link to them.
+        add({ kind: 'sources', origin: 'retrieval', key: `${e.session_id}-${e.offset}`, items: e.items || [] });
+        setRunning(true);
+      } else {
+        add({ kind: 'sources', items: e.items || [] });
+      }
+    });
     s.on('moderation', (e) => add({ kind: 'notice', text: e.action === 'stop' ? t.stopped(e.reason) : t.redacted(e.reason) }));
     s.on('error', (e) => add({ kind: 'notice', error: true, text: t.failed(e.code) }));
     s.on('resume_failed', () => {
@@ -340,11 +527,13 @@
 
   async function start() {
     try {
-      const [{ SluiceClient }, { marked }, purify] = await Promise.all([
+      const [sdk, { marked }, purify] = await Promise.all([
         import(new URL('sdk/sluice.mjs', base).href),
         import(new URL('vendor/marked.esm.js', base).href),
         import(new URL('vendor/purify.es.mjs', base).href),
       ]);
+      const { SluiceClient } = sdk;
+      if (sdk.citations) findCitations = sdk.citations;
       const DOMPurify = purify.default;
       // Model output is untrusted: Markdown to HTML, then only safe HTML
       // (no scripts, event handlers or javascript: links) reaches the page.

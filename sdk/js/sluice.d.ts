@@ -53,7 +53,51 @@ export interface ToolCallEvent extends Frame { type: 'tool_call'; id: string; na
 export interface ToolResultEvent extends Frame {
   type: 'tool_result'; id: string; name: string; plugin: string; ok: boolean; result?: unknown; error?: string;
 }
-export interface SourcesEvent extends Frame { type: 'sources'; items: { title: string; url: string; snippet?: string }[] }
+/**
+ * A source card. Knowledge-base passages (origin 'retrieval') have every
+ * field; a tool's cards (origin 'tool', e.g. an order) have title, url and
+ * snippet.
+ */
+export interface SourceItem {
+  /** 'passage' for a knowledge-base passage. */
+  kind?: 'passage' | string;
+  /** The passage's stable id, such as 'en/shipping#international-delivery'. */
+  id?: string;
+  title: string;
+  /** May be empty. */
+  url: string;
+  /** A passage's whole text, as the model read it. */
+  snippet?: string;
+  /** The retriever's score; higher is better. */
+  score?: number;
+  /** What the retriever adds, such as { path, heading, lang } for knowledge_base. */
+  metadata?: { path?: string; heading?: string; lang?: string; [key: string]: unknown };
+}
+export interface SourcesEvent extends Frame {
+  type: 'sources';
+  /** 'retrieval': the turn's passages, once, before its first delta; 'tool': a tool result's cards. */
+  origin: 'retrieval' | 'tool' | string;
+  /** With origin 'tool': the tool call's id. */
+  id?: string;
+  items: SourceItem[];
+}
+/** A citation marker in an answer: `[2]`, or a group such as `[1, 3]`. */
+export interface Citation<T = SourceItem> {
+  /** Where the marker is: text.slice(start, end) === marker. */
+  start: number;
+  end: number;
+  marker: string;
+  /** The cited numbers that have an item (1 is items[0]), in marker order. */
+  numbers: number[];
+  /** Those items. */
+  items: T[];
+}
+/**
+ * The citation markers `[n]`, `[1][3]` (two markers) and `[1, 3]` in an
+ * answer's text, mapped to the turn's sources (`[n]` is items[n - 1]). A
+ * number with no item is not a citation; a marker with none is left out.
+ */
+export function citations<T = SourceItem>(text: string, items: readonly T[]): Citation<T>[];
 export interface ModerationEvent extends Frame { type: 'moderation'; action: 'redact' | 'stop'; reason: string; plugin: string }
 export interface DoneEvent extends Frame {
   type: 'done';
@@ -61,6 +105,10 @@ export interface DoneEvent extends Frame {
   usage?: { prompt_tokens: number; completion_tokens: number };
   /** The turn's whole text as delivered. */
   text: string;
+  /** The turn's knowledge-base passages (its retrieval sources event's items; [] when none). */
+  sources: SourceItem[];
+  /** The citation markers in text: citations(text, sources). */
+  citations: Citation[];
 }
 
 export class SluiceError extends Error {
@@ -76,6 +124,14 @@ export class Session {
   readonly running: boolean;
   /** The running (or last) turn's text so far. */
   readonly text: string;
+  /**
+   * The running (or last) turn's knowledge-base passages, which its [n]
+   * markers cite: set by the turn's retrieval sources event, before its first
+   * delta ([] when there is none).
+   */
+  readonly sources: SourceItem[];
+  /** The citation markers in text so far: citations(text, sources). */
+  citations(): Citation[];
   /** What to store to resume this session later (e.g. after a page reload). */
   state(): SavedSession;
   /** Starts a turn; resolves with its done event, rejects if the gateway refuses it. */

@@ -55,6 +55,32 @@ export class SluiceError extends Error {
   }
 }
 
+// A citation marker: [1], [12], or a group [1, 3] (an ASCII or a Chinese
+// comma). [1][3] is two markers. `[1](https://...)` is a Markdown link, not
+// a marker.
+const MARKER = /\[(\d{1,4}(?:[ \t]*[,，][ \t]*\d{1,4})*)\](?!\()/g;
+
+/**
+ * The citation markers in an answer's text, mapped to the turn's sources
+ * (docs/protocol.md, "Answers from a knowledge base"): `[n]` cites
+ * `items[n - 1]`. Returns one entry per marker, in text order:
+ * `{ start, end, marker, numbers, items }` where `text.slice(start, end)` is
+ * `marker` (such as `[1, 3]`), `numbers` the cited numbers that have an
+ * item and `items` those items. A number with no item is not a citation; a
+ * marker with none is left out. Run it on the whole text so far: a marker
+ * split across deltas is found once both halves have arrived.
+ */
+export function citations(text, items) {
+  const found = [];
+  if (typeof text !== 'string' || !items?.length) return found;
+  for (const m of text.matchAll(MARKER)) {
+    const numbers = m[1].split(/[,，]/).map((n) => Number(n.trim())).filter((n) => n >= 1 && n <= items.length);
+    if (numbers.length === 0) continue;
+    found.push({ start: m.index, end: m.index + m[0].length, marker: m[0], numbers, items: numbers.map((n) => items[n - 1]) });
+  }
+  return found;
+}
+
 let requestCounter = 0;
 const nextRequestId = () => `r${Date.now().toString(36)}${(++requestCounter).toString(36)}`;
 
@@ -75,6 +101,8 @@ export class Session extends Emitter {
     this.offset = saved?.offset ?? 0;
     this.running = false;
     this.text = '';         // the running turn's text so far
+    this.sources = [];      // the running turn's knowledge-base passages (its [n] markers cite them)
+    this.turnEnded = false; // a done came: the next event starts another turn
     this.pending = null;    // { requestId, frame, resolve, reject } of the running turn
     this.resuming = Boolean(saved?.id);  // must resume before anything else
   }
@@ -99,10 +127,17 @@ export class Session extends Emitter {
     if (traceparent) frame.traceparent = traceparent;
     this.running = true;
     this.text = '';
+    this.sources = [];
+    this.turnEnded = false;
     return new Promise((resolve, reject) => {
       this.pending = { requestId: frame.request_id, frame, resolve, reject };
       this.client._submit(this, frame);
     });
+  }
+
+  /** The citation markers in the running (or last) turn's text: citations(text, sources). */
+  citations() {
+    return citations(this.text, this.sources);
   }
 
   /** Stops the running turn; its `done` has finish_reason 'cancelled'. */
@@ -125,15 +160,25 @@ export class Session extends Emitter {
       if (f.offset <= this.offset) return;  // already delivered (a replay after resume)
       this.offset = f.offset;
     }
+    if (this.turnEnded && f.offset !== undefined) {
+      // A replay (a resume from an earlier offset) went on into the next turn.
+      this.turnEnded = false;
+      this.text = '';
+      this.sources = [];
+    }
     switch (f.type) {
       case 'delta':
         this.running = true;
         this.text += f.text;
         this.emit('delta', f);
         break;
+      case 'sources':
+        this.running = true;
+        if (f.origin === 'retrieval') this.sources = f.items ?? [];
+        this.emit('sources', f);
+        break;
       case 'tool_call':
       case 'tool_result':
-      case 'sources':
       case 'moderation':
         this.running = true;
         this.emit(f.type, f);
@@ -143,9 +188,10 @@ export class Session extends Emitter {
         break;
       case 'done': {
         this.running = false;
+        this.turnEnded = true;
         const pending = this.pending;
         this.pending = null;
-        const done = { ...f, text: this.text };
+        const done = { ...f, text: this.text, sources: this.sources, citations: this.citations() };
         this.emit('done', done);
         pending?.resolve(done);
         break;

@@ -2,12 +2,33 @@
 // its port through a pipe (--port-file /dev/fd/3).
 import { spawn } from 'node:child_process';
 import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 export const SIM_TEXT =
   'Answer for {prompt}: 你好，世界！Streaming works 🚀 — 第二句话，带标点。Done ✅';
 
 export function expectedText(prompt, repeat = 1) {
   return SIM_TEXT.replace('{prompt}', prompt).repeat(repeat);
+}
+
+// An answer from the knowledge base, citing its passages: [9] has none (the
+// demo shop's knowledge base gives 3), a group, two markers together, and
+// Chinese and emoji around them.
+export const CITED_TEXT =
+  'According to our policy [1], returns are free [2]. 退货免费 [1]。 See [1][3] or [1, 3]; [9] is not a source. ✅';
+
+// A gateway configuration with the knowledge_base plugin on the demo shop's
+// help center (kb/demo-shop); `before` goes first (tables such as [server]).
+export function kbConfig(before = '') {
+  return `${before}
+[[plugins]]
+path = "${process.env.SLUICE_PLUGIN_DIR}/knowledge_base.so"
+[plugins.settings]
+folder = "${path.join(repo, 'kb', 'demo-shop')}"
+`;
 }
 
 export function startWithPort(bin, args, env = {}) {
