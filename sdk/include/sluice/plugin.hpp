@@ -202,11 +202,6 @@ struct Holder {
   C object;
 };
 
-// What the model and the user read when a tool throws something other than
-// a ToolError: its what() ("vector::at: index 7 >= 3") is for the operator's
-// log, never for them.
-inline constexpr std::string_view kInternalToolError = "the tool failed with an internal error";
-
 // How a tool method is called: `void C::f(std::string_view args_json,
 // ToolResult&)` here; sluice/json.hpp adds `Json C::f(const Args&, ToolResult&)`.
 template <class M>
@@ -217,30 +212,42 @@ struct ToolCaller {
   }
 };
 
-template <auto Method>
-int32_t invoke_tool(void* instance, sluice_str args, sluice_tool_result* result) noexcept {
-  using C = typename member_of<decltype(Method)>::type;
-  auto* holder = static_cast<Holder<C>*>(instance);
-  ToolResult r(result);
+// Runs `body`, turning what it throws into a status at the C boundary: a
+// ToolError's own status and message; anything else an internal error. The
+// model and the user then read "the tool failed with an internal error": a
+// what() ("vector::at: index 7 >= 3") is for the operator's log ("a tool
+// threw: ..."), never for them.
+template <class SetError, class Body>
+int32_t guarded(sluice_plugin_ctx* ctx, const char* who, SetError set_error, Body body) noexcept {
   auto internal = [&](std::string_view what) noexcept {
     try {
-      Context(holder->ctx).error(std::string("a tool threw: ") + std::string(what));
+      Context(ctx).error(std::string("a ") + who + " threw: " + std::string(what));
     } catch (...) {
     }
-    r.set_error(kInternalToolError);
+    set_error(std::string("the ") + who + " failed with an internal error");
     return int32_t{SLUICE_ERR_INTERNAL};
   };
   try {
-    ToolCaller<decltype(Method)>::call(holder->object, Method, std::string_view(args.ptr, args.len), r);
+    body();
     return SLUICE_OK;
   } catch (const ToolError& e) {
-    r.set_error(e.what());
+    set_error(e.what());
     return e.status;
   } catch (const std::exception& e) {
     return internal(e.what());
   } catch (...) {
     return internal("an exception that is not a std::exception");
   }
+}
+
+template <auto Method>
+int32_t invoke_tool(void* instance, sluice_str args, sluice_tool_result* result) noexcept {
+  using C = typename member_of<decltype(Method)>::type;
+  auto* holder = static_cast<Holder<C>*>(instance);
+  ToolResult r(result);
+  return guarded(
+      holder->ctx, "tool", [&](std::string_view m) { r.set_error(m); },
+      [&] { ToolCaller<decltype(Method)>::call(holder->object, Method, std::string_view(args.ptr, args.len), r); });
 }
 
 // How a retriever method is called: `void C::f(std::string_view request_json,
@@ -258,25 +265,9 @@ int32_t invoke_retriever(void* instance, sluice_str request, sluice_tool_result*
   using C = typename member_of<decltype(Method)>::type;
   auto* holder = static_cast<Holder<C>*>(instance);
   Passages out(result);
-  auto internal = [&](std::string_view what) noexcept {
-    try {
-      Context(holder->ctx).error(std::string("a retriever threw: ") + std::string(what));
-    } catch (...) {
-    }
-    out.set_error("the retriever failed with an internal error");
-    return int32_t{SLUICE_ERR_INTERNAL};
-  };
-  try {
+  return guarded(holder->ctx, "retriever", [&](std::string_view m) { out.set_error(m); }, [&] {
     RetrieverCaller<decltype(Method)>::call(holder->object, Method, std::string_view(request.ptr, request.len), out);
-    return SLUICE_OK;
-  } catch (const ToolError& e) {
-    out.set_error(e.what());
-    return e.status;
-  } catch (const std::exception& e) {
-    return internal(e.what());
-  } catch (...) {
-    return internal("an exception that is not a std::exception");
-  }
+  });
 }
 
 template <class C>
