@@ -69,12 +69,18 @@ TEST(ConfigLoader, ShippedConfigsLoad) {
     const auto r = load_config({std::string(SLUICE_FIXTURES) + "/../../config/" + name, {}, "", "", ""});
     EXPECT_TRUE(r.ok) << name << ": " << r.error;
   }
-  // The embedded default is the demo model with the order tool and the widget.
+  // The embedded default is the demo model with the order tool, the
+  // knowledge base and the widget.
   const auto r = load_config({std::string(SLUICE_FIXTURES) + "/../../config/sluice.toml", {}, "", "", ""});
   EXPECT_EQ(r.config.engine, "local");
   EXPECT_EQ(r.config.local.model, "models/sluice-demo.gguf");
   EXPECT_EQ(r.config.web.root, "web-demo");
-  ASSERT_EQ(r.config.plugins.size(), 1u);
+  ASSERT_EQ(r.config.plugins.size(), 2u);
+  EXPECT_EQ(r.config.plugins[0].path, "build/release/plugins/order_lookup.so");
+  EXPECT_EQ(r.config.plugins[1].path, "build/release/plugins/knowledge_base.so");
+  EXPECT_NE(r.config.plugins[1].settings_json.find(R"("folder":"kb/demo-shop")"), std::string::npos);
+  EXPECT_TRUE(r.config.retrieval.enabled);
+  EXPECT_EQ(r.config.retrieval.top_k, 3);
 }
 
 TEST(ConfigLoader, TlsNeedsBothFilesAndAKnownVersion) {
