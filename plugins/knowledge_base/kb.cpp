@@ -798,7 +798,9 @@ std::vector<Hit> Index::search(std::string_view query_text, const SearchOptions&
     std::sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) {
       return a.second != b.second ? a.second > b.second : a.first < b.first;
     });
-    for (size_t k = 0; k < ranked.size() && k < options.top_k; ++k) hits.push_back({passage(ranked[k].first), ranked[k].second});
+    for (size_t k = 0; k < ranked.size() && hits.size() < options.top_k; ++k) {
+      if (ranked[k].second >= options.min_score) hits.push_back({passage(ranked[k].first), ranked[k].second});
+    }
     if (!fallback || lang.empty()) break;
     lang.clear();  // nothing in the question's language: any language
   }

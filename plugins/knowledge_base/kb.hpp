@@ -67,6 +67,9 @@ struct SearchOptions {
   // "" or "auto": the question's own language (CJK -> zh, else en), falling
   // back to every language when that finds nothing; "any": no filter.
   std::string language = "auto";
+  // Passages scoring lower are left out (BM25 of this index; a greeting's
+  // stray words score a few points, a real question ten and more).
+  double min_score = 0;
 };
 
 struct IndexStats {

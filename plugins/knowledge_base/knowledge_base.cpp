@@ -10,7 +10,8 @@
 //   tokenizer = "bigram"           # or "trigram": how text without spaces (Chinese) is indexed
 //   passage_bytes = 512            # sections are cut into passages of about this size
 //   reindex_interval_ms = 2000     # how often the folder is checked for changed files; 0: never
-//   min_score = 0.0                # passages scoring lower are left out
+//   min_score = 0.0                # passages scoring lower (BM25) are left out: a greeting's
+//                                  # stray words score a few points, a real question 10 and more
 //   language = "auto"              # "auto": the question's (CJK: zh, else en); "any"; or a fixed one
 //   synonyms = "kb/synonyms.txt"   # groups of words that mean the same (kb.hpp); default:
 //                                  # synonyms.txt in the folder, when there is one
@@ -95,6 +96,7 @@ class KnowledgeBase {
     }
     kb::SearchOptions options;
     options.language = language_;
+    options.min_score = min_score_;
     int64_t top_k = 3;
     if (req["top_k"].get(top_k) == simdjson::SUCCESS) options.top_k = static_cast<size_t>(std::clamp<int64_t>(top_k, 1, 32));
     // The user's earlier questions give a follow-up its topic.
@@ -119,7 +121,6 @@ class KnowledgeBase {
     ctx_.counter_add("searches");
     if (hits.empty()) ctx_.counter_add("no_passage");
     for (const auto& h : hits) {
-      if (h.score < min_score_) continue;
       const std::string metadata = R"({"path":)" + json_string(h.passage.path) + R"(,"heading":)" +
                                    json_string(h.passage.heading) + R"(,"lang":)" + json_string(h.passage.lang) + "}";
       out.add(h.passage.id, h.passage.title, h.passage.url, h.passage.text, h.score, metadata);

@@ -30,7 +30,7 @@ int usage() {
   std::fprintf(stderr,
                "usage: sluice-kb index FOLDER --db FILE [--tokenizer bigram|trigram] [--passage-bytes N]\n"
                "       sluice-kb search (--db FILE | --folder FOLDER) [--top-k N] [--tokenizer T] [--synonyms FILE|none]\n"
-               "                        [QUERY...]\n"
+               "                        [--min-score S] [QUERY...]\n"
                "       sluice-kb passages FOLDER [--passage-bytes N]\n");
   return 2;
 }
@@ -48,6 +48,7 @@ int main(int argc, char** argv) {
   const std::string command = argv[1];
   std::string db, folder, tokenizer = "bigram", synonyms;
   size_t passage_bytes = 512, top_k = 3;
+  double min_score = 0;
   std::vector<std::string> rest;
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
@@ -68,6 +69,8 @@ int main(int argc, char** argv) {
       tokenizer = value();
     } else if (a == "--passage-bytes") {
       passage_bytes = std::strtoul(value().c_str(), nullptr, 10);
+    } else if (a == "--min-score") {
+      min_score = std::strtod(value().c_str(), nullptr);
     } else if (a == "--top-k") {
       top_k = std::strtoul(value().c_str(), nullptr, 10);
     } else {
@@ -114,6 +117,7 @@ int main(int argc, char** argv) {
       auto run = [&](const std::string& query, std::vector<std::string> context) {
         sluice::kb::SearchOptions o;
         o.top_k = top_k;
+        o.min_score = min_score;
         o.context = std::move(context);
         std::string line = R"({"query":)" + json_string(query) + R"(,"passages":[)";
         bool first = true;

@@ -13,7 +13,7 @@ require=${2:-${SLUICE_EVAL_REQUIRE:-recall@3=0.84,recall@1=0.58,citation=0.50,fa
 here=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$here"
 work=$(mktemp -d)
-trap 'kill $gw 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill $gw 2>/dev/null || true; wait 2>/dev/null || true; [ -n "${SLUICE_EVAL_KEEP:-}" ] && cp "$work/failures.jsonl" "$SLUICE_EVAL_KEEP"; rm -rf "$work"' EXIT
 python3 tools/make_demo_orders.py "$work/orders.sqlite" >/dev/null
 # config/sluice.toml with this build's plugins and a fresh orders database.
 sed -e "s|build/release/plugins/|$(cd "$bin/../plugins" && pwd)/|" \

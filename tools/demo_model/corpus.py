@@ -169,14 +169,15 @@ class Retriever:
     """The knowledge_base plugin's search, run by sluice-kb over the same
     folder with the plugin's settings; queries are batched."""
 
-    def __init__(self, kb_bin, folder):
-        self.kb_bin, self.folder = kb_bin, folder
+    def __init__(self, kb_bin, folder, min_score=7.0):
+        self.kb_bin, self.folder, self.min_score = kb_bin, folder, min_score  # as config/sluice.toml
 
     def search(self, queries):
         """queries: [(question, previous user question or None)] -> [[passage]]"""
         lines = "".join(json.dumps({"query": q, "context": [c] if c else []}, ensure_ascii=False) + "\n"
                         for q, c in queries)
-        out = subprocess.run([self.kb_bin, "search", "--folder", self.folder, "--top-k", "3"], input=lines.encode(),
+        out = subprocess.run([self.kb_bin, "search", "--folder", self.folder, "--top-k", "3",
+                              "--min-score", str(self.min_score)], input=lines.encode(),
                              capture_output=True, check=True).stdout.decode()
         return [json.loads(l)["passages"] for l in out.splitlines()]
 
