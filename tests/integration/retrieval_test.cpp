@@ -301,8 +301,14 @@ TEST(Retrieval, PluginCheckAsksTheRetrieversAndNamesBadPassages) {
                  R"({"mode":"crashes"})", "--retrieve", "returns"},
                 {}, false);
   ASSERT_EQ(crash.wait(20s), 1);
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  // The sanitizer's handler has the last word: it reports the null store and
+  // ends the child itself, so only the plugin and the call are certain.
+  EXPECT_NE(crash.stderr_text().find("FAIL retrieve test "), std::string::npos) << crash.stderr_text();
+#else
   EXPECT_NE(crash.stderr_text().find("FAIL retrieve test crashed: killed by signal"), std::string::npos)
       << crash.stderr_text();
+#endif
 }
 
 // The instance that was generating the answer dies after the sources went
