@@ -442,16 +442,18 @@ def order_question(rng, lang, order_id):
 
 
 def random_order_id(rng):
-    """Mostly orders of the demo database; also numbers of any letter (B7777,
-    c1234) that it does not hold: the model copies what the user wrote."""
+    """Orders of the demo database and, as often, numbers of any letter and
+    length (B7777, c1234, A0001, Z123456789) that it does not hold: the
+    model must copy what the user wrote, not the number it saw most."""
     r = rng.random()
-    if r < 0.65:
+    if r < 0.45:
         n = "A%d" % rng.randint(1001, 1300)
-    elif r < 0.8:
-        n = "A%d" % rng.choice([rng.randint(1301, 9999), rng.randint(100, 999), rng.randint(10000, 99999)])
+    elif r < 0.6:
+        n = "A" + "".join(rng.choice("0123456789") for _ in range(rng.randint(3, 9)))
     else:
-        n = rng.choice("BCDEFGHJKLMNPQRSTUVWXYZ") + "".join(rng.choice("0123456789") for _ in range(rng.randint(3, 5)))
-    return n.lower() if rng.random() < 0.08 else n
+        n = rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") + "".join(rng.choice("0123456789")
+                                                              for _ in range(rng.randint(3, 9)))
+    return n.lower() if rng.random() < 0.1 else n
 
 
 def order_calls(rng, lang, db, order_id):
@@ -526,7 +528,9 @@ class Builder:
                 turns.append({"kind": "fixed", "lang": lang, "q": rng.choice(NO_ANSWER[lang]), "a": NOT_FOUND[lang],
                               "context": context})
             elif r < order_share + 0.2:
-                qs, a = rng.choice(SMALLTALK[lang][:1] if k == 0 else SMALLTALK[lang][1:])
+                # A greeting opens most conversations, but thanks, goodbyes and
+                # "who are you" can come first too.
+                qs, a = rng.choice(SMALLTALK[lang][:1] if k == 0 and rng.random() < 0.5 else SMALLTALK[lang])
                 turns.append({"kind": "fixed", "lang": lang, "q": rng.choice(qs), "a": a, "context": context})
             else:
                 turns.append(self.kb_turn(lang, context))

@@ -265,6 +265,7 @@ class Model(torch.nn.Module):
         d, hd = shape["dim"], shape["dim"] // shape["heads"]
         kv = shape["kv_heads"] * hd
         self.p = torch.nn.ParameterDict()
+        self.fused_attention = hasattr(F, "scaled_dot_product_attention")
 
         def add(name, *size, std=0.02, ones=False):
             t = torch.ones(*size) if ones else torch.randn(*size) * std
@@ -301,8 +302,8 @@ class Model(torch.nn.Module):
         s = self.shape
         B, T = ids.shape
         H, KV, hd = s["heads"], s["kv_heads"], s["dim"] // s["heads"]
-        cos, sin = rope_tables(s, T)
-        mask = torch.full((T, T), float("-inf")).triu(1)
+        cos, sin = (t.to(ids.device) for t in rope_tables(s, T))
+        mask = torch.full((T, T), float("-inf"), device=ids.device).triu(1)
         x = self.w("token_embd.weight")[ids]
         for l in range(s["layers"]):
             p = "blk.%d." % l
@@ -312,8 +313,14 @@ class Model(torch.nn.Module):
             v = (h @ self.w(p + "attn_v.weight").T).view(B, T, KV, hd)
             k = k.repeat_interleave(H // KV, dim=2)
             v = v.repeat_interleave(H // KV, dim=2)
-            scores = torch.einsum("bthd,bshd->bhts", q, k) / math.sqrt(hd) + mask
-            att = torch.einsum("bhts,bshd->bthd", scores.softmax(-1), v)
+            if self.fused_attention and ids.is_cuda:
+                # The same causal softmax(q k^T / sqrt(d)) v, as one fused kernel.
+                # Under autocast v is bfloat16 and RoPE left q and k in float32.
+                q, k, v = (t.transpose(1, 2).to(v.dtype) for t in (q, k, v))
+                att = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2)
+            else:
+                scores = torch.einsum("bthd,bshd->bhts", q, k) / math.sqrt(hd) + mask
+                att = torch.einsum("bhts,bshd->bthd", scores.softmax(-1), v)
             x = x + att.reshape(B, T, s["dim"]) @ self.w(p + "attn_output.weight").T
             h = mtm.rmsnorm(x, self.w(p + "ffn_norm.weight"), s["eps"])
             x = x + (F.silu(h @ self.w(p + "ffn_gate.weight").T) * (h @ self.w(p + "ffn_up.weight").T)) @ self.w(p + "ffn_down.weight").T
@@ -338,19 +345,75 @@ def batches(data, tokens_per_batch, rng):
 
 
 def make_batch(data, idx):
+    """Padded ids and targets (-100 where there is no loss) for data[idx]."""
     T = max(len(data[i][0]) for i in idx)
     ids = torch.zeros(len(idx), T, dtype=torch.long)
     tgt = torch.full((len(idx), T), -100, dtype=torch.long)
     for r, i in enumerate(idx):
-        seq, mask = data[i]
-        ids[r, :len(seq)] = torch.tensor(seq)
-        for t in range(1, len(seq)):
-            if mask[t]:
-                tgt[r, t - 1] = seq[t]
+        seq, mask = (torch.as_tensor(x) for x in data[i])
+        n = len(seq)
+        ids[r, :n] = seq
+        tgt[r, :n - 1] = torch.where(mask[1:].bool(), seq[1:], torch.full_like(seq[1:], -100))
     return ids, tgt
 
 
 # --------------------------------------------------------------------- main
+
+def save_data(path, data, tokenizer_gguf):
+    """The encoded corpus and its tokenizer in one compressed file, so that
+    training can run on another machine (a GPU) without the build."""
+    import numpy as np
+    ids = np.concatenate([np.asarray(d[0], np.int16) for d in data])
+    mask = np.packbits(np.concatenate([np.asarray(d[1], np.uint8) for d in data]))
+    lengths = np.asarray([len(d[0]) for d in data], np.int32)
+    with open(tokenizer_gguf, "rb") as f:
+        tok = np.frombuffer(f.read(), np.uint8)
+    np.savez_compressed(path, ids=ids, mask=mask, lengths=lengths, tokenizer=tok)
+
+
+def load_data(path, work):
+    """save_data's file: (data, path of the tokenizer GGUF written into work)."""
+    import numpy as np
+    z = np.load(path)
+    ids, lengths = z["ids"].astype(np.int64), z["lengths"]
+    mask = np.unpackbits(z["mask"])[:len(ids)]
+    tok_path = os.path.join(work, "tokenizer.gguf")
+    with open(tok_path, "wb") as f:
+        f.write(z["tokenizer"].tobytes())
+    data, at = [], 0
+    for n in lengths:
+        data.append((ids[at:at + n], mask[at:at + n].astype(np.int64)))
+        at += n
+    return data, tok_path
+
+
+def corpus_data(a, work):
+    """Generates, renders and encodes the corpus: (data, tokens, write)."""
+    t0 = time.time()
+    dialogues = corpus.generate(a.dialogues, a.seed, a.order_share, kb_bin=a.kb_bin)
+    source = a.init or a.tokenizer_from
+    if source:
+        tokens, write = tokenizer_from_gguf(gguf_reader.read(source)[0])
+    else:
+        boot = os.path.join(work, "boot.gguf")
+        _, write = tokenizer_writer([], [])
+        write_tokenizer_only(boot, write)
+        rendered = run_tokenize(a.tokenize, boot, [chat_item(d) for d in dialogues], render=True)
+        texts = []
+        specials = [s for s, _ in SPECIALS]
+        for r in rendered:
+            for s in specials:
+                r = r.replace(s, "\0")
+            texts += [t for t in r.split("\0") if t]
+        alphabet, pieces = train_bpe(texts, a.vocab)
+        tokens, write = tokenizer_writer(pieces, alphabet)
+    tok_path = os.path.join(work, "tokenizer.gguf")
+    write_tokenizer_only(tok_path, write)
+    data = encode_dialogues(a.tokenize, tok_path, dialogues, tokens.index("<|im_end|>"))
+    data = [d for d in data if len(d[0]) <= a.max_len]
+    print("corpus: %d samples, %.0f s" % (len(data), time.time() - t0), flush=True)
+    return data, tok_path
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -358,15 +421,22 @@ def main():
     ap.add_argument("--tokenize", default="build/release/bin/sluice-tokenize")
     ap.add_argument("--dialogues", type=int, default=16000)
     ap.add_argument("--vocab", type=int, default=6144)
+    ap.add_argument("--layers", type=int, default=SHAPE["layers"])
     ap.add_argument("--steps", type=int, default=1200)
+    ap.add_argument("--time-budget", type=float, default=0.0,
+                    help="seconds of training: the schedule follows the clock and stops there (0: --steps)")
     ap.add_argument("--batch-tokens", type=int, default=6144)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--max-len", type=int, default=1024)
-    ap.add_argument("--bf16", action="store_true", help="PyTorch's bfloat16 autocast on the CPU (AVX-512 BF16)")
+    ap.add_argument("--bf16", action="store_true", help="PyTorch's bfloat16 autocast (AVX-512 BF16 on the CPU)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--kb-bin", default="build/release/bin/sluice-kb", help="the knowledge base's search (corpus)")
     ap.add_argument("--init", help="go on from this trained GGUF file (its weights and tokenizer)")
+    ap.add_argument("--tokenizer-from", help="a trained GGUF file whose tokenizer to keep (the weights start afresh)")
+    ap.add_argument("--save-data", help="write the encoded corpus here (.npz) and stop")
+    ap.add_argument("--data", help="train on these --save-data files (comma-separated) instead of generating a corpus")
     ap.add_argument("--order-share", type=float, default=0.22, help="chance that an exchange is an order lookup")
     ap.add_argument("--warmup", type=int, default=60)
     a = ap.parse_args()
@@ -374,40 +444,49 @@ def main():
     torch.set_num_threads(a.threads)
     rng = random.Random(a.seed)
     t0 = time.time()
+    device = torch.device(a.device)
 
-    dialogues = corpus.generate(a.dialogues, a.seed, a.order_share, kb_bin=a.kb_bin)
-    init = gguf_reader.read(a.init) if a.init else None
     with tempfile.TemporaryDirectory() as work:
-        if init:
-            tokens, write = tokenizer_from_gguf(init[0])
+        if a.data:
+            # Several files (comma-separated) of the same tokenizer: corpora
+            # generated in parallel with different seeds.
+            data = []
+            for path in a.data.split(","):
+                part, tok_path = load_data(path, work)
+                data += part
         else:
-            boot = os.path.join(work, "boot.gguf")
-            _, write = tokenizer_writer([], [])
-            write_tokenizer_only(boot, write)
-            rendered = run_tokenize(a.tokenize, boot, [chat_item(d) for d in dialogues], render=True)
-            texts = []
-            specials = [s for s, _ in SPECIALS]
-            for r in rendered:
-                for s in specials:
-                    r = r.replace(s, "\0")
-                texts += [t for t in r.split("\0") if t]
-            alphabet, pieces = train_bpe(texts, a.vocab)
-            tokens, write = tokenizer_writer(pieces, alphabet)
-        tok_path = os.path.join(work, "tokenizer.gguf")
-        write_tokenizer_only(tok_path, write)
-        data = encode_dialogues(a.tokenize, tok_path, dialogues, tokens.index("<|im_end|>"))
-    data = [d for d in data if len(d[0]) <= a.max_len]
+            data, tok_path = corpus_data(a, work)
+        if a.save_data:
+            save_data(a.save_data, data, tok_path)
+            print("wrote %s (%.1f MB)" % (a.save_data, os.path.getsize(a.save_data) / 1e6))
+            return
+        tokens, write = tokenizer_from_gguf(gguf_reader.read(tok_path)[0])
+    init = gguf_reader.read(a.init) if a.init else None
     n_tok = sum(len(d[0]) for d in data)
-    n_target = sum(sum(d[1]) for d in data)
-    print("corpus: %d dialogues, %d tokens (%d assistant tokens), vocabulary %d, %.0f s" %
+    n_target = sum(int(sum(d[1])) if isinstance(d[1], list) else int(d[1].sum()) for d in data)
+    print("corpus: %d samples, %d tokens (%d assistant tokens), vocabulary %d, %.0f s" %
           (len(data), n_tok, n_target, len(tokens), time.time() - t0), flush=True)
 
-    shape = dict(SHAPE, vocab=len(tokens))
+    shape = dict(SHAPE, vocab=len(tokens), layers=a.layers)
     model = Model(shape)
     if init:
         model.load(init[1])
+    model.to(device)
     params = sum(p.numel() for p in model.parameters())
-    print("model: %d parameters, shape %s" % (params, shape), flush=True)
+    print("model: %d parameters, shape %s, on %s" % (params, shape, device), flush=True)
+    if device.type == "cuda" and model.fused_attention:
+        # The fused attention must be the same function as the explicit one
+        # that the engine's checks compare with.
+        probe, _ = make_batch(data, list(range(4)))
+        with torch.no_grad():
+            fused = model(probe.to(device))
+            model.fused_attention = False
+            plain = model(probe.to(device))
+            model.fused_attention = True
+        gap = (fused - plain).abs().max().item()
+        print("fused attention: max |difference| %.2e" % gap, flush=True)
+        if gap > 1e-3:
+            raise SystemExit("the fused attention differs from the explicit one")
     decay = [p for n, p in model.p.items() if p.dim() == 2]
     other = [p for n, p in model.p.items() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": other, "weight_decay": 0.0}],
@@ -415,14 +494,21 @@ def main():
     warmup = a.warmup
     step = 0
     order = []
-    while step < a.steps:
+    t_train = time.time()
+    seen = 0
+    while True:
+        # Progress in [0, 1]: by steps, or by the clock under a time budget.
+        progress = (time.time() - t_train) / a.time_budget if a.time_budget else step / a.steps
+        if progress >= 1:
+            break
         if not order:
             order = batches(data, a.batch_tokens, rng)
         ids, tgt = make_batch(data, order.pop())
-        lr = a.lr * min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / a.steps)))
+        ids, tgt = ids.to(device, non_blocking=True), tgt.to(device, non_blocking=True)
+        lr = a.lr * min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
         for group in opt.param_groups:
             group["lr"] = lr
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=a.bf16):
             logits = model(ids)
         loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), tgt.view(-1), ignore_index=-100)
         opt.zero_grad(set_to_none=True)
@@ -430,14 +516,18 @@ def main():
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
-        if step % 25 == 0 or step == 1:
-            print("step %d/%d loss %.4f lr %.2e %.0f s" % (step, a.steps, loss.item(), lr, time.time() - t0), flush=True)
+        seen += ids.numel()
+        if step % 100 == 0 or step == 1:
+            print("step %d (%.0f%%) loss %.4f lr %.2e %.1f M tokens %.0f s" %
+                  (step, 100 * progress, loss.item(), lr, seen / 1e6, time.time() - t0), flush=True)
 
+    model.to("cpu")
     meta = {"general.description": "Sluice demo model: customer service for the demo shop (English, Chinese). "
                                    "Trained by tools/demo_model/train.py; see models/README.md.",
             "general.license": "MIT"}
     mtm.write_weights(a.out, "llama", "f16", model.weights(), shape, "sluice-demo", write, meta)
-    print("wrote %s (%.1f MB) in %.0f s" % (a.out, os.path.getsize(a.out) / 1e6, time.time() - t0), flush=True)
+    print("trained %d steps, %.1f M tokens; wrote %s (%.1f MB) in %.0f s" %
+          (step, seen / 1e6, a.out, os.path.getsize(a.out) / 1e6, time.time() - t0), flush=True)
 
 
 if __name__ == "__main__":
