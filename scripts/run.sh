@@ -16,7 +16,7 @@ mode=model
 bash scripts/install-deps.sh
 npm ci --prefix web-demo --no-audit --no-fund --loglevel=error  # the widget's Markdown parser and sanitizer
 cmake --preset release >/dev/null
-cmake --build --preset release --target sluice order_lookup sluice-upstream-sim sluice-loadgen
+cmake --build --preset release --target sluice order_lookup knowledge_base sluice-upstream-sim sluice-loadgen
 
 bin=build/release/bin
 mkdir -p build/demo
