@@ -43,14 +43,22 @@ int main(int argc, char** argv) {
   sluice::ConfigSources sources;
   std::string port_file;
   bool check_only = false;
+  bool list_keys = false;
   app.add_option("--config", sources.file, "TOML configuration file")->check(CLI::ExistingFile);
   app.add_option("--listen", sources.listen, "HOST:PORT to listen on (overrides server.listen)");
   app.add_option("--upstream", sources.upstream,
                  "OpenAI-compatible base URL(s), comma-separated (overrides openai.urls)");
   app.add_option("--port-file", port_file, "write the bound port to this file once listening");
   app.add_flag("--check-config", check_only, "validate the configuration and exit");
+  app.add_flag("--config-keys", list_keys, "print every configuration key and its environment variable, and exit");
   app.set_version_flag("--version", "sluice 0.1.0");
   CLI11_PARSE(app, argc, argv);
+  if (list_keys) {
+    for (const auto& key : sluice::config_keys()) {
+      std::printf("%s %s\n", key.c_str(), sluice::env_name_for_key(key).c_str());
+    }
+    return 0;
+  }
 
   for (char** e = environ; e && *e; ++e) sources.env.emplace_back(*e);
   const auto loaded = sluice::load_config(sources);

@@ -25,6 +25,11 @@ packages=(
   # The nginx that the scale-out tests put in front of several instances.
   nginx
   clang libclang-rt-14-dev
+  # The deploy tests: the container image built with podman on a base made by
+  # mmdebstrap, the compose file checked by docker-compose and podman-compose,
+  # YAML linted, a TLS variant of the nginx site checked with a throwaway
+  # certificate.
+  podman mmdebstrap docker-compose podman-compose yamllint python3-yaml openssl
   curl procps
 )
 
@@ -40,6 +45,9 @@ fi
 # Node.js runs the end-to-end tests with real npm clients; any Node >= 18
 # will do, so Debian's is installed only where there is none.
 command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
+# kubectl renders the Kubernetes manifests (kubectl kustomize); Debian's
+# kubernetes-client only where no kubectl is installed.
+command -v kubectl >/dev/null 2>&1 || packages+=(kubernetes-client)
 
 missing=()
 for p in "${packages[@]}"; do

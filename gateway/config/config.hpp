@@ -247,4 +247,8 @@ std::vector<std::string> config_warnings(const Config& config);
 // "SLUICE_SERVER_THREADS").
 std::string env_name_for_key(const std::string& key);
 
+// Every key the configuration has, in the order docs/configuration.md lists
+// them (`sluice --config-keys` prints them with their variables).
+std::vector<std::string> config_keys();
+
 }  // namespace sluice

@@ -521,6 +521,12 @@ std::vector<std::string> config_warnings(const Config& config) {
   return out;
 }
 
+std::vector<std::string> config_keys() {
+  std::vector<std::string> out;
+  for (const auto& o : schema()) out.push_back(o.key);
+  return out;
+}
+
 std::string env_name_for_key(const std::string& key) {
   std::string name = "SLUICE_";
   for (char ch : key) name.push_back(ch == '.' ? '_' : static_cast<char>(std::toupper(ch)));

@@ -1,4 +1,4 @@
-// The shipped nginx configuration (deploy/nginx/sluice.conf), run by a real
+// The shipped nginx site (deploy/nginx/sluice.conf, only its port changed), run by a real
 // nginx in front of two gateway instances on one real redis-server, round
 // robin with no stickiness: clients that drop at random points and
 // reconnect land on either instance and read every answer byte for byte,
@@ -39,9 +39,10 @@ class NginxProxy {
     std::stringstream ss;
     ss << in.rdbuf();
     std::string site = ss.str();
-    std::string servers;
-    for (uint16_t p : gateways) servers += "    server 127.0.0.1:" + std::to_string(p) + " max_fails=0;\n";
-    site = std::regex_replace(site, std::regex(R"(( *server 127\.0\.0\.1:808[0-9] max_fails=0;\n)+)"), servers);
+    // The instances as deploy/nginx/upstream.conf lists them, with this test's ports.
+    std::string upstream = "upstream sluice {\n";
+    for (uint16_t p : gateways) upstream += "    server 127.0.0.1:" + std::to_string(p) + " max_fails=0;\n";
+    std::ofstream(dir_ + "/upstream.conf") << upstream << "    keepalive 64;\n}\n";
     site = std::regex_replace(site, std::regex(R"(listen 8080;)"), "listen 127.0.0.1:" + std::to_string(port_) + ";");
     std::ofstream(dir_ + "/sluice.conf") << site;
     std::ofstream conf(dir_ + "/nginx.conf");
@@ -53,7 +54,7 @@ class NginxProxy {
     for (const char* t : {"client_body", "proxy", "fastcgi", "uwsgi", "scgi"}) {
       conf << "  " << t << "_temp_path " << dir_ << "/" << t << ";\n";
     }
-    conf << "  include " << dir_ << "/sluice.conf;\n}\n";
+    conf << "  include " << dir_ << "/upstream.conf;\n  include " << dir_ << "/sluice.conf;\n}\n";
     conf.close();
     process_ = std::make_unique<Process>(
         std::vector<std::string>{"/usr/sbin/nginx", "-p", dir_, "-c", dir_ + "/nginx.conf", "-g", "daemon off;"},
