@@ -27,6 +27,7 @@ cleanup() {
   [ -n "$gw" ] && kill "$gw" 2>/dev/null || true
   if [ -n "$ctr" ]; then
     umount "$work/root/proc" 2>/dev/null || true
+    umount "$work/root/dev" 2>/dev/null || true
     podman umount "$ctr" >/dev/null 2>&1 || true
     podman rm -f "$ctr" >/dev/null 2>&1 || true
   fi
@@ -73,7 +74,9 @@ case "$health" in *"/healthz"*) ;; *) echo "FAIL: no HEALTHCHECK on /healthz"; e
 ctr=$(podman create "$tag")
 mnt=$(podman mount "$ctr")
 ln -s "$mnt" "$work/root"
+# What a container runtime would give it: /proc and the device nodes.
 mount -t proc proc "$mnt/proc"
+mount --bind /dev "$mnt/dev"
 [ "$(chroot "$mnt" id -un 10001)" = sluice ] || { echo "FAIL: no user sluice with uid 10001"; exit 1; }
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/var/lib/sluice SLUICE_SERVER_LISTEN="127.0.0.1:$port" \
