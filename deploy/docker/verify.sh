@@ -19,7 +19,7 @@ done
 [ "$(id -u)" -eq 0 ] || { echo "building and chrooting into the image needs root: skipped"; exit 77; }
 
 tag=localhost/sluice:verify-$$
-base=localhost/sluice-base:bookworm
+base=localhost/sluice-base:bookworm-$(date +%Y%m%d)  # made again each day: today's updates
 work=$(mktemp -d)
 ctr=""
 gw=""
@@ -39,15 +39,20 @@ trap cleanup EXIT
 # 1. The base: Debian 12 minbase, made here (no registry is reached).
 if ! podman image exists "$base"; then
   start=$(date +%s)
-  mmdebstrap --quiet --variant=minbase bookworm "$work/base.tar"
+  # The suites of Debian's own bookworm images: security and point updates too.
+  mmdebstrap --quiet --variant=minbase bookworm "$work/base.tar" \
+    "deb http://deb.debian.org/debian bookworm main" \
+    "deb http://deb.debian.org/debian bookworm-updates main" \
+    "deb http://deb.debian.org/debian-security bookworm-security main"
   podman import --quiet "$work/base.tar" "$base" >/dev/null
   rm -f "$work/base.tar"
   echo "base image $base made by mmdebstrap in $(($(date +%s) - start)) s"
 fi
 
 # 2. The image, built from the Dockerfile as it is. The build's ccache is the
-# host's (CMakeLists.txt hashes paths relative to the source tree), so the
-# release build that ran before this test makes the image's build quick.
+# host's (CMakeLists.txt hashes paths relative to the source tree): where the
+# host's headers are the image's versions, the release build that ran before
+# this test makes the image's build quick; otherwise it compiles afresh.
 cache_args=()
 cache_dir=$(ccache -k cache_dir 2>/dev/null || true)
 if [ -n "$cache_dir" ]; then mkdir -p "$cache_dir" && cache_args=(-v "$cache_dir:/ccache"); fi

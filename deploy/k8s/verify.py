@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 import tomllib
+import urllib.error
 import urllib.request
 
 import yaml
@@ -165,6 +166,9 @@ def main():
                 for _ in range(300):
                     try:
                         status = urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, get["path"]), timeout=2).status
+                        break
+                    except urllib.error.HTTPError as e:
+                        status = e.code
                         break
                     except Exception:
                         if gw.poll() is not None:
