@@ -37,8 +37,11 @@ RUN if [ -d /ccache ]; then export CCACHE_DIR=/ccache; else export CCACHE_DISABL
  && strip --strip-debug /out/bin/* /out/plugins/*.so \
  && python3 tools/make_demo_orders.py /out/demo/orders.sqlite >/dev/null
 # The widget's Markdown parser and sanitizer come from npm; web-demo/vendor
-# links into node_modules, copied here as plain files.
-RUN npm ci --prefix web-demo --no-audit --no-fund --loglevel=error \
+# links into node_modules, copied here as plain files. Behind a proxy that
+# re-signs TLS, mount its CA bundle for this step:
+# podman build -v /etc/ssl/certs/ca-certificates.crt:/etc/sluice-build-ca.crt:ro
+RUN if [ -f /etc/sluice-build-ca.crt ]; then export NODE_EXTRA_CA_CERTS=/etc/sluice-build-ca.crt; fi \
+ && npm ci --prefix web-demo --no-audit --no-fund --loglevel=error \
  && mkdir -p /out/web && cp -rL web-demo/. /out/web/ \
  && rm -rf /out/web/node_modules /out/web/screenshots /out/web/package.json /out/web/package-lock.json
 

@@ -56,6 +56,9 @@ fi
 cache_args=()
 cache_dir=$(ccache -k cache_dir 2>/dev/null || true)
 if [ -n "$cache_dir" ]; then mkdir -p "$cache_dir" && cache_args=(-v "$cache_dir:/ccache"); fi
+# This host's CA bundle for npm's TLS (it may trust a proxy the base does not).
+ca=${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}
+[ -f "$ca" ] && cache_args+=(-v "$ca:/etc/sluice-build-ca.crt:ro")
 start=$(date +%s)
 if ! podman build --quiet --isolation=chroot --format docker --build-arg "BASE=$base" "${cache_args[@]}" \
        -t "$tag" -f "$src/Dockerfile" "$src" > "$work/build.log" 2>&1; then
