@@ -52,7 +52,7 @@ RUN apt-get update -q \
  && apt-get install -y -q --no-install-recommends \
       ca-certificates curl libcurl4 libssl3 libjwt0 libhiredis0.14 libtomlplusplus3 libspdlog1.10 libfmt9 \
       libsimdjson14 libicu72 libsqlite3-0 \
- && rm -rf /var/lib/apt/lists/* \
+ && apt-get clean && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --home-dir /var/lib/sluice --create-home \
       --shell /usr/sbin/nologin sluice \
  && mkdir -p /usr/local/lib/sluice/plugins.d

@@ -22,7 +22,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,24 +30,12 @@ import urllib.request
 
 import yaml
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from checks import check, failures, free_port, local_config  # noqa: E402
+
 here = os.path.dirname(os.path.abspath(__file__))
 deploy = os.path.dirname(here)
 root = os.path.dirname(deploy)
-failures = []
-
-
-def check(ok, what):
-    print(("ok    " if ok else "FAIL  ") + what, flush=True)
-    if not ok:
-        failures.append(what)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def get(url, timeout=5):
@@ -147,17 +134,7 @@ def topology(compose, bin_dir):
             time.sleep(0.05)
         # The gateways: the image's configuration with this checkout's paths,
         # each service's environment with the Redis address here.
-        subprocess.run([sys.executable, os.path.join(root, "tools", "make_demo_orders.py"),
-                        os.path.join(work, "orders.sqlite")], check=True, capture_output=True)
-        image_conf = open(os.path.join(deploy, "docker", "sluice.toml")).read()
-        plugins = os.path.join(os.path.dirname(os.path.abspath(bin_dir)), "plugins")
-        local = (image_conf.replace("/usr/local/share/sluice/models", os.path.join(root, "models"))
-                 .replace("/usr/local/lib/sluice/plugins", plugins)
-                 .replace("/usr/local/share/sluice/web", os.path.join(root, "web-demo"))
-                 .replace("/usr/local/share/sluice/kb", os.path.join(root, "kb"))
-                 .replace("/usr/local/share/sluice/demo/orders.sqlite", os.path.join(work, "orders.sqlite")))
-        conf_path = os.path.join(work, "sluice.toml")
-        open(conf_path, "w").write(local)
+        conf_path = local_config(open(os.path.join(deploy, "docker", "sluice.toml")).read(), bin_dir, work)
         ports = {}
         for g in gateways:
             env = {k: str(v) for k, v in services[g]["environment"].items()}

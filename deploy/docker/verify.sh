@@ -39,8 +39,16 @@ trap cleanup EXIT
 # 1. The base: Debian 12 minbase, made here (no registry is reached).
 if ! podman image exists "$base"; then
   start=$(date +%s)
-  # The suites of Debian's own bookworm images: security and point updates too.
-  mmdebstrap --quiet --variant=minbase bookworm "$work/base.tar" \
+  # The suites of Debian's own bookworm images (security and point updates
+  # too) and, as in their -slim variant, no manuals, translations or docs
+  # but the copyright files (the dpkg settings stay in the image, so what the
+  # Dockerfile installs leaves them out too).
+  mmdebstrap --quiet --variant=minbase \
+    --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
+    --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+    --dpkgopt='path-exclude=/usr/share/info/*' \
+    --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin' \
+    bookworm "$work/base.tar" \
     "deb http://deb.debian.org/debian bookworm main" \
     "deb http://deb.debian.org/debian bookworm-updates main" \
     "deb http://deb.debian.org/debian-security bookworm-security main"
@@ -89,7 +97,7 @@ mount --bind /dev "$mnt/dev"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/var/lib/sluice SLUICE_SERVER_LISTEN="127.0.0.1:$port" \
   SLUICE_LOG_ACCESS_LOG=false \
-  chroot --userspec=10001:10001 "$mnt" /bin/sh -c 'cd /var/lib/sluice && exec /usr/local/bin/sluice --config /etc/sluice/sluice.toml' \
+  "$(command -v chroot)" --userspec=10001:10001 "$mnt" /bin/sh -c 'cd /var/lib/sluice && exec /usr/local/bin/sluice --config /etc/sluice/sluice.toml' \
   > "$work/gw.log" 2>&1 &
 gw=$!
 for _ in $(seq 1 300); do

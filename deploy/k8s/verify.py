@@ -23,7 +23,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,23 +33,11 @@ import urllib.request
 
 import yaml
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from checks import check, failures, free_port, local_config  # noqa: E402
+
 here = os.path.dirname(os.path.abspath(__file__))
 root = os.path.dirname(os.path.dirname(here))
-failures = []
-
-
-def check(ok, what):
-    print(("ok    " if ok else "FAIL  ") + what)
-    if not ok:
-        failures.append(what)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def main():
@@ -136,16 +123,7 @@ def main():
     # The configuration with the image's paths pointed at this checkout.
     work = tempfile.mkdtemp()
     try:
-        subprocess.run([sys.executable, os.path.join(root, "tools", "make_demo_orders.py"),
-                        os.path.join(work, "orders.sqlite")], check=True, capture_output=True)
-        plugins = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(sluice))), "plugins")
-        local = (toml_text.replace("/usr/local/share/sluice/models", os.path.join(root, "models"))
-                 .replace("/usr/local/lib/sluice/plugins", plugins)
-                 .replace("/usr/local/share/sluice/web", os.path.join(root, "web-demo"))
-                 .replace("/usr/local/share/sluice/kb", os.path.join(root, "kb"))
-                 .replace("/usr/local/share/sluice/demo/orders.sqlite", os.path.join(work, "orders.sqlite")))
-        path = os.path.join(work, "sluice.toml")
-        open(path, "w").write(local)
+        path = local_config(toml_text, os.path.dirname(os.path.abspath(sluice)), work)
         run_env = dict(os.environ, **env)
         out = subprocess.run([sluice, "--check-config", "--config", path], capture_output=True, text=True, env=run_env)
         check(out.returncode == 0, "the ConfigMap's configuration and the pod's variables are valid: " +
