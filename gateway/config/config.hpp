@@ -179,7 +179,6 @@ struct RetrievalConfig {
   int top_k = 3;              // passages put into the prompt and sent as sources
   Millis timeout{1500};       // for all retrievers of a turn; past it the answer goes on without them
   int context_messages = 4;   // earlier messages of the conversation a retriever sees
-  size_t snippet_bytes = 600; // of each passage in the `sources` event (the prompt has all of it)
 };
 
 struct MetricsConfig {
@@ -247,8 +246,8 @@ std::vector<std::string> config_warnings(const Config& config);
 // "SLUICE_SERVER_THREADS").
 std::string env_name_for_key(const std::string& key);
 
-// Every key the configuration has, in the order docs/configuration.md lists
-// them (`sluice --config-keys` prints them with their variables).
+// Every key the configuration has, in the schema's order (`sluice
+// --config-keys` prints them with their variables).
 std::vector<std::string> config_keys();
 
 }  // namespace sluice

@@ -461,8 +461,6 @@ const std::vector<Option>& schema() {
       millis("retrieval.timeout_ms", 10, 60'000, [](Config& c) -> Millis& { return c.retrieval.timeout; }),
       integer<int>("retrieval.context_messages", 0, 32,
                    [](Config& c) -> int& { return c.retrieval.context_messages; }),
-      integer<size_t>("retrieval.snippet_bytes", 64, 4096,
-                      [](Config& c) -> size_t& { return c.retrieval.snippet_bytes; }),
       one_of("log.level", {"trace", "debug", "info", "warn", "error", "critical", "off"},
              [](Config& c) -> std::string& { return c.log.level; }),
       boolean("metrics.enabled", [](Config& c) -> bool& { return c.metrics.enabled; }),

@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <sstream>
 
 #include "gateway/config/config.hpp"
 
@@ -27,6 +28,22 @@ class TempToml {
 ConfigResult load_toml(const std::string& text, std::vector<std::string> env = {}) {
   TempToml f(text);
   return load_config({f.path(), std::move(env), "", "", ""});
+}
+
+// docs/configuration.md is the contract: every key the gateway reads is in
+// it (a key added without its line, or one left in the schema after its
+// feature went, fails here), and --config-keys names each one's variable.
+TEST(ConfigLoader, EveryKeyIsDocumented) {
+  std::ifstream in(SLUICE_CONFIGURATION_DOC);
+  std::stringstream doc;
+  doc << in.rdbuf();
+  ASSERT_FALSE(doc.str().empty()) << SLUICE_CONFIGURATION_DOC;
+  const auto keys = config_keys();
+  EXPECT_GT(keys.size(), 50u);
+  for (const auto& key : keys) {
+    EXPECT_NE(doc.str().find("`" + key + "`"), std::string::npos) << key << " is not in docs/configuration.md";
+  }
+  EXPECT_EQ(env_name_for_key("retrieval.top_k"), "SLUICE_RETRIEVAL_TOP_K");
 }
 
 TEST(ConfigLoader, DefaultsAreValid) {
