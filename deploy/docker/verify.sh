@@ -17,6 +17,7 @@ for tool in podman mmdebstrap curl; do
   command -v "$tool" >/dev/null || { echo "$tool is not installed (scripts/install-deps.sh): skipped"; exit 77; }
 done
 [ "$(id -u)" -eq 0 ] || { echo "building and chrooting into the image needs root: skipped"; exit 77; }
+podman info >/dev/null 2>&1 || { echo "podman cannot run here ($(podman info 2>&1 | tail -n 1)): skipped"; exit 77; }
 
 tag=localhost/sluice:verify-$$
 base=localhost/sluice-base:bookworm-$(date +%Y%m%d)  # made again each day: today's updates
