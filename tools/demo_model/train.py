@@ -433,7 +433,8 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--max-len", type=int, default=1024)
-    ap.add_argument("--bf16", action="store_true", help="PyTorch's bfloat16 autocast (AVX-512 BF16 on the CPU)")
+    ap.add_argument("--bf16", action="store_true", help="PyTorch's bfloat16 autocast: on a GPU, or a CPU with AVX-512 BF16 (without it, "
+                         "as on an AVX2-only CPU, bfloat16 is emulated and about 20 times slower than float32)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--kb-bin", default="build/release/bin/sluice-kb", help="the knowledge base's search (corpus)")
     ap.add_argument("--init", help="go on from this trained GGUF file (its weights and tokenizer)")
