@@ -31,8 +31,9 @@ def local_config(text, bin_dir, work):
     orders = os.path.join(work, "orders.sqlite")
     subprocess.run([sys.executable, os.path.join(root, "tools", "make_demo_orders.py"), orders],
                    check=True, capture_output=True)
+    plugins = os.path.join(os.path.dirname(os.path.abspath(bin_dir)), "plugins")
     for image, here in (("/usr/local/share/sluice/models", os.path.join(root, "models")),
-                        ("/usr/local/lib/sluice/plugins", os.path.join(os.path.dirname(os.path.abspath(bin_dir)), "plugins")),
+                        ("/usr/local/lib/sluice/plugins", plugins),
                         ("/usr/local/share/sluice/web", os.path.join(root, "web-demo")),
                         ("/usr/local/share/sluice/kb", os.path.join(root, "kb")),
                         ("/usr/local/share/sluice/demo/orders.sqlite", orders)):

@@ -2,7 +2,9 @@
 """Trains Sluice's demo model: a small Llama-architecture chat model for the
 demo shop's customer service, in English and Chinese, with its own
 SentencePiece-style BPE tokenizer, written as one GGUF file that the local
-engine runs. CPU only (Debian's python3-torch); deterministic for a seed.
+engine runs. On the CPU (Debian's python3-torch) or a CUDA GPU (--device cuda,
+on corpora made beforehand with --save-data); the corpus is deterministic
+for a seed.
 
 The steps:
   1. corpus.py writes the dialogues (from the order-lookup demo catalogue
