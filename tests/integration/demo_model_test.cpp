@@ -17,6 +17,16 @@ namespace {
 
 using namespace std::chrono_literals;
 
+// The demo model runs in the gateway's own process: under ThreadSanitizer
+// (every load and store of the kernels checked, the worker threads' spinning
+// included) with another test beside it on 2 cores, a prompt with three
+// passages takes more than 20 s before its first delta.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr auto kFrameTimeout = 180s;
+#else
+constexpr auto kFrameTimeout = 20s;
+#endif
+
 // config/sluice.toml with its relative paths (from the repository root) made
 // absolute for this build: the model, the plugin and the orders database.
 std::string default_config(const OrdersDb& db) {
@@ -57,10 +67,10 @@ class DemoModel : public ::testing::Test {
   ToolTurn ask(const std::string& question) {
     WsClient c(gw_->port());
     c.send(chat(question));
-    auto session = c.read_until("session", "", 30s);
+    auto session = c.read_until("session", "", kFrameTimeout);
     EXPECT_TRUE(session) << gw_->stderr_text();
     if (!session) return {};
-    return read_tool_turn(c, session->session_id);
+    return read_tool_turn(c, session->session_id, kFrameTimeout);
   }
   static OrdersDb* db_;
   static TempConfig* config_;

@@ -145,9 +145,11 @@ struct ToolTurn {
   std::optional<Frame> done;
 };
 
-inline ToolTurn read_tool_turn(WsClient& c, const std::string& session_id) {
+// `frame_timeout` bounds the wait for each frame (not the whole turn).
+inline ToolTurn read_tool_turn(WsClient& c, const std::string& session_id,
+                               std::chrono::milliseconds frame_timeout = std::chrono::seconds(20)) {
   ToolTurn t;
-  for (auto f = c.read(std::chrono::seconds(20)); f; f = c.read(std::chrono::seconds(20))) {
+  for (auto f = c.read(frame_timeout); f; f = c.read(frame_timeout)) {
     if (getenv("SLUICE_TEST_TRACE")) fprintf(stderr, "frame %s\n", f->raw.c_str());
     if (f->session_id != session_id) continue;
     if (f->type == "delta") {
