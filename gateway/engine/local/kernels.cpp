@@ -42,21 +42,16 @@ __attribute__((target("avx2,fma"))) float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// 16 weights of a row, from element i, as two vectors of 8 floats.
+// 8 weights of a row, from element i, as floats.
 template <gguf::TensorType T>
-__attribute__((target("avx2,fma,f16c"), always_inline)) inline void load16(const uint8_t* row, int64_t i, __m256& w0,
-                                                                          __m256& w1) {
+__attribute__((target("avx2,fma,f16c"), always_inline)) inline __m256 load8(const uint8_t* row, int64_t i) {
   if constexpr (T == gguf::TensorType::kF32) {
-    const auto* a = reinterpret_cast<const float*>(row);
-    w0 = _mm256_loadu_ps(a + i);
-    w1 = _mm256_loadu_ps(a + i + 8);
+    return _mm256_loadu_ps(reinterpret_cast<const float*>(row) + i);
   } else if constexpr (T == gguf::TensorType::kBF16) {
-    const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * i));
-    w0 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(w)), 16));
-    w1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(w, 1)), 16));
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * i));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
   } else {
-    w0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * i)));
-    w1 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * i + 16)));
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * i)));
   }
 }
 
@@ -73,65 +68,42 @@ float element(const uint8_t* row, int64_t i) {
   }
 }
 
-// A row of F32, F16 or BF16 weights against `Tokens` activation rows (x,
-// one after the other): each 16 weights are loaded and converted once for
-// all of them, so with several tokens in a step a row is read from memory
-// once, not once per token. Each token's sum runs in the same order whatever
-// `Tokens` is: a token's result does not depend on the batch.
-template <gguf::TensorType T, int Tokens>
-__attribute__((target("avx2,fma,f16c"))) void dot_float_avx2(const uint8_t* row, const float* x, int64_t cols,
-                                                              float* out) {
-  __m256 acc[Tokens][2];
-  for (auto& a : acc) a[0] = a[1] = _mm256_setzero_ps();
+// A register tile (llamafile's tinyBLAS): R weight rows (`row_bytes` apart)
+// against N activation rows (x, `cols` apart), one accumulator of 8 lanes per
+// (row, token). Each 8 weights are loaded and converted once for the N
+// tokens, each 8 activations once for the R rows. y[t * y_stride + r].
+//
+// Every (row, token) sum runs in the same order whatever R and N are (8
+// lanes over the columns, the lanes added, then the scalar tail), so a
+// token's result does not depend on the batch it is in.
+template <gguf::TensorType T, int R, int N>
+__attribute__((target("avx2,fma,f16c"))) void tile_float_avx2(const uint8_t* row0, size_t row_bytes, const float* x,
+                                                               int64_t cols, float* y, int64_t y_stride) {
+  __m256 acc[R][N];
+  #pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+    #pragma GCC unroll 4
+    for (int t = 0; t < N; ++t) acc[r][t] = _mm256_setzero_ps();
+  }
   int64_t i = 0;
-  for (; i + 16 <= cols; i += 16) {
-    __m256 w0, w1;
-    load16<T>(row, i, w0, w1);
-    #pragma GCC unroll 4  // keeps every accumulator in a register
-    for (int t = 0; t < Tokens; ++t) {
-      acc[t][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + t * cols + i), acc[t][0]);
-      acc[t][1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + t * cols + i + 8), acc[t][1]);
+  for (; i + 8 <= cols; i += 8) {
+    __m256 xv[N];
+    #pragma GCC unroll 4
+    for (int t = 0; t < N; ++t) xv[t] = _mm256_loadu_ps(x + t * cols + i);
+    #pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const __m256 w = load8<T>(row0 + r * row_bytes, i);
+      #pragma GCC unroll 4
+      for (int t = 0; t < N; ++t) acc[r][t] = _mm256_fmadd_ps(w, xv[t], acc[r][t]);
     }
   }
-  for (int t = 0; t < Tokens; ++t) {
-    float s = hsum(_mm256_add_ps(acc[t][0], acc[t][1]));
-    for (int64_t j = i; j < cols; ++j) s += element<T>(row, j) * x[t * cols + j];
-    out[t] = s;
-  }
-}
-
-template <int Tokens>
-void dot_float_avx2(gguf::TensorType type, const uint8_t* row, const float* x, int64_t cols, float* out) {
-  switch (type) {
-    case gguf::TensorType::kF32: return dot_float_avx2<gguf::TensorType::kF32, Tokens>(row, x, cols, out);
-    case gguf::TensorType::kBF16: return dot_float_avx2<gguf::TensorType::kBF16, Tokens>(row, x, cols, out);
-    default: return dot_float_avx2<gguf::TensorType::kF16, Tokens>(row, x, cols, out);
-  }
-}
-
-// For every row r of w (rows split over the pool) and the tokens in groups
-// of 4, then 2, then 1: kernel(row, r, t, std::integral_constant<int, N>,
-// out) computes out[i] = dot(row r, x[t + i]) for i < N, which land in
-// y[t + i][r]. Rows outside, tokens inside: a row is read from memory once
-// per step, not once per token.
-template <class Kernel>
-void rows_by_token_groups(ThreadPool& pool, const Weight& w, int64_t tokens, float* y, Kernel&& kernel) {
-  const size_t row_bytes = w.row_bytes();
-  pool.parallel_for(w.rows, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const uint8_t* row = w.data + static_cast<size_t>(r) * row_bytes;
-      const auto run = [&](int64_t t, auto group) {
-        constexpr int n = decltype(group)::value;
-        float out[n];
-        kernel(row, r, t, group, out);
-        for (int i = 0; i < n; ++i) y[(t + i) * w.rows + r] = out[i];
-      };
-      int64_t t = 0;
-      for (; tokens - t >= 4; t += 4) run(t, std::integral_constant<int, 4>{});
-      for (; tokens - t >= 2; t += 2) run(t, std::integral_constant<int, 2>{});
-      for (; t < tokens; ++t) run(t, std::integral_constant<int, 1>{});
+  for (int r = 0; r < R; ++r) {
+    for (int t = 0; t < N; ++t) {
+      float s = hsum(acc[r][t]);
+      for (int64_t j = i; j < cols; ++j) s += element<T>(row0 + r * row_bytes, j) * x[t * cols + j];
+      y[t * y_stride + r] = s;
     }
-  });
+  }
 }
 
 __attribute__((target("avx2,fma,f16c"))) float dot_q8_0_avx2(const uint8_t* a, const float* x, int64_t blocks) {
@@ -159,30 +131,188 @@ __attribute__((target("avx2,fma,f16c"))) float dot_q8_0_avx2(const uint8_t* a, c
 // 32 is an integer dot product, scaled by both blocks' scales. The integer
 // part is exact, so every path gives the same block sums.
 //
-// `Tokens` activation rows share each weight block load: with several tokens
-// in a step the weights are read from memory once, not once per token.
-template <int Tokens>
-__attribute__((target("avx2,fma,f16c"))) void dot_q8_q8_avx2(const uint8_t* row, int64_t blocks, const QuantizedActivations& x,
-                                                              int64_t t0, float* out) {
-  __m256 acc[Tokens][2];
-  for (auto& a : acc) a[0] = a[1] = _mm256_setzero_ps();
+// A register tile as above: R weight rows by N tokens, each weight block
+// loaded once for the N tokens and each activation block once for the R
+// rows; one accumulator per (row, token), summed in block order whatever R
+// and N are.
+template <int R, int N>
+__attribute__((target("avx2,fma,f16c"))) void tile_q8_avx2(const uint8_t* row0, size_t row_bytes, int64_t blocks,
+                                                            const int8_t* xq, const float* xd, float* y,
+                                                            int64_t y_stride) {
+  __m256 acc[R][N];
+  #pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+    #pragma GCC unroll 4
+    for (int t = 0; t < N; ++t) acc[r][t] = _mm256_setzero_ps();
+  }
   const __m256i ones = _mm256_set1_epi16(1);
+  const int64_t cols = blocks * 32;
   for (int64_t b = 0; b < blocks; ++b) {
-    const uint8_t* block = row + b * 34;
-    uint16_t h;
-    std::memcpy(&h, block, 2);
-    const float dw = _cvtsh_ss(h);
-    const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 2));
-    const __m256i aw = _mm256_sign_epi8(w, w);  // |w|, unsigned; Q8_0 never holds -128
-    #pragma GCC unroll 4  // keeps every accumulator in a register
-    for (int t = 0; t < Tokens; ++t) {
-      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q.data() + (t0 + t) * x.cols + b * 32));
-      const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(xv, w)), ones);
-      // Two accumulators per token hide the FMA latency at batch 1.
-      acc[t][b & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * x.d[(t0 + t) * x.blocks() + b]), acc[t][b & 1]);
+    __m256i xv[N];
+    #pragma GCC unroll 4
+    for (int t = 0; t < N; ++t) xv[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + t * cols + b * 32));
+    #pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* block = row0 + r * row_bytes + b * 34;
+      uint16_t h;
+      std::memcpy(&h, block, 2);
+      const float dw = _cvtsh_ss(h);
+      const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 2));
+      const __m256i aw = _mm256_sign_epi8(w, w);  // |w|, unsigned; Q8_0 never holds -128
+      #pragma GCC unroll 4
+      for (int t = 0; t < N; ++t) {
+        const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(xv[t], w)), ones);
+        acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * xd[t * blocks + b]), acc[r][t]);
+      }
     }
   }
-  for (int t = 0; t < Tokens; ++t) out[t] = hsum(_mm256_add_ps(acc[t][0], acc[t][1]));
+  for (int r = 0; r < R; ++r) {
+    for (int t = 0; t < N; ++t) y[t * y_stride + r] = hsum(acc[r][t]);
+  }
+}
+
+// e^x for 8 lanes (Cephes' expf, as in avx_mathfun: within 2 ulp of
+// std::exp over the range that does not overflow; clamped to +-88.38).
+__attribute__((target("avx2,fma"), always_inline)) inline __m256 exp8(__m256 x) {
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-88.3762626647949f)), _mm256_set1_ps(88.3762626647949f));
+  const __m256 n = _mm256_floor_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
+  x = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  x = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), x);
+  __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507e-3f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073e-3f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894e-2f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459e-1f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201e-1f));
+  y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+
+// out[0..8*NV) = sum over the runs' positions p of w[p] * v_p[0..8*NV).
+template <int NV>
+__attribute__((target("avx2,fma"))) void weighted_values_avx2(const float* w, const KvRun* runs, size_t run_count,
+                                                               int64_t stride, int64_t offset, float* out) {
+  __m256 acc[NV];
+  #pragma GCC unroll 8
+  for (int k = 0; k < NV; ++k) acc[k] = _mm256_setzero_ps();
+  int64_t p = 0;
+  for (size_t r = 0; r < run_count; ++r) {
+    for (int64_t j = 0; j < runs[r].count; ++j, ++p) {
+      const __m256 wp = _mm256_set1_ps(w[p]);
+      const float* vp = runs[r].v + j * stride + offset;
+      #pragma GCC unroll 8
+      for (int k = 0; k < NV; ++k) acc[k] = _mm256_fmadd_ps(wp, _mm256_loadu_ps(vp + 8 * k), acc[k]);
+    }
+  }
+  #pragma GCC unroll 8
+  for (int k = 0; k < NV; ++k) _mm256_storeu_ps(out + 8 * k, acc[k]);
+}
+
+__attribute__((target("avx2,fma"))) void attention_avx2(const float* q, int64_t heads, int64_t head_dim,
+                                                         const KvRun* runs, size_t run_count, int64_t stride,
+                                                         float scale, float* scores, float* out) {
+  int64_t positions = 0;
+  for (size_t r = 0; r < run_count; ++r) positions += runs[r].count;
+  // Scores: each key row is read once for all the heads that share it.
+  int64_t p = 0;
+  for (size_t r = 0; r < run_count; ++r) {
+    for (int64_t j = 0; j < runs[r].count; ++j, ++p) {
+      const float* kp = runs[r].k + j * stride;
+      for (int64_t h = 0; h < heads; ++h) {
+        const float* qh = q + h * head_dim;
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t i = 0; i < head_dim; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(qh + i), _mm256_loadu_ps(kp + i), acc);
+        scores[h * positions + p] = hsum(acc) * scale;
+      }
+    }
+  }
+  for (int64_t h = 0; h < heads; ++h) {
+    float* s = scores + h * positions;
+    float max = -INFINITY;
+    for (int64_t i = 0; i < positions; ++i) max = std::max(max, s[i]);
+    const __m256 vmax = _mm256_set1_ps(max);
+    __m256 vsum = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= positions; i += 8) {
+      const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + i), vmax));
+      _mm256_storeu_ps(s + i, e);
+      vsum = _mm256_add_ps(vsum, e);
+    }
+    if (i < positions) {  // the tail, through the same exp8
+      alignas(32) float tail[8] = {};
+      const int64_t n = positions - i;
+      std::memcpy(tail, s + i, static_cast<size_t>(n) * 4);
+      const __m256 e = exp8(_mm256_sub_ps(_mm256_load_ps(tail), vmax));
+      _mm256_store_ps(tail, e);
+      for (int64_t k = n; k < 8; ++k) tail[k] = 0;
+      vsum = _mm256_add_ps(vsum, _mm256_load_ps(tail));
+      std::memcpy(s + i, tail, static_cast<size_t>(n) * 4);
+    }
+    const float inv = 1.0f / hsum(vsum);
+    float* oh = out + h * head_dim;
+    for (int64_t d0 = 0; d0 < head_dim; d0 += 64) {
+      switch (std::min<int64_t>(64, head_dim - d0) / 8) {
+        case 8: weighted_values_avx2<8>(s, runs, run_count, stride, d0, oh + d0); break;
+        case 7: weighted_values_avx2<7>(s, runs, run_count, stride, d0, oh + d0); break;
+        case 6: weighted_values_avx2<6>(s, runs, run_count, stride, d0, oh + d0); break;
+        case 5: weighted_values_avx2<5>(s, runs, run_count, stride, d0, oh + d0); break;
+        case 4: weighted_values_avx2<4>(s, runs, run_count, stride, d0, oh + d0); break;
+        case 3: weighted_values_avx2<3>(s, runs, run_count, stride, d0, oh + d0); break;
+        case 2: weighted_values_avx2<2>(s, runs, run_count, stride, d0, oh + d0); break;
+        default: weighted_values_avx2<1>(s, runs, run_count, stride, d0, oh + d0); break;
+      }
+    }
+    for (int64_t d = 0; d < head_dim; ++d) oh[d] *= inv;
+  }
+}
+
+void attention_portable(const float* q, int64_t heads, int64_t head_dim, const KvRun* runs, size_t run_count,
+                        int64_t stride, float scale, float* scores, float* out) {
+  int64_t positions = 0;
+  for (size_t r = 0; r < run_count; ++r) positions += runs[r].count;
+  for (int64_t h = 0; h < heads; ++h) {
+    const float* qh = q + h * head_dim;
+    float* s = scores + h * positions;
+    float max = -INFINITY;
+    int64_t p = 0;
+    for (size_t r = 0; r < run_count; ++r) {
+      for (int64_t j = 0; j < runs[r].count; ++j, ++p) {
+        const float* kp = runs[r].k + j * stride;
+        float dot = 0;
+        for (int64_t i = 0; i < head_dim; ++i) dot += qh[i] * kp[i];
+        s[p] = dot * scale;
+        max = std::max(max, s[p]);
+      }
+    }
+    float sum = 0;
+    for (int64_t i = 0; i < positions; ++i) {
+      s[i] = std::exp(s[i] - max);
+      sum += s[i];
+    }
+    float* oh = out + h * head_dim;
+    std::fill(oh, oh + head_dim, 0.0f);
+    p = 0;
+    for (size_t r = 0; r < run_count; ++r) {
+      for (int64_t j = 0; j < runs[r].count; ++j, ++p) {
+        const float* vp = runs[r].v + j * stride;
+        for (int64_t i = 0; i < head_dim; ++i) oh[i] += s[p] * vp[i];
+      }
+    }
+    const float inv = 1.0f / sum;
+    for (int64_t i = 0; i < head_dim; ++i) oh[i] *= inv;
+  }
+}
+
+__attribute__((target("avx2,fma"))) void silu_mul_avx2(float* gate, const float* up, int64_t n) {
+  int64_t i = 0;
+  const __m256 one = _mm256_set1_ps(1.0f);
+  for (; i + 8 <= n; i += 8) {
+    const __m256 g = _mm256_loadu_ps(gate + i);
+    const __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), g));
+    _mm256_storeu_ps(gate + i, _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)), _mm256_loadu_ps(up + i)));
+  }
+  for (; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
 void dot_q8_q8_portable(const uint8_t* row, int64_t blocks, const QuantizedActivations& x, int64_t t, float* out) {
@@ -200,6 +330,44 @@ void dot_q8_q8_portable(const uint8_t* row, int64_t blocks, const QuantizedActiv
   *out = s;
 }
 
+// Tiles over y = x w^T: rows in blocks of kTileRows, handed out to the pool's
+// threads a few blocks at a time (a thread that finishes early takes more),
+// and within a row block the tokens in groups of kTileTokens, then 2, then 1.
+// The rows of a block stay in the cache while every token group passes over
+// them; the tokens go in blocks of kTokenBlock, so that a long prompt's
+// activations are not all streamed past every row block.
+// tile(r0, rows constant, t0, tokens constant) computes that tile.
+constexpr int kTileRows = 4, kTileTokens = 3;
+constexpr int64_t kTokenBlock = 64;
+
+template <class Tile>
+void for_each_tile(ThreadPool& pool, int64_t rows, int64_t tokens, Tile&& tile) {
+  const int64_t row_blocks = (rows + kTileRows - 1) / kTileRows;
+  // About 8 handouts per thread: small enough to even out, large enough that
+  // the shared counter is not the cost.
+  const int64_t grain = std::max<int64_t>(1, row_blocks / (8 * pool.size()));
+  for (int64_t tb = 0; tb < tokens; tb += kTokenBlock) {
+    const int64_t te = std::min(tokens, tb + kTokenBlock);
+    pool.parallel_chunks(row_blocks, grain, [&](int64_t begin, int64_t end) {
+      for (int64_t blk = begin; blk < end; ++blk) {
+        const int64_t r0 = blk * kTileRows;
+        const auto by_tokens = [&](auto rows_c) {
+          int64_t t = tb;
+          for (; te - t >= kTileTokens; t += kTileTokens) tile(r0, rows_c, t, std::integral_constant<int, kTileTokens>{});
+          for (; te - t >= 2; t += 2) tile(r0, rows_c, t, std::integral_constant<int, 2>{});
+          for (; t < te; ++t) tile(r0, rows_c, t, std::integral_constant<int, 1>{});
+        };
+        switch (std::min<int64_t>(kTileRows, rows - r0)) {
+          case 4: by_tokens(std::integral_constant<int, 4>{}); break;
+          case 3: by_tokens(std::integral_constant<int, 3>{}); break;
+          case 2: by_tokens(std::integral_constant<int, 2>{}); break;
+          default: by_tokens(std::integral_constant<int, 1>{}); break;
+        }
+      }
+    });
+  }
+}
+
 void matmul_q8_0(ThreadPool& pool, const Weight& w, const float* x, float* y, int64_t tokens) {
   thread_local QuantizedActivations scratch;
   // The pool's threads must see this thread's buffer, not their own.
@@ -207,13 +375,28 @@ void matmul_q8_0(ThreadPool& pool, const Weight& w, const float* x, float* y, in
   quantize_activations(x, tokens, w.cols, scratch);
   const bool avx2 = use_avx2();
   const int64_t blocks = w.cols / 32;
-  rows_by_token_groups(pool, w, tokens, y, [&](const uint8_t* row, int64_t, int64_t t, auto group, float* out) {
-    constexpr int n = decltype(group)::value;
+  const size_t row_bytes = w.row_bytes();
+  for_each_tile(pool, w.rows, tokens, [&](int64_t r0, auto rows_c, int64_t t0, auto tokens_c) {
+    constexpr int R = decltype(rows_c)::value, N = decltype(tokens_c)::value;
+    const uint8_t* row0 = w.data + static_cast<size_t>(r0) * row_bytes;
     if (avx2) {
-      dot_q8_q8_avx2<n>(row, blocks, xq, t, out);
+      tile_q8_avx2<R, N>(row0, row_bytes, blocks, xq.q.data() + t0 * w.cols, xq.d.data() + t0 * blocks,
+                         y + t0 * w.rows + r0, w.rows);
     } else {
-      for (int i = 0; i < n; ++i) dot_q8_q8_portable(row, blocks, xq, t + i, out + i);
+      for (int r = 0; r < R; ++r) {
+        for (int t = 0; t < N; ++t) dot_q8_q8_portable(row0 + r * row_bytes, blocks, xq, t0 + t, y + (t0 + t) * w.rows + r0 + r);
+      }
     }
+  });
+}
+
+template <gguf::TensorType T>
+void matmul_float_avx2(ThreadPool& pool, const Weight& w, const float* x, float* y, int64_t tokens) {
+  const size_t row_bytes = w.row_bytes();
+  for_each_tile(pool, w.rows, tokens, [&](int64_t r0, auto rows_c, int64_t t0, auto tokens_c) {
+    constexpr int R = decltype(rows_c)::value, N = decltype(tokens_c)::value;
+    tile_float_avx2<T, R, N>(w.data + static_cast<size_t>(r0) * row_bytes, row_bytes, x + t0 * w.cols, w.cols,
+                             y + t0 * w.rows + r0, w.rows);
   });
 }
 
@@ -314,9 +497,13 @@ float dot_row(const Weight& w, int64_t r, const float* x) {
   const uint8_t* row = w.data + static_cast<size_t>(r) * w.row_bytes();
   const int64_t n = w.cols;
   if (use_avx2()) {
-    if (w.type == gguf::TensorType::kQ8_0) return dot_q8_0_avx2(row, x, n / 32);
     float out;
-    dot_float_avx2<1>(w.type, row, x, n, &out);
+    switch (w.type) {
+      case gguf::TensorType::kQ8_0: return dot_q8_0_avx2(row, x, n / 32);
+      case gguf::TensorType::kF32: tile_float_avx2<gguf::TensorType::kF32, 1, 1>(row, 0, x, n, &out, 1); break;
+      case gguf::TensorType::kBF16: tile_float_avx2<gguf::TensorType::kBF16, 1, 1>(row, 0, x, n, &out, 1); break;
+      case gguf::TensorType::kF16: tile_float_avx2<gguf::TensorType::kF16, 1, 1>(row, 0, x, n, &out, 1); break;
+    }
     return out;
   }
   switch (w.type) {
@@ -439,18 +626,44 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
   }
 }
 
-void matmul(ThreadPool& pool, const Weight& w, const float* x, float* y, int64_t tokens) {
-  if (w.type == gguf::TensorType::kQ8_0) {
-    matmul_q8_0(pool, w, x, y, tokens);
+void attention(const float* q, int64_t heads, int64_t head_dim, const KvRun* runs, size_t run_count, int64_t stride,
+               float scale, float* scores, float* out) {
+  if (use_avx2() && head_dim % 8 == 0) {
+    attention_avx2(q, heads, head_dim, runs, run_count, stride, scale, scores, out);
+  } else {
+    attention_portable(q, heads, head_dim, runs, run_count, stride, scale, scores, out);
+  }
+}
+
+void silu_mul(float* gate, const float* up, int64_t n) {
+  if (use_avx2()) return silu_mul_avx2(gate, up, n);
+  for (int64_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+void ThreadPool::parallel_chunks(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+  if (workers_.empty() || n <= grain) {
+    fn(0, n);
     return;
   }
-  const bool avx2 = use_avx2();
-  rows_by_token_groups(pool, w, tokens, y, [&](const uint8_t* row, int64_t r, int64_t t, auto group, float* out) {
-    constexpr int n = decltype(group)::value;
-    if (avx2) {
-      dot_float_avx2<n>(w.type, row, x + t * w.cols, w.cols, out);
-    } else {
-      for (int i = 0; i < n; ++i) out[i] = dot_row(w, r, x + (t + i) * w.cols);
+  std::atomic<int64_t> next{0};
+  parallel_for(size(), [&](int64_t, int64_t) {
+    for (int64_t begin = next.fetch_add(grain); begin < n; begin = next.fetch_add(grain)) fn(begin, std::min(n, begin + grain));
+  });
+}
+
+void matmul(ThreadPool& pool, const Weight& w, const float* x, float* y, int64_t tokens) {
+  if (w.type == gguf::TensorType::kQ8_0) return matmul_q8_0(pool, w, x, y, tokens);
+  if (use_avx2()) {
+    switch (w.type) {
+      case gguf::TensorType::kF32: return matmul_float_avx2<gguf::TensorType::kF32>(pool, w, x, y, tokens);
+      case gguf::TensorType::kBF16: return matmul_float_avx2<gguf::TensorType::kBF16>(pool, w, x, y, tokens);
+      default: return matmul_float_avx2<gguf::TensorType::kF16>(pool, w, x, y, tokens);
+    }
+  }
+  for_each_tile(pool, w.rows, tokens, [&](int64_t r0, auto rows_c, int64_t t0, auto tokens_c) {
+    constexpr int R = decltype(rows_c)::value, N = decltype(tokens_c)::value;
+    for (int r = 0; r < R; ++r) {
+      for (int t = 0; t < N; ++t) y[(t0 + t) * w.rows + r0 + r] = dot_row(w, r0 + r, x + (t0 + t) * w.cols);
     }
   });
 }

@@ -59,6 +59,10 @@ class ThreadPool {
   // (the caller's included), and returns when all are done. One caller at a
   // time. Threads spin briefly between calls, then sleep.
   void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
+  // Calls fn(begin, end) over [0, n) in parts of `grain` (the last may be
+  // shorter), each thread taking the next part when it is done with its last:
+  // a thread that is slowed down (a busy core, a VM's stolen time) does less.
+  void parallel_chunks(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
  private:
   void work(int index);
@@ -74,6 +78,26 @@ class ThreadPool {
   std::atomic<int> sleepers_{0};
   bool stop_ = false;  // guarded by mutex_
 };
+
+// Keys and values of consecutive positions stored one after the other,
+// `stride` floats apart (a KV block, or a whole flat cache).
+struct KvRun {
+  const float* k = nullptr;
+  const float* v = nullptr;
+  int64_t count = 0;
+};
+
+// Attention of one token: `heads` query heads (q, head_dim floats apart)
+// that share one KV head, over every position of `runs` in order:
+// out[h] = softmax(q[h] . k * scale) . v, out with head_dim floats per head.
+// `scores` is scratch for heads x (positions in runs) floats. A head's result
+// depends only on its query and the positions, not on the other heads or
+// tokens of the step.
+void attention(const float* q, int64_t heads, int64_t head_dim, const KvRun* runs, size_t run_count, int64_t stride,
+               float scale, float* scores, float* out);
+
+// gate[i] = silu(gate[i]) * up[i] (SwiGLU).
+void silu_mul(float* gate, const float* up, int64_t n);
 
 // y[t][r] = dot(row r of w, x[t]) for t < tokens (x: tokens x cols, y: tokens x rows).
 // Q8_0 weights take their activations quantized to Q8_0 (quantize_activations).

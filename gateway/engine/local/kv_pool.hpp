@@ -51,6 +51,7 @@ class KvPool {
     int64_t blocks() const { return static_cast<int64_t>(blocks_.size()); }
     float* k(int64_t layer, int64_t pos) override { return pool_.at(pool_.k_, blocks_[pos / kBlockTokens], layer, pos); }
     float* v(int64_t layer, int64_t pos) override { return pool_.at(pool_.v_, blocks_[pos / kBlockTokens], layer, pos); }
+    int64_t contiguous(int64_t pos) const override { return kBlockTokens - pos % kBlockTokens; }
 
    private:
     KvPool& pool_;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 
 namespace sluice {
 
@@ -160,36 +161,80 @@ void Model::forward(kernels::ThreadPool& pool, const int32_t* tokens, int64_t co
   forward_batch(pool, chunks);
 }
 
-void Model::forward_batch(kernels::ThreadPool& pool, const std::vector<BatchChunk>& chunks) const {
-  // The batch's tokens, each with its position and cache.
-  std::vector<int32_t> token_ids;
+namespace {
+
+// Scratch memory that only grows: a step's buffers are allocated once and
+// reused by every later step of no larger a batch (a 32-session step's
+// logits alone are 19 MB, which the allocator would map, fault in and unmap
+// each time).
+class Buffer {
+ public:
+  float* get(size_t n) {
+    if (n > size_) {
+      data_.reset(new float[n]);
+      size_ = n;
+    }
+    return data_.get();
+  }
+
+ private:
+  std::unique_ptr<float[]> data_;
+  size_t size_ = 0;
+};
+
+struct StepScratch {
+  std::vector<int32_t> tokens;
   std::vector<int64_t> positions;
   std::vector<KvCache*> caches;
+  Buffer x, xn, q, att_out, o, k, v, gate, up, rows, logits;
+};
+
+}  // namespace
+
+void Model::forward_batch(kernels::ThreadPool& pool, const std::vector<BatchChunk>& chunks) const {
+  // One caller at a time per thread (the engine thread, or a tool's).
+  thread_local StepScratch scratch;
+  StepScratch& st = scratch;
+  // The batch's tokens, each with its position and cache.
+  st.tokens.clear();
+  st.positions.clear();
+  st.caches.clear();
   for (const auto& ch : chunks) {
     for (int64_t i = 0; i < ch.count; ++i) {
-      token_ids.push_back(ch.tokens[i]);
-      positions.push_back(ch.pos0 + i);
-      caches.push_back(ch.cache);
+      st.tokens.push_back(ch.tokens[i]);
+      st.positions.push_back(ch.pos0 + i);
+      st.caches.push_back(ch.cache);
     }
   }
-  const int32_t* tokens = token_ids.data();
-  const int64_t count = static_cast<int64_t>(token_ids.size());
+  const std::vector<int64_t>& positions = st.positions;
+  const std::vector<KvCache*>& caches = st.caches;
+  const int64_t count = static_cast<int64_t>(st.tokens.size());
   int64_t max_pos = 0;
   for (int64_t p : positions) max_pos = std::max(max_pos, p);
   const int64_t dim = c_.dim, kv_dim = c_.kv_heads * c_.head_dim, hd = c_.head_dim;
   const int64_t group = c_.heads / c_.kv_heads;
-  std::vector<float> x(static_cast<size_t>(count * dim)), xn(x.size()), q(x.size()), att_out(x.size()), o(x.size());
-  std::vector<float> k(static_cast<size_t>(count * kv_dim)), v(k.size());
-  std::vector<float> gate(static_cast<size_t>(count * c_.ffn)), up(gate.size());
-  for (int64_t t = 0; t < count; ++t) kernels::dequantize_row(embed_, tokens[t], x.data() + t * dim);
+  const auto n = static_cast<size_t>(count * dim);
+  float* x = st.x.get(n);
+  float* xn = st.xn.get(n);
+  float* q = st.q.get(n);
+  float* att_out = st.att_out.get(n);
+  float* o = st.o.get(n);
+  float* k = st.k.get(static_cast<size_t>(count * kv_dim));
+  float* v = st.v.get(static_cast<size_t>(count * kv_dim));
+  float* gate = st.gate.get(static_cast<size_t>(count * c_.ffn));
+  float* up = st.up.get(static_cast<size_t>(count * c_.ffn));
+  for (int64_t t = 0; t < count; ++t) kernels::dequantize_row(embed_, st.tokens[t], x + t * dim);
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  // Attention jobs: one per (token, KV head), handed out a few at a time.
+  const int64_t jobs = count * c_.kv_heads;
+  const int64_t grain = std::max<int64_t>(1, jobs / (4 * pool.size()));
 
   for (int64_t l = 0; l < c_.layers; ++l) {
     const Layer& L = layers_[static_cast<size_t>(l)];
-    for (int64_t t = 0; t < count; ++t) rms_norm(x.data() + t * dim, L.attn_norm, c_.eps, xn.data() + t * dim, dim);
-    kernels::matmul(pool, L.wq, xn.data(), q.data(), count);
-    kernels::matmul(pool, L.wk, xn.data(), k.data(), count);
-    kernels::matmul(pool, L.wv, xn.data(), v.data(), count);
+    for (int64_t t = 0; t < count; ++t) rms_norm(x + t * dim, L.attn_norm, c_.eps, xn + t * dim, dim);
+    kernels::matmul(pool, L.wq, xn, q, count);
+    kernels::matmul(pool, L.wk, xn, k, count);
+    kernels::matmul(pool, L.wv, xn, v, count);
     for (int64_t t = 0; t < count; ++t) {
       if (c_.qkv_bias) {
         for (int64_t i = 0; i < dim; ++i) q[t * dim + i] += L.bq[i];
@@ -198,67 +243,56 @@ void Model::forward_batch(kernels::ThreadPool& pool, const std::vector<BatchChun
           v[t * kv_dim + i] += L.bv[i];
         }
       }
-      rope(q.data() + t * dim, c_.heads, hd, positions[t], c_.rope_base, c_.rope_halves);
-      rope(k.data() + t * kv_dim, c_.kv_heads, hd, positions[t], c_.rope_base, c_.rope_halves);
-      std::copy_n(k.data() + t * kv_dim, kv_dim, caches[t]->k(l, positions[t]));
-      std::copy_n(v.data() + t * kv_dim, kv_dim, caches[t]->v(l, positions[t]));
+      rope(q + t * dim, c_.heads, hd, positions[t], c_.rope_base, c_.rope_halves);
+      rope(k + t * kv_dim, c_.kv_heads, hd, positions[t], c_.rope_base, c_.rope_halves);
+      std::copy_n(k + t * kv_dim, kv_dim, caches[t]->k(l, positions[t]));
+      std::copy_n(v + t * kv_dim, kv_dim, caches[t]->v(l, positions[t]));
     }
-    // Causal attention over the cache, one (token, head) per task.
-    pool.parallel_for(count * c_.heads, [&](int64_t begin, int64_t end) {
-      std::vector<float> scores(static_cast<size_t>(max_pos + 1));
+    // Causal attention over the cache: the query heads that share a KV head
+    // together, the cache read a block at a time.
+    pool.parallel_chunks(jobs, grain, [&](int64_t begin, int64_t end) {
+      thread_local std::vector<kernels::KvRun> runs;
+      thread_local Buffer scores;
+      float* s = scores.get(static_cast<size_t>(group * (max_pos + 1)));
       for (int64_t job = begin; job < end; ++job) {
-        const int64_t t = job / c_.heads, h = job % c_.heads, kvh = h / group;
-        const int64_t last = positions[t];
+        const int64_t t = job / c_.kv_heads, kvh = job % c_.kv_heads;
         KvCache& cache = *caches[t];
-        const float* qh = q.data() + t * dim + h * hd;
-        float max = -INFINITY;
-        for (int64_t p = 0; p <= last; ++p) {
-          const float* kp = cache.k(l, p) + kvh * hd;
-          float s = 0;
-          for (int64_t i = 0; i < hd; ++i) s += qh[i] * kp[i];
-          scores[static_cast<size_t>(p)] = s * scale;
-          max = std::max(max, scores[static_cast<size_t>(p)]);
+        runs.clear();
+        for (int64_t p = 0; p <= positions[t];) {
+          const int64_t len = std::min(cache.contiguous(p), positions[t] + 1 - p);
+          runs.push_back({cache.k(l, p) + kvh * hd, cache.v(l, p) + kvh * hd, len});
+          p += len;
         }
-        float sum = 0;
-        for (int64_t p = 0; p <= last; ++p) {
-          scores[static_cast<size_t>(p)] = std::exp(scores[static_cast<size_t>(p)] - max);
-          sum += scores[static_cast<size_t>(p)];
-        }
-        float* out = att_out.data() + t * dim + h * hd;
-        std::fill(out, out + hd, 0.0f);
-        for (int64_t p = 0; p <= last; ++p) {
-          const float w = scores[static_cast<size_t>(p)] / sum;
-          const float* vp = cache.v(l, p) + kvh * hd;
-          for (int64_t i = 0; i < hd; ++i) out[i] += w * vp[i];
-        }
+        const int64_t h0 = kvh * group;
+        kernels::attention(q + t * dim + h0 * hd, group, hd, runs.data(), runs.size(), kv_dim, scale, s,
+                           att_out + t * dim + h0 * hd);
       }
     });
-    kernels::matmul(pool, L.wo, att_out.data(), o.data(), count);
-    for (size_t i = 0; i < x.size(); ++i) x[i] += o[i];
+    kernels::matmul(pool, L.wo, att_out, o, count);
+    for (size_t i = 0; i < n; ++i) x[i] += o[i];
     // SwiGLU feed-forward.
-    for (int64_t t = 0; t < count; ++t) rms_norm(x.data() + t * dim, L.ffn_norm, c_.eps, xn.data() + t * dim, dim);
-    kernels::matmul(pool, L.gate, xn.data(), gate.data(), count);
-    kernels::matmul(pool, L.up, xn.data(), up.data(), count);
-    for (size_t i = 0; i < gate.size(); ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
-    kernels::matmul(pool, L.down, gate.data(), o.data(), count);
-    for (size_t i = 0; i < x.size(); ++i) x[i] += o[i];
+    for (int64_t t = 0; t < count; ++t) rms_norm(x + t * dim, L.ffn_norm, c_.eps, xn + t * dim, dim);
+    kernels::matmul(pool, L.gate, xn, gate, count);
+    kernels::matmul(pool, L.up, xn, up, count);
+    for (int64_t t = 0; t < count; ++t) kernels::silu_mul(gate + t * c_.ffn, up + t * c_.ffn, c_.ffn);
+    kernels::matmul(pool, L.down, gate, o, count);
+    for (size_t i = 0; i < n; ++i) x[i] += o[i];
   }
   // Logits for the last token of each chunk that wants them.
-  std::vector<float> rows;
-  std::vector<float*> outs;
-  int64_t end = 0;
+  size_t wanted = 0;
+  for (const auto& ch : chunks) wanted += ch.logits != nullptr;
+  if (wanted == 0) return;
+  float* rows = st.rows.get(wanted * static_cast<size_t>(dim));
+  int64_t end = 0, row = 0;
   for (const auto& ch : chunks) {
     end += ch.count;
-    if (!ch.logits) continue;
-    rows.resize(rows.size() + static_cast<size_t>(dim));
-    rms_norm(x.data() + (end - 1) * dim, output_norm_, c_.eps, rows.data() + rows.size() - static_cast<size_t>(dim), dim);
-    outs.push_back(ch.logits);
+    if (ch.logits) rms_norm(x + (end - 1) * dim, output_norm_, c_.eps, rows + (row++) * dim, dim);
   }
-  if (outs.empty()) return;
-  std::vector<float> logits(outs.size() * static_cast<size_t>(c_.vocab));
-  kernels::matmul(pool, output_, rows.data(), logits.data(), static_cast<int64_t>(outs.size()));
-  for (size_t i = 0; i < outs.size(); ++i) {
-    std::copy_n(logits.data() + i * static_cast<size_t>(c_.vocab), c_.vocab, outs[i]);
+  float* logits = st.logits.get(wanted * static_cast<size_t>(c_.vocab));
+  kernels::matmul(pool, output_, rows, logits, static_cast<int64_t>(wanted));
+  row = 0;
+  for (const auto& ch : chunks) {
+    if (ch.logits) std::copy_n(logits + (row++) * c_.vocab, c_.vocab, ch.logits);
   }
 }
 

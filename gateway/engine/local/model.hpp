@@ -33,6 +33,9 @@ class KvCache {
   virtual ~KvCache() = default;
   virtual float* k(int64_t layer, int64_t pos) = 0;
   virtual float* v(int64_t layer, int64_t pos) = 0;
+  // How many positions from `pos` on are stored one after the other (keys
+  // and values alike), so attention can read them as one run.
+  virtual int64_t contiguous(int64_t pos) const = 0;
 };
 
 // One sequence's cache in one allocation (tools and tests).
@@ -41,6 +44,7 @@ class FlatKvCache final : public KvCache {
   FlatKvCache(const ModelConfig& c, int64_t capacity);
   float* k(int64_t layer, int64_t pos) override { return k_.data() + (layer * capacity_ + pos) * row_; }
   float* v(int64_t layer, int64_t pos) override { return v_.data() + (layer * capacity_ + pos) * row_; }
+  int64_t contiguous(int64_t pos) const override { return capacity_ - pos; }
 
  private:
   int64_t capacity_, row_;

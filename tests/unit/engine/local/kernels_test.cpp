@@ -67,7 +67,9 @@ TEST(Kernels, ResultsDoNotDependOnTheBatchForEveryTypeAndPath) {
   // A token's outputs are bit-identical alone and inside a batch: the
   // continuous-batching scheduler relies on it for reproducible turns.
   std::mt19937 rng(3);
-  const int64_t rows = 64, tokens = 7;
+  // 67 rows: register tiles of 4 rows and one of 3; 70 tokens: tiles of 3,
+  // 2 and 1 tokens, and more than one block of 64 tokens.
+  const int64_t rows = 67, tokens = 70;
   const int64_t float_cols = 136;  // 8 past a multiple of 16: the scalar tail runs too
   std::normal_distribution<float> n(0, 1);
   std::vector<float> f32(static_cast<size_t>(rows * float_cols));
@@ -160,6 +162,114 @@ TEST(Kernels, PortableAndNativeDotProductsAgreeForEveryType) {
     }
     EXPECT_NEAR(native, portable, 1e-3f * (1 + std::fabs(native))) << static_cast<int>(w.type);
   }
+}
+
+// softmax(q . k * scale) . v for one head, in double.
+std::vector<double> attention_reference(const float* q, int64_t hd, const std::vector<float>& k,
+                                        const std::vector<float>& v, int64_t stride, int64_t positions, float scale) {
+  std::vector<double> s(static_cast<size_t>(positions)), out(static_cast<size_t>(hd), 0.0);
+  double max = -INFINITY, sum = 0;
+  for (int64_t p = 0; p < positions; ++p) {
+    double dot = 0;
+    for (int64_t i = 0; i < hd; ++i) dot += static_cast<double>(q[i]) * k[static_cast<size_t>(p * stride + i)];
+    s[static_cast<size_t>(p)] = dot * scale;
+    max = std::max(max, s[static_cast<size_t>(p)]);
+  }
+  for (auto& e : s) sum += (e = std::exp(e - max));
+  for (int64_t p = 0; p < positions; ++p) {
+    for (int64_t i = 0; i < hd; ++i) out[static_cast<size_t>(i)] += s[static_cast<size_t>(p)] / sum * v[static_cast<size_t>(p * stride + i)];
+  }
+  return out;
+}
+
+TEST(Kernels, AttentionMatchesTheReferenceAndDoesNotDependOnHowTheCacheIsSplit) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> n(0, 1);
+  // 64 and 128: whole vectors; 72: a 64-wide part and an 8-wide one; 12: not
+  // a multiple of the vector width (the portable kernel on every path).
+  for (const int64_t hd : {16, 64, 72, 128, 12}) {
+    for (const int64_t positions : {1, 7, 16, 37, 300}) {
+      const int64_t heads = 7, stride = 2 * hd;  // two KV heads per position; this is the first
+      std::vector<float> q(static_cast<size_t>(heads * hd)), k(static_cast<size_t>(positions * stride)), v(k.size());
+      for (auto& e : q) e = 2 * n(rng);
+      for (auto& e : k) e = n(rng);
+      for (auto& e : v) e = n(rng);
+      const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+      const std::vector<KvRun> whole = {{k.data(), v.data(), positions}};
+      std::vector<KvRun> blocks;  // 16-position blocks, as the KV pool holds them
+      for (int64_t p = 0; p < positions; p += 16) {
+        blocks.push_back({k.data() + p * stride, v.data() + p * stride, std::min<int64_t>(16, positions - p)});
+      }
+      for (const bool portable : {false, true}) {
+        PortableGuard guard(portable);
+        std::vector<float> scores(static_cast<size_t>(heads * positions)), a(q.size()), b(q.size());
+        attention(q.data(), heads, hd, whole.data(), whole.size(), stride, scale, scores.data(), a.data());
+        attention(q.data(), heads, hd, blocks.data(), blocks.size(), stride, scale, scores.data(), b.data());
+        ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * 4)) << "head_dim " << hd << " positions " << positions;
+        // One head alone gives the same bits as inside its group.
+        std::vector<float> one(static_cast<size_t>(hd));
+        attention(q.data() + 3 * hd, 1, hd, blocks.data(), blocks.size(), stride, scale, scores.data(), one.data());
+        ASSERT_EQ(0, std::memcmp(one.data(), a.data() + 3 * hd, one.size() * 4)) << "head_dim " << hd;
+        for (int64_t h = 0; h < heads; ++h) {
+          const auto ref = attention_reference(q.data() + h * hd, hd, k, v, stride, positions, scale);
+          for (int64_t i = 0; i < hd; ++i) {
+            ASSERT_NEAR(a[static_cast<size_t>(h * hd + i)], ref[static_cast<size_t>(i)], 2e-5)
+                << "head_dim " << hd << " positions " << positions << " head " << h << (portable ? " portable" : " native");
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(Kernels, SiluMulMatchesTheDefinitionOnEveryPath) {
+  std::vector<float> g, u;
+  for (float x = -100.0f; x <= 100.0f; x += 0.37f) {
+    g.push_back(x);
+    u.push_back(0.5f + x / 300.0f);
+  }
+  g.push_back(-0.0f);
+  u.push_back(1.0f);
+  for (const bool portable : {false, true}) {
+    PortableGuard guard(portable);
+    std::vector<float> out = g;
+    silu_mul(out.data(), u.data(), static_cast<int64_t>(out.size()));
+    for (size_t i = 0; i < g.size(); ++i) {
+      const double ref = g[i] / (1.0 + std::exp(-static_cast<double>(g[i]))) * u[i];
+      ASSERT_NEAR(out[i], ref, 1e-6 * (1 + std::fabs(ref))) << "silu(" << g[i] << ")" << (portable ? " portable" : "");
+    }
+  }
+}
+
+TEST(ThreadPool, ChunksCoverEveryIndexOnceAndAreHandedOutAsThreadsFreeUp) {
+  ThreadPool pool(3);
+  for (const int64_t grain : {1, 3, 64}) {
+    for (const int64_t n : {1, 2, 10, 1000}) {
+      std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+      std::atomic<int> parts{0};
+      pool.parallel_chunks(n, grain, [&](int64_t begin, int64_t end) {
+        EXPECT_LE(end - begin, grain);
+        parts.fetch_add(1);
+        for (int64_t i = begin; i < end; ++i) hits[static_cast<size_t>(i)].fetch_add(1);
+      });
+      for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[static_cast<size_t>(i)].load(), 1) << n << "/" << grain;
+      EXPECT_EQ(parts.load(), (n + grain - 1) / grain);
+    }
+  }
+  // One thread held up in its first part: the others take the rest.
+  std::atomic<int> slow_parts{0}, total{0};
+  std::atomic<bool> slow_taken{false};
+  pool.parallel_chunks(200, 1, [&](int64_t, int64_t) {
+    thread_local bool slow = false;
+    if (!slow_taken.exchange(true)) {
+      slow = true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    if (slow) slow_parts.fetch_add(1);
+    total.fetch_add(1);
+  });
+  EXPECT_EQ(total.load(), 200);
+  EXPECT_LT(slow_parts.load(), 100) << "the held-up thread should not have done half the parts";
 }
 
 TEST(ThreadPool, EveryIndexRunsOnceWhetherThreadsSpinOrSleep) {
