@@ -330,19 +330,19 @@ void dot_q8_q8_portable(const uint8_t* row, int64_t blocks, const QuantizedActiv
   *out = s;
 }
 
-// Tiles over y = x w^T: rows in blocks of kTileRows, handed out to the pool's
+// Tiles over y = x w^T: rows in blocks of `Rows`, handed out to the pool's
 // threads a few blocks at a time (a thread that finishes early takes more),
-// and within a row block the tokens in groups of kTileTokens, then 2, then 1.
+// and within a row block the tokens in groups of `Tokens`, then 2, then 1.
 // The rows of a block stay in the cache while every token group passes over
 // them; the tokens go in blocks of kTokenBlock, so that a long prompt's
 // activations are not all streamed past every row block.
-// tile(r0, rows constant, t0, tokens constant) computes that tile.
-constexpr int kTileRows = 4, kTileTokens = 3;
+// prepare(r0, rows, t0, tokens) runs before a row block's tiles (in the same
+// thread); tile(r0, rows constant, t0, tokens constant) computes one tile.
 constexpr int64_t kTokenBlock = 64;
 
-template <class Tile>
-void for_each_tile(ThreadPool& pool, int64_t rows, int64_t tokens, Tile&& tile) {
-  const int64_t row_blocks = (rows + kTileRows - 1) / kTileRows;
+template <int Rows, int Tokens, class Prepare, class Tile>
+void for_each_tile(ThreadPool& pool, int64_t rows, int64_t tokens, Prepare&& prepare, Tile&& tile) {
+  const int64_t row_blocks = (rows + Rows - 1) / Rows;
   // About 8 handouts per thread: small enough to even out, large enough that
   // the shared counter is not the cost.
   const int64_t grain = std::max<int64_t>(1, row_blocks / (8 * pool.size()));
@@ -350,23 +350,34 @@ void for_each_tile(ThreadPool& pool, int64_t rows, int64_t tokens, Tile&& tile) 
     const int64_t te = std::min(tokens, tb + kTokenBlock);
     pool.parallel_chunks(row_blocks, grain, [&](int64_t begin, int64_t end) {
       for (int64_t blk = begin; blk < end; ++blk) {
-        const int64_t r0 = blk * kTileRows;
+        const int64_t r0 = blk * Rows;
+        const int64_t block_rows = std::min<int64_t>(Rows, rows - r0);
+        prepare(r0, block_rows, tb, te - tb);
         const auto by_tokens = [&](auto rows_c) {
           int64_t t = tb;
-          for (; te - t >= kTileTokens; t += kTileTokens) tile(r0, rows_c, t, std::integral_constant<int, kTileTokens>{});
-          for (; te - t >= 2; t += 2) tile(r0, rows_c, t, std::integral_constant<int, 2>{});
+          for (; te - t >= Tokens; t += Tokens) tile(r0, rows_c, t, std::integral_constant<int, Tokens>{});
+          if constexpr (Tokens > 2) {
+            for (; te - t >= 2; t += 2) tile(r0, rows_c, t, std::integral_constant<int, 2>{});
+          }
           for (; t < te; ++t) tile(r0, rows_c, t, std::integral_constant<int, 1>{});
         };
-        switch (std::min<int64_t>(kTileRows, rows - r0)) {
-          case 4: by_tokens(std::integral_constant<int, 4>{}); break;
-          case 3: by_tokens(std::integral_constant<int, 3>{}); break;
-          case 2: by_tokens(std::integral_constant<int, 2>{}); break;
+        static_assert(Rows >= 1 && Rows <= 4);
+        switch (block_rows) {
+          case 4: if constexpr (Rows >= 4) by_tokens(std::integral_constant<int, 4>{}); break;
+          case 3: if constexpr (Rows >= 3) by_tokens(std::integral_constant<int, 3>{}); break;
+          case 2: if constexpr (Rows >= 2) by_tokens(std::integral_constant<int, 2>{}); break;
           default: by_tokens(std::integral_constant<int, 1>{}); break;
         }
       }
     });
   }
 }
+
+constexpr auto kNoPrepare = [](int64_t, int64_t, int64_t, int64_t) {};
+
+// Q8_0 tiles: 4 rows by 2 tokens keeps the accumulators, the activation
+// blocks and the integer temporaries within AVX2's 16 registers.
+constexpr int kQ8TileRows = 2, kQ8TileTokens = 4;
 
 void matmul_q8_0(ThreadPool& pool, const Weight& w, const float* x, float* y, int64_t tokens) {
   thread_local QuantizedActivations scratch;
@@ -376,7 +387,7 @@ void matmul_q8_0(ThreadPool& pool, const Weight& w, const float* x, float* y, in
   const bool avx2 = use_avx2();
   const int64_t blocks = w.cols / 32;
   const size_t row_bytes = w.row_bytes();
-  for_each_tile(pool, w.rows, tokens, [&](int64_t r0, auto rows_c, int64_t t0, auto tokens_c) {
+  for_each_tile<kQ8TileRows, kQ8TileTokens>(pool, w.rows, tokens, kNoPrepare, [&](int64_t r0, auto rows_c, int64_t t0, auto tokens_c) {
     constexpr int R = decltype(rows_c)::value, N = decltype(tokens_c)::value;
     const uint8_t* row0 = w.data + static_cast<size_t>(r0) * row_bytes;
     if (avx2) {
@@ -390,14 +401,51 @@ void matmul_q8_0(ThreadPool& pool, const Weight& w, const float* x, float* y, in
   });
 }
 
+// F16 and BF16 rows are converted to floats once per row block (exactly:
+// both convert to float without rounding) when several tokens will pass
+// over them, instead of once per tile; one token reads them as they are.
+constexpr int kFloatTileRows = 4, kFloatTileTokens = 3;
+
+// `cols` weights of a row as floats.
+template <gguf::TensorType T>
+__attribute__((target("avx2,fma,f16c"))) void convert_row_avx2(const uint8_t* row, int64_t cols, float* out) {
+  int64_t i = 0;
+  for (; i + 8 <= cols; i += 8) _mm256_storeu_ps(out + i, load8<T>(row, i));
+  for (; i < cols; ++i) out[i] = element<T>(row, i);
+}
+
 template <gguf::TensorType T>
 void matmul_float_avx2(ThreadPool& pool, const Weight& w, const float* x, float* y, int64_t tokens) {
   const size_t row_bytes = w.row_bytes();
-  for_each_tile(pool, w.rows, tokens, [&](int64_t r0, auto rows_c, int64_t t0, auto tokens_c) {
-    constexpr int R = decltype(rows_c)::value, N = decltype(tokens_c)::value;
-    tile_float_avx2<T, R, N>(w.data + static_cast<size_t>(r0) * row_bytes, row_bytes, x + t0 * w.cols, w.cols,
-                             y + t0 * w.rows + r0, w.rows);
-  });
+  const int64_t cols = w.cols;
+  // The row block being worked on, as floats (this thread's: prepare and
+  // the block's tiles run in the same thread).
+  struct Converted {
+    std::vector<float> rows;
+    bool active = false;
+  };
+  thread_local Converted conv;
+  for_each_tile<kFloatTileRows, kFloatTileTokens>(
+      pool, w.rows, tokens,
+      [&](int64_t r0, int64_t rows, int64_t, int64_t block_tokens) {
+        conv.active = T != gguf::TensorType::kF32 && block_tokens >= 2;
+        if (!conv.active) return;
+        conv.rows.resize(static_cast<size_t>(kFloatTileRows * cols));
+        for (int64_t r = 0; r < rows; ++r) {
+          convert_row_avx2<T>(w.data + static_cast<size_t>(r0 + r) * row_bytes, cols, conv.rows.data() + r * cols);
+        }
+      },
+      [&](int64_t r0, auto rows_c, int64_t t0, auto tokens_c) {
+        constexpr int R = decltype(rows_c)::value, N = decltype(tokens_c)::value;
+        float* out = y + t0 * w.rows + r0;
+        if (conv.active) {
+          tile_float_avx2<gguf::TensorType::kF32, R, N>(reinterpret_cast<const uint8_t*>(conv.rows.data()), cols * 4,
+                                                         x + t0 * cols, cols, out, w.rows);
+        } else {
+          tile_float_avx2<T, R, N>(w.data + static_cast<size_t>(r0) * row_bytes, row_bytes, x + t0 * cols, cols, out,
+                                   w.rows);
+        }
+      });
 }
 
 }  // namespace
@@ -660,7 +708,7 @@ void matmul(ThreadPool& pool, const Weight& w, const float* x, float* y, int64_t
       default: return matmul_float_avx2<gguf::TensorType::kF16>(pool, w, x, y, tokens);
     }
   }
-  for_each_tile(pool, w.rows, tokens, [&](int64_t r0, auto rows_c, int64_t t0, auto tokens_c) {
+  for_each_tile<kFloatTileRows, kFloatTileTokens>(pool, w.rows, tokens, kNoPrepare, [&](int64_t r0, auto rows_c, int64_t t0, auto tokens_c) {
     constexpr int R = decltype(rows_c)::value, N = decltype(tokens_c)::value;
     for (int r = 0; r < R; ++r) {
       for (int t = 0; t < N; ++t) y[(t0 + t) * w.rows + r0 + r] = dot_row(w, r0 + r, x + (t0 + t) * w.cols);
