@@ -5,6 +5,8 @@
 # concurrent sessions, driven by sluice-loadgen over WebSocket. Prints a
 # Markdown table (bench/README.md keeps the results).
 # Usage: bench/run_demo_bench.sh [TURNS_PER_SESSION]
+# SLUICE_BENCH_GATEWAY=PATH runs another build's gateway binary on the same
+# configuration, plugins and load (a before/after comparison in one sitting).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 turns=${1:-3}
@@ -17,7 +19,7 @@ work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
 SLUICE_LOG_ACCESS_LOG=false SLUICE_LIMITS_MAX_SESSIONS_PER_CONNECTION=64 \
-  "$bin/sluice" --config config/sluice.toml --listen 127.0.0.1:0 --port-file "$work/gw.port" 2>"$work/gw.log" &
+  "${SLUICE_BENCH_GATEWAY:-$bin/sluice}" --config config/sluice.toml --listen 127.0.0.1:0 --port-file "$work/gw.port" 2>"$work/gw.log" &
 while [ ! -s "$work/gw.port" ]; do sleep 0.05; done
 port=$(cat "$work/gw.port")
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); gateway: $(grep -o 'engine local.*' "$work/gw.log" | head -1)"

@@ -2,7 +2,10 @@
 // tokens/s at batch 1 and aggregate at larger batches (continuous batching,
 // greedy), beside the machine's memory read bandwidth and the batch-1
 // ceiling it sets (every weight byte is read once per decode step).
+// Then prompt processing: 1 and several prompts of --prompt tokens submitted
+// at once, the time to the first token of the last one (TTFT).
 //   sluice-engine-bench MODEL.gguf [--threads N] [--batches 1,8,32] [--tokens 32]
+//                       [--prompt 512] [--prompts 1,8] [--step-tokens 512]
 #include <CLI/CLI.hpp>
 #include <immintrin.h>
 
@@ -60,7 +63,13 @@ int main(int argc, char** argv) {
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::string batches = "1,8,32";
   int tokens = 32;
+  int prompt_tokens = 512;
+  std::string prompt_batches = "1,8";
+  int64_t step_tokens = 512;
   app.add_option("model", path)->required();
+  app.add_option("--prompt", prompt_tokens, "tokens per prompt for the prompt-processing run");
+  app.add_option("--prompts", prompt_batches, "prompts submitted at once (empty: no prompt-processing run)");
+  app.add_option("--step-tokens", step_tokens, "tokens per scheduler step while prompts are processed");
   app.add_option("--threads", threads);
   app.add_option("--batches", batches);
   app.add_option("--tokens", tokens, "tokens decoded per sequence");
@@ -138,6 +147,54 @@ int main(int argc, char** argv) {
     const double ceiling = gbs * 1e9 / step_bytes;
     std::printf("| sluice | %d | %d | %lld | %.1f | %.1f | %s |\n", threads, batch, static_cast<long long>(generated), tps,
                 tps / batch, batch == 1 ? (std::to_string(static_cast<int>(100 * tps / ceiling)) + "%").c_str() : "");
+    std::fflush(stdout);
+  }
+  // Prompt processing: `count` prompts at once, until each has its first token.
+  const auto prefill = [&](int count) {
+    sluice::SchedulerConfig sc;
+    sc.threads = threads;
+    sc.context = prompt_tokens + 16;
+    sc.max_batch = count;
+    sc.max_batch_tokens = step_tokens;
+    sluice::Scheduler sched(model, sc);
+    std::mutex mutex;
+    std::condition_variable cv;
+    int ended = 0;
+    const auto t0 = Clock::now();
+    for (int s = 0; s < count; ++s) {
+      std::vector<int32_t> prompt(static_cast<size_t>(prompt_tokens));
+      for (int i = 0; i < prompt_tokens; ++i) prompt[static_cast<size_t>(i)] = 1 + (i * 7 + s) % 1000;
+      sluice::SamplingParams p;
+      p.temperature = 0;
+      p.max_tokens = 1;
+      sluice::Scheduler::Callbacks cb;
+      cb.on_token = [](int32_t) { return true; };
+      cb.on_end = [&](sluice::FinishReason, const std::string&, int64_t, int64_t) {
+        std::lock_guard lock(mutex);
+        ++ended;
+        cv.notify_all();
+      };
+      sched.submit(prompt, p, cb);
+    }
+    std::unique_lock lock(mutex);
+    cv.wait(lock, [&] { return ended == count; });
+    return std::chrono::duration<double>(Clock::now() - t0).count();
+  };
+  std::stringstream ps(prompt_batches);
+  bool header = false, header_warm = false;
+  for (std::string item; std::getline(ps, item, ',');) {
+    if (item.empty()) continue;
+    if (!header) {
+      std::printf("\n| engine | threads | prompts x tokens | prompt tokens/s | TTFT of the last (ms) |\n");
+      std::printf("|---|---:|---:|---:|---:|\n");
+      header = true;
+    }
+    const int count = std::stoi(item);
+    if (!header_warm) prefill(1);  // warm-up: the scratch buffers of a full step
+    header_warm = true;
+    const double secs = prefill(count);
+    std::printf("| sluice | %d | %d x %d | %.0f | %.0f |\n", threads, count, prompt_tokens,
+                count * prompt_tokens / secs, secs * 1000);
     std::fflush(stdout);
   }
   return 0;

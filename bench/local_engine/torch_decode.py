@@ -3,7 +3,10 @@
 benchmark (tools/make_test_model.py regenerates them from the seed), in the
 same type (BF16), with the same threads: the baseline for sluice-engine-bench.
 
-Usage: torch_decode.py [--threads N] [--batches 1,8,32] [--tokens 32]"""
+Then prompt processing: 1 and several prompts of --prompt tokens in one
+forward pass (causal attention), the time it took.
+
+Usage: torch_decode.py [--threads N] [--batches 1,8,32] [--tokens 32] [--prompt 512] [--prompts 1,8]"""
 import argparse
 import os
 import sys
@@ -79,23 +82,71 @@ def decode(W, shape, batch, tokens, dtype, packed=None):
     return batch * tokens / (time.perf_counter() - t0)
 
 
+@torch.inference_mode()
+def prefill(W, shape, batch, T, dtype, packed=None):
+    """Seconds for one forward pass over `batch` prompts of T tokens (the
+    logits of each prompt's last token only, as a server needs)."""
+    def mm(x, name):
+        if packed is not None:
+            return torch.ops.quantized.linear_dynamic(x.float(), packed[name]).to(dtype)
+        return x @ W[name].T
+
+    d, H, KV, L = shape["dim"], shape["heads"], shape["kv_heads"], shape["layers"]
+    hd = d // H
+    tok = (torch.arange(T)[None, :] * 7 + torch.arange(batch)[:, None]) % 1000 + 1
+    pos = torch.arange(T)
+    mask = torch.full((T, T), float("-inf")).triu(1).to(dtype)
+    t0 = time.perf_counter()
+    x = W["token_embd.weight"][tok].reshape(batch * T, d)
+    for l in range(L):
+        p = "blk.%d." % l
+        h = mtm.rmsnorm(x, W[p + "attn_norm.weight"], shape["eps"])
+        q = (mm(h, p + "attn_q.weight") + W[p + "attn_q.bias"]).view(batch * T, H, hd)
+        k = (mm(h, p + "attn_k.weight") + W[p + "attn_k.bias"]).view(batch * T, KV, hd)
+        v = (mm(h, p + "attn_v.weight") + W[p + "attn_v.bias"]).view(batch, T, KV, hd)
+        q = rope(q, pos.repeat(batch), shape["rope_base"], hd).view(batch, T, H, hd)
+        k = rope(k, pos.repeat(batch), shape["rope_base"], hd).view(batch, T, KV, hd)
+        kk = k.repeat_interleave(H // KV, dim=2)
+        vv = v.repeat_interleave(H // KV, dim=2)
+        att = torch.einsum("bqhd,bkhd->bhqk", q, kk) / hd ** 0.5 + mask
+        out = torch.einsum("bhqk,bkhd->bqhd", att.softmax(-1), vv).reshape(batch * T, d)
+        x = x + mm(out, p + "attn_output.weight")
+        h = mtm.rmsnorm(x, W[p + "ffn_norm.weight"], shape["eps"])
+        x = x + mm(torch.nn.functional.silu(mm(h, p + "ffn_gate.weight")) * mm(h, p + "ffn_up.weight"), p + "ffn_down.weight")
+    last = x.view(batch, T, d)[:, -1]
+    mm(mtm.rmsnorm(last, W["output_norm.weight"], shape["eps"]), "token_embd.weight").float().argmax(-1)
+    return time.perf_counter() - t0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--batches", default="1,8,32")
     ap.add_argument("--tokens", type=int, default=32)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--dtype", default="bf16", choices=["bf16", "int8"],
-                    help="bf16: the weights in bfloat16 (as the BF16 model); int8: PyTorch's dynamic int8 linears (beside Q8_0)")
+    ap.add_argument("--dtype", default="bf16", choices=["bf16", "f32", "int8"],
+                    help="bf16: the weights in bfloat16 (as the BF16 model); f32: the same weights in float32 (PyTorch's "
+                         "fastest path on a CPU without AVX-512 BF16); int8: PyTorch's dynamic int8 linears (beside Q8_0)")
+    ap.add_argument("--prompt", type=int, default=512)
+    ap.add_argument("--prompts", default="1,8", help="prompts at once for the prompt-processing run (empty: none)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     shape = mtm.SHAPE_05B
     W = {k: v.to(torch.bfloat16) for k, v in mtm.make_weights("qwen2", a.seed, shape).items()}
+    dtype = torch.bfloat16
+    if a.dtype == "f32":  # the bfloat16 values, held as float32
+        W = {k: v.float() for k, v in W.items()}
+        dtype = torch.float32
     packed = int8_linears(W) if a.dtype == "int8" else None
     for batch in [int(b) for b in a.batches.split(",")]:
-        tps = decode(W, shape, batch, a.tokens, torch.bfloat16, packed)
+        tps = decode(W, shape, batch, a.tokens, dtype, packed)
         print("| pytorch %s %s | %d | %d | %d | %.1f | %.1f | |" % (torch.__version__, a.dtype, a.threads, batch, batch * a.tokens, tps, tps / batch),
               flush=True)
+    for batch in [int(b) for b in a.prompts.split(",") if b]:
+        prefill(W, shape, batch, 64, dtype, packed)  # warm-up: threads, allocator
+        secs = prefill(W, shape, batch, a.prompt, dtype, packed)
+        print("PREFILL | pytorch %s %s | %d | %d x %d | %.0f | %.0f |" % (torch.__version__, a.dtype, a.threads, batch, a.prompt,
+                                                                         batch * a.prompt / secs, secs * 1000), flush=True)
 
 
 if __name__ == "__main__":

@@ -387,7 +387,7 @@ void matmul_q8_0(ThreadPool& pool, const Weight& w, const float* x, float* y, in
   const bool avx2 = use_avx2();
   const int64_t blocks = w.cols / 32;
   const size_t row_bytes = w.row_bytes();
-  for_each_tile<kQ8TileRows, kQ8TileTokens>(pool, w.rows, tokens, kNoPrepare, [&](int64_t r0, auto rows_c, int64_t t0, auto tokens_c) {
+  const auto tile = [&](int64_t r0, auto rows_c, int64_t t0, auto tokens_c) {
     constexpr int R = decltype(rows_c)::value, N = decltype(tokens_c)::value;
     const uint8_t* row0 = w.data + static_cast<size_t>(r0) * row_bytes;
     if (avx2) {
@@ -398,7 +398,11 @@ void matmul_q8_0(ThreadPool& pool, const Weight& w, const float* x, float* y, in
         for (int t = 0; t < N; ++t) dot_q8_q8_portable(row0 + r * row_bytes, blocks, xq, t0 + t, y + (t0 + t) * w.rows + r0 + r);
       }
     }
-  });
+  };
+  // One token: row after row, as for the float types (measured here: 41.6
+  // against 30 tokens/s with 2-row tiles on the Qwen2-0.5B shape).
+  if (tokens == 1) return for_each_tile<1, 1>(pool, w.rows, tokens, kNoPrepare, tile);
+  for_each_tile<kQ8TileRows, kQ8TileTokens>(pool, w.rows, tokens, kNoPrepare, tile);
 }
 
 // F16 and BF16 rows are converted to floats once per row block (exactly:
@@ -425,6 +429,14 @@ void matmul_float_avx2(ThreadPool& pool, const Weight& w, const float* x, float*
     bool active = false;
   };
   thread_local Converted conv;
+  if (tokens == 1) {
+    // One token (a lone decoding session): the weights stream from memory
+    // row after row, which the prefetchers follow best (measured: 4-row tiles
+    // read them about 5% slower here). The same sums as in a tile.
+    return for_each_tile<1, 1>(pool, w.rows, tokens, kNoPrepare, [&](int64_t r0, auto, int64_t, auto) {
+      tile_float_avx2<T, 1, 1>(w.data + static_cast<size_t>(r0) * row_bytes, row_bytes, x, cols, y + r0, w.rows);
+    });
+  }
   for_each_tile<kFloatTileRows, kFloatTileTokens>(
       pool, w.rows, tokens,
       [&](int64_t r0, int64_t rows, int64_t, int64_t block_tokens) {
@@ -450,10 +462,41 @@ void matmul_float_avx2(ThreadPool& pool, const Weight& w, const float* x, float*
 
 }  // namespace
 
+namespace {
+// One block of 32 as quantize_activations does it, 8 lanes at a time: the
+// same max, scale, products and rounding (half to even), so the same bytes.
+__attribute__((target("avx2,fma"))) void quantize_block_avx2(const float* v, int8_t* q, float* d_out) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  __m256 m = _mm256_andnot_ps(sign, _mm256_loadu_ps(v));
+  for (int k = 1; k < 4; ++k) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(v + 8 * k)));
+  __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+  m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+  m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 0x55));
+  const float d = _mm_cvtss_f32(m4) / 127.0f;
+  const float id = d > 0 ? 1.0f / d : 0.0f;
+  *d_out = d;
+  const __m256 vid = _mm256_set1_ps(id);
+  __m256i i32[4];
+  for (int k = 0; k < 4; ++k) {
+    const __m256 r = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(v + 8 * k), vid), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    i32[k] = _mm256_cvtps_epi32(r);
+  }
+  // 32 int32 -> 32 int8 (|values| <= 127: no saturation), back in order.
+  const __m256i i16a = _mm256_packs_epi32(i32[0], i32[1]), i16b = _mm256_packs_epi32(i32[2], i32[3]);
+  const __m256i i8 = _mm256_packs_epi16(i16a, i16b);
+  const __m256i ordered = _mm256_permutevar8x32_epi32(i8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(q), ordered);
+}
+}  // namespace
+
 void quantize_activations(const float* x, int64_t tokens, int64_t cols, QuantizedActivations& out) {
   out.cols = cols;
   out.q.resize(static_cast<size_t>(tokens * cols));
   out.d.resize(static_cast<size_t>(tokens * cols / 32));
+  if (use_avx2()) {
+    for (int64_t b = 0; b < tokens * cols / 32; ++b) quantize_block_avx2(x + b * 32, out.q.data() + b * 32, out.d.data() + b);
+    return;
+  }
   for (int64_t b = 0; b < tokens * cols / 32; ++b) {
     const float* v = x + b * 32;
     float amax = 0;

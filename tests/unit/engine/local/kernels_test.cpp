@@ -128,6 +128,24 @@ TEST(Kernels, QuantizedActivationsRoundHalfToEvenAndKeepZeroBlocks) {
   EXPECT_EQ(q.q[40], 0);
 }
 
+TEST(Kernels, QuantizedActivationsAreTheSameBytesOnEveryPath) {
+  std::mt19937 rng(13);
+  std::normal_distribution<float> n(0, 3);
+  std::vector<float> x(32 * 40);
+  for (auto& v : x) v = n(rng);
+  for (int j = 0; j < 32; ++j) x[static_cast<size_t>(32 + j)] = static_cast<float>(j - 16) * 0.5f;  // ties
+  std::fill(x.begin() + 64, x.begin() + 96, 0.0f);  // an all-zero block
+  x[100] = -1e30f;
+  QuantizedActivations native, portable;
+  quantize_activations(x.data(), 2, 640, native);
+  {
+    PortableGuard guard(true);
+    quantize_activations(x.data(), 2, 640, portable);
+  }
+  EXPECT_EQ(native.q, portable.q);
+  EXPECT_EQ(native.d, portable.d);
+}
+
 TEST(Kernels, PortableAndNativeDotProductsAgreeForEveryType) {
   if (!native_kernels_active()) {
     GTEST_SKIP() << "no native kernels here (no AVX2/FMA/F16C, or SLUICE_CPU_KERNELS=portable): "
