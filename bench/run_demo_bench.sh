@@ -20,7 +20,15 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
 SLUICE_LOG_ACCESS_LOG=false SLUICE_LIMITS_MAX_SESSIONS_PER_CONNECTION=64 \
   "${SLUICE_BENCH_GATEWAY:-$bin/sluice}" --config config/sluice.toml --listen 127.0.0.1:0 --port-file "$work/gw.port" 2>"$work/gw.log" &
-while [ ! -s "$work/gw.port" ]; do sleep 0.05; done
+gateway=$!
+while [ ! -s "$work/gw.port" ]; do
+  if ! kill -0 $gateway 2>/dev/null; then
+    echo "the gateway did not start:" >&2
+    cat "$work/gw.log" >&2
+    exit 1
+  fi
+  sleep 0.05
+done
 port=$(cat "$work/gw.port")
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); gateway: $(grep -o 'engine local.*' "$work/gw.log" | head -1)"
 echo

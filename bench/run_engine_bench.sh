@@ -37,7 +37,7 @@ echo "machine: $(nproc) cores, $cpu; $features"
 run() {
   local name=$1
   shift
-  "$@" | tee /dev/stderr | sed -n "s/^\(PREFILL \)\{0,1\}|/$name\t&/p" >>"$raw"
+  "$@" | tee -a /dev/stderr | sed -n "s/^\(PREFILL \)\{0,1\}|/$name\t&/p" >>"$raw"
 }
 for type in bf16 q8_0; do
   model=build/bench-models/qwen2-0.5b-$type.gguf

@@ -156,13 +156,15 @@ __attribute__((target("avx2,fma,f16c"))) void tile_q8_avx2(const uint8_t* row0, 
       const uint8_t* block = row0 + r * row_bytes + b * 34;
       uint16_t h;
       std::memcpy(&h, block, 2);
-      const float dw = _cvtsh_ss(h);
+      const __m256 dw = _mm256_set1_ps(_cvtsh_ss(h));
       const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 2));
       const __m256i aw = _mm256_sign_epi8(w, w);  // |w|, unsigned; Q8_0 never holds -128
       #pragma GCC unroll 4
       for (int t = 0; t < N; ++t) {
         const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(xv[t], w)), ones);
-        acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * xd[t * blocks + b]), acc[r][t]);
+        // dw * dx as a vector product (the same float as the scalar one).
+        const __m256 scale = _mm256_mul_ps(dw, _mm256_broadcast_ss(xd + t * blocks + b));
+        acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), scale, acc[r][t]);
       }
     }
   }
