@@ -13,6 +13,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <functional>
 #include <mutex>
 #include <sstream>
 #include <thread>
@@ -54,6 +55,27 @@ double read_bandwidth_gbs(int threads) {
   }
   return best;
 }
+
+// Counts the sequences that ended; wait(n) returns when n have.
+class Countdown {
+ public:
+  std::function<void(sluice::FinishReason, const std::string&, int64_t, int64_t)> callback() {
+    return [this](sluice::FinishReason, const std::string&, int64_t, int64_t) {
+      std::lock_guard lock(mutex_);
+      ++ended_;
+      cv_.notify_all();
+    };
+  }
+  void wait(int n) {
+    std::unique_lock lock(mutex_);
+    cv_.wait(lock, [&] { return ended_ == n; });
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  int ended_ = 0;
+};
 
 }  // namespace
 
@@ -109,10 +131,9 @@ int main(int argc, char** argv) {
     sc.context = 256;
     sc.max_batch = batch;
     sc.max_batch_tokens = 64 * batch;
+    Countdown ends;  // outlives the scheduler that calls it
     sluice::Scheduler sched(model, sc);
-    std::mutex mutex;
-    std::condition_variable cv;
-    int ended = 0;
+    std::mutex mutex;  // guards generated, first_decode, started
     int64_t generated = 0;
     Clock::time_point first_decode{};
     bool started = false;
@@ -133,15 +154,10 @@ int main(int argc, char** argv) {
         }
         return true;
       };
-      cb.on_end = [&](sluice::FinishReason, const std::string&, int64_t, int64_t) {
-        std::lock_guard lock(mutex);
-        ++ended;
-        cv.notify_all();
-      };
+      cb.on_end = ends.callback();
       sched.submit(prompt, p, cb);
     }
-    std::unique_lock lock(mutex);
-    cv.wait(lock, [&] { return ended == batch; });
+    ends.wait(batch);
     const double secs = std::chrono::duration<double>(Clock::now() - first_decode).count();
     const double tps = static_cast<double>(generated) / secs;
     const double ceiling = gbs * 1e9 / step_bytes;
@@ -156,10 +172,8 @@ int main(int argc, char** argv) {
     sc.context = prompt_tokens + 16;
     sc.max_batch = count;
     sc.max_batch_tokens = step_tokens;
+    Countdown ends;  // outlives the scheduler that calls it
     sluice::Scheduler sched(model, sc);
-    std::mutex mutex;
-    std::condition_variable cv;
-    int ended = 0;
     const auto t0 = Clock::now();
     for (int s = 0; s < count; ++s) {
       std::vector<int32_t> prompt(static_cast<size_t>(prompt_tokens));
@@ -169,15 +183,10 @@ int main(int argc, char** argv) {
       p.max_tokens = 1;
       sluice::Scheduler::Callbacks cb;
       cb.on_token = [](int32_t) { return true; };
-      cb.on_end = [&](sluice::FinishReason, const std::string&, int64_t, int64_t) {
-        std::lock_guard lock(mutex);
-        ++ended;
-        cv.notify_all();
-      };
+      cb.on_end = ends.callback();
       sched.submit(prompt, p, cb);
     }
-    std::unique_lock lock(mutex);
-    cv.wait(lock, [&] { return ended == count; });
+    ends.wait(count);
     return std::chrono::duration<double>(Clock::now() - t0).count();
   };
   std::stringstream ps(prompt_batches);

@@ -40,13 +40,19 @@ def int8_linears(W):
     return packed
 
 
-@torch.inference_mode()
-def decode(W, shape, batch, tokens, dtype, packed=None):
-    """Aggregate decode tokens/s; packed: int8 matrices from int8_linears."""
+def matmul(W, dtype, packed):
+    """x @ W[name].T, through PyTorch's int8 path when `packed` has it."""
     def mm(x, name):
         if packed is not None:
             return torch.ops.quantized.linear_dynamic(x.float(), packed[name]).to(dtype)
         return x @ W[name].T
+    return mm
+
+
+@torch.inference_mode()
+def decode(W, shape, batch, tokens, dtype, packed=None):
+    """Aggregate decode tokens/s; packed: int8 matrices from int8_linears."""
+    mm = matmul(W, dtype, packed)
 
     d, H, KV, L = shape["dim"], shape["heads"], shape["kv_heads"], shape["layers"]
     hd = d // H
@@ -86,10 +92,7 @@ def decode(W, shape, batch, tokens, dtype, packed=None):
 def prefill(W, shape, batch, T, dtype, packed=None):
     """Seconds for one forward pass over `batch` prompts of T tokens (the
     logits of each prompt's last token only, as a server needs)."""
-    def mm(x, name):
-        if packed is not None:
-            return torch.ops.quantized.linear_dynamic(x.float(), packed[name]).to(dtype)
-        return x @ W[name].T
+    mm = matmul(W, dtype, packed)
 
     d, H, KV, L = shape["dim"], shape["heads"], shape["kv_heads"], shape["layers"]
     hd = d // H
