@@ -338,8 +338,9 @@ void dot_q8_q8_portable(const uint8_t* row, int64_t blocks, const QuantizedActiv
 // The rows of a block stay in the cache while every token group passes over
 // them; the tokens go in blocks of kTokenBlock, so that a long prompt's
 // activations are not all streamed past every row block.
-// prepare(r0, rows, t0, tokens) runs before a row block's tiles (in the same
-// thread); tile(r0, rows constant, t0, tokens constant) computes one tile.
+// prepare(worker, r0, rows, tokens) runs before a row block's tiles, in the
+// same thread; tile(worker, r0, rows constant, t0, tokens constant) computes
+// one tile (worker: ThreadPool::parallel_chunks').
 constexpr int64_t kTokenBlock = 64;
 
 template <int Rows, int Tokens, class Prepare, class Tile>
@@ -350,18 +351,18 @@ void for_each_tile(ThreadPool& pool, int64_t rows, int64_t tokens, Prepare&& pre
   const int64_t grain = std::max<int64_t>(1, row_blocks / (8 * pool.size()));
   for (int64_t tb = 0; tb < tokens; tb += kTokenBlock) {
     const int64_t te = std::min(tokens, tb + kTokenBlock);
-    pool.parallel_chunks(row_blocks, grain, [&](int64_t begin, int64_t end) {
+    pool.parallel_chunks(row_blocks, grain, [&](int64_t begin, int64_t end, int worker) {
       for (int64_t blk = begin; blk < end; ++blk) {
         const int64_t r0 = blk * Rows;
         const int64_t block_rows = std::min<int64_t>(Rows, rows - r0);
-        prepare(r0, block_rows, tb, te - tb);
+        prepare(worker, r0, block_rows, te - tb);
         const auto by_tokens = [&](auto rows_c) {
           int64_t t = tb;
-          for (; te - t >= Tokens; t += Tokens) tile(r0, rows_c, t, std::integral_constant<int, Tokens>{});
+          for (; te - t >= Tokens; t += Tokens) tile(worker, r0, rows_c, t, std::integral_constant<int, Tokens>{});
           if constexpr (Tokens > 2) {
-            for (; te - t >= 2; t += 2) tile(r0, rows_c, t, std::integral_constant<int, 2>{});
+            for (; te - t >= 2; t += 2) tile(worker, r0, rows_c, t, std::integral_constant<int, 2>{});
           }
-          for (; t < te; ++t) tile(r0, rows_c, t, std::integral_constant<int, 1>{});
+          for (; t < te; ++t) tile(worker, r0, rows_c, t, std::integral_constant<int, 1>{});
         };
         static_assert(Rows >= 1 && Rows <= 4);
         switch (block_rows) {
@@ -375,7 +376,7 @@ void for_each_tile(ThreadPool& pool, int64_t rows, int64_t tokens, Prepare&& pre
   }
 }
 
-constexpr auto kNoPrepare = [](int64_t, int64_t, int64_t, int64_t) {};
+constexpr auto kNoPrepare = [](int, int64_t, int64_t, int64_t) {};
 
 // Q8_0 tiles: 2 rows by 4 tokens (measured at 32 sessions on an AVX2 Zen 3:
 // 85 tokens/s, against 82 for 4x3, 81 for 3x4 and 67 for 4x2).
@@ -389,7 +390,7 @@ void matmul_q8_0(ThreadPool& pool, const Weight& w, const float* x, float* y, in
   const bool avx2 = use_avx2();
   const int64_t blocks = w.cols / 32;
   const size_t row_bytes = w.row_bytes();
-  const auto tile = [&](int64_t r0, auto rows_c, int64_t t0, auto tokens_c) {
+  const auto tile = [&](int, int64_t r0, auto rows_c, int64_t t0, auto tokens_c) {
     constexpr int R = decltype(rows_c)::value, N = decltype(tokens_c)::value;
     const uint8_t* row0 = w.data + static_cast<size_t>(r0) * row_bytes;
     if (avx2) {
@@ -424,37 +425,39 @@ template <gguf::TensorType T>
 void matmul_float_avx2(ThreadPool& pool, const Weight& w, const float* x, float* y, int64_t tokens) {
   const size_t row_bytes = w.row_bytes();
   const int64_t cols = w.cols;
-  // The row block being worked on, as floats (this thread's: prepare and
-  // the block's tiles run in the same thread).
-  struct Converted {
-    std::vector<float> rows;
-    bool active = false;
-  };
-  thread_local Converted conv;
+  // Each thread's row block, as floats, and whether it is there (the
+  // calling thread owns them: the pool's threads index them by worker).
+  thread_local std::vector<float> converted;
+  thread_local std::vector<char> active;
   if (tokens == 1) {
     // One token (a lone decoding session): the weights stream from memory
     // row after row, which the prefetchers follow best (measured: 4-row tiles
     // read them about 5% slower here). The same sums as in a tile.
-    return for_each_tile<1, 1>(pool, w.rows, tokens, kNoPrepare, [&](int64_t r0, auto, int64_t, auto) {
+    return for_each_tile<1, 1>(pool, w.rows, tokens, kNoPrepare, [&](int, int64_t r0, auto, int64_t, auto) {
       tile_float_avx2<T, 1, 1>(w.data + static_cast<size_t>(r0) * row_bytes, row_bytes, x, cols, y + r0, w.rows);
     });
   }
+  const auto block_floats = static_cast<size_t>(kFloatTileRows * cols);
+  if constexpr (T != gguf::TensorType::kF32) converted.resize(block_floats * static_cast<size_t>(pool.size()));
+  active.assign(static_cast<size_t>(pool.size()), 0);
+  float* const conv = converted.data();
+  char* const on = active.data();
   for_each_tile<kFloatTileRows, kFloatTileTokens>(
       pool, w.rows, tokens,
-      [&](int64_t r0, int64_t rows, int64_t, int64_t block_tokens) {
-        conv.active = T != gguf::TensorType::kF32 && block_tokens >= 2;
-        if (!conv.active) return;
-        conv.rows.resize(static_cast<size_t>(kFloatTileRows * cols));
+      [&](int worker, int64_t r0, int64_t rows, int64_t block_tokens) {
+        on[worker] = T != gguf::TensorType::kF32 && block_tokens >= 2;
+        if (!on[worker]) return;
         for (int64_t r = 0; r < rows; ++r) {
-          convert_row_avx2<T>(w.data + static_cast<size_t>(r0 + r) * row_bytes, cols, conv.rows.data() + r * cols);
+          convert_row_avx2<T>(w.data + static_cast<size_t>(r0 + r) * row_bytes, cols,
+                              conv + block_floats * static_cast<size_t>(worker) + static_cast<size_t>(r * cols));
         }
       },
-      [&](int64_t r0, auto rows_c, int64_t t0, auto tokens_c) {
+      [&](int worker, int64_t r0, auto rows_c, int64_t t0, auto tokens_c) {
         constexpr int R = decltype(rows_c)::value, N = decltype(tokens_c)::value;
         float* out = y + t0 * w.rows + r0;
-        if (conv.active) {
-          tile_float_avx2<gguf::TensorType::kF32, R, N>(reinterpret_cast<const uint8_t*>(conv.rows.data()), cols * 4,
-                                                         x + t0 * cols, cols, out, w.rows);
+        if (on[worker]) {
+          const auto* rows = reinterpret_cast<const uint8_t*>(conv + block_floats * static_cast<size_t>(worker));
+          tile_float_avx2<gguf::TensorType::kF32, R, N>(rows, cols * 4, x + t0 * cols, cols, out, w.rows);
         } else {
           tile_float_avx2<T, R, N>(w.data + static_cast<size_t>(r0) * row_bytes, row_bytes, x + t0 * cols, cols, out,
                                    w.rows);
@@ -733,14 +736,17 @@ void silu_mul(float* gate, const float* up, int64_t n) {
   for (int64_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
-void ThreadPool::parallel_chunks(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+void ThreadPool::parallel_chunks(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t, int)>& fn) {
   if (workers_.empty() || n <= grain) {
-    fn(0, n);
+    fn(0, n, 0);
     return;
   }
   std::atomic<int64_t> next{0};
-  parallel_for(size(), [&](int64_t, int64_t) {
-    for (int64_t begin = next.fetch_add(grain); begin < n; begin = next.fetch_add(grain)) fn(begin, std::min(n, begin + grain));
+  // parallel_for over size() parts gives each thread one part: its index.
+  parallel_for(size(), [&](int64_t worker, int64_t) {
+    for (int64_t begin = next.fetch_add(grain); begin < n; begin = next.fetch_add(grain)) {
+      fn(begin, std::min(n, begin + grain), static_cast<int>(worker));
+    }
   });
 }
 
@@ -753,7 +759,7 @@ void matmul(ThreadPool& pool, const Weight& w, const float* x, float* y, int64_t
       default: return matmul_float_avx2<gguf::TensorType::kF16>(pool, w, x, y, tokens);
     }
   }
-  for_each_tile<kFloatTileRows, kFloatTileTokens>(pool, w.rows, tokens, kNoPrepare, [&](int64_t r0, auto rows_c, int64_t t0, auto tokens_c) {
+  for_each_tile<kFloatTileRows, kFloatTileTokens>(pool, w.rows, tokens, kNoPrepare, [&](int, int64_t r0, auto rows_c, int64_t t0, auto tokens_c) {
     constexpr int R = decltype(rows_c)::value, N = decltype(tokens_c)::value;
     for (int r = 0; r < R; ++r) {
       for (int t = 0; t < N; ++t) y[(t0 + t) * w.rows + r0 + r] = dot_row(w, r0 + r, x + (t0 + t) * w.cols);

@@ -59,10 +59,12 @@ class ThreadPool {
   // (the caller's included), and returns when all are done. One caller at a
   // time. Threads spin briefly between calls, then sleep.
   void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
-  // Calls fn(begin, end) over [0, n) in parts of `grain` (the last may be
-  // shorter), each thread taking the next part when it is done with its last:
-  // a thread that is slowed down (a busy core, a VM's stolen time) does less.
-  void parallel_chunks(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+  // Calls fn(begin, end, worker) over [0, n) in parts of `grain` (the last
+  // may be shorter), each thread taking the next part when it is done with
+  // its last: a thread that is slowed down (a busy core, a VM's stolen time)
+  // does less. `worker` (0 .. size() - 1) names the thread, for per-thread
+  // scratch the caller owns.
+  void parallel_chunks(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t, int)>& fn);
 
  private:
   void work(int index);

@@ -186,7 +186,8 @@ struct StepScratch {
   std::vector<int32_t> tokens;
   std::vector<int64_t> positions;
   std::vector<KvCache*> caches;
-  Buffer x, xn, q, att_out, o, k, v, gate, up, rows, logits;
+  std::vector<std::vector<kernels::KvRun>> runs;  // per compute thread
+  Buffer x, xn, q, att_out, o, k, v, gate, up, rows, logits, scores;
 };
 
 }  // namespace
@@ -228,6 +229,10 @@ void Model::forward_batch(kernels::ThreadPool& pool, const std::vector<BatchChun
   // Attention jobs: one per (token, KV head), handed out a few at a time.
   const int64_t jobs = count * c_.kv_heads;
   const int64_t grain = std::max<int64_t>(1, jobs / (4 * pool.size()));
+  // Each compute thread's attention scratch: its KV runs and scores.
+  const auto score_floats = static_cast<size_t>(group * (max_pos + 1));
+  float* scores = st.scores.get(score_floats * static_cast<size_t>(pool.size()));
+  st.runs.resize(static_cast<size_t>(pool.size()));
 
   for (int64_t l = 0; l < c_.layers; ++l) {
     const Layer& L = layers_[static_cast<size_t>(l)];
@@ -250,10 +255,9 @@ void Model::forward_batch(kernels::ThreadPool& pool, const std::vector<BatchChun
     }
     // Causal attention over the cache: the query heads that share a KV head
     // together, the cache read a block at a time.
-    pool.parallel_chunks(jobs, grain, [&](int64_t begin, int64_t end) {
-      thread_local std::vector<kernels::KvRun> runs;
-      thread_local Buffer scores;
-      float* s = scores.get(static_cast<size_t>(group * (max_pos + 1)));
+    pool.parallel_chunks(jobs, grain, [&](int64_t begin, int64_t end, int worker) {
+      std::vector<kernels::KvRun>& runs = st.runs[static_cast<size_t>(worker)];
+      float* s = scores + static_cast<size_t>(worker) * score_floats;
       for (int64_t job = begin; job < end; ++job) {
         const int64_t t = job / c_.kv_heads, kvh = job % c_.kv_heads;
         KvCache& cache = *caches[t];

@@ -265,10 +265,16 @@ TEST(ThreadPool, ChunksCoverEveryIndexOnceAndAreHandedOutAsThreadsFreeUp) {
     for (const int64_t n : {1, 2, 10, 1000}) {
       std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
       std::atomic<int> parts{0};
-      pool.parallel_chunks(n, grain, [&](int64_t begin, int64_t end) {
+      std::vector<std::atomic<int>> busy(static_cast<size_t>(pool.size()));
+      pool.parallel_chunks(n, grain, [&](int64_t begin, int64_t end, int worker) {
         EXPECT_LE(end - begin, grain);
+        ASSERT_GE(worker, 0);
+        ASSERT_LT(worker, pool.size());
+        // No two threads hold the same worker index at once.
+        EXPECT_EQ(busy[static_cast<size_t>(worker)].fetch_add(1), 0);
         parts.fetch_add(1);
         for (int64_t i = begin; i < end; ++i) hits[static_cast<size_t>(i)].fetch_add(1);
+        busy[static_cast<size_t>(worker)].fetch_sub(1);
       });
       for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[static_cast<size_t>(i)].load(), 1) << n << "/" << grain;
       EXPECT_EQ(parts.load(), (n + grain - 1) / grain);
@@ -277,7 +283,7 @@ TEST(ThreadPool, ChunksCoverEveryIndexOnceAndAreHandedOutAsThreadsFreeUp) {
   // One thread held up in its first part: the others take the rest.
   std::atomic<int> slow_parts{0}, total{0};
   std::atomic<bool> slow_taken{false};
-  pool.parallel_chunks(200, 1, [&](int64_t, int64_t) {
+  pool.parallel_chunks(200, 1, [&](int64_t, int64_t, int) {
     thread_local bool slow = false;
     if (!slow_taken.exchange(true)) {
       slow = true;
