@@ -552,16 +552,6 @@ float bf16_to_float(uint16_t b) {
   return f;
 }
 
-size_t Weight::row_bytes() const {
-  switch (type) {
-    case gguf::TensorType::kF32: return static_cast<size_t>(cols) * 4;
-    case gguf::TensorType::kF16:
-    case gguf::TensorType::kBF16: return static_cast<size_t>(cols) * 2;
-    case gguf::TensorType::kQ8_0: return static_cast<size_t>(cols) / 32 * 34;
-  }
-  return 0;
-}
-
 void dequantize_row(const Weight& w, int64_t r, float* out) {
   const uint8_t* row = w.data + static_cast<size_t>(r) * w.row_bytes();
   switch (w.type) {

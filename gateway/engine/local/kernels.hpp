@@ -22,7 +22,15 @@ struct Weight {
   gguf::TensorType type = gguf::TensorType::kF32;
   const uint8_t* data = nullptr;
   int64_t rows = 0, cols = 0;
-  size_t row_bytes() const;
+  size_t row_bytes() const {
+    switch (type) {
+      case gguf::TensorType::kF32: return static_cast<size_t>(cols) * 4;
+      case gguf::TensorType::kF16:
+      case gguf::TensorType::kBF16: return static_cast<size_t>(cols) * 2;
+      case gguf::TensorType::kQ8_0: return static_cast<size_t>(cols) / 32 * 34;
+    }
+    return 0;
+  }
 };
 
 float half_to_float(uint16_t h);

@@ -1,12 +1,14 @@
 #include "gateway/engine/local/local_engine.hpp"
 
 #include <simdjson.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <optional>
 #include <thread>
 
 #include "gateway/common/random_id.hpp"
+#include "gateway/engine/local/cuda/cuda_backend.hpp"
 
 namespace sluice {
 
@@ -104,10 +106,42 @@ std::unique_ptr<LocalEngine> LocalEngine::create(const LocalConfig& config, std:
   }
   if (config.kv_cache_mb > 0) {
     const auto& c = e->model_->config();
-    const int64_t block_bytes = 2 * c.layers * KvPool::kBlockTokens * c.kv_heads * c.head_dim * 4;
+    const int64_t block_bytes = 2 * c.layers * kKvBlockTokens * c.kv_heads * c.head_dim * 4;
     sc.kv_blocks = std::max<int64_t>(1, config.kv_cache_mb * (1 << 20) / block_bytes);
   }
-  e->scheduler_ = std::make_unique<Scheduler>(e->model_, sc);
+  BackendOptions bo;
+  bo.threads = sc.threads;
+  bo.kv_blocks = sc.kv_blocks > 0 ? sc.kv_blocks : KvBlocks::blocks_for(sc.context) * sc.max_batch;
+  bo.context = sc.context;
+  bo.max_batch = sc.max_batch;
+  bo.max_batch_tokens = sc.max_batch_tokens;
+  bo.banned = sc.banned;
+  bo.cuda_graphs = config.cuda_graphs;
+  // local.device: the CPU, the GPU, or the GPU when one can be used.
+  const cuda::DeviceChoice choice =
+      cuda::choose_device(config.device, config.device == "cpu" ? cuda::Probe{} : cuda::probe());
+  if (!choice.error.empty()) {
+    error = choice.error;
+    return nullptr;
+  }
+  std::unique_ptr<Backend> backend;
+  if (choice.device == "cuda") {
+    backend = cuda::make_cuda_backend(e->model_, bo, why);
+    if (!backend && config.device == "cuda") {
+      error = "local.device = \"cuda\": the CUDA backend cannot start: " + why;
+      return nullptr;
+    }
+    if (!backend) {
+      spdlog::warn("local.device = \"auto\": running on the CPU, the CUDA backend cannot start: {}", why);
+    } else {
+      spdlog::info("{}", choice.log);
+      e->device_ = "cuda";
+    }
+  } else if (!choice.log.empty()) {
+    spdlog::info("{}", choice.log);
+  }
+  if (!backend) backend = make_cpu_backend(e->model_, bo);
+  e->scheduler_ = std::make_unique<Scheduler>(std::move(backend), sc);
   return e;
 }
 

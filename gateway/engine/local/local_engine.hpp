@@ -35,6 +35,8 @@ class LocalEngine final : public Engine {
   const ModelConfig& model_config() const { return model_->config(); }
   ChatFormat chat_format() const { return format_; }
   const std::string& model_name() const { return model_name_; }
+  // Where the steps run: "cpu" or "cuda" (local.device after auto).
+  const std::string& device() const { return device_; }
 
  private:
   LocalEngine() = default;
@@ -46,6 +48,7 @@ class LocalEngine final : public Engine {
   std::unique_ptr<Tokenizer> tokenizer_;
   ChatFormat format_ = ChatFormat::kChatML;
   std::string model_name_;
+  std::string device_ = "cpu";
   std::unique_ptr<Scheduler> scheduler_;
 };
 

@@ -77,11 +77,17 @@ class Model {
   // attention reads each token's own sequence cache.
   void forward_batch(kernels::ThreadPool& pool, const std::vector<BatchChunk>& chunks) const;
 
- private:
+  // The weights, for another backend to upload (they point into the mapping).
   struct Layer {
     kernels::Weight wq, wk, wv, wo, gate, up, down;
     std::vector<float> attn_norm, ffn_norm, bq, bk, bv;
   };
+  const kernels::Weight& embedding() const { return embed_; }
+  const kernels::Weight& output() const { return output_; }
+  const std::vector<float>& output_norm() const { return output_norm_; }
+  const std::vector<Layer>& layers() const { return layers_; }
+
+ private:
   Model() = default;
 
   std::shared_ptr<const gguf::File> file_;

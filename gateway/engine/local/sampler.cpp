@@ -21,7 +21,26 @@ int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> recent
   }
   candidates_.clear();
   candidates_.reserve(logits.size());
-  for (size_t i = 0; i < logits.size(); ++i) candidates_.emplace_back(logits[i] / p_.temperature, static_cast<int32_t>(i));
+  for (size_t i = 0; i < logits.size(); ++i) candidates_.emplace_back(logits[i], static_cast<int32_t>(i));
+  return draw();
+}
+
+int32_t Sampler::sample_top(std::span<const std::pair<float, int32_t>> top) {
+  if (top.empty()) return 0;
+  if (p_.temperature <= 0) {
+    // The largest logit, the lowest id among equals (as max_element).
+    auto best = top.front();
+    for (const auto& c : top) {
+      if (c.first > best.first || (c.first == best.first && c.second < best.second)) best = c;
+    }
+    return best.second;
+  }
+  candidates_.assign(top.begin(), top.end());
+  return draw();
+}
+
+int32_t Sampler::draw() {
+  for (auto& c : candidates_) c.first /= p_.temperature;
   auto by_logit = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
   size_t keep = candidates_.size();
   if (p_.top_k > 0 && static_cast<size_t>(p_.top_k) < keep) {

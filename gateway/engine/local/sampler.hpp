@@ -30,8 +30,15 @@ class Sampler {
   // `logits` may be changed (penalties, temperature); `recent` are the ids the
   // repetition penalty applies to.
   int32_t sample(std::span<float> logits, std::span<const int32_t> recent);
+  // The same draw from the largest logits alone (after the penalty), as a
+  // GPU hands them back: `top` (logit, id) in any order. The same token as
+  // sample() when `top` holds the top_k largest (all of them when top_k is 0).
+  int32_t sample_top(std::span<const std::pair<float, int32_t>> top);
+  const SamplingParams& params() const { return p_; }
 
  private:
+  // Temperature, top-k, top-p and the draw over candidates_ (unscaled logits).
+  int32_t draw();
   SamplingParams p_;
   std::mt19937_64 rng_;
   std::vector<std::pair<float, int32_t>> candidates_;

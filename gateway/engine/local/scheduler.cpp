@@ -10,16 +10,25 @@ namespace sluice {
 namespace {
 constexpr size_t kPenaltyWindow = 64;  // recent tokens the repetition penalty sees
 
-int64_t default_blocks(const SchedulerConfig& c) {
-  return c.kv_blocks > 0 ? c.kv_blocks : KvPool::blocks_for(c.context) * c.max_batch;
+BackendOptions cpu_options(const SchedulerConfig& c) {
+  BackendOptions o;
+  o.threads = c.threads;
+  o.kv_blocks = c.kv_blocks > 0 ? c.kv_blocks : KvBlocks::blocks_for(c.context) * c.max_batch;
+  o.context = c.context;
+  o.max_batch = c.max_batch;
+  o.max_batch_tokens = c.max_batch_tokens;
+  o.banned = c.banned;
+  return o;
 }
 }  // namespace
 
 Scheduler::Scheduler(std::shared_ptr<const Model> model, SchedulerConfig config)
-    : model_(std::move(model)),
-      config_(config),
-      pool_(config.threads),
-      kv_(model_->config(), default_blocks(config)),
+    : Scheduler(make_cpu_backend(std::move(model), cpu_options(config)), config) {}
+
+Scheduler::Scheduler(std::unique_ptr<Backend> backend, SchedulerConfig config)
+    : config_(std::move(config)),
+      backend_(std::move(backend)),
+      kv_(backend_->kv_blocks()),
       free_blocks_(kv_.free_blocks()),
       thread_([this] { run(); }) {}
 
@@ -89,7 +98,6 @@ void Scheduler::end(Seq& s, FinishReason reason, const std::string& error) {
 }
 
 void Scheduler::run() {
-  const int64_t vocab = model_->config().vocab;
   for (;;) {
     std::vector<std::unique_ptr<Seq>> ended_waiting;
     std::vector<std::unique_ptr<Seq>> admitted;
@@ -136,7 +144,7 @@ void Scheduler::run() {
           continue;
         }
         s.max_tokens = std::min(s.max_tokens, config_.context - prompt);
-        s.kv = std::make_unique<KvPool::Sequence>(kv_);
+        s.kv = std::make_unique<KvBlocks::Sequence>(kv_);
         if (!s.kv->reserve(prompt + s.max_tokens)) {
           s.kv->release();
           if (running_.empty() && admitted.empty()) {
@@ -161,7 +169,6 @@ void Scheduler::run() {
       } else if (s->kv->blocks() == 0) {
         end(*s, FinishReason::kError, "the KV cache cannot hold this prompt and its max_tokens");
       } else {
-        s->logits.resize(static_cast<size_t>(vocab));
         running_.push_back(std::move(s));
       }
     }
@@ -173,13 +180,28 @@ void Scheduler::run() {
     }
 
     // One step: decode tokens first, then prompt chunks within the budget.
-    std::vector<BatchChunk> chunks;
-    std::vector<Seq*> sampled;  // sequences whose chunk ends in logits
+    std::vector<StepSeq> step;
+    std::vector<Seq*> stepped;  // step[i]'s sequence
+    std::vector<Seq*> sampled;  // sequences whose chunk ends in a sampled token
     int64_t budget = config_.max_batch_tokens;
+    auto sample_into = [](Seq& s, StepSeq& st) {
+      // The window of the prompt's and the answer's last tokens.
+      s.recent.assign(s.prompt.end() - static_cast<std::ptrdiff_t>(std::min(s.prompt.size(), kPenaltyWindow)),
+                      s.prompt.end());
+      s.recent.insert(s.recent.end(),
+                      s.generated.end() - static_cast<std::ptrdiff_t>(std::min(s.generated.size(), kPenaltyWindow)),
+                      s.generated.end());
+      st.sampler = s.sampler.get();
+      st.recent = s.recent;
+      st.token_out = &s.next;
+    };
     for (auto& s : running_) {
       const int64_t prompt = static_cast<int64_t>(s->prompt.size());
       if (s->cached < prompt) continue;
-      chunks.push_back({&s->generated.back(), 1, s->cached, s->kv.get(), s->logits.data()});
+      StepSeq st{&s->generated.back(), 1, s->cached, s->kv->table().data(), s->kv->blocks(), nullptr, {}, nullptr};
+      sample_into(*s, st);
+      step.push_back(st);
+      stepped.push_back(s.get());
       sampled.push_back(s.get());
       --budget;
     }
@@ -187,31 +209,39 @@ void Scheduler::run() {
       const int64_t prompt = static_cast<int64_t>(s->prompt.size());
       if (s->cached >= prompt || budget <= 0) continue;
       const int64_t n = std::min(prompt - s->cached, budget);
-      const bool last = s->cached + n == prompt;
-      chunks.push_back({s->prompt.data() + s->cached, n, s->cached, s->kv.get(), last ? s->logits.data() : nullptr});
-      if (last) sampled.push_back(s.get());
+      StepSeq st{s->prompt.data() + s->cached, n, s->cached, s->kv->table().data(), s->kv->blocks(), nullptr, {}, nullptr};
+      if (s->cached + n == prompt) {
+        sample_into(*s, st);
+        sampled.push_back(s.get());
+      }
+      step.push_back(st);
+      stepped.push_back(s.get());
       budget -= n;
     }
-    model_->forward_batch(pool_, chunks);
+    try {
+      backend_->step(step);
+    } catch (const std::exception& e) {
+      // A failed step (a GPU error) ends the sequences in it, and only them.
+      const std::string why = std::string("the local engine's step failed: ") + e.what();
+      for (Seq* s : stepped) {
+        end(*s, FinishReason::kError, why);
+        s->kv.reset();
+      }
+      std::erase_if(running_, [](const auto& s) { return !s->kv; });
+      std::lock_guard lock(mutex_);
+      free_blocks_ = kv_.free_blocks();
+      running_count_ = running_.size();
+      continue;
+    }
     if (auto* m = metrics::active()) {
-      m->local_batch_size.get().set(static_cast<double>(chunks.size()));
+      m->local_batch_size.get().set(static_cast<double>(step.size()));
       m->local_kv_blocks_used.get().set(static_cast<double>(kv_.total_blocks() - kv_.free_blocks()));
       m->local_kv_blocks_total.get().set(static_cast<double>(kv_.total_blocks()));
       m->local_steps.get().inc();
     }
-    for (const auto& ch : chunks) {
-      for (auto& s : running_) {
-        if (s->kv.get() == ch.cache) s->cached += ch.count;
-      }
-    }
+    for (size_t i = 0; i < step.size(); ++i) stepped[i]->cached += step[i].count;
     for (Seq* s : sampled) {
-      std::vector<int32_t> recent(s->prompt.end() - std::min(s->prompt.size(), kPenaltyWindow), s->prompt.end());
-      recent.insert(recent.end(), s->generated.end() - std::min(s->generated.size(), kPenaltyWindow),
-                    s->generated.end());
-      for (int32_t b : config_.banned) {
-        if (b >= 0 && b < vocab) s->logits[static_cast<size_t>(b)] = -INFINITY;
-      }
-      const int32_t token = s->sampler->sample(s->logits, recent);
+      const int32_t token = s->next;
       s->generated.push_back(token);
       if (!s->cb.on_token(token)) {
         end(*s, FinishReason::kStop);

@@ -6,9 +6,12 @@
 // pool; a sequence's blocks are reserved when it starts (prompt plus its
 // token limit) and all go back when it ends or is cancelled.
 //
+// The step itself runs on a Backend (the CPU's kernels or a CUDA GPU): the
+// scheduler is the same above either.
+//
 // Threads: submit and cancel from any thread; the callbacks run on the
 // scheduler's own thread (never an I/O thread), which also drives the
-// compute thread pool.
+// backend.
 #pragma once
 
 #include <condition_variable>
@@ -22,7 +25,7 @@
 #include <unordered_set>
 #include <vector>
 
-#include "gateway/engine/local/kernels.hpp"
+#include "gateway/engine/local/backend.hpp"
 #include "gateway/engine/local/kv_pool.hpp"
 #include "gateway/engine/local/model.hpp"
 #include "gateway/engine/local/sampler.hpp"
@@ -51,7 +54,11 @@ class Scheduler {
         on_end;
   };
 
+  // On the CPU backend.
   Scheduler(std::shared_ptr<const Model> model, SchedulerConfig config);
+  // On `backend`, whose kv_blocks() is the pool's size (config.kv_blocks is
+  // the CPU constructor's).
+  Scheduler(std::unique_ptr<Backend> backend, SchedulerConfig config);
   ~Scheduler();  // ends every sequence (kCancelled) and joins the thread
 
   uint64_t submit(std::vector<int32_t> prompt, const SamplingParams& params, Callbacks callbacks);
@@ -72,17 +79,17 @@ class Scheduler {
     int64_t max_tokens = 0;
     std::unique_ptr<Sampler> sampler;
     Callbacks cb;
-    std::unique_ptr<KvPool::Sequence> kv;
-    std::vector<float> logits;
+    std::unique_ptr<KvBlocks::Sequence> kv;
+    std::vector<int32_t> recent;  // what the repetition penalty sees
+    int32_t next = 0;             // the token a step sampled
   };
 
   void run();
   void end(Seq& s, FinishReason reason, const std::string& error = {});
 
-  std::shared_ptr<const Model> model_;
   SchedulerConfig config_;
-  kernels::ThreadPool pool_;
-  KvPool kv_;  // engine thread only; free_blocks_ mirrors it for readers
+  std::unique_ptr<Backend> backend_;
+  KvBlocks kv_;  // engine thread only; free_blocks_ mirrors it for readers
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<std::unique_ptr<Seq>> waiting_;

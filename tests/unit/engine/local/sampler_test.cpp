@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
+#include <random>
 
 #include "gateway/engine/local/chat_template.hpp"
 
@@ -43,6 +45,30 @@ TEST(Sampler, TopPKeepsTheSmallestHeadWithTheMass) {
   for (int i = 0; i < 100; ++i) {
     std::vector<float> logits{5.0f, 1.0f, 1.0f, 1.0f};  // id 0 holds > 90% of the mass
     EXPECT_EQ(s.sample(logits, {}), 0);
+  }
+}
+
+// What a GPU hands back: the k largest logits in any order. The draw from
+// them is the draw from the whole row, token for token, for the same seed.
+TEST(Sampler, TheTopCandidatesAloneGiveTheSameTokensAsTheWholeRow) {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> n(0, 2);
+  for (const SamplingParams& p : {SamplingParams{0.8f, 40, 0.95f, 1.0f, 11, 16, {}},
+                                  SamplingParams{1.2f, 5, 1.0f, 1.0f, 12, 16, {}},
+                                  SamplingParams{0.0f, 40, 0.95f, 1.0f, 13, 16, {}}}) {
+    Sampler whole(p), top(p);
+    for (int i = 0; i < 300; ++i) {
+      std::vector<float> logits(500);
+      for (auto& l : logits) l = n(rng);
+      logits[static_cast<size_t>(i)] = logits[static_cast<size_t>(i) + 1];  // a tie: the lower id first
+      std::vector<std::pair<float, int32_t>> pairs;
+      for (size_t id = 0; id < logits.size(); ++id) pairs.emplace_back(logits[id], static_cast<int32_t>(id));
+      std::sort(pairs.begin(), pairs.end(),
+                [](auto& a, auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+      pairs.resize(static_cast<size_t>(p.top_k));
+      std::shuffle(pairs.begin(), pairs.end(), rng);
+      ASSERT_EQ(top.sample_top(pairs), whole.sample(logits, {})) << "temperature " << p.temperature << ", draw " << i;
+    }
   }
 }
 

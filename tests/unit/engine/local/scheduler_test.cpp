@@ -198,5 +198,46 @@ TEST(Scheduler, PromptsThatCannotFitEndWithAClearError) {
   EXPECT_EQ(empty.reason, FinishReason::kError);
 }
 
+// A backend that fails its steps while `fail` is set (a GPU error), else
+// samples token 1 for everyone.
+class FlakyBackend final : public Backend {
+ public:
+  explicit FlakyBackend(std::shared_ptr<const Model> m) : model_(std::move(m)) {}
+  const char* name() const override { return "flaky"; }
+  const ModelConfig& config() const override { return model_->config(); }
+  int64_t kv_blocks() const override { return 64; }
+  void step(std::span<const StepSeq> seqs, float*) override {
+    if (fail) throw std::runtime_error("an illegal memory access was encountered");
+    for (const StepSeq& s : seqs) {
+      if (s.token_out) *s.token_out = 1;
+    }
+  }
+  std::atomic<bool> fail{true};
+
+ private:
+  std::shared_ptr<const Model> model_;
+};
+
+TEST(Scheduler, AFailedStepEndsItsSequencesWithTheErrorAndTheEngineGoesOn) {
+  const auto model = random_model();
+  ASSERT_TRUE(model);
+  auto backend = std::make_unique<FlakyBackend>(model);
+  FlakyBackend* flaky = backend.get();
+  Scheduler s(std::move(backend), {1, 256, 4, 32, 0, {}});
+  Result failed;
+  s.submit(prompt(5, 1), greedy(4), failed.callbacks());
+  ASSERT_TRUE(failed.wait_end());
+  EXPECT_EQ(failed.reason, FinishReason::kError);
+  EXPECT_NE(failed.error.find("the local engine's step failed: an illegal memory access"), std::string::npos)
+      << failed.error;
+  EXPECT_EQ(s.free_blocks(), s.total_blocks());
+  flaky->fail = false;
+  Result next;
+  s.submit(prompt(5, 2), greedy(4), next.callbacks());
+  ASSERT_TRUE(next.wait_end());
+  EXPECT_EQ(next.reason, FinishReason::kLength);
+  EXPECT_EQ(next.tokens, (std::vector<int32_t>{1, 1, 1, 1}));
+}
+
 }  // namespace
 }  // namespace sluice
