@@ -109,6 +109,7 @@ struct LocalConfig {
   std::string model;               // the .gguf file
   std::string device = "cpu";      // cpu | cuda | auto (CUDA when a GPU is found, else the CPU)
   bool cuda_graphs = true;         // CUDA: decode steps replayed from a graph per batch-size bucket
+  std::string cuda_prompt_gemm = "f32";  // CUDA: prompt tokens' GEMMs in f32 | bf16 (tensor cores)
   int threads = 0;                 // compute threads; 0: one per core
   int64_t context_length = 2048;   // positions per sequence (prompt + answer)
   int max_batch = 16;              // sequences decoding at once

@@ -401,6 +401,8 @@ const std::vector<Option>& schema() {
       integer<int64_t>("local.kv_cache_mb", 0, 1 << 20, [](Config& c) -> int64_t& { return c.local.kv_cache_mb; }),
       one_of("local.device", {"cpu", "cuda", "auto"}, [](Config& c) -> std::string& { return c.local.device; }),
       boolean("local.cuda_graphs", [](Config& c) -> bool& { return c.local.cuda_graphs; }),
+      one_of("local.cuda_prompt_gemm", {"f32", "bf16"},
+             [](Config& c) -> std::string& { return c.local.cuda_prompt_gemm; }),
       one_of("local.chat_format", {"auto", "chatml", "llama3", "llama2"},
              [](Config& c) -> std::string& { return c.local.chat_format; }),
       integer<int>("local.max_tokens", 1, 1 << 20, [](Config& c) -> int& { return c.local.max_tokens; }),

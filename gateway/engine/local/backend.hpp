@@ -56,6 +56,7 @@ struct BackendOptions {
   int64_t max_batch_tokens = 256; // tokens in a step
   std::vector<int32_t> banned;    // token ids never sampled
   bool cuda_graphs = true;        // the CUDA backend: decode steps replayed from graphs
+  bool cuda_prompt_bf16 = false;  // the CUDA backend: prompt GEMMs in bfloat16 on the tensor cores, else FP32
 };
 
 // The CPU backend: Model::forward_batch over host KV blocks.

@@ -117,6 +117,7 @@ std::unique_ptr<LocalEngine> LocalEngine::create(const LocalConfig& config, std:
   bo.max_batch_tokens = sc.max_batch_tokens;
   bo.banned = sc.banned;
   bo.cuda_graphs = config.cuda_graphs;
+  bo.cuda_prompt_bf16 = config.cuda_prompt_gemm == "bf16";
   // local.device: the CPU, the GPU, or the GPU when one can be used.
   const cuda::DeviceChoice choice =
       cuda::choose_device(config.device, config.device == "cpu" ? cuda::Probe{} : cuda::probe());

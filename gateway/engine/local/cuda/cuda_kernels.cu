@@ -150,6 +150,25 @@ __global__ void matvec_kernel(DeviceWeight w, const float* __restrict__ x, float
   }
 }
 
+template <int T>
+__global__ void dequantize_kernel(DeviceWeight w, void* out, int bf16) {
+  const size_t n = static_cast<size_t>(w.rows) * w.cols;
+  for (size_t i = (blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x) * 8; i < n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x * 8) {
+    const int row = static_cast<int>(i / w.cols), c = static_cast<int>(i % w.cols);
+    float v[8];
+    load8<T>(w, row, c, v);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      if (bf16) {
+        static_cast<__nv_bfloat16*>(out)[i + j] = __float2bfloat16_rn(v[j]);
+      } else {
+        static_cast<float*>(out)[i + j] = v[j];
+      }
+    }
+  }
+}
+
 __global__ void to_16bit_kernel(const float* __restrict__ x, void* out, size_t n, int bf16) {
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<size_t>(gridDim.x) * blockDim.x) {
@@ -456,6 +475,18 @@ void matvec(const DeviceWeight& w, const float* x, float* y, int tokens, bool ac
     case kF16: matvec_kernel<kF16><<<grid, threads, 0, s>>>(w, x, y, tokens, acc); break;
     case kBF16: matvec_kernel<kBF16><<<grid, threads, 0, s>>>(w, x, y, tokens, acc); break;
     default: matvec_kernel<kQ8_0><<<grid, threads, 0, s>>>(w, x, y, tokens, acc); break;
+  }
+}
+
+void dequantize(const DeviceWeight& w, void* out, bool bf16, cudaStream_t s) {
+  const size_t n = static_cast<size_t>(w.rows) * w.cols / 8;
+  const unsigned grid = blocks_for(n, 256), threads = 256;
+  const int b = bf16 ? 1 : 0;
+  switch (w.type) {
+    case kF32: dequantize_kernel<kF32><<<grid, threads, 0, s>>>(w, out, b); break;
+    case kF16: dequantize_kernel<kF16><<<grid, threads, 0, s>>>(w, out, b); break;
+    case kBF16: dequantize_kernel<kBF16><<<grid, threads, 0, s>>>(w, out, b); break;
+    default: dequantize_kernel<kQ8_0><<<grid, threads, 0, s>>>(w, out, b); break;
   }
 }
 

@@ -53,6 +53,8 @@ void rms_norm(const float* x, const float* w, float* out, int rows, int n, float
 // over columns 8 at a time, a fixed reduction order, so a token's result
 // does not depend on the others (the decode path, batch-invariant).
 void matvec(const DeviceWeight& w, const float* x, float* y, int tokens, bool accumulate, cudaStream_t s);
+// The whole matrix as floats, or bfloat16 (round to nearest even), rows x cols.
+void dequantize(const DeviceWeight& w, void* out, bool bf16, cudaStream_t s);
 // Floats to IEEE halves or bfloat16 (round to nearest even), for cuBLAS.
 void to_16bit(const float* x, void* out, size_t n, bool bf16, cudaStream_t s);
 // Q, K, V biases (null: none), rotary embeddings on q (in place) and k, and

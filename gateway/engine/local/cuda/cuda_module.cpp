@@ -99,30 +99,48 @@ const float* upload_floats(const std::vector<float>& v, const Placement& p, char
   return reinterpret_cast<const float*>(base + p.offset);
 }
 
+// What the prompt path's GEMMs need: cuBLAS on the stream, scratch for a
+// weight matrix converted whole and for 16-bit activations.
+struct Gemm {
+  cublasHandle_t blas = nullptr;
+  cudaStream_t stream = nullptr;
+  void* weights = nullptr;      // largest matrix, as floats
+  void* activations = nullptr;  // tokens x largest cols, 16-bit
+  bool bf16 = false;            // tensor cores in bfloat16, else FP32
+};
+
 // y = x . w^T for `tokens` tokens, the first `decode` of them through the
-// batch-invariant decode kernel, the rest (prompt tokens) through cuBLAS
-// (F32, F16, BF16; activations rounded to the weight's 16-bit type) or,
-// for Q8_0, the same decode kernel.
-void matmul(cublasHandle_t blas, cudaStream_t s, void* x16, const k::DeviceWeight& w, const float* x, float* y,
-            int tokens, int decode, bool accumulate) {
-  k::matvec(w, x, y, decode, accumulate, s);
+// batch-invariant decode kernel, the rest (prompt tokens) through cuBLAS: in
+// FP32 (the weights converted to floats first; the CPU's results within
+// 2e-3), or in bfloat16 on the tensor cores (activations rounded to it).
+void matmul(const Gemm& g, const k::DeviceWeight& w, const float* x, float* y, int tokens, int decode,
+            bool accumulate) {
+  k::matvec(w, x, y, decode, accumulate, g.stream);
   const int rest = tokens - decode;
   if (rest <= 0) return;
   const float* xr = x + static_cast<size_t>(decode) * w.cols;
   float* yr = y + static_cast<size_t>(decode) * w.rows;
-  if (w.type == k::kQ8_0) return k::matvec(w, xr, yr, rest, accumulate, s);
   const float alpha = 1.f, beta = accumulate ? 1.f : 0.f;
-  if (w.type == k::kF32) {
-    check(cublasSgemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, w.rows, rest, w.cols, &alpha, static_cast<const float*>(w.data),
-                      w.cols, xr, w.cols, &beta, yr, w.rows),
+  if (!g.bf16) {
+    const float* wf = static_cast<const float*>(w.data);
+    if (w.type != k::kF32) {
+      k::dequantize(w, g.weights, false, g.stream);
+      wf = static_cast<const float*>(g.weights);
+    }
+    check(cublasSgemm(g.blas, CUBLAS_OP_T, CUBLAS_OP_N, w.rows, rest, w.cols, &alpha, wf, w.cols, xr, w.cols, &beta,
+                      yr, w.rows),
           "cublasSgemm");
     return;
   }
-  const bool bf16 = w.type == k::kBF16;
-  k::to_16bit(xr, x16, static_cast<size_t>(rest) * w.cols, bf16, s);
-  const cudaDataType t = bf16 ? CUDA_R_16BF : CUDA_R_16F;
-  check(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, w.rows, rest, w.cols, &alpha, w.data, t, w.cols, x16, t, w.cols,
-                     &beta, yr, CUDA_R_32F, w.rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+  const void* wh = w.data;
+  cudaDataType t = w.type == k::kF16 ? CUDA_R_16F : CUDA_R_16BF;
+  if (w.type == k::kF32 || w.type == k::kQ8_0) {
+    k::dequantize(w, g.weights, true, g.stream);
+    wh = g.weights;
+  }
+  k::to_16bit(xr, g.activations, static_cast<size_t>(rest) * w.cols, t == CUDA_R_16BF, g.stream);
+  check(cublasGemmEx(g.blas, CUBLAS_OP_T, CUBLAS_OP_N, w.rows, rest, w.cols, &alpha, wh, t, w.cols, g.activations, t,
+                     w.cols, &beta, yr, CUDA_R_32F, w.rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
         "cublasGemmEx");
 }
 
@@ -140,6 +158,7 @@ class Runner final : public DeviceRunner {
     check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
     check(cublasCreate(&blas_), "cublasCreate");
     check(cublasSetStream(blas_, stream_), "cublasSetStream");
+    check(cublasSetMathMode(blas_, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");  // no TF32 in the FP32 GEMMs
 
     const WeightPlan plan = plan_weights(*model_);
     const int64_t kv_dim = c_.kv_heads * c_.head_dim;
@@ -149,7 +168,8 @@ class Runner final : public DeviceRunner {
                        T * static_cast<size_t>(kv_dim) * 2 * sizeof(float) +
                        T * static_cast<size_t>(c_.ffn) * 2 * sizeof(float) +
                        T * static_cast<size_t>(c_.heads * splits_) * (c_.head_dim + 2) * sizeof(float) +
-                       R * static_cast<size_t>(c_.vocab + c_.dim) * sizeof(float);
+                       R * static_cast<size_t>(c_.vocab + c_.dim) * sizeof(float) +
+                       static_cast<size_t>(c_.ffn * c_.dim) * sizeof(float);
     const size_t kv = kv_bytes(c_, o.kv_blocks + 1);
     size_t free_bytes = 0, total_bytes = 0;
     check(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
@@ -208,6 +228,14 @@ class Runner final : public DeviceRunner {
     g_ = floats(T * c_.ffn);
     u_ = floats(T * c_.ffn);
     x16_ = DeviceMemory(T * static_cast<size_t>(std::max(c_.dim, c_.ffn)) * 2);
+    size_t largest = 0;  // elements of the largest layer matrix
+    for (const Model::Layer& L : model_->layers()) {
+      for (const kernels::Weight* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down}) {
+        largest = std::max(largest, static_cast<size_t>(w->rows * w->cols));
+      }
+    }
+    wscratch_ = DeviceMemory(largest * sizeof(float));
+    gemm_ = {blas_, stream_, wscratch_.get(), x16_.get(), o.cuda_prompt_bf16};
     part_o_ = floats(T * c_.heads * splits_ * c_.head_dim);
     part_ml_ = floats(T * c_.heads * splits_ * 2);
     rows_ = floats(R * c_.dim);
@@ -287,7 +315,7 @@ class Runner final : public DeviceRunner {
   };
 
   void mm(const k::DeviceWeight& w, const float* x, float* y, int tokens, int decode, bool accumulate) {
-    matmul(blas_, stream_, x16_.get(), w, x, y, tokens, decode, accumulate);
+    matmul(gemm_, w, x, y, tokens, decode, accumulate);
   }
 
   // The whole step on the stream (or into the graph being captured).
@@ -375,8 +403,9 @@ class Runner final : public DeviceRunner {
   size_t weight_bytes_ = 0;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t blas_ = nullptr;
-  DeviceMemory weights_, kv_k_, kv_v_, x_, xn_, q_, att_, k_, v_, g_, u_, x16_, part_o_, part_ml_, rows_, logits_,
-      banned_, step_dev_, cand_dev_;
+  DeviceMemory weights_, kv_k_, kv_v_, x_, xn_, q_, att_, k_, v_, g_, u_, x16_, wscratch_, part_o_, part_ml_, rows_,
+      logits_, banned_, step_dev_, cand_dev_;
+  Gemm gemm_;
   PinnedMemory step_host_, cand_host_;
   k::DeviceWeight embed_, output_;
   const float* output_norm_ = nullptr;
@@ -456,7 +485,7 @@ std::vector<float> to_host(const DeviceMemory& m, size_t n) {
 
 }  // namespace
 
-std::vector<float> matmul(const kernels::Weight& w, const std::vector<float>& x, int tokens, bool gemm) {
+std::vector<float> matmul(const kernels::Weight& w, const std::vector<float>& x, int tokens, bool gemm, bool bf16) {
   Context ctx;
   WeightPlan plan;
   plan.add("w", w);
@@ -465,8 +494,9 @@ std::vector<float> matmul(const kernels::Weight& w, const std::vector<float>& x,
   const k::DeviceWeight d = device_weight(w, plan.items[0], dw.get<char>());
   DeviceMemory dx = to_device(x);
   DeviceMemory dy(static_cast<size_t>(tokens) * w.rows * sizeof(float));
-  DeviceMemory x16(x.size() * 2);
-  cuda::matmul(ctx.blas, ctx.stream, x16.get(), d, dx.get<float>(), dy.get<float>(), tokens, gemm ? 0 : tokens, false);
+  DeviceMemory x16(x.size() * 2), scratch(static_cast<size_t>(w.rows * w.cols) * sizeof(float));
+  const Gemm g{ctx.blas, ctx.stream, scratch.get(), x16.get(), bf16};
+  cuda::matmul(g, d, dx.get<float>(), dy.get<float>(), tokens, gemm ? 0 : tokens, false);
   check(cudaStreamSynchronize(ctx.stream), "matmul");
   return to_host(dy, static_cast<size_t>(tokens) * w.rows);
 }

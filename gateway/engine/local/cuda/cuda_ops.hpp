@@ -13,10 +13,10 @@
 
 namespace sluice::cuda::ops {
 
-// y [tokens][rows] = x [tokens][cols] . w^T; `gemm`: the prompt path (cuBLAS
-// on the tensor cores for F16/BF16/F32, the decode kernel for Q8_0), else
-// the decode kernel.
-SLUICE_CUDA_EXPORT std::vector<float> matmul(const kernels::Weight& w, const std::vector<float>& x, int tokens, bool gemm);
+// y [tokens][rows] = x [tokens][cols] . w^T; `gemm`: the prompt path (cuBLAS,
+// FP32 or, with `bf16`, bfloat16 on the tensor cores), else the decode kernel.
+SLUICE_CUDA_EXPORT std::vector<float> matmul(const kernels::Weight& w, const std::vector<float>& x, int tokens,
+                                             bool gemm, bool bf16 = false);
 SLUICE_CUDA_EXPORT std::vector<float> rms_norm(const std::vector<float>& x, const std::vector<float>& w, int rows, float eps);
 SLUICE_CUDA_EXPORT std::vector<float> silu_mul(const std::vector<float>& gate, const std::vector<float>& up);
 // The k largest logits not banned, (value, id), sorted by value then id.
