@@ -6,6 +6,10 @@
 // at once, the time to the first token of the last one (TTFT).
 //   sluice-engine-bench MODEL.gguf [--threads N] [--batches 1,8,32] [--tokens 32]
 //                       [--prompt 512] [--prompts 1,8] [--step-tokens 512]
+//                       [--device cpu|cuda] [--cuda-graphs 1] [--prompt-gemm f32|bf16] [--bandwidth-gbs GB/s]
+// On CUDA the ceiling is the GPU's memory bandwidth as given (an H200's
+// HBM3e: 4800 GB/s), and each batch size runs once untimed first (its CUDA
+// graph is captured then).
 #include <CLI/CLI.hpp>
 #include <immintrin.h>
 
@@ -18,6 +22,7 @@
 #include <sstream>
 #include <thread>
 
+#include "gateway/engine/local/cuda/cuda_backend.hpp"
 #include "gateway/engine/local/scheduler.hpp"
 
 namespace {
@@ -95,7 +100,16 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads);
   app.add_option("--batches", batches);
   app.add_option("--tokens", tokens, "tokens decoded per sequence");
+  std::string device = "cpu", prompt_gemm = "f32";
+  bool cuda_graphs = true;
+  double device_gbs = 0;
+  app.add_option("--device", device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  app.add_option("--cuda-graphs", cuda_graphs, "CUDA: decode steps replayed from graphs");
+  app.add_option("--prompt-gemm", prompt_gemm, "CUDA: prompt GEMMs in f32 or bf16")->check(CLI::IsMember({"f32", "bf16"}));
+  app.add_option("--bandwidth-gbs", device_gbs, "CUDA: the GPU's memory bandwidth, for the batch-1 ceiling");
   CLI11_PARSE(app, argc, argv);
+  const bool on_gpu = device == "cuda";
+  const std::string engine = on_gpu ? "sluice-cuda" : "sluice";
   std::string error;
   std::shared_ptr<const sluice::gguf::File> file = sluice::gguf::File::open(path, error);
   if (!file) {
@@ -115,11 +129,41 @@ int main(int argc, char** argv) {
     if (t.name != "token_embd.weight") step_bytes += static_cast<double>(t.bytes);
   }
   if (!file->tensor("output.weight")) step_bytes += static_cast<double>(file->tensor("token_embd.weight")->bytes);
-  const double gbs = read_bandwidth_gbs(threads);
+  if (on_gpu) {
+    const sluice::cuda::Probe probe = sluice::cuda::probe();
+    if (!probe.available) {
+      std::fprintf(stderr, "--device cuda: no CUDA GPU can be used: %s\n", probe.reason.c_str());
+      return 1;
+    }
+    std::printf("GPU: %s (sm_%d%d, %.0f GiB), graphs %s, prompt GEMMs %s\n", probe.name.c_str(), probe.major,
+                probe.minor, static_cast<double>(probe.memory_bytes) / (1ull << 30), cuda_graphs ? "on" : "off",
+                prompt_gemm.c_str());
+  }
+  // Each run's scheduler, on the chosen backend.
+  const auto scheduler = [&](const sluice::SchedulerConfig& sc) {
+    sluice::BackendOptions o;
+    o.threads = sc.threads;
+    o.kv_blocks = sluice::KvBlocks::blocks_for(sc.context) * sc.max_batch;
+    o.context = sc.context;
+    o.max_batch = sc.max_batch;
+    o.max_batch_tokens = sc.max_batch_tokens;
+    o.cuda_graphs = cuda_graphs;
+    o.cuda_prompt_bf16 = prompt_gemm == "bf16";
+    std::string why;
+    std::unique_ptr<sluice::Backend> b =
+        on_gpu ? sluice::cuda::make_cuda_backend(model, o, why) : sluice::make_cpu_backend(model, o);
+    if (!b) {
+      std::fprintf(stderr, "the CUDA backend cannot start: %s\n", why.c_str());
+      std::exit(1);
+    }
+    return std::make_unique<sluice::Scheduler>(std::move(b), sc);
+  };
+  const double gbs = on_gpu && device_gbs > 0 ? device_gbs : read_bandwidth_gbs(threads);
   std::printf("model: %s (%s, %lld layers, dim %lld, %s weights), %.0f MB read per decode step\n", path.c_str(),
               c.arch.c_str(), static_cast<long long>(c.layers), static_cast<long long>(c.dim),
               std::string(sluice::gguf::type_name(file->tensor("blk.0.ffn_up.weight")->type)).c_str(), step_bytes / 1e6);
-  std::printf("memory read bandwidth: %.1f GB/s with %d threads -> batch-1 ceiling %.1f tokens/s\n\n", gbs, threads,
+  std::printf("memory read bandwidth: %.1f GB/s%s -> batch-1 ceiling %.1f tokens/s\n\n", gbs,
+              on_gpu ? " (the GPU's, as given)" : (" with " + std::to_string(threads) + " threads").c_str(),
               gbs * 1e9 / step_bytes);
   std::printf("| engine | threads | sessions | tokens | tokens/s | tokens/s per session | %% of ceiling (batch 1) |\n");
   std::printf("|---|---:|---:|---:|---:|---:|---:|\n");
@@ -132,7 +176,18 @@ int main(int argc, char** argv) {
     sc.max_batch = batch;
     sc.max_batch_tokens = 64 * batch;
     Countdown ends;  // outlives the scheduler that calls it
-    sluice::Scheduler sched(model, sc);
+    auto owned = scheduler(sc);
+    sluice::Scheduler& sched = *owned;
+    if (on_gpu) {  // untimed: the graph of this batch size is captured
+      Countdown warm;
+      for (int s = 0; s < batch; ++s) {
+        sluice::SamplingParams p;
+        p.temperature = 0;
+        p.max_tokens = 4;
+        sched.submit({1 + s % 50, 2, 3, 4}, p, {[](int32_t) { return true; }, warm.callback()});
+      }
+      warm.wait(batch);
+    }
     std::mutex mutex;  // guards generated, first_decode, started
     int64_t generated = 0;
     Clock::time_point first_decode{};
@@ -161,7 +216,8 @@ int main(int argc, char** argv) {
     const double secs = std::chrono::duration<double>(Clock::now() - first_decode).count();
     const double tps = static_cast<double>(generated) / secs;
     const double ceiling = gbs * 1e9 / step_bytes;
-    std::printf("| sluice | %d | %d | %lld | %.1f | %.1f | %s |\n", threads, batch, static_cast<long long>(generated), tps,
+    std::printf("| %s | %d | %d | %lld | %.1f | %.1f | %s |\n", engine.c_str(), threads, batch,
+                static_cast<long long>(generated), tps,
                 tps / batch, batch == 1 ? (std::to_string(static_cast<int>(100 * tps / ceiling)) + "%").c_str() : "");
     std::fflush(stdout);
   }
@@ -173,7 +229,8 @@ int main(int argc, char** argv) {
     sc.max_batch = count;
     sc.max_batch_tokens = step_tokens;
     Countdown ends;  // outlives the scheduler that calls it
-    sluice::Scheduler sched(model, sc);
+    auto owned = scheduler(sc);
+    sluice::Scheduler& sched = *owned;
     const auto t0 = Clock::now();
     for (int s = 0; s < count; ++s) {
       std::vector<int32_t> prompt(static_cast<size_t>(prompt_tokens));
@@ -202,7 +259,7 @@ int main(int argc, char** argv) {
     if (!header_warm) prefill(1);  // warm-up: the scratch buffers of a full step
     header_warm = true;
     const double secs = prefill(count);
-    std::printf("| sluice | %d | %d x %d | %.0f | %.0f |\n", threads, count, prompt_tokens,
+    std::printf("| %s | %d | %d x %d | %.0f | %.1f |\n", engine.c_str(), threads, count, prompt_tokens,
                 count * prompt_tokens / secs, secs * 1000);
     std::fflush(stdout);
   }

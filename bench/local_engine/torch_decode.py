@@ -6,7 +6,9 @@ same type (BF16), with the same threads: the baseline for sluice-engine-bench.
 Then prompt processing: 1 and several prompts of --prompt tokens in one
 forward pass (causal attention), the time it took.
 
-Usage: torch_decode.py [--threads N] [--batches 1,8,32] [--tokens 32] [--prompt 512] [--prompts 1,8]"""
+With --device cuda it runs on the GPU (bench/gpu_check.sh), in the same type.
+
+Usage: torch_decode.py [--threads N] [--batches 1,8,32] [--tokens 32] [--prompt 512] [--prompts 1,8] [--device cpu|cuda]"""
 import argparse
 import os
 import sys
@@ -17,9 +19,17 @@ import torch  # noqa: E402
 
 import make_test_model as mtm  # noqa: E402
 
+DEV = torch.device("cpu")
+
+
+def sync():
+    """Waits for the GPU's queued work, so that the clock sees it."""
+    if DEV.type == "cuda":
+        torch.cuda.synchronize()
+
 
 def rope(x, pos, base, D):
-    i = torch.arange(D // 2, dtype=torch.float32)
+    i = torch.arange(D // 2, dtype=torch.float32, device=x.device)
     theta = pos.to(torch.float32)[:, None] * base ** (-2.0 * i / D)  # (B, D/2)
     c, s = torch.cos(theta)[:, None, :].to(x.dtype), torch.sin(theta)[:, None, :].to(x.dtype)
     a, b = x[..., : D // 2], x[..., D // 2:]
@@ -56,15 +66,16 @@ def decode(W, shape, batch, tokens, dtype, packed=None):
 
     d, H, KV, L = shape["dim"], shape["heads"], shape["kv_heads"], shape["layers"]
     hd = d // H
-    ks = [torch.zeros(batch, tokens + 1, KV, hd, dtype=dtype) for _ in range(L)]
-    vs = [torch.zeros(batch, tokens + 1, KV, hd, dtype=dtype) for _ in range(L)]
-    tok = torch.arange(batch) % 50 + 1
+    ks = [torch.zeros(batch, tokens + 1, KV, hd, dtype=dtype, device=DEV) for _ in range(L)]
+    vs = [torch.zeros(batch, tokens + 1, KV, hd, dtype=dtype, device=DEV) for _ in range(L)]
+    tok = torch.arange(batch, device=DEV) % 50 + 1
     emb = W["token_embd.weight"]
     t0 = None
     for step in range(tokens + 1):
         if step == 1:
+            sync()
             t0 = time.perf_counter()  # the first step is the warm-up
-        pos = torch.full((batch,), step)
+        pos = torch.full((batch,), step, device=DEV)
         x = emb[tok]
         for l in range(L):
             p = "blk.%d." % l
@@ -85,6 +96,7 @@ def decode(W, shape, batch, tokens, dtype, packed=None):
             x = x + mm(torch.nn.functional.silu(mm(h, p + "ffn_gate.weight")) * mm(h, p + "ffn_up.weight"), p + "ffn_down.weight")
         logits = mm(mtm.rmsnorm(x, W["output_norm.weight"], shape["eps"]), "token_embd.weight")
         tok = logits.float().argmax(-1)
+    sync()
     return batch * tokens / (time.perf_counter() - t0)
 
 
@@ -96,9 +108,10 @@ def prefill(W, shape, batch, T, dtype, packed=None):
 
     d, H, KV, L = shape["dim"], shape["heads"], shape["kv_heads"], shape["layers"]
     hd = d // H
-    tok = (torch.arange(T)[None, :] * 7 + torch.arange(batch)[:, None]) % 1000 + 1
-    pos = torch.arange(T)
-    mask = torch.full((T, T), float("-inf")).triu(1).to(dtype)
+    tok = (torch.arange(T, device=DEV)[None, :] * 7 + torch.arange(batch, device=DEV)[:, None]) % 1000 + 1
+    pos = torch.arange(T, device=DEV)
+    mask = torch.full((T, T), float("-inf"), device=DEV).triu(1).to(dtype)
+    sync()
     t0 = time.perf_counter()
     x = W["token_embd.weight"][tok].reshape(batch * T, d)
     for l in range(L):
@@ -118,6 +131,7 @@ def prefill(W, shape, batch, T, dtype, packed=None):
         x = x + mm(torch.nn.functional.silu(mm(h, p + "ffn_gate.weight")) * mm(h, p + "ffn_up.weight"), p + "ffn_down.weight")
     last = x.view(batch, T, d)[:, -1]
     mm(mtm.rmsnorm(last, W["output_norm.weight"], shape["eps"]), "token_embd.weight").float().argmax(-1)
+    sync()
     return time.perf_counter() - t0
 
 
@@ -132,7 +146,10 @@ def main():
                          "fastest path on a CPU without AVX-512 BF16); int8: PyTorch's dynamic int8 linears (beside Q8_0)")
     ap.add_argument("--prompt", type=int, default=512)
     ap.add_argument("--prompts", default="1,8", help="prompts at once for the prompt-processing run (empty: none)")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     a = ap.parse_args()
+    global DEV
+    DEV = torch.device(a.device)
     torch.set_num_threads(a.threads)
     shape = mtm.SHAPE_05B
     W = {k: v.to(torch.bfloat16) for k, v in mtm.make_weights("qwen2", a.seed, shape).items()}
@@ -140,16 +157,21 @@ def main():
     if a.dtype == "f32":  # the bfloat16 values, held as float32
         W = {k: v.float() for k, v in W.items()}
         dtype = torch.float32
+    if a.dtype == "int8" and DEV.type == "cuda":
+        sys.exit("--dtype int8 is PyTorch's CPU path (quantized.linear_dynamic); on CUDA use bf16 or f32")
+    W = {k: v.to(DEV) for k, v in W.items()}
     packed = int8_linears(W) if a.dtype == "int8" else None
+    where = "" if DEV.type == "cpu" else " cuda"
     for batch in [int(b) for b in a.batches.split(",")]:
         tps = decode(W, shape, batch, a.tokens, dtype, packed)
-        print("| pytorch %s %s | %d | %d | %d | %.1f | %.1f | |" % (torch.__version__, a.dtype, a.threads, batch, batch * a.tokens, tps, tps / batch),
-              flush=True)
+        print("| pytorch %s %s%s | %d | %d | %d | %.1f | %.1f | |" % (torch.__version__, a.dtype, where, a.threads, batch,
+                                                               batch * a.tokens, tps, tps / batch), flush=True)
     for batch in [int(b) for b in a.prompts.split(",") if b]:
         prefill(W, shape, batch, 64, dtype, packed)  # warm-up: threads, allocator
         secs = prefill(W, shape, batch, a.prompt, dtype, packed)
-        print("PREFILL | pytorch %s %s | %d | %d x %d | %.0f | %.0f |" % (torch.__version__, a.dtype, a.threads, batch, a.prompt,
-                                                                         batch * a.prompt / secs, secs * 1000), flush=True)
+        print("PREFILL | pytorch %s %s%s | %d | %d x %d | %.0f | %.1f |" % (torch.__version__, a.dtype, where, a.threads, batch,
+                                                                           a.prompt, batch * a.prompt / secs, secs * 1000),
+              flush=True)
 
 
 if __name__ == "__main__":

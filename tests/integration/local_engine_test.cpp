@@ -144,5 +144,31 @@ TEST(LocalEngine, AMissingOrCorruptModelIsAClearStartError) {
   EXPECT_NE(none.stderr_text().find("needs local.model"), std::string::npos);
 }
 
+// local.device on a machine without a GPU: "cuda" refuses to start with
+// the driver's reason, "auto" says once why it runs on the CPU, and answers.
+TEST(LocalEngine, WithoutAGpuCudaIsAClearStartErrorAndAutoRunsOnTheCpu) {
+  Process cuda({SLUICE_GATEWAY_BIN, "--listen", "127.0.0.1:0"},
+               {"SLUICE_ENGINE=local", "SLUICE_LOCAL_MODEL=" + test_model(), "SLUICE_LOCAL_DEVICE=cuda"}, false);
+  const int rc = cuda.wait(20s).value_or(-1);
+  if (rc != 2 && cuda.stderr_text().find("local engine on CUDA") != std::string::npos) {
+    GTEST_SKIP() << "this machine has a CUDA GPU: " << cuda.stderr_text();
+  }
+  ASSERT_EQ(rc, 2) << cuda.stderr_text();
+  EXPECT_NE(cuda.stderr_text().find("local.device = \"cuda\", but no CUDA GPU can be used: "), std::string::npos)
+      << cuda.stderr_text();
+  auto gw = start_local({"SLUICE_LOCAL_DEVICE=auto", "SLUICE_LOCAL_TEMPERATURE=0", "SLUICE_LOCAL_MAX_TOKENS=8"});
+  WsClient c(gw->port());
+  c.send(chat("auto 设备 🚀"));
+  auto session = c.read_until("session");
+  ASSERT_TRUE(session);
+  const Turn t = read_turn(c, session->session_id, 60s);
+  ASSERT_TRUE(t.done);
+  EXPECT_EQ(t.done->completion_tokens, 8);
+  const std::string log = gw->stderr_text();
+  const size_t line = log.find("local.device = \"auto\": running on the CPU, no CUDA GPU can be used: ");
+  EXPECT_NE(line, std::string::npos) << log;
+  EXPECT_EQ(log.find("local.device = \"auto\"", line + 1), std::string::npos) << "one line";
+}
+
 }  // namespace
 }  // namespace sluice::test
