@@ -175,11 +175,19 @@ def quantize_activations(x):
     return (q.to(x.dtype) * d.to(x.dtype)).reshape(x.shape)
 
 
-def forward(weights, arch, ids, shape=SHAPE, q8_activations=False):
+def round_to_bf16(x):
+    """What the engine's AVX-512 path does to the activations of a BF16
+    matmul: float32 rounded to bfloat16, to nearest even."""
+    return x.to(torch.float32).to(torch.bfloat16).to(x.dtype)
+
+
+def forward(weights, arch, ids, shape=SHAPE, q8_activations=False, bf16_activations=False):
     """Logits (T, vocab) for token ids, in float64. With q8_activations, every
-    matmul's input is quantized as the engine does for Q8_0 weights."""
+    matmul's input is quantized as the engine does for Q8_0 weights; with
+    bf16_activations, rounded to bfloat16 as its AVX-512 path does for BF16
+    weights."""
     W = {k: v.to(torch.float64) for k, v in weights.items()}
-    act = quantize_activations if q8_activations else (lambda t: t)
+    act = quantize_activations if q8_activations else round_to_bf16 if bf16_activations else (lambda t: t)
     d, H, KV = shape["dim"], shape["heads"], shape["kv_heads"]
     hd = d // H
     T = len(ids)

@@ -284,7 +284,7 @@ TEST(CudaBackend, TheDemoModelAnswersAsOnTheCpu) {
   const char* env = std::getenv("SLUICE_DEMO_MODEL");
   std::shared_ptr<const gguf::File> file = gguf::File::open(env && *env ? env : SLUICE_DEMO_MODEL, error);
   ASSERT_TRUE(file) << error;
-  std::shared_ptr<const Model> model = Model::load(file, error);
+  std::shared_ptr<const Model> model = Model::load(file, error, WeightLayout::kFile);
   ASSERT_TRUE(model) << error;
   std::vector<std::vector<int32_t>> prompts;
   for (int i = 0; i < 6; ++i) {

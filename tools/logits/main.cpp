@@ -1,6 +1,7 @@
 // sluice-logits: runs the local engine's model on token ids and prints the
 // logits at every position, and greedy continuations, as JSON; the PyTorch
-// check (tests/engine/check_logits.py) compares them with its own forward pass.
+// check (tests/engine/check_logits.py) compares them with its own forward pass;
+// "kernels" names the kernel path that ran.
 //   sluice-logits MODEL.gguf [--threads N] < {"prompts": [[ids...]], "generate": N}
 #include <CLI/CLI.hpp>
 #include <simdjson.h>
@@ -63,6 +64,7 @@ int main(int argc, char** argv) {
     greedy += "]";
     first_prompt = false;
   }
-  std::printf("],\"greedy\":%s]}\n", greedy.c_str());
+  std::printf("],\"greedy\":%s],\"kernels\":\"%s\"}\n", greedy.c_str(),
+              sluice::kernels::kernel_path_name(sluice::kernels::active_kernels()));
   return 0;
 }

@@ -256,6 +256,16 @@ File::~File() {
   if (map_) munmap(map_, size_);
 }
 
+void File::release(const uint8_t* data, size_t bytes) const {
+  if (!map_ || data < base_ || data + bytes > base_ + size_) return;
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + page - 1) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes) / page * page;
+  // A private read-only file mapping: dropped pages come back from the file
+  // if they are read again.
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
 bool File::read(std::string& error) {
   Reader r(base_, size_);
   uint32_t magic = 0;

@@ -98,6 +98,10 @@ class File {
   const TensorInfo* tensor(std::string_view name) const;
   const uint8_t* data(const TensorInfo& t) const { return data_ + t.offset; }
   size_t size() const { return size_; }
+  // Drops the mapped pages wholly inside [data, data + bytes) from memory
+  // (a mapped file only: they are read from the file again when touched),
+  // once their content has been copied elsewhere.
+  void release(const uint8_t* data, size_t bytes) const;
 
  private:
   File() = default;

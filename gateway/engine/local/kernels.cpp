@@ -1,5 +1,7 @@
 #include "gateway/engine/local/kernels.hpp"
 
+#include "gateway/engine/local/kernels_avx512.hpp"
+
 #include <cpuid.h>
 #include <immintrin.h>
 
@@ -27,12 +29,22 @@ bool has_avx2() {
   return yes;
 }
 
-std::atomic<bool> portable_only{[] {
+// The cap on the kernel path (KernelPath's values), from SLUICE_CPU_KERNELS
+// at start, then limit_kernels.
+std::atomic<int> kernel_cap{[] {
   const char* v = std::getenv("SLUICE_CPU_KERNELS");
-  return v != nullptr && std::string_view(v) == "portable";
+  if (v != nullptr && std::string_view(v) == "portable") return static_cast<int>(KernelPath::kPortable);
+  if (v != nullptr && std::string_view(v) == "avx2") return static_cast<int>(KernelPath::kAvx2);
+  return static_cast<int>(KernelPath::kAvx512);
 }()};
 
-bool use_avx2() { return !portable_only.load(std::memory_order_relaxed) && has_avx2(); }
+bool use_avx2() {
+  return kernel_cap.load(std::memory_order_relaxed) >= static_cast<int>(KernelPath::kAvx2) && has_avx2();
+}
+bool use_avx512() {
+  return kernel_cap.load(std::memory_order_relaxed) >= static_cast<int>(KernelPath::kAvx512) && has_avx2() &&
+         avx512::cpu_has();
+}
 
 __attribute__((target("avx2,fma"))) float hsum(__m256 v) {
   const __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
@@ -514,9 +526,31 @@ void quantize_activations(const float* x, int64_t tokens, int64_t cols, Quantize
   }
 }
 
-void force_portable(bool on) { portable_only.store(on, std::memory_order_relaxed); }
+const char* kernel_path_name(KernelPath p) {
+  switch (p) {
+    case KernelPath::kPortable: return "portable";
+    case KernelPath::kAvx2: return "avx2";
+    case KernelPath::kAvx512: return "avx512";
+  }
+  return "?";
+}
+
+KernelPath active_kernels() {
+  if (use_avx512()) return KernelPath::kAvx512;
+  return use_avx2() ? KernelPath::kAvx2 : KernelPath::kPortable;
+}
+
+void limit_kernels(KernelPath cap) { kernel_cap.store(static_cast<int>(cap), std::memory_order_relaxed); }
+
+void force_portable(bool on) { limit_kernels(on ? KernelPath::kPortable : KernelPath::kAvx512); }
 
 bool native_kernels_active() { return use_avx2(); }
+
+std::unique_ptr<PackedWeight> pack_for_avx512(const Weight& w) {
+  if (!has_avx2() || !avx512::cpu_has()) return nullptr;
+  if (w.type != gguf::TensorType::kBF16 && w.type != gguf::TensorType::kQ8_0) return nullptr;
+  return avx512::pack(w);
+}
 
 float half_to_float(uint16_t h) {
   const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
@@ -741,6 +775,7 @@ void ThreadPool::parallel_chunks(int64_t n, int64_t grain, const std::function<v
 }
 
 void matmul(ThreadPool& pool, const Weight& w, const float* x, float* y, int64_t tokens) {
+  if (w.packed && use_avx512()) return avx512::matmul(pool, *w.packed, x, y, tokens);
   if (w.type == gguf::TensorType::kQ8_0) return matmul_q8_0(pool, w, x, y, tokens);
   if (use_avx2()) {
     switch (w.type) {

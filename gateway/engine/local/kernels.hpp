@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -16,12 +17,17 @@
 
 namespace sluice::kernels {
 
+class PackedWeight;
+
 // A weight matrix as the file holds it: `rows` rows of `cols` values each
-// (PyTorch's [out, in]; GGUF dims {cols, rows}).
+// (PyTorch's [out, in]; GGUF dims {cols, rows}). `packed`, when set, is the
+// same matrix laid out for the AVX-512 kernels (pack_for_avx512), which
+// matmul reads instead whenever those kernels run.
 struct Weight {
   gguf::TensorType type = gguf::TensorType::kF32;
   const uint8_t* data = nullptr;
   int64_t rows = 0, cols = 0;
+  const PackedWeight* packed = nullptr;
   size_t row_bytes() const {
     switch (type) {
       case gguf::TensorType::kF32: return static_cast<size_t>(cols) * 4;
@@ -51,12 +57,54 @@ struct QuantizedActivations {
 };
 void quantize_activations(const float* x, int64_t tokens, int64_t cols, QuantizedActivations& out);
 
-// Tests: use only the portable kernels, as on a CPU without AVX2. Also set
-// by the environment variable SLUICE_CPU_KERNELS=portable.
+// The kernel paths, chosen at run time: the best the CPU has, unless capped.
+//   kPortable: plain C++, any x86-64 (and the reference for the others);
+//   kAvx2:     AVX2 + FMA + F16C;
+//   kAvx512:   AVX-512 F, BW, VL, VNNI and BF16 for BF16 and Q8_0 matrices
+//              that were packed (pack_for_avx512); AVX2 for everything else.
+enum class KernelPath { kPortable, kAvx2, kAvx512 };
+const char* kernel_path_name(KernelPath p);
+// The path the kernels take now.
+KernelPath active_kernels();
+// Caps the path (tests, benchmarks): kAvx512 lifts the cap. The environment
+// variable SLUICE_CPU_KERNELS=portable | avx2 sets the cap at start.
+void limit_kernels(KernelPath cap);
+// Tests: limit_kernels(kPortable), or lift the cap.
 void force_portable(bool on);
-// True when the native (AVX2 + FMA + F16C) kernels run: the CPU has them
-// and neither force_portable nor SLUICE_CPU_KERNELS=portable is in effect.
+// True when a vector path (AVX2 or AVX-512) runs.
 bool native_kernels_active();
+
+// A weight matrix in the AVX-512 kernels' layout, in memory of its own:
+// 16 consecutive rows interleaved so that one 512-bit register holds the
+// same columns of 16 rows, one row per lane. BF16: pairs of columns (what
+// vdpbf16ps multiplies); Q8_0: 4 bytes of each row's block of 32, stored
+// plus 128 as unsigned bytes (what vpdpbusd multiplies), with the blocks'
+// F16 scales beside. Rows are padded to a multiple of 16, BF16 columns to
+// a multiple of 16, with zeros.
+class PackedWeight {
+ public:
+  PackedWeight(gguf::TensorType type, int64_t rows, int64_t cols, size_t bytes);
+  ~PackedWeight();
+  PackedWeight(const PackedWeight&) = delete;
+  PackedWeight& operator=(const PackedWeight&) = delete;
+
+  gguf::TensorType type() const { return type_; }
+  int64_t rows() const { return rows_; }
+  int64_t cols() const { return cols_; }
+  size_t bytes() const { return bytes_; }
+  uint8_t* data() const { return data_; }
+
+ private:
+  gguf::TensorType type_;
+  int64_t rows_, cols_;
+  size_t bytes_;
+  uint8_t* data_;  // 2 MiB aligned, anonymous: transparent huge pages where enabled
+};
+
+// `w` packed for the AVX-512 kernels; null when the CPU has no AVX-512 BF16
+// and VNNI, or `w` is not BF16 or Q8_0 (whatever the cap: tests pack, then
+// choose the path).
+std::unique_ptr<PackedWeight> pack_for_avx512(const Weight& w);
 
 class ThreadPool {
  public:
@@ -110,7 +158,9 @@ void attention(const float* q, int64_t heads, int64_t head_dim, const KvRun* run
 void silu_mul(float* gate, const float* up, int64_t n);
 
 // y[t][r] = dot(row r of w, x[t]) for t < tokens (x: tokens x cols, y: tokens x rows).
-// Q8_0 weights take their activations quantized to Q8_0 (quantize_activations).
+// Q8_0 weights take their activations quantized to Q8_0 (quantize_activations);
+// on the AVX-512 path, packed BF16 weights take them rounded to bfloat16
+// (to nearest even), as llama.cpp does, and the products summed in float32.
 void matmul(ThreadPool& pool, const Weight& w, const float* x, float* y, int64_t tokens);
 
 }  // namespace sluice::kernels

@@ -67,7 +67,10 @@ std::unique_ptr<LocalEngine> LocalEngine::create(const LocalConfig& config, std:
     return nullptr;
   }
   e->file_ = file;
-  auto model = Model::load(file, why);
+  // A GPU backend uploads the weights from the file; the CPU's may want
+  // them packed (loaded again below if the engine ends up on the CPU).
+  const WeightLayout layout = config.device == "cpu" ? WeightLayout::kCpuKernels : WeightLayout::kFile;
+  auto model = Model::load(file, why, layout);
   if (!model) {
     error = "local.model " + config.model + ": " + why;
     return nullptr;
@@ -140,6 +143,9 @@ std::unique_ptr<LocalEngine> LocalEngine::create(const LocalConfig& config, std:
     }
   } else if (!choice.log.empty()) {
     spdlog::info("{}", choice.log);
+  }
+  if (!backend && layout != WeightLayout::kCpuKernels) {
+    if (auto packed = Model::load(file, why, WeightLayout::kCpuKernels)) e->model_ = std::move(packed);
   }
   if (!backend) backend = make_cpu_backend(e->model_, bo);
   e->scheduler_ = std::make_unique<Scheduler>(std::move(backend), sc);

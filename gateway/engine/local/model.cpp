@@ -76,7 +76,7 @@ void rope(float* v, int64_t heads, int64_t head_dim, int64_t pos, float base, bo
 
 }  // namespace
 
-std::unique_ptr<Model> Model::load(std::shared_ptr<const gguf::File> file, std::string& error) {
+std::unique_ptr<Model> Model::load(std::shared_ptr<const gguf::File> file, std::string& error, WeightLayout layout) {
   std::unique_ptr<Model> m(new Model());
   const gguf::File& f = *file;
   m->file_ = std::move(file);
@@ -147,6 +147,20 @@ std::unique_ptr<Model> Model::load(std::shared_ptr<const gguf::File> file, std::
     if (c.qkv_bias && (!vec(f, p + "attn_q.bias", c.dim, L.bq, error) || !vec(f, p + "attn_k.bias", kv_dim, L.bk, error) ||
                        !vec(f, p + "attn_v.bias", kv_dim, L.bv, error))) {
       return nullptr;
+    }
+  }
+  if (layout == WeightLayout::kCpuKernels && kernels::active_kernels() == kernels::KernelPath::kAvx512) {
+    // The embeddings stay in the file for their lookups (a tied output
+    // matrix is packed as `output_`; the rows looked up come back from the
+    // file).
+    std::vector<Weight*> matrices{&m->output_};
+    for (Layer& L : m->layers_) matrices.insert(matrices.end(), {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down});
+    for (Weight* w : matrices) {
+      auto packed = kernels::pack_for_avx512(*w);
+      if (!packed) continue;
+      w->packed = packed.get();
+      m->packed_.push_back(std::move(packed));
+      f.release(w->data, w->row_bytes() * static_cast<size_t>(w->rows));
     }
   }
   return m;

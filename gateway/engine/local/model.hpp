@@ -60,11 +60,22 @@ struct BatchChunk {
   float* logits = nullptr;  // vocab floats for the chunk's last token; null: none wanted
 };
 
+// Where the weight matrices are read from.
+enum class WeightLayout {
+  // In place in the mapped file (a GPU backend uploads them from there).
+  kFile,
+  // For the CPU kernels: where the AVX-512 kernels run (at load), BF16 and
+  // Q8_0 matrices are copied into their packed layout and the file's pages
+  // of them released; otherwise in place.
+  kCpuKernels,
+};
+
 class Model {
  public:
   // Checks the architecture, hyper-parameters and every tensor's shape;
   // null with `error` naming what is missing or wrong.
-  static std::unique_ptr<Model> load(std::shared_ptr<const gguf::File> file, std::string& error);
+  static std::unique_ptr<Model> load(std::shared_ptr<const gguf::File> file, std::string& error,
+                                     WeightLayout layout = WeightLayout::kCpuKernels);
 
   const ModelConfig& config() const { return c_; }
   // Runs `tokens` at positions pos0, pos0 + 1, ... through the model,
@@ -95,6 +106,7 @@ class Model {
   kernels::Weight embed_, output_;
   std::vector<float> output_norm_;
   std::vector<Layer> layers_;
+  std::vector<std::unique_ptr<kernels::PackedWeight>> packed_;  // what the weights' `packed` point at
 };
 
 }  // namespace sluice

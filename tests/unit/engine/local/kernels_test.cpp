@@ -29,6 +29,36 @@ struct PortableGuard {
   ~PortableGuard() { force_portable(false); }
 };
 
+struct PathGuard {
+  explicit PathGuard(KernelPath cap) { limit_kernels(cap); }
+  ~PathGuard() { limit_kernels(KernelPath::kAvx512); }
+};
+
+constexpr KernelPath kEveryPath[] = {KernelPath::kAvx512, KernelPath::kAvx2, KernelPath::kPortable};
+
+// float -> bfloat16 -> float, to nearest even (what the AVX-512 path does to
+// a BF16 matmul's activations).
+float round_bf16(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, 4);
+  bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000u;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+std::vector<uint8_t> bf16_matrix(int64_t rows, int64_t cols, std::mt19937& rng) {
+  std::normal_distribution<float> n(0, 1);
+  std::vector<uint8_t> out(static_cast<size_t>(rows * cols * 2));
+  for (size_t i = 0; i < out.size() / 2; ++i) {
+    const float f = n(rng);
+    uint32_t bits;
+    std::memcpy(&bits, &f, 4);
+    const auto b = static_cast<uint16_t>(bits >> 16);
+    std::memcpy(&out[i * 2], &b, 2);
+  }
+  return out;
+}
+
 TEST(Kernels, Q8_0MatmulMatchesTheQuantizedReferenceOnEveryPathAndBatchSize) {
   std::mt19937 rng(7);
   const int64_t rows = 37, cols = 96;
@@ -88,10 +118,22 @@ TEST(Kernels, ResultsDoNotDependOnTheBatchForEveryTypeAndPath) {
                             {gguf::TensorType::kF16, f16.data(), rows, float_cols},
                             {gguf::TensorType::kBF16, bf16.data(), rows, float_cols},
                             {gguf::TensorType::kQ8_0, q8.data(), rows, 128}};
+  // BF16 and Q8_0 also packed for the AVX-512 path (67 rows: 4 groups of
+  // 16 and 3 rows in a fifth); where the CPU has no AVX-512, that path is
+  // the AVX2 one.
+  std::vector<std::unique_ptr<PackedWeight>> packs;
+  std::vector<Weight> all(std::begin(weights), std::end(weights));
+  for (const auto& w : weights) {
+    if (auto p = pack_for_avx512(w)) {
+      all.push_back(w);
+      all.back().packed = p.get();
+      packs.push_back(std::move(p));
+    }
+  }
   ThreadPool pool(2);
-  for (const bool portable : {false, true}) {
-    PortableGuard guard(portable);
-    for (const auto& w : weights) {
+  for (const KernelPath path : kEveryPath) {
+    PathGuard guard(path);
+    for (const auto& w : all) {
       std::vector<float> x(static_cast<size_t>(tokens * w.cols));
       for (auto& v : x) v = n(rng);
       std::vector<float> batched(static_cast<size_t>(tokens * rows)), alone(static_cast<size_t>(rows));
@@ -99,10 +141,14 @@ TEST(Kernels, ResultsDoNotDependOnTheBatchForEveryTypeAndPath) {
       for (int64_t t = 0; t < tokens; ++t) {
         matmul(pool, w, x.data() + t * w.cols, alone.data(), 1);
         EXPECT_EQ(0, std::memcmp(alone.data(), batched.data() + t * rows, alone.size() * 4))
-            << "type " << static_cast<int>(w.type) << " token " << t << (portable ? " portable" : " native");
+            << "type " << static_cast<int>(w.type) << (w.packed ? " packed" : "") << " token " << t << " path "
+            << kernel_path_name(active_kernels());
         // And the batched result is the row's dot product (Q8_0 quantizes
-        // the activations first: the test above checks it).
-        for (int64_t r = 0; r < rows && w.type != gguf::TensorType::kQ8_0; r += 9) {
+        // the activations first, packed BF16 rounds them: the tests around
+        // this one check those).
+        const bool exact_activations = w.type != gguf::TensorType::kQ8_0 &&
+                                       !(w.packed && active_kernels() == KernelPath::kAvx512);
+        for (int64_t r = 0; r < rows && exact_activations; r += 9) {
           const float ref = dot_row(w, r, x.data() + t * w.cols);
           EXPECT_NEAR(batched[static_cast<size_t>(t * rows + r)], ref, 1e-4f * (1 + std::fabs(ref)))
               << "type " << static_cast<int>(w.type) << " row " << r;
@@ -110,6 +156,81 @@ TEST(Kernels, ResultsDoNotDependOnTheBatchForEveryTypeAndPath) {
       }
     }
   }
+}
+
+TEST(Kernels, PackedAvx512MatmulsMatchTheirReferenceAndTheOtherPaths) {
+  std::mt19937 rng(17);
+  std::normal_distribution<float> n(0, 1);
+  // 37 rows: two groups of 16 and 5 rows in a third; BF16 with 136 columns
+  // (padded to 144), Q8_0 with 3 blocks.
+  const int64_t rows = 37;
+  const auto bf16 = bf16_matrix(rows, 136, rng);
+  const auto q8 = q8_0_matrix(rows, 96, rng);
+  for (Weight w : {Weight{gguf::TensorType::kBF16, bf16.data(), rows, 136}, Weight{gguf::TensorType::kQ8_0, q8.data(), rows, 96}}) {
+    const auto packed = pack_for_avx512(w);
+    if (!packed) {
+      GTEST_SKIP() << "this CPU has no AVX-512 BF16 and VNNI (or no AVX2): the packed kernels cannot run here";
+    }
+    const bool q8_0 = w.type == gguf::TensorType::kQ8_0;
+    Weight p = w;
+    p.packed = packed.get();
+    ThreadPool pool(2);
+    std::vector<float> row(static_cast<size_t>(w.cols));
+    for (const int64_t tokens : {1, 2, 3, 7, 8, 9, 70}) {
+      std::vector<float> x(static_cast<size_t>(tokens * w.cols));
+      for (auto& v : x) v = n(rng);
+      QuantizedActivations xq;
+      quantize_activations(x.data(), tokens, w.cols, xq);
+      std::vector<float> y(static_cast<size_t>(tokens * rows)), portable(y.size());
+      matmul(pool, p, x.data(), y.data(), tokens);
+      {
+        PortableGuard guard(true);
+        matmul(pool, w, x.data(), portable.data(), tokens);
+      }
+      for (int64_t t = 0; t < tokens; ++t) {
+        for (int64_t r = 0; r < rows; ++r) {
+          // In double: the dequantized weights against the activations as
+          // the path sees them (Q8_0 blocks; bfloat16).
+          dequantize_row(w, r, row.data());
+          double ref = 0, magnitude = 0;
+          for (int64_t i = 0; i < w.cols; ++i) {
+            const auto k = static_cast<size_t>(t * w.cols + i);
+            const double a = q8_0 ? static_cast<double>(xq.q[k]) * xq.d[k / 32] : round_bf16(x[k]);
+            ref += static_cast<double>(row[static_cast<size_t>(i)]) * a;
+            magnitude += std::fabs(static_cast<double>(row[static_cast<size_t>(i)]) * x[k]);
+          }
+          const auto at = static_cast<size_t>(t * rows + r);
+          ASSERT_NEAR(y[at], ref, 1e-4 * (1 + std::fabs(ref))) << "type " << static_cast<int>(w.type) << " tokens " << tokens
+                                                               << " token " << t << " row " << r;
+          // Q8_0: the same integer block sums and scales as the portable
+          // kernel, summed in another order; BF16: rounding an activation
+          // moves it by at most 2^-9 of itself.
+          ASSERT_NEAR(y[at], portable[at], q8_0 ? 1e-5 * (1 + std::fabs(ref)) : magnitude / 512 + 1e-4) << "row " << r;
+        }
+      }
+    }
+  }
+}
+
+TEST(Kernels, TheKernelPathCanBeCappedAndNamed) {
+  {
+    PathGuard guard(KernelPath::kPortable);
+    EXPECT_EQ(active_kernels(), KernelPath::kPortable);
+    EXPECT_FALSE(native_kernels_active());
+  }
+  {
+    PathGuard guard(KernelPath::kAvx2);
+    EXPECT_NE(active_kernels(), KernelPath::kAvx512);
+  }
+  std::mt19937 rng(1);
+  const auto q8 = q8_0_matrix(16, 32, rng);
+  const bool packs = pack_for_avx512({gguf::TensorType::kQ8_0, q8.data(), 16, 32}) != nullptr;
+  // Uncapped, the AVX-512 path runs exactly where packing is possible.
+  EXPECT_EQ(active_kernels() == KernelPath::kAvx512, packs);
+  EXPECT_STREQ(kernel_path_name(KernelPath::kAvx512), "avx512");
+  // Other types have no packed form.
+  const std::vector<float> f32(32 * 16, 1.0f);
+  EXPECT_EQ(pack_for_avx512({gguf::TensorType::kF32, reinterpret_cast<const uint8_t*>(f32.data()), 16, 32}), nullptr);
 }
 
 TEST(Kernels, QuantizedActivationsRoundHalfToEvenAndKeepZeroBlocks) {

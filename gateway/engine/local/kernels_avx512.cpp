@@ -1,0 +1,296 @@
+// AVX-512 matmuls for BF16 and Q8_0 weights (the cores of a Zen 4/5 or a
+// recent Xeon), over weights packed once at load.
+//
+// The packed layout puts the same columns of 16 consecutive rows in one
+// 512-bit register, one row per lane. A token's activations are broadcast
+// (a 4-byte memory operand), so one instruction advances 16 rows' dot
+// products at once and no horizontal sum is needed at the end: a tile of
+// 16 rows by N tokens keeps N accumulators and stores each as 16 outputs.
+//   BF16: vdpbf16ps multiplies pairs of bfloat16 (a column pair of each row
+//         against the token's pair, rounded to bfloat16 once per matmul).
+//   Q8_0: vpdpbusd multiplies 4 unsigned bytes by 4 signed bytes and adds
+//         them to an int32. Weights are stored plus 128 (1..255) and the
+//         token's quantized activations are the signed side; the 128 x
+//         sum(activations) this adds is subtracted by starting the block's
+//         integer sum at -128 x sum (exact), then the block sum is scaled
+//         by both blocks' scales, as on the other paths.
+// Every (row, token) sum runs in one order whatever the tile (N tokens),
+// the thread or the row's place in its group, so a token's result does not
+// depend on the batch it is in.
+#include "gateway/engine/local/kernels_avx512.hpp"
+
+#include <cpuid.h>
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <type_traits>
+#include <vector>
+
+// GCC 12's _mm512_cvtph_ps and _mm512_cvtepi32_ps pass _mm512_undefined_ps()
+// as the unused merge source, which -Wmaybe-uninitialized reports once
+// inlined (a false positive: no lane of it is ever read).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+#define SLUICE_AVX512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx512vnni,avx512bf16,fma,f16c")))
+
+namespace sluice::kernels {
+
+namespace {
+constexpr size_t kHugePage = 2u << 20;
+}
+
+PackedWeight::PackedWeight(gguf::TensorType type, int64_t rows, int64_t cols, size_t bytes)
+    : type_(type), rows_(rows), cols_(cols), bytes_(bytes) {
+  // Aligned to a huge page, so that transparent huge pages back the whole
+  // matrix (a 0.5B model's weights span 250,000 4 KiB pages otherwise).
+  const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+  data_ = static_cast<uint8_t*>(std::aligned_alloc(kHugePage, std::max(rounded, kHugePage)));
+  if (!data_) throw std::bad_alloc();
+}
+
+PackedWeight::~PackedWeight() { std::free(data_); }
+
+namespace avx512 {
+
+namespace {
+
+constexpr int64_t kGroupRows = 16;
+// Tokens of a long prompt go through the rows in blocks of this many, so
+// that their activations stay in the cache while every row group passes.
+constexpr int64_t kTokenBlock = 64;
+// Tokens per tile: N accumulators (BF16: two each) and the weights of one
+// step (8 registers) must fit in the 32 vector registers.
+constexpr int kBf16TileTokens = 8, kQ8TileTokens = 8;
+
+int64_t groups_of(int64_t rows) { return (rows + kGroupRows - 1) / kGroupRows; }
+// BF16: column pairs per row, the columns padded to a multiple of 16 (one
+// step of the tile reads 8 pairs).
+int64_t pairs_of(int64_t cols) { return (cols + 15) / 16 * 8; }
+
+int32_t load32(const void* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+// The lanes of the last group that are real rows.
+__mmask16 group_mask(int64_t rows, int64_t g) {
+  const int64_t left = rows - g * kGroupRows;
+  return left >= kGroupRows ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
+}
+
+template <int N>
+SLUICE_AVX512 void tile_bf16(const uint8_t* group, int64_t pairs, const uint16_t* x, int64_t x_stride, float* y,
+                             int64_t y_stride, __mmask16 mask) {
+  __m512 acc0[N], acc1[N];
+  #pragma GCC unroll 16
+  for (int t = 0; t < N; ++t) acc0[t] = acc1[t] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < pairs; p += 8) {
+    const auto* wp = reinterpret_cast<const __m512i*>(group + p * 64);
+    __m512i w[8];
+    #pragma GCC unroll 8
+    for (int k = 0; k < 8; ++k) w[k] = _mm512_load_si512(wp + k);
+    #pragma GCC unroll 16
+    for (int t = 0; t < N; ++t) {
+      const uint16_t* xt = x + t * x_stride + 2 * p;
+      #pragma GCC unroll 8
+      for (int k = 0; k < 8; k += 2) {
+        acc0[t] = _mm512_dpbf16_ps(acc0[t], (__m512bh)w[k], (__m512bh)_mm512_set1_epi32(load32(xt + 2 * k)));
+        acc1[t] = _mm512_dpbf16_ps(acc1[t], (__m512bh)w[k + 1], (__m512bh)_mm512_set1_epi32(load32(xt + 2 * k + 2)));
+      }
+    }
+  }
+  #pragma GCC unroll 16
+  for (int t = 0; t < N; ++t) _mm512_mask_storeu_ps(y + t * y_stride, mask, _mm512_add_ps(acc0[t], acc1[t]));
+}
+
+template <int N>
+SLUICE_AVX512 void tile_q8(const uint8_t* quants, const uint16_t* scales, int64_t blocks, const int8_t* xq,
+                           int64_t cols, const int32_t* corr, const float* xd, float* y, int64_t y_stride,
+                           __mmask16 mask) {
+  __m512 acc[N];
+  #pragma GCC unroll 16
+  for (int t = 0; t < N; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < blocks; ++b) {
+    const auto* wp = reinterpret_cast<const __m512i*>(quants + b * 512);
+    __m512i w[8];
+    #pragma GCC unroll 8
+    for (int k = 0; k < 8; ++k) w[k] = _mm512_load_si512(wp + k);
+    const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(scales + b * kGroupRows)));
+    #pragma GCC unroll 16
+    for (int t = 0; t < N; ++t) {
+      const int8_t* xt = xq + t * cols + b * 32;
+      // Two integer chains (exact, so their split changes nothing).
+      __m512i s0 = _mm512_set1_epi32(corr[t * blocks + b]), s1 = _mm512_setzero_si512();
+      #pragma GCC unroll 8
+      for (int k = 0; k < 8; k += 2) {
+        s0 = _mm512_dpbusd_epi32(s0, w[k], _mm512_set1_epi32(load32(xt + 4 * k)));
+        s1 = _mm512_dpbusd_epi32(s1, w[k + 1], _mm512_set1_epi32(load32(xt + 4 * k + 4)));
+      }
+      const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(xd[t * blocks + b]));
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), scale, acc[t]);
+    }
+  }
+  #pragma GCC unroll 16
+  for (int t = 0; t < N; ++t) _mm512_mask_storeu_ps(y + t * y_stride, mask, acc[t]);
+}
+
+// Row groups handed out to the pool's threads a few at a time; within a
+// group the tokens in tiles of N, then N/2, ... 1.
+template <int N, class Tile>
+void for_each_group(ThreadPool& pool, int64_t groups, int64_t tokens, Tile&& tile) {
+  const int64_t grain = std::max<int64_t>(1, groups / (8 * pool.size()));
+  for (int64_t tb = 0; tb < tokens; tb += kTokenBlock) {
+    const int64_t te = std::min(tokens, tb + kTokenBlock);
+    pool.parallel_chunks(groups, grain, [&](int64_t begin, int64_t end, int) {
+      for (int64_t g = begin; g < end; ++g) {
+        int64_t t = tb;
+        for (; te - t >= N; t += N) tile(g, t, std::integral_constant<int, N>{});
+        const auto rest = [&](auto m) {
+          if (te - t >= decltype(m)::value) {
+            tile(g, t, m);
+            t += decltype(m)::value;
+          }
+        };
+        if constexpr (N > 8) rest(std::integral_constant<int, 8>{});
+        if constexpr (N > 4) rest(std::integral_constant<int, 4>{});
+        if constexpr (N > 2) rest(std::integral_constant<int, 2>{});
+        if constexpr (N > 1) rest(std::integral_constant<int, 1>{});
+      }
+    });
+  }
+}
+
+// Activations as bfloat16, rounded to nearest even, `stride` apart and
+// padded with zeros.
+SLUICE_AVX512 void to_bf16(const float* x, int64_t tokens, int64_t cols, int64_t stride, uint16_t* out) {
+  for (int64_t t = 0; t < tokens; ++t) {
+    for (int64_t i = 0; i < stride; i += 16) {
+      const int64_t left = std::max<int64_t>(0, std::min<int64_t>(16, cols - i));
+      const auto m = static_cast<__mmask16>(left >= 16 ? 0xFFFF : (1u << left) - 1);
+      const __m512 v = _mm512_maskz_loadu_ps(m, x + t * cols + i);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + t * stride + i), (__m256i)_mm512_cvtneps_pbh(v));
+    }
+  }
+}
+
+void matmul_bf16(ThreadPool& pool, const PackedWeight& w, const float* x, float* y, int64_t tokens) {
+  const int64_t rows = w.rows(), cols = w.cols(), pairs = pairs_of(cols), stride = 2 * pairs;
+  const int64_t groups = groups_of(rows);
+  thread_local std::vector<uint16_t> scratch;
+  scratch.resize(static_cast<size_t>(tokens * stride));
+  // The pool's threads must read this thread's buffer, not their own.
+  const uint16_t* xb = scratch.data();
+  to_bf16(x, tokens, cols, stride, scratch.data());
+  const uint8_t* data = w.data();
+  for_each_group<kBf16TileTokens>(pool, groups, tokens, [&](int64_t g, int64_t t0, auto n) {
+    tile_bf16<decltype(n)::value>(data + g * pairs * 64, pairs, xb + t0 * stride, stride, y + t0 * rows + g * kGroupRows,
+                                  rows, group_mask(rows, g));
+  });
+}
+
+void matmul_q8(ThreadPool& pool, const PackedWeight& w, const float* x, float* y, int64_t tokens) {
+  const int64_t rows = w.rows(), cols = w.cols(), blocks = cols / 32, groups = groups_of(rows);
+  thread_local QuantizedActivations scratch;
+  thread_local std::vector<int32_t> corrections;
+  quantize_activations(x, tokens, cols, scratch);
+  corrections.resize(static_cast<size_t>(tokens * blocks));
+  for (int64_t b = 0; b < tokens * blocks; ++b) {
+    int32_t sum = 0;
+    for (int j = 0; j < 32; ++j) sum += scratch.q[static_cast<size_t>(b * 32 + j)];
+    corrections[static_cast<size_t>(b)] = -128 * sum;
+  }
+  const int8_t* xq = scratch.q.data();
+  const float* xd = scratch.d.data();
+  const int32_t* corr = corrections.data();
+  const uint8_t* quants = w.data();
+  const auto* scales = reinterpret_cast<const uint16_t*>(w.data() + groups * blocks * 512);
+  for_each_group<kQ8TileTokens>(pool, groups, tokens, [&](int64_t g, int64_t t0, auto n) {
+    tile_q8<decltype(n)::value>(quants + g * blocks * 512, scales + g * blocks * kGroupRows, blocks, xq + t0 * cols, cols,
+                                corr + t0 * blocks, xd + t0 * blocks, y + t0 * rows + g * kGroupRows, rows,
+                                group_mask(rows, g));
+  });
+}
+
+uint16_t load16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+
+}  // namespace
+
+bool cpu_has() {
+  static const bool yes = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || (c & (1u << 27)) == 0) return false;  // OSXSAVE
+    unsigned lo = 0, hi = 0;
+    __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    // XCR0: SSE, AVX, opmask, the upper halves of zmm0-15 and zmm16-31.
+    if ((lo & 0xE6) != 0xE6) return false;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    const bool f = b & (1u << 16), dq = b & (1u << 17), bw = b & (1u << 30), vl = b & (1u << 31);
+    const bool vnni = c & (1u << 11);
+    if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
+    const bool bf16 = a & (1u << 5);
+    return f && dq && bw && vl && vnni && bf16;
+  }();
+  return yes;
+}
+
+std::unique_ptr<PackedWeight> pack(const Weight& w) {
+  const int64_t groups = groups_of(w.rows);
+  const size_t row_bytes = w.row_bytes();
+  if (w.type == gguf::TensorType::kBF16) {
+    const int64_t pairs = pairs_of(w.cols);
+    auto p = std::make_unique<PackedWeight>(w.type, w.rows, w.cols, static_cast<size_t>(groups * pairs * 64));
+    auto* out = reinterpret_cast<uint16_t*>(p->data());
+    for (int64_t g = 0; g < groups; ++g) {
+      uint16_t* group = out + g * pairs * 32;
+      for (int64_t j = 0; j < kGroupRows; ++j) {
+        const int64_t r = g * kGroupRows + j;
+        const uint8_t* row = w.data + static_cast<size_t>(r) * row_bytes;
+        for (int64_t c = 0; c < 2 * pairs; ++c) {
+          group[(c / 2) * 32 + j * 2 + c % 2] = r < w.rows && c < w.cols ? load16(row + 2 * c) : 0;
+        }
+      }
+    }
+    return p;
+  }
+  if (w.type == gguf::TensorType::kQ8_0) {
+    const int64_t blocks = w.cols / 32;
+    const size_t quant_bytes = static_cast<size_t>(groups * blocks * 512);
+    auto p = std::make_unique<PackedWeight>(w.type, w.rows, w.cols, quant_bytes + static_cast<size_t>(groups * blocks * 32));
+    uint8_t* quants = p->data();
+    auto* scales = reinterpret_cast<uint16_t*>(p->data() + quant_bytes);
+    for (int64_t g = 0; g < groups; ++g) {
+      for (int64_t j = 0; j < kGroupRows; ++j) {
+        const int64_t r = g * kGroupRows + j;
+        for (int64_t b = 0; b < blocks; ++b) {
+          const uint8_t* block = r < w.rows ? w.data + static_cast<size_t>(r) * row_bytes + b * 34 : nullptr;
+          scales[(g * blocks + b) * kGroupRows + j] = block ? load16(block) : 0;
+          uint8_t* rec = quants + (g * blocks + b) * 512;
+          for (int k = 0; k < 8; ++k) {
+            for (int i = 0; i < 4; ++i) {
+              const int q = block ? static_cast<int8_t>(block[2 + 4 * k + i]) : 0;
+              rec[(k * kGroupRows + j) * 4 + i] = static_cast<uint8_t>(q + 128);
+            }
+          }
+        }
+      }
+    }
+    return p;
+  }
+  return nullptr;
+}
+
+void matmul(ThreadPool& pool, const PackedWeight& w, const float* x, float* y, int64_t tokens) {
+  if (w.type() == gguf::TensorType::kBF16) return matmul_bf16(pool, w, x, y, tokens);
+  matmul_q8(pool, w, x, y, tokens);
+}
+
+}  // namespace avx512
+}  // namespace sluice::kernels
