@@ -37,17 +37,23 @@ class CpuBackend final : public Backend {
       chunks_.push_back({s.tokens, s.count, s.pos0, &caches_.back(), logits});
     }
     model_->forward_batch(pool_, chunks_);
-    row = 0;
+    // Each sequence samples from its own logits with its own sampler: on
+    // the pool's threads, several at a time.
+    sampled_.clear();
     for (const StepSeq& s : seqs) {
-      if (!s.sampler) continue;
-      std::vector<float>& l = logits_[row];
-      if (logits_out) std::copy(l.begin(), l.end(), logits_out + row * static_cast<size_t>(vocab));
-      ++row;
-      for (int32_t b : options_.banned) {
-        if (b >= 0 && b < vocab) l[static_cast<size_t>(b)] = -INFINITY;
-      }
-      *s.token_out = s.sampler->sample(l, s.recent);
+      if (s.sampler) sampled_.push_back(&s);
     }
+    pool_.parallel_chunks(static_cast<int64_t>(sampled_.size()), 1, [&](int64_t begin, int64_t end, int) {
+      for (int64_t i = begin; i < end; ++i) {
+        const StepSeq& s = *sampled_[static_cast<size_t>(i)];
+        std::vector<float>& l = logits_[static_cast<size_t>(i)];
+        if (logits_out) std::copy(l.begin(), l.end(), logits_out + static_cast<size_t>(i) * static_cast<size_t>(vocab));
+        for (int32_t b : options_.banned) {
+          if (b >= 0 && b < vocab) l[static_cast<size_t>(b)] = -INFINITY;
+        }
+        *s.token_out = s.sampler->sample(l, s.recent);
+      }
+    });
   }
 
  private:
@@ -58,6 +64,7 @@ class CpuBackend final : public Backend {
   std::vector<BlockCache> caches_;
   std::vector<BatchChunk> chunks_;
   std::vector<std::vector<float>> logits_;
+  std::vector<const StepSeq*> sampled_;
 };
 
 }  // namespace

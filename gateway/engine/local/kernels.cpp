@@ -755,6 +755,39 @@ void attention(const float* q, int64_t heads, int64_t head_dim, const KvRun* run
   }
 }
 
+namespace {
+__attribute__((target("avx2,fma"))) float max_avx2(const float* x, int64_t n) {
+  __m256 m0 = _mm256_set1_ps(-INFINITY), m1 = m0;
+  int64_t i = 0;
+  // max_ps(x, m) is m where x is NaN.
+  for (; i + 16 <= n; i += 16) {
+    m0 = _mm256_max_ps(_mm256_loadu_ps(x + i), m0);
+    m1 = _mm256_max_ps(_mm256_loadu_ps(x + i + 8), m1);
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, _mm256_max_ps(m0, m1));
+  float m = -INFINITY;
+  for (float v : lanes) m = std::max(m, v);
+  for (; i < n; ++i) m = x[i] > m ? x[i] : m;
+  return m;
+}
+}  // namespace
+
+int64_t argmax(const float* x, int64_t n) {
+  // The largest value (a vector pass over a vocabulary of 150,000 logits),
+  // then where it first is.
+  float m = -INFINITY;
+  if (use_avx2()) {
+    m = max_avx2(x, n);
+  } else {
+    for (int64_t i = 0; i < n; ++i) m = x[i] > m ? x[i] : m;
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    if (x[i] == m) return i;
+  }
+  return 0;
+}
+
 void silu_mul(float* gate, const float* up, int64_t n) {
   if (use_avx2()) return silu_mul_avx2(gate, up, n);
   for (int64_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];

@@ -154,6 +154,10 @@ struct KvRun {
 void attention(const float* q, int64_t heads, int64_t head_dim, const KvRun* runs, size_t run_count, int64_t stride,
                float scale, float* scores, float* out);
 
+// The index of the largest of x[0..n), the lowest among equals (as
+// std::max_element); NaNs are passed over; 0 when there is none.
+int64_t argmax(const float* x, int64_t n);
+
 // gate[i] = silu(gate[i]) * up[i] (SwiGLU).
 void silu_mul(float* gate, const float* up, int64_t n);
 

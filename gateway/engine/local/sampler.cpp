@@ -1,5 +1,7 @@
 #include "gateway/engine/local/sampler.hpp"
 
+#include "gateway/engine/local/kernels.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <utility>
@@ -17,7 +19,7 @@ int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> recent
     }
   }
   if (p_.temperature <= 0) {
-    return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    return static_cast<int32_t>(kernels::argmax(logits.data(), static_cast<int64_t>(logits.size())));
   }
   candidates_.clear();
   candidates_.reserve(logits.size());

@@ -361,6 +361,27 @@ TEST(Kernels, AttentionMatchesTheReferenceAndDoesNotDependOnHowTheCacheIsSplit) 
   }
 }
 
+TEST(Kernels, ArgmaxIsMaxElementOnEveryPath) {
+  std::mt19937 rng(23);
+  std::normal_distribution<float> n(0, 4);
+  for (const KernelPath path : kEveryPath) {
+    PathGuard guard(path);
+    for (const int64_t size : {1, 7, 16, 17, 151936}) {
+      std::vector<float> x(static_cast<size_t>(size));
+      for (auto& v : x) v = n(rng);
+      EXPECT_EQ(argmax(x.data(), size), std::max_element(x.begin(), x.end()) - x.begin()) << size;
+      // Ties: the lowest index, in the vector part and in the tail.
+      x[static_cast<size_t>(size / 2)] = 1e9f;
+      x[static_cast<size_t>(size - 1)] = 1e9f;
+      EXPECT_EQ(argmax(x.data(), size), size / 2) << size;
+      x[0] = NAN;  // passed over (max_element never picks a NaN after the first either)
+      if (size > 1) EXPECT_EQ(argmax(x.data(), size), size / 2 == 0 ? size - 1 : size / 2) << size;
+    }
+    const std::vector<float> banned(40, -INFINITY);
+    EXPECT_EQ(argmax(banned.data(), 40), 0);
+  }
+}
+
 TEST(Kernels, SiluMulMatchesTheDefinitionOnEveryPath) {
   std::vector<float> g, u;
   for (float x = -100.0f; x <= 100.0f; x += 0.37f) {
