@@ -58,13 +58,23 @@ void rms_norm(const float* x, const std::vector<float>& w, float eps, float* out
   for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * w[static_cast<size_t>(i)];
 }
 
-void rope(float* v, int64_t heads, int64_t head_dim, int64_t pos, float base, bool halves) {
+// cos and sin of every rotation angle of a position (half a head of pairs),
+// computed once per step for all its layers and heads.
+void rope_angles(int64_t head_dim, int64_t pos, float base, float* cos_sin) {
+  const int64_t half = head_dim / 2;
+  for (int64_t i = 0; i < half; ++i) {
+    const float theta = static_cast<float>(pos) * std::pow(base, -2.0f * static_cast<float>(i) / static_cast<float>(head_dim));
+    cos_sin[2 * i] = std::cos(theta);
+    cos_sin[2 * i + 1] = std::sin(theta);
+  }
+}
+
+void rope(float* v, int64_t heads, int64_t head_dim, const float* cos_sin, bool halves) {
   const int64_t half = head_dim / 2;
   for (int64_t h = 0; h < heads; ++h) {
     float* x = v + h * head_dim;
     for (int64_t i = 0; i < half; ++i) {
-      const float theta = static_cast<float>(pos) * std::pow(base, -2.0f * static_cast<float>(i) / static_cast<float>(head_dim));
-      const float c = std::cos(theta), s = std::sin(theta);
+      const float c = cos_sin[2 * i], s = cos_sin[2 * i + 1];
       float& a = halves ? x[i] : x[2 * i];
       float& b = halves ? x[i + half] : x[2 * i + 1];
       const float a0 = a, b0 = b;
@@ -201,7 +211,7 @@ struct StepScratch {
   std::vector<int64_t> positions;
   std::vector<KvCache*> caches;
   std::vector<std::vector<kernels::KvRun>> runs;  // per compute thread
-  Buffer x, xn, q, att_out, o, k, v, gate, up, rows, logits, scores;
+  Buffer x, xn, q, att_out, o, k, v, gate, up, rows, logits, scores, angles;
 };
 
 }  // namespace
@@ -239,6 +249,8 @@ void Model::forward_batch(kernels::ThreadPool& pool, const std::vector<BatchChun
   float* gate = st.gate.get(static_cast<size_t>(count * c_.ffn));
   float* up = st.up.get(static_cast<size_t>(count * c_.ffn));
   for (int64_t t = 0; t < count; ++t) kernels::dequantize_row(embed_, st.tokens[t], x + t * dim);
+  float* angles = st.angles.get(static_cast<size_t>(count * hd));
+  for (int64_t t = 0; t < count; ++t) rope_angles(hd, positions[t], c_.rope_base, angles + t * hd);
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   // Attention jobs: one per (token, KV head), handed out a few at a time.
   const int64_t jobs = count * c_.kv_heads;
@@ -262,8 +274,8 @@ void Model::forward_batch(kernels::ThreadPool& pool, const std::vector<BatchChun
           v[t * kv_dim + i] += L.bv[i];
         }
       }
-      rope(q + t * dim, c_.heads, hd, positions[t], c_.rope_base, c_.rope_halves);
-      rope(k + t * kv_dim, c_.kv_heads, hd, positions[t], c_.rope_base, c_.rope_halves);
+      rope(q + t * dim, c_.heads, hd, angles + t * hd, c_.rope_halves);
+      rope(k + t * kv_dim, c_.kv_heads, hd, angles + t * hd, c_.rope_halves);
       std::copy_n(k + t * kv_dim, kv_dim, caches[t]->k(l, positions[t]));
       std::copy_n(v + t * kv_dim, kv_dim, caches[t]->v(l, positions[t]));
     }
