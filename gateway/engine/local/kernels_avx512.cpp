@@ -61,13 +61,14 @@ constexpr int64_t kGroupRows = 16;
 // Tokens of a long prompt go through the rows in blocks of this many, so
 // that their activations stay in the cache while every row group passes.
 constexpr int64_t kTokenBlock = 64;
-// Tokens per tile: N accumulators (BF16: two each) and the weights of one
-// step (8 registers) must fit in the 32 vector registers.
-constexpr int kBf16TileTokens = 8, kQ8TileTokens = 8;
+// Tiles: BF16 2 groups (32 rows) by 12 tokens: 24 accumulators, 2 weight
+// registers and the broadcasts in the 32 vector registers. Q8_0 one group
+// by 8 tokens: 8 accumulators and the 8 registers of a block's weights.
+constexpr int kBf16TileGroups = 2, kBf16TileTokens = 12, kQ8TileTokens = 8;
 
 int64_t groups_of(int64_t rows) { return (rows + kGroupRows - 1) / kGroupRows; }
 // BF16: column pairs per row, the columns padded to a multiple of 16 (one
-// step of the tile reads 8 pairs).
+// activations are converted 16 at a time).
 int64_t pairs_of(int64_t cols) { return (cols + 15) / 16 * 8; }
 
 int32_t load32(const void* p) {
@@ -82,36 +83,46 @@ __mmask16 group_mask(int64_t rows, int64_t g) {
   return left >= kGroupRows ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
 }
 
-// `next`, when not null, is the group this thread takes next: its weights
-// are prefetched into L2 while this tile computes, so that the first tile
-// of a group does not wait on memory (a step reads every weight once).
-template <int N>
+// G row groups (16 G rows) by N tokens, one accumulator per (group, token):
+// each broadcast pair of a token's activations feeds G rows' registers, so
+// there are fewer loads than multiplies. The G groups' chains are
+// independent, which hides the multiply's latency even for one token.
+// `next`, when not null, is what this thread computes next (G groups on):
+// its weights are prefetched into L2 while this tile computes, so that the
+// first tile over them does not wait on memory (a step reads every weight
+// once). The last group's lanes past `rows` are not stored (`last_mask`).
+template <int G, int N>
 SLUICE_AVX512 void tile_bf16(const uint8_t* group, int64_t pairs, const uint16_t* x, int64_t x_stride, float* y,
-                             int64_t y_stride, __mmask16 mask, const uint8_t* next) {
-  __m512 acc0[N], acc1[N];
+                             int64_t y_stride, __mmask16 last_mask, const uint8_t* next) {
+  const int64_t group_bytes = pairs * 64;
+  __m512 acc[G][N];
   #pragma GCC unroll 16
-  for (int t = 0; t < N; ++t) acc0[t] = acc1[t] = _mm512_setzero_ps();
-  for (int64_t p = 0; p < pairs; p += 8) {
-    const auto* wp = reinterpret_cast<const __m512i*>(group + p * 64);
-    if (next) {
-      #pragma GCC unroll 8
-      for (int k = 0; k < 8; ++k) _mm_prefetch(reinterpret_cast<const char*>(next + p * 64 + k * 64), _MM_HINT_T1);
+  for (int t = 0; t < N; ++t) {
+    #pragma GCC unroll 2
+    for (int g = 0; g < G; ++g) acc[g][t] = _mm512_setzero_ps();
+  }
+  #pragma GCC unroll 2
+  for (int64_t p = 0; p < pairs; ++p) {
+    __m512i w[G];
+    #pragma GCC unroll 2
+    for (int g = 0; g < G; ++g) {
+      w[g] = _mm512_load_si512(reinterpret_cast<const __m512i*>(group + g * group_bytes + p * 64));
+      if (next) _mm_prefetch(reinterpret_cast<const char*>(next + g * group_bytes + p * 64), _MM_HINT_T1);
     }
-    __m512i w[8];
-    #pragma GCC unroll 8
-    for (int k = 0; k < 8; ++k) w[k] = _mm512_load_si512(wp + k);
     #pragma GCC unroll 16
     for (int t = 0; t < N; ++t) {
-      const uint16_t* xt = x + t * x_stride + 2 * p;
-      #pragma GCC unroll 8
-      for (int k = 0; k < 8; k += 2) {
-        acc0[t] = _mm512_dpbf16_ps(acc0[t], (__m512bh)w[k], (__m512bh)_mm512_set1_epi32(load32(xt + 2 * k)));
-        acc1[t] = _mm512_dpbf16_ps(acc1[t], (__m512bh)w[k + 1], (__m512bh)_mm512_set1_epi32(load32(xt + 2 * k + 2)));
-      }
+      const __m512i b = _mm512_set1_epi32(load32(x + t * x_stride + 2 * p));
+      #pragma GCC unroll 2
+      for (int g = 0; g < G; ++g) acc[g][t] = _mm512_dpbf16_ps(acc[g][t], (__m512bh)w[g], (__m512bh)b);
     }
   }
   #pragma GCC unroll 16
-  for (int t = 0; t < N; ++t) _mm512_mask_storeu_ps(y + t * y_stride, mask, _mm512_add_ps(acc0[t], acc1[t]));
+  for (int t = 0; t < N; ++t) {
+    #pragma GCC unroll 2
+    for (int g = 0; g < G; ++g) {
+      _mm512_mask_storeu_ps(y + t * y_stride + g * kGroupRows, g == G - 1 ? last_mask : 0xFFFF, acc[g][t]);
+    }
+  }
 }
 
 template <int N>
@@ -149,18 +160,22 @@ SLUICE_AVX512 void tile_q8(const uint8_t* quants, const uint16_t* scales, int64_
   for (int t = 0; t < N; ++t) _mm512_mask_storeu_ps(y + t * y_stride, mask, acc[t]);
 }
 
-// Row groups handed out to the pool's threads a few at a time; within a
-// group the tokens in tiles of N, then N/2, ... 1.
-template <int N, class Tile>
+// Row groups handed out to the pool's threads a few at a time, `Groups` at
+// a time to a tile (the last tile may have fewer); within them the tokens
+// in tiles of N, then 8, 4, 2, 1. tile(first group, groups, first token,
+// tokens as a constant, prefetch the next groups).
+template <int N, int Groups, class Tile>
 void for_each_group(ThreadPool& pool, int64_t groups, int64_t tokens, Tile&& tile) {
-  const int64_t grain = std::max<int64_t>(1, groups / (8 * pool.size()));
+  const int64_t units = (groups + Groups - 1) / Groups;
+  const int64_t grain = std::max<int64_t>(1, units / (8 * pool.size()));
   for (int64_t tb = 0; tb < tokens; tb += kTokenBlock) {
     const int64_t te = std::min(tokens, tb + kTokenBlock);
-    pool.parallel_chunks(groups, grain, [&](int64_t begin, int64_t end, int) {
-      for (int64_t g = begin; g < end; ++g) {
+    pool.parallel_chunks(units, grain, [&](int64_t begin, int64_t end, int) {
+      for (int64_t u = begin; u < end; ++u) {
+        const int64_t g = u * Groups, count = std::min<int64_t>(Groups, groups - g);
         int64_t t = tb;
-        // The first tile of a group prefetches the next one's weights.
-        const auto call = [&](auto m) { tile(g, t, m, t == tb && g + 1 < end); };
+        // The first tile over these groups prefetches the next ones' weights.
+        const auto call = [&](auto m) { tile(g, count, t, m, t == tb && u + 1 < end); };
         for (; te - t >= N; t += N) call(std::integral_constant<int, N>{});
         const auto rest = [&](auto m) {
           if (te - t >= decltype(m)::value) {
@@ -169,6 +184,7 @@ void for_each_group(ThreadPool& pool, int64_t groups, int64_t tokens, Tile&& til
           }
         };
         if constexpr (N > 8) rest(std::integral_constant<int, 8>{});
+        static_assert(N <= 16);
         if constexpr (N > 4) rest(std::integral_constant<int, 4>{});
         if constexpr (N > 2) rest(std::integral_constant<int, 2>{});
         if constexpr (N > 1) rest(std::integral_constant<int, 1>{});
@@ -199,10 +215,19 @@ void matmul_bf16(ThreadPool& pool, const PackedWeight& w, const float* x, float*
   const uint16_t* xb = scratch.data();
   to_bf16(x, tokens, cols, stride, scratch.data());
   const uint8_t* data = w.data();
-  for_each_group<kBf16TileTokens>(pool, groups, tokens, [&](int64_t g, int64_t t0, auto n, bool prefetch) {
-    tile_bf16<decltype(n)::value>(data + g * pairs * 64, pairs, xb + t0 * stride, stride, y + t0 * rows + g * kGroupRows,
-                                  rows, group_mask(rows, g), prefetch ? data + (g + 1) * pairs * 64 : nullptr);
-  });
+  for_each_group<kBf16TileTokens, kBf16TileGroups>(
+      pool, groups, tokens, [&](int64_t g, int64_t count, int64_t t0, auto n, bool prefetch) {
+        const uint8_t* first = data + g * pairs * 64;
+        const uint8_t* next = prefetch ? data + (g + count) * pairs * 64 : nullptr;
+        float* out = y + t0 * rows + g * kGroupRows;
+        const __mmask16 mask = group_mask(rows, g + count - 1);
+        constexpr int N = decltype(n)::value;
+        if (count == 2) {
+          tile_bf16<2, N>(first, pairs, xb + t0 * stride, stride, out, rows, mask, next);
+        } else {
+          tile_bf16<1, N>(first, pairs, xb + t0 * stride, stride, out, rows, mask, next);
+        }
+      });
 }
 
 void matmul_q8(ThreadPool& pool, const PackedWeight& w, const float* x, float* y, int64_t tokens) {
@@ -221,7 +246,7 @@ void matmul_q8(ThreadPool& pool, const PackedWeight& w, const float* x, float* y
   const int32_t* corr = corrections.data();
   const uint8_t* quants = w.data();
   const auto* scales = reinterpret_cast<const uint16_t*>(w.data() + groups * blocks * 512);
-  for_each_group<kQ8TileTokens>(pool, groups, tokens, [&](int64_t g, int64_t t0, auto n, bool prefetch) {
+  for_each_group<kQ8TileTokens, 1>(pool, groups, tokens, [&](int64_t g, int64_t, int64_t t0, auto n, bool prefetch) {
     tile_q8<decltype(n)::value>(quants + g * blocks * 512, scales + g * blocks * kGroupRows, blocks, xq + t0 * cols, cols,
                                 corr + t0 * blocks, xd + t0 * blocks, y + t0 * rows + g * kGroupRows, rows,
                                 group_mask(rows, g), prefetch ? quants + (g + 1) * blocks * 512 : nullptr);
