@@ -60,8 +60,8 @@ void quantize_activations(const float* x, int64_t tokens, int64_t cols, Quantize
 // The kernel paths, chosen at run time: the best the CPU has, unless capped.
 //   kPortable: plain C++, any x86-64 (and the reference for the others);
 //   kAvx2:     AVX2 + FMA + F16C;
-//   kAvx512:   AVX-512 F, BW, VL, VNNI and BF16 for BF16 and Q8_0 matrices
-//              that were packed (pack_for_avx512); AVX2 for everything else.
+//   kAvx512:   AVX-512 F, BW, VL, VNNI and BF16 for the matrices that were
+//              packed (pack_for_avx512); AVX2 for everything else.
 enum class KernelPath { kPortable, kAvx2, kAvx512 };
 const char* kernel_path_name(KernelPath p);
 // The path the kernels take now.
@@ -79,8 +79,8 @@ bool native_kernels_active();
 // same columns of 16 rows, one row per lane. BF16: pairs of columns (what
 // vdpbf16ps multiplies); Q8_0: 4 bytes of each row's block of 32, stored
 // plus 128 as unsigned bytes (what vpdpbusd multiplies), with the blocks'
-// F16 scales beside. Rows are padded to a multiple of 16, BF16 columns to
-// a multiple of 16, with zeros.
+// F16 scales beside; F16 and F32: one column. Rows are padded to a
+// multiple of 16, BF16 columns to a multiple of 16, with zeros.
 class PackedWeight {
  public:
   PackedWeight(gguf::TensorType type, int64_t rows, int64_t cols, size_t bytes);
@@ -102,8 +102,7 @@ class PackedWeight {
 };
 
 // `w` packed for the AVX-512 kernels; null when the CPU has no AVX-512 BF16
-// and VNNI, or `w` is not BF16 or Q8_0 (whatever the cap: tests pack, then
-// choose the path).
+// and VNNI (whatever the cap: tests pack, then choose the path).
 std::unique_ptr<PackedWeight> pack_for_avx512(const Weight& w);
 
 class ThreadPool {

@@ -1,5 +1,5 @@
-// AVX-512 matmuls for BF16 and Q8_0 weights (the cores of a Zen 4/5 or a
-// recent Xeon), over weights packed once at load.
+// AVX-512 matmuls for BF16, Q8_0, F16 and F32 weights (the cores of a Zen
+// 4/5 or a recent Xeon), over weights packed once at load.
 //
 // The packed layout puts the same columns of 16 consecutive rows in one
 // 512-bit register, one row per lane. A token's activations are broadcast
@@ -8,6 +8,8 @@
 // 16 rows by N tokens keeps N accumulators and stores each as 16 outputs.
 //   BF16: vdpbf16ps multiplies pairs of bfloat16 (a column pair of each row
 //         against the token's pair, rounded to bfloat16 once per matmul).
+//   F16, F32: one column of 16 rows per register (F16 converted exactly on
+//         load), the token's activation broadcast as a float.
 //   Q8_0: vpdpbusd multiplies 4 unsigned bytes by 4 signed bytes and adds
 //         them to an int32. Weights are stored plus 128 (1..255) and the
 //         token's quantized activations are the signed side; the 128 x
@@ -21,6 +23,7 @@
 
 #include <cpuid.h>
 #include <immintrin.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -44,11 +47,13 @@ constexpr size_t kHugePage = 2u << 20;
 
 PackedWeight::PackedWeight(gguf::TensorType type, int64_t rows, int64_t cols, size_t bytes)
     : type_(type), rows_(rows), cols_(cols), bytes_(bytes) {
-  // Aligned to a huge page, so that transparent huge pages back the whole
-  // matrix (a 0.5B model's weights span 250,000 4 KiB pages otherwise).
+  // Aligned to a huge page, so that transparent huge pages can back the
+  // whole matrix (a 0.5B model's weights span 250,000 4 KiB pages otherwise).
   const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
   data_ = static_cast<uint8_t*>(std::aligned_alloc(kHugePage, std::max(rounded, kHugePage)));
   if (!data_) throw std::bad_alloc();
+  // Asked for: the usual setting is transparent huge pages on request only.
+  madvise(data_, std::max(rounded, kHugePage), MADV_HUGEPAGE);
 }
 
 PackedWeight::~PackedWeight() { std::free(data_); }
@@ -114,6 +119,55 @@ SLUICE_AVX512 void tile_bf16(const uint8_t* group, int64_t pairs, const uint16_t
       const __m512i b = _mm512_set1_epi32(load32(x + t * x_stride + 2 * p));
       #pragma GCC unroll 2
       for (int g = 0; g < G; ++g) acc[g][t] = _mm512_dpbf16_ps(acc[g][t], (__m512bh)w[g], (__m512bh)b);
+    }
+  }
+  #pragma GCC unroll 16
+  for (int t = 0; t < N; ++t) {
+    #pragma GCC unroll 2
+    for (int g = 0; g < G; ++g) {
+      _mm512_mask_storeu_ps(y + t * y_stride + g * kGroupRows, g == G - 1 ? last_mask : 0xFFFF, acc[g][t]);
+    }
+  }
+}
+
+// F16 and F32 weights: one column of 16 rows per register (F16 converted
+// on load, exactly), a token's activation broadcast as a float; tiles as
+// for BF16, with float multiply-adds.
+template <gguf::TensorType T>
+SLUICE_AVX512 inline __m512 load_column(const uint8_t* p) {
+  if constexpr (T == gguf::TensorType::kF16) {
+    return _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(p)));
+  } else {
+    return _mm512_load_ps(reinterpret_cast<const float*>(p));
+  }
+}
+
+template <gguf::TensorType T, int G, int N>
+SLUICE_AVX512 void tile_float(const uint8_t* group, int64_t cols, const float* x, float* y, int64_t y_stride,
+                              __mmask16 last_mask, const uint8_t* next) {
+  constexpr int64_t column_bytes = T == gguf::TensorType::kF16 ? 32 : 64;
+  const int64_t group_bytes = cols * column_bytes;
+  __m512 acc[G][N];
+  #pragma GCC unroll 16
+  for (int t = 0; t < N; ++t) {
+    #pragma GCC unroll 2
+    for (int g = 0; g < G; ++g) acc[g][t] = _mm512_setzero_ps();
+  }
+  #pragma GCC unroll 2
+  for (int64_t c = 0; c < cols; ++c) {
+    __m512 w[G];
+    #pragma GCC unroll 2
+    for (int g = 0; g < G; ++g) {
+      w[g] = load_column<T>(group + g * group_bytes + c * column_bytes);
+      if (next && (c * column_bytes) % 64 == 0) {
+        _mm_prefetch(reinterpret_cast<const char*>(next + g * group_bytes + c * column_bytes), _MM_HINT_T1);
+      }
+    }
+    #pragma GCC unroll 16
+    for (int t = 0; t < N; ++t) {
+      const __m512 b = _mm512_set1_ps(x[t * cols + c]);
+      #pragma GCC unroll 2
+      for (int g = 0; g < G; ++g) acc[g][t] = _mm512_fmadd_ps(w[g], b, acc[g][t]);
     }
   }
   #pragma GCC unroll 16
@@ -230,6 +284,26 @@ void matmul_bf16(ThreadPool& pool, const PackedWeight& w, const float* x, float*
       });
 }
 
+template <gguf::TensorType T>
+void matmul_float(ThreadPool& pool, const PackedWeight& w, const float* x, float* y, int64_t tokens) {
+  const int64_t rows = w.rows(), cols = w.cols(), groups = groups_of(rows);
+  const int64_t group_bytes = cols * (T == gguf::TensorType::kF16 ? 32 : 64);
+  const uint8_t* data = w.data();
+  for_each_group<kBf16TileTokens, kBf16TileGroups>(
+      pool, groups, tokens, [&](int64_t g, int64_t count, int64_t t0, auto n, bool prefetch) {
+        const uint8_t* first = data + g * group_bytes;
+        const uint8_t* next = prefetch ? data + (g + count) * group_bytes : nullptr;
+        float* out = y + t0 * rows + g * kGroupRows;
+        const __mmask16 mask = group_mask(rows, g + count - 1);
+        constexpr int N = decltype(n)::value;
+        if (count == 2) {
+          tile_float<T, 2, N>(first, cols, x + t0 * cols, out, rows, mask, next);
+        } else {
+          tile_float<T, 1, N>(first, cols, x + t0 * cols, out, rows, mask, next);
+        }
+      });
+}
+
 void matmul_q8(ThreadPool& pool, const PackedWeight& w, const float* x, float* y, int64_t tokens) {
   const int64_t rows = w.rows(), cols = w.cols(), blocks = cols / 32, groups = groups_of(rows);
   thread_local QuantizedActivations scratch;
@@ -298,6 +372,26 @@ std::unique_ptr<PackedWeight> pack(const Weight& w) {
     }
     return p;
   }
+  if (w.type == gguf::TensorType::kF16 || w.type == gguf::TensorType::kF32) {
+    // Column-major within a group: column c of rows 16g .. 16g + 15.
+    const size_t value_bytes = w.type == gguf::TensorType::kF16 ? 2 : 4;
+    auto p = std::make_unique<PackedWeight>(w.type, w.rows, w.cols,
+                                            static_cast<size_t>(groups * w.cols * kGroupRows) * value_bytes);
+    for (int64_t g = 0; g < groups; ++g) {
+      for (int64_t j = 0; j < kGroupRows; ++j) {
+        const int64_t r = g * kGroupRows + j;
+        for (int64_t c = 0; c < w.cols; ++c) {
+          uint8_t* dst = p->data() + (static_cast<size_t>((g * w.cols + c) * kGroupRows + j)) * value_bytes;
+          if (r < w.rows) {
+            std::memcpy(dst, w.data + static_cast<size_t>(r) * row_bytes + static_cast<size_t>(c) * value_bytes, value_bytes);
+          } else {
+            std::memset(dst, 0, value_bytes);
+          }
+        }
+      }
+    }
+    return p;
+  }
   if (w.type == gguf::TensorType::kQ8_0) {
     const int64_t blocks = w.cols / 32;
     const size_t quant_bytes = static_cast<size_t>(groups * blocks * 512);
@@ -326,8 +420,12 @@ std::unique_ptr<PackedWeight> pack(const Weight& w) {
 }
 
 void matmul(ThreadPool& pool, const PackedWeight& w, const float* x, float* y, int64_t tokens) {
-  if (w.type() == gguf::TensorType::kBF16) return matmul_bf16(pool, w, x, y, tokens);
-  matmul_q8(pool, w, x, y, tokens);
+  switch (w.type()) {
+    case gguf::TensorType::kBF16: return matmul_bf16(pool, w, x, y, tokens);
+    case gguf::TensorType::kF16: return matmul_float<gguf::TensorType::kF16>(pool, w, x, y, tokens);
+    case gguf::TensorType::kF32: return matmul_float<gguf::TensorType::kF32>(pool, w, x, y, tokens);
+    case gguf::TensorType::kQ8_0: return matmul_q8(pool, w, x, y, tokens);
+  }
 }
 
 }  // namespace avx512

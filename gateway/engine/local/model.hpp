@@ -64,9 +64,9 @@ struct BatchChunk {
 enum class WeightLayout {
   // In place in the mapped file (a GPU backend uploads them from there).
   kFile,
-  // For the CPU kernels: where the AVX-512 kernels run (at load), BF16 and
-  // Q8_0 matrices are copied into their packed layout and the file's pages
-  // of them released; otherwise in place.
+  // For the CPU kernels: where the AVX-512 kernels run (at load), the
+  // matrices are copied into their packed layout and the file's pages of
+  // them released; otherwise in place.
   kCpuKernels,
 };
 

@@ -118,9 +118,9 @@ TEST(Kernels, ResultsDoNotDependOnTheBatchForEveryTypeAndPath) {
                             {gguf::TensorType::kF16, f16.data(), rows, float_cols},
                             {gguf::TensorType::kBF16, bf16.data(), rows, float_cols},
                             {gguf::TensorType::kQ8_0, q8.data(), rows, 128}};
-  // BF16 and Q8_0 also packed for the AVX-512 path (67 rows: 4 groups of
-  // 16 and 3 rows in a fifth); where the CPU has no AVX-512, that path is
-  // the AVX2 one.
+  // Each also packed for the AVX-512 path (67 rows: 4 groups of 16 and 3
+  // rows in a fifth); where the CPU has no AVX-512, that path is the AVX2
+  // one.
   std::vector<std::unique_ptr<PackedWeight>> packs;
   std::vector<Weight> all(std::begin(weights), std::end(weights));
   for (const auto& w : weights) {
@@ -161,12 +161,19 @@ TEST(Kernels, ResultsDoNotDependOnTheBatchForEveryTypeAndPath) {
 TEST(Kernels, PackedAvx512MatmulsMatchTheirReferenceAndTheOtherPaths) {
   std::mt19937 rng(17);
   std::normal_distribution<float> n(0, 1);
-  // 37 rows: two groups of 16 and 5 rows in a third; BF16 with 136 columns
-  // (padded to 144), Q8_0 with 3 blocks.
+  // 37 rows: two groups of 16 and 5 rows in a third (a tile of two groups
+  // and one of one); BF16 with 136 columns (padded to 144), Q8_0 with 3
+  // blocks, F16 with 40 columns.
   const int64_t rows = 37;
   const auto bf16 = bf16_matrix(rows, 136, rng);
   const auto q8 = q8_0_matrix(rows, 96, rng);
-  for (Weight w : {Weight{gguf::TensorType::kBF16, bf16.data(), rows, 136}, Weight{gguf::TensorType::kQ8_0, q8.data(), rows, 96}}) {
+  std::vector<uint8_t> f16(static_cast<size_t>(rows * 40 * 2));
+  for (size_t i = 0; i < f16.size() / 2; ++i) {
+    const auto h = static_cast<uint16_t>(0x3000 + (i * 2654435761u >> 20) % 0x0C00 + ((i % 3) == 0 ? 0x8000 : 0));
+    std::memcpy(&f16[i * 2], &h, 2);
+  }
+  for (Weight w : {Weight{gguf::TensorType::kBF16, bf16.data(), rows, 136}, Weight{gguf::TensorType::kQ8_0, q8.data(), rows, 96},
+                   Weight{gguf::TensorType::kF16, f16.data(), rows, 40}}) {
     const auto packed = pack_for_avx512(w);
     if (!packed) {
       GTEST_SKIP() << "this CPU has no AVX-512 BF16 and VNNI (or no AVX2): the packed kernels cannot run here";
@@ -180,7 +187,7 @@ TEST(Kernels, PackedAvx512MatmulsMatchTheirReferenceAndTheOtherPaths) {
       std::vector<float> x(static_cast<size_t>(tokens * w.cols));
       for (auto& v : x) v = n(rng);
       QuantizedActivations xq;
-      quantize_activations(x.data(), tokens, w.cols, xq);
+      if (q8_0) quantize_activations(x.data(), tokens, w.cols, xq);
       std::vector<float> y(static_cast<size_t>(tokens * rows)), portable(y.size());
       matmul(pool, p, x.data(), y.data(), tokens);
       {
@@ -195,7 +202,8 @@ TEST(Kernels, PackedAvx512MatmulsMatchTheirReferenceAndTheOtherPaths) {
           double ref = 0, magnitude = 0;
           for (int64_t i = 0; i < w.cols; ++i) {
             const auto k = static_cast<size_t>(t * w.cols + i);
-            const double a = q8_0 ? static_cast<double>(xq.q[k]) * xq.d[k / 32] : round_bf16(x[k]);
+            const double a = q8_0 ? static_cast<double>(xq.q[k]) * xq.d[k / 32]
+                             : w.type == gguf::TensorType::kBF16 ? round_bf16(x[k]) : x[k];
             ref += static_cast<double>(row[static_cast<size_t>(i)]) * a;
             magnitude += std::fabs(static_cast<double>(row[static_cast<size_t>(i)]) * x[k]);
           }
@@ -203,9 +211,10 @@ TEST(Kernels, PackedAvx512MatmulsMatchTheirReferenceAndTheOtherPaths) {
           ASSERT_NEAR(y[at], ref, 1e-4 * (1 + std::fabs(ref))) << "type " << static_cast<int>(w.type) << " tokens " << tokens
                                                                << " token " << t << " row " << r;
           // Q8_0: the same integer block sums and scales as the portable
-          // kernel, summed in another order; BF16: rounding an activation
-          // moves it by at most 2^-9 of itself.
-          ASSERT_NEAR(y[at], portable[at], q8_0 ? 1e-5 * (1 + std::fabs(ref)) : magnitude / 512 + 1e-4) << "row " << r;
+          // kernel, summed in another order; F16: the same products; BF16:
+          // rounding an activation moves it by at most 2^-9 of itself.
+          ASSERT_NEAR(y[at], portable[at], w.type == gguf::TensorType::kBF16 ? magnitude / 512 + 1e-4 : 1e-5 * (1 + std::fabs(ref)))
+              << "row " << r;
         }
       }
     }
@@ -228,9 +237,9 @@ TEST(Kernels, TheKernelPathCanBeCappedAndNamed) {
   // Uncapped, the AVX-512 path runs exactly where packing is possible.
   EXPECT_EQ(active_kernels() == KernelPath::kAvx512, packs);
   EXPECT_STREQ(kernel_path_name(KernelPath::kAvx512), "avx512");
-  // Other types have no packed form.
+  // Every type has a packed form there.
   const std::vector<float> f32(32 * 16, 1.0f);
-  EXPECT_EQ(pack_for_avx512({gguf::TensorType::kF32, reinterpret_cast<const uint8_t*>(f32.data()), 16, 32}), nullptr);
+  EXPECT_EQ(pack_for_avx512({gguf::TensorType::kF32, reinterpret_cast<const uint8_t*>(f32.data()), 16, 32}) != nullptr, packs);
 }
 
 TEST(Kernels, QuantizedActivationsRoundHalfToEvenAndKeepZeroBlocks) {
@@ -375,7 +384,9 @@ TEST(Kernels, ArgmaxIsMaxElementOnEveryPath) {
       x[static_cast<size_t>(size - 1)] = 1e9f;
       EXPECT_EQ(argmax(x.data(), size), size / 2) << size;
       x[0] = NAN;  // passed over (max_element never picks a NaN after the first either)
-      if (size > 1) EXPECT_EQ(argmax(x.data(), size), size / 2 == 0 ? size - 1 : size / 2) << size;
+      if (size > 1) {
+        EXPECT_EQ(argmax(x.data(), size), size / 2 == 0 ? size - 1 : size / 2) << size;
+      }
     }
     const std::vector<float> banned(40, -INFINITY);
     EXPECT_EQ(argmax(banned.data(), 40), 0);
