@@ -66,10 +66,11 @@ constexpr int64_t kGroupRows = 16;
 // Tokens of a long prompt go through the rows in blocks of this many, so
 // that their activations stay in the cache while every row group passes.
 constexpr int64_t kTokenBlock = 64;
-// Tiles: BF16 2 groups (32 rows) by 12 tokens: 24 accumulators, 2 weight
-// registers and the broadcasts in the 32 vector registers. Q8_0 one group
-// by 8 tokens: 8 accumulators and the 8 registers of a block's weights.
-constexpr int kBf16TileGroups = 2, kBf16TileTokens = 12, kQ8TileTokens = 8;
+// Tiles: BF16, F16, F32 2 groups (32 rows) by 12 tokens: 24 accumulators,
+// 2 weight registers and the broadcasts in the 32 vector registers. Q8_0
+// one group by 8 tokens: 8 accumulators and the 8 registers of a block's
+// weights.
+constexpr int kRowTileGroups = 2, kRowTileTokens = 12, kQ8TileTokens = 8;
 
 int64_t groups_of(int64_t rows) { return (rows + kGroupRows - 1) / kGroupRows; }
 // BF16: column pairs per row, the columns padded to a multiple of 16 (one
@@ -88,65 +89,54 @@ __mmask16 group_mask(int64_t rows, int64_t g) {
   return left >= kGroupRows ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
 }
 
-// G row groups (16 G rows) by N tokens, one accumulator per (group, token):
-// each broadcast pair of a token's activations feeds G rows' registers, so
-// there are fewer loads than multiplies. The G groups' chains are
-// independent, which hides the multiply's latency even for one token.
-// `next`, when not null, is what this thread computes next (G groups on):
-// its weights are prefetched into L2 while this tile computes, so that the
-// first tile over them does not wait on memory (a step reads every weight
-// once). The last group's lanes past `rows` are not stored (`last_mask`).
-template <int G, int N>
-SLUICE_AVX512 void tile_bf16(const uint8_t* group, int64_t pairs, const uint16_t* x, int64_t x_stride, float* y,
-                             int64_t y_stride, __mmask16 last_mask, const uint8_t* next) {
-  const int64_t group_bytes = pairs * 64;
-  __m512 acc[G][N];
-  #pragma GCC unroll 16
-  for (int t = 0; t < N; ++t) {
-    #pragma GCC unroll 2
-    for (int g = 0; g < G; ++g) acc[g][t] = _mm512_setzero_ps();
-  }
-  #pragma GCC unroll 2
-  for (int64_t p = 0; p < pairs; ++p) {
-    __m512i w[G];
-    #pragma GCC unroll 2
-    for (int g = 0; g < G; ++g) {
-      w[g] = _mm512_load_si512(reinterpret_cast<const __m512i*>(group + g * group_bytes + p * 64));
-      if (next) _mm_prefetch(reinterpret_cast<const char*>(next + g * group_bytes + p * 64), _MM_HINT_T1);
-    }
-    #pragma GCC unroll 16
-    for (int t = 0; t < N; ++t) {
-      const __m512i b = _mm512_set1_epi32(load32(x + t * x_stride + 2 * p));
-      #pragma GCC unroll 2
-      for (int g = 0; g < G; ++g) acc[g][t] = _mm512_dpbf16_ps(acc[g][t], (__m512bh)w[g], (__m512bh)b);
-    }
-  }
-  #pragma GCC unroll 16
-  for (int t = 0; t < N; ++t) {
-    #pragma GCC unroll 2
-    for (int g = 0; g < G; ++g) {
-      _mm512_mask_storeu_ps(y + t * y_stride + g * kGroupRows, g == G - 1 ? last_mask : 0xFFFF, acc[g][t]);
-    }
-  }
-}
-
-// F16 and F32 weights: one column of 16 rows per register (F16 converted
-// on load, exactly), a token's activation broadcast as a float; tiles as
-// for BF16, with float multiply-adds.
+// How each float-accumulating type steps through a packed group: one step
+// is a register of 16 rows' weights (`bytes` of them) against one 4-byte
+// broadcast of a token's activations.
+//   BF16: a pair of columns, bfloat16 activations, vdpbf16ps;
+//   F16, F32: one column (F16 converted exactly on load), float
+//         activations, FMA.
 template <gguf::TensorType T>
-SLUICE_AVX512 inline __m512 load_column(const uint8_t* p) {
-  if constexpr (T == gguf::TensorType::kF16) {
-    return _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(p)));
-  } else {
-    return _mm512_load_ps(reinterpret_cast<const float*>(p));
+struct RowStep {
+  static constexpr int64_t bytes = T == gguf::TensorType::kF16 ? 32 : 64;
+  using Activation = std::conditional_t<T == gguf::TensorType::kBF16, uint16_t, float>;
+  static constexpr int64_t activations = T == gguf::TensorType::kBF16 ? 2 : 1;  // per step
+  SLUICE_AVX512 static __m512 load(const uint8_t* p) {
+    if constexpr (T == gguf::TensorType::kF16) {
+      return _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(p)));
+    } else {
+      return _mm512_load_ps(reinterpret_cast<const float*>(p));
+    }
   }
-}
+  SLUICE_AVX512 static __m512 broadcast(const Activation* x) {
+    if constexpr (T == gguf::TensorType::kBF16) {
+      return _mm512_castsi512_ps(_mm512_set1_epi32(load32(x)));
+    } else {
+      return _mm512_set1_ps(*x);
+    }
+  }
+  SLUICE_AVX512 static __m512 madd(__m512 acc, __m512 w, __m512 x) {
+    if constexpr (T == gguf::TensorType::kBF16) {
+      return _mm512_dpbf16_ps(acc, (__m512bh)_mm512_castps_si512(w), (__m512bh)_mm512_castps_si512(x));
+    } else {
+      return _mm512_fmadd_ps(w, x, acc);
+    }
+  }
+};
 
+// G row groups (16 G rows) by N tokens, one accumulator per (group, token),
+// over `steps` steps of a group (RowStep): each broadcast of a token's
+// activations feeds G rows' registers, so there are fewer loads than
+// multiplies, and the G groups' chains are independent, which hides the
+// multiply's latency even for one token. `next`, when not null, is what
+// this thread computes next (G groups on): its weights are prefetched into
+// L2 while this tile computes, so that the first tile over them does not
+// wait on memory (a step reads every weight once). The last group's lanes
+// past `rows` are not stored (`last_mask`).
 template <gguf::TensorType T, int G, int N>
-SLUICE_AVX512 void tile_float(const uint8_t* group, int64_t cols, const float* x, float* y, int64_t y_stride,
-                              __mmask16 last_mask, const uint8_t* next) {
-  constexpr int64_t column_bytes = T == gguf::TensorType::kF16 ? 32 : 64;
-  const int64_t group_bytes = cols * column_bytes;
+SLUICE_AVX512 void tile_rows(const uint8_t* group, int64_t steps, const typename RowStep<T>::Activation* x,
+                             int64_t x_stride, float* y, int64_t y_stride, __mmask16 last_mask, const uint8_t* next) {
+  using S = RowStep<T>;
+  const int64_t group_bytes = steps * S::bytes;
   __m512 acc[G][N];
   #pragma GCC unroll 16
   for (int t = 0; t < N; ++t) {
@@ -154,20 +144,20 @@ SLUICE_AVX512 void tile_float(const uint8_t* group, int64_t cols, const float* x
     for (int g = 0; g < G; ++g) acc[g][t] = _mm512_setzero_ps();
   }
   #pragma GCC unroll 2
-  for (int64_t c = 0; c < cols; ++c) {
+  for (int64_t c = 0; c < steps; ++c) {
     __m512 w[G];
     #pragma GCC unroll 2
     for (int g = 0; g < G; ++g) {
-      w[g] = load_column<T>(group + g * group_bytes + c * column_bytes);
-      if (next && (c * column_bytes) % 64 == 0) {
-        _mm_prefetch(reinterpret_cast<const char*>(next + g * group_bytes + c * column_bytes), _MM_HINT_T1);
+      w[g] = S::load(group + g * group_bytes + c * S::bytes);
+      if (next && (c * S::bytes) % 64 == 0) {
+        _mm_prefetch(reinterpret_cast<const char*>(next + g * group_bytes + c * S::bytes), _MM_HINT_T1);
       }
     }
     #pragma GCC unroll 16
     for (int t = 0; t < N; ++t) {
-      const __m512 b = _mm512_set1_ps(x[t * cols + c]);
+      const __m512 b = S::broadcast(x + t * x_stride + c * S::activations);
       #pragma GCC unroll 2
-      for (int g = 0; g < G; ++g) acc[g][t] = _mm512_fmadd_ps(w[g], b, acc[g][t]);
+      for (int g = 0; g < G; ++g) acc[g][t] = S::madd(acc[g][t], w[g], b);
     }
   }
   #pragma GCC unroll 16
@@ -260,36 +250,26 @@ SLUICE_AVX512 void to_bf16(const float* x, int64_t tokens, int64_t cols, int64_t
   }
 }
 
-void matmul_bf16(ThreadPool& pool, const PackedWeight& w, const float* x, float* y, int64_t tokens) {
-  const int64_t rows = w.rows(), cols = w.cols(), pairs = pairs_of(cols), stride = 2 * pairs;
-  const int64_t groups = groups_of(rows);
-  thread_local std::vector<uint16_t> scratch;
-  scratch.resize(static_cast<size_t>(tokens * stride));
-  // The pool's threads must read this thread's buffer, not their own.
-  const uint16_t* xb = scratch.data();
-  to_bf16(x, tokens, cols, stride, scratch.data());
-  const uint8_t* data = w.data();
-  for_each_group<kBf16TileTokens, kBf16TileGroups>(
-      pool, groups, tokens, [&](int64_t g, int64_t count, int64_t t0, auto n, bool prefetch) {
-        const uint8_t* first = data + g * pairs * 64;
-        const uint8_t* next = prefetch ? data + (g + count) * pairs * 64 : nullptr;
-        float* out = y + t0 * rows + g * kGroupRows;
-        const __mmask16 mask = group_mask(rows, g + count - 1);
-        constexpr int N = decltype(n)::value;
-        if (count == 2) {
-          tile_bf16<2, N>(first, pairs, xb + t0 * stride, stride, out, rows, mask, next);
-        } else {
-          tile_bf16<1, N>(first, pairs, xb + t0 * stride, stride, out, rows, mask, next);
-        }
-      });
-}
-
+// BF16, F16 and F32: tiles of kRowTileGroups groups by kRowTileTokens
+// tokens. BF16 takes its activations as bfloat16, the others as they are.
 template <gguf::TensorType T>
-void matmul_float(ThreadPool& pool, const PackedWeight& w, const float* x, float* y, int64_t tokens) {
+void matmul_rows(ThreadPool& pool, const PackedWeight& w, const float* x, float* y, int64_t tokens) {
+  using S = RowStep<T>;
   const int64_t rows = w.rows(), cols = w.cols(), groups = groups_of(rows);
-  const int64_t group_bytes = cols * (T == gguf::TensorType::kF16 ? 32 : 64);
+  const int64_t steps = T == gguf::TensorType::kBF16 ? pairs_of(cols) : cols;
+  const int64_t x_stride = steps * S::activations;
+  const typename S::Activation* xs = nullptr;
+  if constexpr (T == gguf::TensorType::kBF16) {
+    thread_local std::vector<uint16_t> scratch;
+    scratch.resize(static_cast<size_t>(tokens * x_stride));
+    to_bf16(x, tokens, cols, x_stride, scratch.data());
+    xs = scratch.data();  // the pool's threads must read this thread's buffer, not their own
+  } else {
+    xs = x;
+  }
+  const int64_t group_bytes = steps * S::bytes;
   const uint8_t* data = w.data();
-  for_each_group<kBf16TileTokens, kBf16TileGroups>(
+  for_each_group<kRowTileTokens, kRowTileGroups>(
       pool, groups, tokens, [&](int64_t g, int64_t count, int64_t t0, auto n, bool prefetch) {
         const uint8_t* first = data + g * group_bytes;
         const uint8_t* next = prefetch ? data + (g + count) * group_bytes : nullptr;
@@ -297,9 +277,9 @@ void matmul_float(ThreadPool& pool, const PackedWeight& w, const float* x, float
         const __mmask16 mask = group_mask(rows, g + count - 1);
         constexpr int N = decltype(n)::value;
         if (count == 2) {
-          tile_float<T, 2, N>(first, cols, x + t0 * cols, out, rows, mask, next);
+          tile_rows<T, 2, N>(first, steps, xs + t0 * x_stride, x_stride, out, rows, mask, next);
         } else {
-          tile_float<T, 1, N>(first, cols, x + t0 * cols, out, rows, mask, next);
+          tile_rows<T, 1, N>(first, steps, xs + t0 * x_stride, x_stride, out, rows, mask, next);
         }
       });
 }
@@ -421,9 +401,9 @@ std::unique_ptr<PackedWeight> pack(const Weight& w) {
 
 void matmul(ThreadPool& pool, const PackedWeight& w, const float* x, float* y, int64_t tokens) {
   switch (w.type()) {
-    case gguf::TensorType::kBF16: return matmul_bf16(pool, w, x, y, tokens);
-    case gguf::TensorType::kF16: return matmul_float<gguf::TensorType::kF16>(pool, w, x, y, tokens);
-    case gguf::TensorType::kF32: return matmul_float<gguf::TensorType::kF32>(pool, w, x, y, tokens);
+    case gguf::TensorType::kBF16: return matmul_rows<gguf::TensorType::kBF16>(pool, w, x, y, tokens);
+    case gguf::TensorType::kF16: return matmul_rows<gguf::TensorType::kF16>(pool, w, x, y, tokens);
+    case gguf::TensorType::kF32: return matmul_rows<gguf::TensorType::kF32>(pool, w, x, y, tokens);
     case gguf::TensorType::kQ8_0: return matmul_q8(pool, w, x, y, tokens);
   }
 }
