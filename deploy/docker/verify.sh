@@ -123,7 +123,10 @@ echo "SSE answer: $deltas content deltas; first: $(grep -m1 '"delta":{"content"'
 [ "$deltas" -ge 5 ] || { cat "$work/sse.txt"; echo "FAIL: the answer did not stream"; exit 1; }
 grep -q '^data: \[DONE\]' "$work/sse.txt" || { echo "FAIL: no [DONE]"; exit 1; }
 grep -q '"sources"' "$work/sse.txt" || { echo "FAIL: no sources from the knowledge base"; exit 1; }
-curl -fsS "http://127.0.0.1:$port/metrics" | grep -q '^sluice_' || { echo "FAIL: no metrics"; exit 1; }
+# Into a file first: `curl | grep -q` fails under pipefail when grep stops
+# reading at its first match and curl cannot write the rest.
+curl -fsS "http://127.0.0.1:$port/metrics" > "$work/metrics.txt"
+grep -q '^sluice_' "$work/metrics.txt" || { echo "FAIL: no metrics"; exit 1; }
 
 # 6. SIGTERM drains and ends the process cleanly.
 kill -TERM "$gw"
