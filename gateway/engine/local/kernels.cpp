@@ -769,6 +769,17 @@ void attention(const float* q, int64_t heads, int64_t head_dim, const KvRun* run
   }
 }
 
+bool attention_rows_available(int64_t head_dim) { return use_avx512() && head_dim % 16 == 0; }
+
+size_t attention_rows_scratch(int64_t rows, int64_t positions, int64_t head_dim) {
+  return avx512::attention_scratch(rows, positions, head_dim);
+}
+
+void attention_rows(const float* const* q, float* const* out, const int64_t* pos, int64_t rows, int64_t head_dim,
+                    const KvRun* runs, size_t run_count, int64_t stride, float scale, float* scratch) {
+  avx512::attention(q, out, pos, rows, head_dim, runs, run_count, stride, scale, scratch);
+}
+
 namespace {
 __attribute__((target("avx2,fma"))) float max_avx2(const float* x, int64_t n) {
   __m256 m0 = _mm256_set1_ps(-INFINITY), m1 = m0;

@@ -153,6 +153,19 @@ struct KvRun {
 void attention(const float* q, int64_t heads, int64_t head_dim, const KvRun* runs, size_t run_count, int64_t stride,
                float scale, float* scores, float* out);
 
+// Attention of several query rows that share one KV head, each at its own
+// position: row r (q[r], head_dim floats) attends positions 0 .. pos[r] of
+// `runs` (which hold at least max(pos) + 1 positions), and out[r] receives
+// head_dim floats. The rows of several tokens of one sequence (a prompt's
+// chunk) go through each key once. A row's result depends only on its
+// query and its positions, not on the rows beside it. Only where
+// attention_rows_available(head_dim) (the AVX-512 path); `scratch` holds
+// attention_rows_scratch(rows, max(pos) + 1, head_dim) floats.
+bool attention_rows_available(int64_t head_dim);
+size_t attention_rows_scratch(int64_t rows, int64_t positions, int64_t head_dim);
+void attention_rows(const float* const* q, float* const* out, const int64_t* pos, int64_t rows, int64_t head_dim,
+                    const KvRun* runs, size_t run_count, int64_t stride, float scale, float* scratch);
+
 // The index of the largest of x[0..n), the lowest among equals (as
 // std::max_element); NaNs are passed over; 0 when there is none.
 int64_t argmax(const float* x, int64_t n);

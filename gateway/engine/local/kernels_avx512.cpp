@@ -26,6 +26,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -313,7 +314,161 @@ uint16_t load16(const uint8_t* p) {
   return v;
 }
 
+// e^x for 16 lanes: exp8's polynomial (kernels.cpp), 16 wide. Arguments
+// are clamped to +-88.38; e^x of anything below comes out 0.
+SLUICE_AVX512 inline __m512 exp16(__m512 x) {
+  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-88.3762626647949f)), _mm512_set1_ps(88.3762626647949f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), _mm512_set1_ps(0.5f)),
+                                        _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  x = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  x = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), x);
+  __m512 y = _mm512_set1_ps(1.9875691500e-4f);
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.3981999507e-3f));
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(8.3334519073e-3f));
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(4.1665795894e-2f));
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.6666665459e-1f));
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(5.0000001201e-1f));
+  y = _mm512_fmadd_ps(y, _mm512_mul_ps(x, x), _mm512_add_ps(x, _mm512_set1_ps(1.0f)));
+  const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+  return _mm512_mul_ps(y, _mm512_castsi512_ps(e));
+}
+
+__mmask16 first_lanes(int64_t n) {
+  return n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << std::max<int64_t>(n, 0)) - 1);
+}
+
+// Scores of up to 8 rows against one chunk of up to 16 positions, from the
+// chunk's keys transposed (kt: head_dim x 16): lane j of a row's sum is
+// q . k_j, the products added in the order of the head's dimensions.
+template <int R>
+SLUICE_AVX512 void score_rows(const float* const* q, int64_t head_dim, const float* kt, float scale, float* const* out,
+                              __mmask16 lanes) {
+  __m512 acc[R];
+  #pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < head_dim; ++i) {
+    const __m512 k = _mm512_load_ps(kt + i * 16);
+    #pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(q[r][i]), k, acc[r]);
+  }
+  #pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) _mm512_mask_storeu_ps(out[r], lanes, _mm512_mul_ps(acc[r], _mm512_set1_ps(scale)));
+}
+
+// out[r][d0 .. d0 + 16 NV) = (sum over positions p < positions of e[r][p]
+// v_p, in position order) * inv[r], for R rows.
+template <int R, int NV>
+SLUICE_AVX512 void weigh_rows(const float* const* e, const float* inv, const KvRun* runs, size_t run_count,
+                              int64_t stride, int64_t positions, int64_t d0, float* const* out) {
+  __m512 acc[R][NV];
+  #pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+    #pragma GCC unroll 4
+    for (int k = 0; k < NV; ++k) acc[r][k] = _mm512_setzero_ps();
+  }
+  int64_t p = 0;
+  for (size_t run = 0; run < run_count && p < positions; ++run) {
+    for (int64_t j = 0; j < runs[run].count && p < positions; ++j, ++p) {
+      const float* vp = runs[run].v + j * stride + d0;
+      __m512 v[NV];
+      #pragma GCC unroll 4
+      for (int k = 0; k < NV; ++k) v[k] = _mm512_loadu_ps(vp + 16 * k);
+      #pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) {
+        const __m512 w = _mm512_set1_ps(e[r][p]);
+        #pragma GCC unroll 4
+        for (int k = 0; k < NV; ++k) acc[r][k] = _mm512_fmadd_ps(w, v[k], acc[r][k]);
+      }
+    }
+  }
+  #pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+    const __m512 scale = _mm512_set1_ps(inv[r]);
+    #pragma GCC unroll 4
+    for (int k = 0; k < NV; ++k) _mm512_storeu_ps(out[r] + d0 + 16 * k, _mm512_mul_ps(acc[r][k], scale));
+  }
+}
+
+template <int R, class F>
+void rows_in_tiles(int64_t rows, F&& f) {
+  int64_t r = 0;
+  for (; rows - r >= R; r += R) f(r, std::integral_constant<int, R>{});
+  for (; r < rows; ++r) f(r, std::integral_constant<int, 1>{});
+}
+
 }  // namespace
+
+size_t attention_scratch(int64_t rows, int64_t positions, int64_t head_dim) {
+  const int64_t padded = (positions + 15) / 16 * 16;
+  return static_cast<size_t>(16 + head_dim * 16 + rows * padded + rows);
+}
+
+SLUICE_AVX512 void attention(const float* const* q, float* const* out, const int64_t* pos, int64_t rows,
+                             int64_t head_dim, const KvRun* runs, size_t run_count, int64_t stride, float scale,
+                             float* scratch) {
+  int64_t positions = 0;
+  for (int64_t r = 0; r < rows; ++r) positions = std::max(positions, pos[r] + 1);
+  const int64_t padded = (positions + 15) / 16 * 16;
+  // scratch: the transposed keys of a chunk (aligned), every row's scores,
+  // then every row's 1 / sum.
+  float* kt = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(scratch) + 63) / 64 * 64);
+  float* scores = kt + head_dim * 16;
+  float* inv = scores + rows * padded;
+  // Scores: the positions in chunks of up to 16 within a run (the KV pool's
+  // blocks), each chunk's keys gathered into columns once for all rows.
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i offsets = _mm512_mullo_epi32(lane, _mm512_set1_epi32(static_cast<int32_t>(stride)));
+  int64_t p0 = 0;
+  for (size_t run = 0; run < run_count && p0 < positions; ++run) {
+    for (int64_t j0 = 0; j0 < runs[run].count && p0 < positions; j0 += 16) {
+      const int64_t n = std::min({runs[run].count - j0, int64_t{16}, positions - p0});
+      const __mmask16 lanes = first_lanes(n);
+      const float* k0 = runs[run].k + j0 * stride;
+      for (int64_t i = 0; i < head_dim; ++i) {
+        _mm512_store_ps(kt + i * 16, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), lanes, offsets, k0 + i, 4));
+      }
+      rows_in_tiles<8>(rows, [&](int64_t r0, auto tile) {
+        constexpr int R = decltype(tile)::value;
+        float* row_scores[R];
+        for (int r = 0; r < R; ++r) row_scores[r] = scores + (r0 + r) * padded + p0;
+        score_rows<R>(q + r0, head_dim, kt, scale, row_scores, lanes);
+      });
+      p0 += n;
+    }
+  }
+  // Softmax of each row over its own positions (0 .. pos[r]); the rest of
+  // the row becomes e^-inf = 0, so a row's sums are the same whatever rows
+  // it is computed with.
+  const __m512 minus_inf = _mm512_set1_ps(-INFINITY);
+  for (int64_t r = 0; r < rows; ++r) {
+    float* s = scores + r * padded;
+    const int64_t own = pos[r] + 1;
+    __m512 vmax = minus_inf;
+    for (int64_t i = 0; i < own; i += 16) vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(minus_inf, first_lanes(own - i), s + i));
+    const __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
+    __m512 vsum = _mm512_setzero_ps();
+    for (int64_t i = 0; i < padded; i += 16) {
+      const __m512 e = exp16(_mm512_sub_ps(_mm512_mask_loadu_ps(minus_inf, first_lanes(own - i), s + i), m));
+      _mm512_storeu_ps(s + i, e);
+      vsum = _mm512_add_ps(vsum, e);
+    }
+    inv[r] = 1.0f / _mm512_reduce_add_ps(vsum);
+  }
+  // Values: rows 4 at a time, 64 dimensions at a time.
+  rows_in_tiles<4>(rows, [&](int64_t r0, auto tile) {
+    constexpr int R = decltype(tile)::value;
+    const float* e[R];
+    for (int r = 0; r < R; ++r) e[r] = scores + (r0 + r) * padded;
+    for (int64_t d0 = 0; d0 < head_dim; d0 += 64) {
+      switch (std::min<int64_t>(64, head_dim - d0) / 16) {
+        case 4: weigh_rows<R, 4>(e, inv + r0, runs, run_count, stride, positions, d0, out + r0); break;
+        case 3: weigh_rows<R, 3>(e, inv + r0, runs, run_count, stride, positions, d0, out + r0); break;
+        case 2: weigh_rows<R, 2>(e, inv + r0, runs, run_count, stride, positions, d0, out + r0); break;
+        default: weigh_rows<R, 1>(e, inv + r0, runs, run_count, stride, positions, d0, out + r0); break;
+      }
+    }
+  });
+}
 
 bool cpu_has() {
   static const bool yes = [] {

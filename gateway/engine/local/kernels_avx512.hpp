@@ -16,4 +16,9 @@ std::unique_ptr<PackedWeight> pack(const Weight& w);
 // y = x w^T as kernels::matmul, over the packed weights.
 void matmul(ThreadPool& pool, const PackedWeight& w, const float* x, float* y, int64_t tokens);
 
+// kernels::attention_rows (head_dim a multiple of 16) and its scratch.
+size_t attention_scratch(int64_t rows, int64_t positions, int64_t head_dim);
+void attention(const float* const* q, float* const* out, const int64_t* pos, int64_t rows, int64_t head_dim,
+               const KvRun* runs, size_t run_count, int64_t stride, float scale, float* scratch);
+
 }  // namespace sluice::kernels::avx512

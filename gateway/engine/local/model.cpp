@@ -211,6 +211,15 @@ struct StepScratch {
   std::vector<int64_t> positions;
   std::vector<KvCache*> caches;
   std::vector<std::vector<kernels::KvRun>> runs;  // per compute thread
+  // Attention in tiles of a chunk's tokens (AVX-512): first token and count
+  // of each tile, and each compute thread's row pointers and positions.
+  std::vector<std::pair<int64_t, int64_t>> tiles;
+  struct Rows {
+    std::vector<const float*> q;
+    std::vector<float*> out;
+    std::vector<int64_t> pos;
+  };
+  std::vector<Rows> tile_rows;
   Buffer x, xn, q, att_out, o, k, v, gate, up, rows, logits, scores, angles;
 };
 
@@ -252,13 +261,27 @@ void Model::forward_batch(kernels::ThreadPool& pool, const std::vector<BatchChun
   float* angles = st.angles.get(static_cast<size_t>(count * hd));
   for (int64_t t = 0; t < count; ++t) rope_angles(hd, positions[t], c_.rope_base, angles + t * hd);
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  // Attention jobs: one per (token, KV head), handed out a few at a time.
-  const int64_t jobs = count * c_.kv_heads;
+  // Attention jobs: one per (token, KV head), handed out a few at a time;
+  // with the tiled kernel one per (tile of up to kAttentionTile consecutive
+  // tokens of a chunk, KV head).
+  constexpr int64_t kAttentionTile = 8;
+  const bool tiled = kernels::attention_rows_available(hd);
+  st.tiles.clear();
+  if (tiled) {
+    int64_t t = 0;
+    for (const auto& ch : chunks) {
+      for (int64_t i = 0; i < ch.count; i += kAttentionTile) st.tiles.emplace_back(t + i, std::min(kAttentionTile, ch.count - i));
+      t += ch.count;
+    }
+  }
+  const int64_t jobs = (tiled ? static_cast<int64_t>(st.tiles.size()) : count) * c_.kv_heads;
   const int64_t grain = std::max<int64_t>(1, jobs / (4 * pool.size()));
   // Each compute thread's attention scratch: its KV runs and scores.
-  const auto score_floats = static_cast<size_t>(group * (max_pos + 1));
+  const auto score_floats = tiled ? kernels::attention_rows_scratch(kAttentionTile * group, max_pos + 1, hd)
+                                  : static_cast<size_t>(group * (max_pos + 1));
   float* scores = st.scores.get(score_floats * static_cast<size_t>(pool.size()));
   st.runs.resize(static_cast<size_t>(pool.size()));
+  st.tile_rows.resize(static_cast<size_t>(pool.size()));
 
   for (int64_t l = 0; l < c_.layers; ++l) {
     const Layer& L = layers_[static_cast<size_t>(l)];
@@ -285,17 +308,36 @@ void Model::forward_batch(kernels::ThreadPool& pool, const std::vector<BatchChun
       std::vector<kernels::KvRun>& runs = st.runs[static_cast<size_t>(worker)];
       float* s = scores + static_cast<size_t>(worker) * score_floats;
       for (int64_t job = begin; job < end; ++job) {
-        const int64_t t = job / c_.kv_heads, kvh = job % c_.kv_heads;
-        KvCache& cache = *caches[t];
+        const int64_t kvh = job % c_.kv_heads, h0 = kvh * group;
+        // The tile's tokens (or the one token): consecutive positions of one
+        // sequence, the last one the furthest.
+        const auto [t0, n] = tiled ? st.tiles[static_cast<size_t>(job / c_.kv_heads)] : std::pair{job / c_.kv_heads, int64_t{1}};
+        const int64_t last = positions[t0 + n - 1];
+        KvCache& cache = *caches[t0];
         runs.clear();
-        for (int64_t p = 0; p <= positions[t];) {
-          const int64_t len = std::min(cache.contiguous(p), positions[t] + 1 - p);
+        for (int64_t p = 0; p <= last;) {
+          const int64_t len = std::min(cache.contiguous(p), last + 1 - p);
           runs.push_back({cache.k(l, p) + kvh * hd, cache.v(l, p) + kvh * hd, len});
           p += len;
         }
-        const int64_t h0 = kvh * group;
-        kernels::attention(q + t * dim + h0 * hd, group, hd, runs.data(), runs.size(), kv_dim, scale, s,
-                           att_out + t * dim + h0 * hd);
+        if (!tiled) {
+          kernels::attention(q + t0 * dim + h0 * hd, group, hd, runs.data(), runs.size(), kv_dim, scale, s,
+                             att_out + t0 * dim + h0 * hd);
+          continue;
+        }
+        auto& rows = st.tile_rows[static_cast<size_t>(worker)];
+        rows.q.clear();
+        rows.out.clear();
+        rows.pos.clear();
+        for (int64_t t = t0; t < t0 + n; ++t) {
+          for (int64_t h = h0; h < h0 + group; ++h) {
+            rows.q.push_back(q + t * dim + h * hd);
+            rows.out.push_back(att_out + t * dim + h * hd);
+            rows.pos.push_back(positions[t]);
+          }
+        }
+        kernels::attention_rows(rows.q.data(), rows.out.data(), rows.pos.data(), n * group, hd, runs.data(), runs.size(),
+                                kv_dim, scale, s);
       }
     });
     kernels::matmul(pool, L.wo, att_out, o, count);

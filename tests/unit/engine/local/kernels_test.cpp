@@ -393,6 +393,61 @@ TEST(Kernels, ArgmaxIsMaxElementOnEveryPath) {
   }
 }
 
+TEST(Kernels, TiledAttentionRowsMatchTheReferenceAndNotTheirNeighbours) {
+  for (const int64_t hd : {16, 64, 80, 128}) {
+    if (!attention_rows_available(hd)) {
+      GTEST_SKIP() << "the tiled attention runs on the AVX-512 path only (this CPU, or the cap, has none)";
+    }
+    std::mt19937 rng(29);
+    std::normal_distribution<float> n(0, 1);
+    const int64_t positions = 75, stride = 2 * hd;  // two KV heads per position; this is the first
+    std::vector<float> k(static_cast<size_t>(positions * stride)), v(k.size());
+    for (auto& e : k) e = n(rng);
+    for (auto& e : v) e = n(rng);
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    // A prompt chunk's rows: 11 tokens at positions 60..70, 3 heads each
+    // (33 rows: tiles of 8 rows and single rows).
+    const int64_t heads = 3, tokens = 11;
+    std::vector<float> q(static_cast<size_t>(tokens * heads * hd));
+    for (auto& e : q) e = 2 * n(rng);
+    std::vector<const float*> qp;
+    std::vector<int64_t> pos;
+    for (int64_t t = 0; t < tokens; ++t) {
+      for (int64_t h = 0; h < heads; ++h) {
+        qp.push_back(q.data() + (t * heads + h) * hd);
+        pos.push_back(60 + t);
+      }
+    }
+    const auto rows = static_cast<int64_t>(qp.size());
+    // The cache in 16-position blocks (the KV pool), and in runs of 7.
+    std::vector<KvRun> blocks, sevens;
+    for (int64_t p = 0; p < positions; p += 16) blocks.push_back({k.data() + p * stride, v.data() + p * stride, std::min<int64_t>(16, positions - p)});
+    for (int64_t p = 0; p < positions; p += 7) sevens.push_back({k.data() + p * stride, v.data() + p * stride, std::min<int64_t>(7, positions - p)});
+    std::vector<float> scratch(attention_rows_scratch(rows, positions, hd)), all(static_cast<size_t>(rows * hd)),
+        split(all.size()), one(static_cast<size_t>(hd));
+    std::vector<float*> out, out_split;
+    for (int64_t r = 0; r < rows; ++r) {
+      out.push_back(all.data() + r * hd);
+      out_split.push_back(split.data() + r * hd);
+    }
+    attention_rows(qp.data(), out.data(), pos.data(), rows, hd, blocks.data(), blocks.size(), stride, scale, scratch.data());
+    attention_rows(qp.data(), out_split.data(), pos.data(), rows, hd, sevens.data(), sevens.size(), stride, scale, scratch.data());
+    ASSERT_EQ(0, std::memcmp(all.data(), split.data(), all.size() * 4)) << "head_dim " << hd;
+    for (int64_t r = 0; r < rows; ++r) {
+      // Alone, over only its own positions: the same bits.
+      float* o = one.data();
+      attention_rows(&qp[static_cast<size_t>(r)], &o, &pos[static_cast<size_t>(r)], 1, hd, blocks.data(), blocks.size(), stride,
+                     scale, scratch.data());
+      ASSERT_EQ(0, std::memcmp(one.data(), all.data() + r * hd, one.size() * 4)) << "head_dim " << hd << " row " << r;
+      // Causal: positions past the row's own are not attended.
+      const auto ref = attention_reference(qp[static_cast<size_t>(r)], hd, k, v, stride, pos[static_cast<size_t>(r)] + 1, scale);
+      for (int64_t i = 0; i < hd; ++i) {
+        ASSERT_NEAR(all[static_cast<size_t>(r * hd + i)], ref[static_cast<size_t>(i)], 2e-5) << "head_dim " << hd << " row " << r;
+      }
+    }
+  }
+}
+
 TEST(Kernels, SiluMulMatchesTheDefinitionOnEveryPath) {
   std::vector<float> g, u;
   for (float x = -100.0f; x <= 100.0f; x += 0.37f) {
