@@ -228,31 +228,16 @@ __attribute__((target("avx2,fma"))) void attention_avx2(const float* q, int64_t 
                                                          float scale, float* scores, float* out) {
   int64_t positions = 0;
   for (size_t r = 0; r < run_count; ++r) positions += runs[r].count;
-  // Scores: each key row is read once for all the heads that share it, 8
-  // heads at a time, whose 8 sums are reduced together (a head past the
-  // last repeats it; each lane's sum runs in one order whatever the others
-  // hold, so a head's score does not depend on the heads beside it).
+  // Scores: each key row is read once for all the heads that share it.
   int64_t p = 0;
   for (size_t r = 0; r < run_count; ++r) {
     for (int64_t j = 0; j < runs[r].count; ++j, ++p) {
       const float* kp = runs[r].k + j * stride;
-      for (int64_t h0 = 0; h0 < heads; h0 += 8) {
-        const float* qh[8];
-        for (int64_t h = 0; h < 8; ++h) qh[h] = q + std::min(h0 + h, heads - 1) * head_dim;
-        __m256 acc[8];
-        #pragma GCC unroll 8
-        for (int h = 0; h < 8; ++h) acc[h] = _mm256_setzero_ps();
-        for (int64_t i = 0; i < head_dim; i += 8) {
-          const __m256 kv = _mm256_loadu_ps(kp + i);
-          #pragma GCC unroll 8
-          for (int h = 0; h < 8; ++h) acc[h] = _mm256_fmadd_ps(_mm256_loadu_ps(qh[h] + i), kv, acc[h]);
-        }
-        const __m256 u0 = _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
-        const __m256 u1 = _mm256_hadd_ps(_mm256_hadd_ps(acc[4], acc[5]), _mm256_hadd_ps(acc[6], acc[7]));
-        const __m256 sums = _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
-        alignas(32) float out[8];
-        _mm256_store_ps(out, _mm256_mul_ps(sums, _mm256_set1_ps(scale)));
-        for (int64_t h = h0; h < std::min(heads, h0 + 8); ++h) scores[h * positions + p] = out[h - h0];
+      for (int64_t h = 0; h < heads; ++h) {
+        const float* qh = q + h * head_dim;
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t i = 0; i < head_dim; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(qh + i), _mm256_loadu_ps(kp + i), acc);
+        scores[h * positions + p] = hsum(acc) * scale;
       }
     }
   }

@@ -91,13 +91,11 @@ class PackedWeight {
   gguf::TensorType type() const { return type_; }
   int64_t rows() const { return rows_; }
   int64_t cols() const { return cols_; }
-  size_t bytes() const { return bytes_; }
   uint8_t* data() const { return data_; }
 
  private:
   gguf::TensorType type_;
   int64_t rows_, cols_;
-  size_t bytes_;
   uint8_t* data_;  // 2 MiB aligned, anonymous: transparent huge pages where enabled
 };
 

@@ -47,7 +47,7 @@ constexpr size_t kHugePage = 2u << 20;
 }
 
 PackedWeight::PackedWeight(gguf::TensorType type, int64_t rows, int64_t cols, size_t bytes)
-    : type_(type), rows_(rows), cols_(cols), bytes_(bytes) {
+    : type_(type), rows_(rows), cols_(cols) {
   // Aligned to a huge page, so that transparent huge pages can back the
   // whole matrix (a 0.5B model's weights span 250,000 4 KiB pages otherwise).
   const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
@@ -84,11 +84,13 @@ int32_t load32(const void* p) {
   return v;
 }
 
-// The lanes of the last group that are real rows.
-__mmask16 group_mask(int64_t rows, int64_t g) {
-  const int64_t left = rows - g * kGroupRows;
-  return left >= kGroupRows ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
+// The first n of 16 lanes (none for n <= 0).
+__mmask16 first_lanes(int64_t n) {
+  return n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << std::max<int64_t>(n, 0)) - 1);
 }
+
+// The lanes of group g that are real rows.
+__mmask16 group_mask(int64_t rows, int64_t g) { return first_lanes(rows - g * kGroupRows); }
 
 // How each float-accumulating type steps through a packed group: one step
 // is a register of 16 rows' weights (`bytes` of them) against one 4-byte
@@ -331,10 +333,6 @@ SLUICE_AVX512 inline __m512 exp16(__m512 x) {
   y = _mm512_fmadd_ps(y, _mm512_mul_ps(x, x), _mm512_add_ps(x, _mm512_set1_ps(1.0f)));
   const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
   return _mm512_mul_ps(y, _mm512_castsi512_ps(e));
-}
-
-__mmask16 first_lanes(int64_t n) {
-  return n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << std::max<int64_t>(n, 0)) - 1);
 }
 
 // Scores of up to 8 rows against one chunk of up to 16 positions, from the
