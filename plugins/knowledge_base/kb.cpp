@@ -801,8 +801,12 @@ std::vector<Hit> Index::search(std::string_view query_text, const SearchOptions&
     for (size_t k = 0; k < ranked.size() && hits.size() < options.top_k; ++k) {
       if (ranked[k].second >= options.min_score) hits.push_back({passage(ranked[k].first), ranked[k].second});
     }
-    if (!fallback || lang.empty()) break;
-    lang.clear();  // nothing in the question's language: any language
+    // Another language only when nothing in the question's own matched at
+    // all: passages of its language under `min_score` mean the question is
+    // not one for the knowledge base ("is my order A1001 delivered yet"), not
+    // that a passage of another language holding "A1001" answers it.
+    if (!fallback || lang.empty() || !score.empty()) break;
+    lang.clear();
   }
   return hits;
 }

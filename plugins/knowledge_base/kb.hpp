@@ -65,7 +65,8 @@ struct SearchOptions {
   std::vector<std::string> context;
   double context_weight = 0.35;  // twice that for a question of three terms or fewer
   // "" or "auto": the question's own language (CJK -> zh, else en), falling
-  // back to every language when that finds nothing; "any": no filter.
+  // back to every language when no passage of that language matches at all
+  // (not when those that match score under `min_score`); "any": no filter.
   std::string language = "auto";
   // Passages scoring lower are left out (BM25 of this index; a greeting's
   // stray words score a few points, a real question ten and more).

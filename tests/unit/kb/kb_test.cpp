@@ -138,6 +138,38 @@ TEST(KbIndex, AFollowUpQuestionIsRankedWithThePreviousQuestion) {
   EXPECT_EQ(followed[0].passage.path, "en/warranty.md") << ::testing::PrintToString(ids(alone));
 }
 
+TEST(KbIndex, AnotherLanguageIsSearchedOnlyWhenTheQuestionsOwnHasNoMatchAtAll) {
+  TempDir dir;
+  dir.write("en/orders.md", "# Orders\n\n## Order status {#status}\n\nEach order is processing, on its way or with you.\n");
+  dir.write("zh/orders.md",
+            "# 订单\n\n## 订单号 {#number}\n\n订单号 A1001 在确认邮件里，例如 A1001、A1001、A1001 delivered。\n");
+  dir.write("zh/tea.md", "# 茶\n\n## 茉莉花茶 {#jasmine}\n\n茉莉花茶 Jasmine 来自福建。\n");
+  Index index(":memory:", dir.path.string());
+  index.sync();
+  SearchOptions o;
+  o.top_k = 3;
+  // English passages match, if weakly: the Chinese one holding the order
+  // number is not an answer to an English question.
+  const auto weak = index.search("is my order A1001 delivered yet", o);
+  ASSERT_FALSE(weak.empty());
+  for (const auto& h : weak) EXPECT_EQ(h.passage.lang, "en") << h.passage.id;
+  // Over every language the Chinese passage ranks first ...
+  SearchOptions any = o;
+  any.language = "any";
+  const auto all = index.search("is my order A1001 delivered yet", any);
+  ASSERT_FALSE(all.empty());
+  ASSERT_EQ(all[0].passage.id, "zh/orders#number");
+  ASSERT_GT(all[0].score, weak[0].score);
+  // ... but with the English passages under min_score, the answer is none.
+  o.min_score = (weak[0].score + all[0].score) / 2;
+  EXPECT_TRUE(ids(index.search("is my order A1001 delivered yet", o)).empty())
+      << "under min_score in its own language, not another language";
+  // Nothing in English matches at all: the other language's passages are searched.
+  o.min_score = 0;
+  const auto other = index.search("jasmine", o);
+  ASSERT_EQ(ids(other), std::vector<std::string>{"zh/tea#jasmine"});
+}
+
 TEST(KbIndex, AChangedAddedOrRemovedFileIsReindexed) {
   TempDir dir;
   dir.write("a.md", "# Alpha\n\n## Kettles {#kettles}\n\nThe kettle boils water 🫖.\n");
