@@ -441,14 +441,16 @@ def order_question(rng, lang, order_id):
     return zh_noise(rng, q) if rng.random() < 0.5 else q
 
 
-def random_order_id(rng):
+def random_order_id(rng, any_letter=0.4):
     """Orders of the demo database and, as often, numbers of any letter and
     length (B7777, c1234, A0001, Z123456789) that it does not hold: the
-    model must copy what the user wrote, not the number it saw most."""
+    model must copy what the user wrote, not the number it saw most.
+    `any_letter`: the share of numbers of any letter (the rest starts with A:
+    three in four of them the database's)."""
     r = rng.random()
-    if r < 0.45:
+    if r < 0.75 * (1 - any_letter):
         n = "A%d" % rng.randint(1001, 1300)
-    elif r < 0.6:
+    elif r < 1 - any_letter:
         n = "A" + "".join(rng.choice("0123456789") for _ in range(rng.randint(3, 9)))
     else:
         n = rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") + "".join(rng.choice("0123456789")
@@ -498,7 +500,7 @@ class Builder:
         return {"kind": "kb", "lang": lang, "q": kb_question(self.rng, p, self.salience, self.twin(p)), "target": p,
                 "context": context}
 
-    def plan(self, order_share):
+    def plan(self, order_share, any_letter=0.4):
         """One conversation: a list of turns."""
         rng = self.rng
         lang = "en" if rng.random() < 0.5 else "zh"
@@ -510,7 +512,7 @@ class Builder:
             if prev and prev["kind"] == "kb" and r < 0.45:
                 turns.append(self.kb_turn(lang, context, same_doc_as=prev["target"]))
             elif r < order_share:
-                order_id = random_order_id(rng)
+                order_id = random_order_id(rng, any_letter)
                 if rng.random() < 0.2:
                     qs, a = ASK_NUMBER[lang]
                     turns.append({"kind": "fixed", "lang": lang, "q": rng.choice(qs), "a": a, "context": context})
@@ -536,8 +538,8 @@ class Builder:
                 turns.append(self.kb_turn(lang, context))
         return {"turns": turns, "tools": rng.random() < 0.9}
 
-    def samples(self, count, order_share):
-        plans = [self.plan(order_share) for _ in range(count)]
+    def samples(self, count, order_share, any_letter=0.4):
+        plans = [self.plan(order_share, any_letter) for _ in range(count)]
         queries = [(t["q"], t["context"]) for pl in plans for t in pl["turns"]]
         found = iter(self.retriever.search(queries))
         out, dropped = [], 0
@@ -563,7 +565,7 @@ class Builder:
         return out, dropped
 
 
-def generate(count, seed, order_share=0.22, kb_bin=None, folder=None):
+def generate(count, seed, order_share=0.22, kb_bin=None, folder=None, any_letter=0.4):
     """Samples of `count` conversations (a sample per turn)."""
     rng = random.Random(seed)
     retriever = Retriever(kb_bin or os.path.join(ROOT, "build/release/bin/sluice-kb"),
@@ -572,7 +574,7 @@ def generate(count, seed, order_share=0.22, kb_bin=None, folder=None):
         path = os.path.join(work, "orders.sqlite")
         orders.build(path, 300)
         db = sqlite3.connect(path)
-        samples, dropped = Builder(rng, retriever, db).samples(count, order_share)
+        samples, dropped = Builder(rng, retriever, db).samples(count, order_share, any_letter)
     print("corpus: %d samples from %d conversations; %d knowledge turns left out (their passage was not retrieved)"
           % (len(samples), count, dropped), file=sys.stderr)
     return samples

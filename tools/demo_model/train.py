@@ -395,7 +395,7 @@ def load_data(path, work):
 def corpus_data(a, work):
     """Generates, renders and encodes the corpus: (data, tokens, write)."""
     t0 = time.time()
-    dialogues = corpus.generate(a.dialogues, a.seed, a.order_share, kb_bin=a.kb_bin)
+    dialogues = corpus.generate(a.dialogues, a.seed, a.order_share, kb_bin=a.kb_bin, any_letter=a.any_letter)
     source = a.init or a.tokenizer_from
     if source:
         tokens, write = tokenizer_from_gguf(gguf_reader.read(source)[0])
@@ -444,6 +444,8 @@ def main():
     ap.add_argument("--save-data", help="write the encoded corpus here (.npz) and stop")
     ap.add_argument("--data", help="train on these --save-data files (comma-separated) instead of generating a corpus")
     ap.add_argument("--order-share", type=float, default=0.22, help="chance that an exchange is an order lookup")
+    ap.add_argument("--any-letter", type=float, default=0.4,
+                    help="share of the order numbers that start with any letter, not A (B7777, c1234)")
     ap.add_argument("--warmup", type=int, default=60)
     a = ap.parse_args()
     torch.manual_seed(a.seed)

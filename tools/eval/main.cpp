@@ -16,7 +16,7 @@
 //
 //   sluice-eval --url ws://127.0.0.1:8080/v1/ws --questions eval/demo-shop.jsonl -j 4
 //       [--require recall@3=0.93,citation=0.88,facts=0.88,language=0.97,tool_args=1]
-//       [--failures failures.jsonl] [--api-key KEY]
+//       [--failures failures.jsonl] [--answers answers.jsonl] [--api-key KEY]
 #include <CLI/CLI.hpp>
 #include <simdjson.h>
 
@@ -342,7 +342,8 @@ std::string cell(const Ratio& r) {
 
 int main(int argc, char** argv) {
   CLI::App app{"sluice-eval: scores a running gateway's answers on a question set"};
-  std::string url = "ws://127.0.0.1:8080/v1/ws", questions = "eval/demo-shop.jsonl", require, failures, api_key;
+  std::string url = "ws://127.0.0.1:8080/v1/ws", questions = "eval/demo-shop.jsonl", require, failures, answers,
+              api_key;
   int jobs = 4, limit = 0, timeout_s = 120;
   app.add_option("--url", url, "the gateway's WebSocket endpoint");
   app.add_option("--questions", questions, "the question set (JSON lines)");
@@ -352,6 +353,7 @@ int main(int argc, char** argv) {
   app.add_option("--require", require,
                  "thresholds, e.g. recall@3=0.93,citation=0.88,facts=0.88,language=0.97,tool_args=1: exit 2 below one");
   app.add_option("--failures", failures, "write the failed questions, with their answers, to this JSON-lines file");
+  app.add_option("--answers", answers, "write every question, with its answer and failed checks, to this JSON-lines file");
   app.add_option("--api-key", api_key, "sent as Authorization: Bearer");
   CLI11_PARSE(app, argc, argv);
 
@@ -387,26 +389,27 @@ int main(int argc, char** argv) {
   const double wall = std::chrono::duration<double>(Clock::now() - started).count();
 
   std::map<std::string, Scores> by;  // "en", "zh", "all"
-  std::ofstream fail_out;
+  std::ofstream fail_out, all_out;
   if (!failures.empty()) fail_out.open(failures);
+  if (!answers.empty()) all_out.open(answers);
   int failed = 0;
   for (size_t i = 0; i < items.size(); ++i) {
     score(items[i], outcomes[i], by["all"]);
     const auto why = score(items[i], outcomes[i], by[items[i].language.empty() ? "?" : items[i].language]);
-    if (why.empty()) continue;
-    ++failed;
-    if (fail_out) {
-      sluice::JsonWriter w;
-      w.begin_object().field("id", items[i].id).field("question", items[i].question).key("why").begin_array();
-      for (const auto& y : why) w.value(y);
-      w.end_array().key("sources").begin_array();
-      for (const auto& s : outcomes[i].sources) w.value(s);
-      w.end_array().key("expected").begin_array();
-      for (const auto& s : items[i].expected) w.value(s);
-      w.end_array().field("answer", outcomes[i].text);
-      if (!outcomes[i].calls.empty()) w.field("call", outcomes[i].calls[0].second);
-      fail_out << w.end_object().take() << "\n";
-    }
+    failed += !why.empty();
+    if (!all_out && !(fail_out && !why.empty())) continue;
+    sluice::JsonWriter w;
+    w.begin_object().field("id", items[i].id).field("question", items[i].question).key("why").begin_array();
+    for (const auto& y : why) w.value(y);
+    w.end_array().key("sources").begin_array();
+    for (const auto& s : outcomes[i].sources) w.value(s);
+    w.end_array().key("expected").begin_array();
+    for (const auto& s : items[i].expected) w.value(s);
+    w.end_array().field("answer", outcomes[i].text);
+    if (!outcomes[i].calls.empty()) w.field("call", outcomes[i].calls[0].second);
+    const std::string line = w.end_object().take() + "\n";
+    if (all_out) all_out << line;
+    if (fail_out && !why.empty()) fail_out << line;
   }
   std::vector<std::string> columns;
   for (const char* k : {"en", "zh", "?", "all"}) {
