@@ -12,7 +12,8 @@
 //   reindex_interval_ms = 2000     # how often the folder is checked for changed files; 0: never
 //   min_score = 0.0                # passages scoring lower (BM25) are left out: a greeting's
 //                                  # stray words score a few points, a real question 10 and more
-//   language = "auto"              # "auto": the question's (CJK: zh, else en); "any"; or a fixed one
+//   language = "auto"              # "auto": the question's (CJK: zh, else en), any language when
+//                                  # none of its own matches at all; "any"; or a fixed one
 //   synonyms = "kb/synonyms.txt"   # groups of words that mean the same (kb.hpp); default:
 //                                  # synonyms.txt in the folder, when there is one
 #include <simdjson.h>
