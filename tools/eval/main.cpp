@@ -397,7 +397,8 @@ int main(int argc, char** argv) {
     score(items[i], outcomes[i], by["all"]);
     const auto why = score(items[i], outcomes[i], by[items[i].language.empty() ? "?" : items[i].language]);
     failed += !why.empty();
-    if (!all_out && !(fail_out && !why.empty())) continue;
+    const bool to_failures = fail_out.is_open() && !why.empty();
+    if (!all_out.is_open() && !to_failures) continue;
     sluice::JsonWriter w;
     w.begin_object().field("id", items[i].id).field("question", items[i].question).key("why").begin_array();
     for (const auto& y : why) w.value(y);
@@ -408,8 +409,8 @@ int main(int argc, char** argv) {
     w.end_array().field("answer", outcomes[i].text);
     if (!outcomes[i].calls.empty()) w.field("call", outcomes[i].calls[0].second);
     const std::string line = w.end_object().take() + "\n";
-    if (all_out) all_out << line;
-    if (fail_out && !why.empty()) fail_out << line;
+    if (all_out.is_open()) all_out << line;
+    if (to_failures) fail_out << line;
   }
   std::vector<std::string> columns;
   for (const char* k : {"en", "zh", "?", "all"}) {
