@@ -3,6 +3,7 @@
 #include <simdjson.h>
 
 #include <atomic>
+#include <cstdio>
 #include <fstream>
 #include <map>
 #include <thread>
@@ -143,14 +144,27 @@ void sse_reader_that_stops(Process& sim, Process& gw) {
   ASSERT_FALSE(sid.empty()) << head;
 
   // EventSource's reconnect: the rest, from the next offset, and the end.
-  const auto rest = http_get_with(gw.port(), "/v1/sessions/" + sid + "/stream?resume_token=" + token,
-                                  {{"Last-Event-ID", sid + ":" + std::to_string(first.last)}});
-  EXPECT_EQ(rest.status, 200);
+  // The replay's reader is held to the same rule, so one cut off by it on a
+  // loaded machine reconnects again from its last event id, as EventSource
+  // does; every cut must be that rule's (counted).
   SseRead second;
   second.last = first.last;
-  read_sse(rest.body, second);
+  int cuts = 0;
+  for (int attempt = 0; attempt < 10 && !second.done; ++attempt) {
+    if (attempt > 0) ++cuts;
+    RawConnection again(gw.port());
+    ASSERT_TRUE(again.connected());
+    again.send("GET /v1/sessions/" + sid + "/stream?resume_token=" + token +
+               " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nLast-Event-ID: " + sid + ":" +
+               std::to_string(second.last) + "\r\n\r\n");
+    std::string rest_head;
+    read_sse(unchunk(again.read_all(60s), &rest_head), second);
+    EXPECT_EQ(rest_head.rfind("HTTP/1.1 200", 0), 0u) << rest_head;
+  }
   EXPECT_TRUE(second.offsets_in_order);
   EXPECT_TRUE(second.done);
+  EXPECT_EQ(metric(gw.port(), R"(sluice_slow_consumer_closes_total{face="http"})"), 1 + cuts);
+  if (cuts > 0) std::printf("the replay's reader was cut off %d time(s) and reconnected\n", cuts);
   std::string want;
   for (int i = 0; i < 1000; ++i) want += expected_text("洪水 flood");
   EXPECT_EQ(first.text.size() + second.text.size(), want.size());
@@ -202,18 +216,45 @@ TEST(SlowConsumer, ReaderThatStopsIsClosedAndResumesTheRest) {
   }
   EXPECT_EQ(metric(gw->port(), R"(sluice_slow_consumer_closes_total{face="websocket"})"), 1);
   ASSERT_FALSE(session_id.empty());
-  WsClient again(gw->port());
-  again.send(resume(session_id, last, token));
-  auto resumed = again.read_until("resumed");
-  ASSERT_TRUE(resumed);
-  EXPECT_EQ(resumed->from_offset, last + 1);
-  auto rest = read_turn(again, session_id, 60s);
-  ASSERT_TRUE(rest.done);
-  ASSERT_FALSE(rest.offsets.empty());
-  EXPECT_EQ(rest.offsets.front(), last + 1);
+  // The rest, from the next offset, as a widget gets it: the replay's reader
+  // is held to the same rule (on a loaded machine it too can be starved past
+  // the 500 ms), so a reader cut off by it resumes again from the last
+  // offset it saw. Every cut must be that rule's (counted), and the pieces
+  // must join into the answer with no byte lost or repeated.
+  bool done = false;
+  int cuts = 0;
+  for (int attempt = 0; attempt < 10 && !done; ++attempt) {
+    WsClient again(gw->port());
+    again.send(resume(session_id, last, token));
+    auto resumed = again.read_until("resumed");
+    ASSERT_TRUE(resumed);
+    EXPECT_EQ(resumed->from_offset, last + 1);
+    while (auto f = again.read(60s)) {
+      if (f->session_id != session_id) continue;
+      if (f->type == "delta") {
+        EXPECT_EQ(f->offset, last + 1);
+        last = f->offset;
+        text += f->text;
+      }
+      if (f->type == "done") {
+        done = true;
+        break;
+      }
+    }
+    if (done) break;
+    ASSERT_TRUE(again.closed()) << "the resumed stream stopped without done and without a close";
+    if (again.close_code()) {
+      EXPECT_EQ(*again.close_code(), 4008);
+    }
+    ++cuts;
+  }
+  ASSERT_TRUE(done);
+  EXPECT_EQ(metric(gw->port(), R"(sluice_slow_consumer_closes_total{face="websocket"})"), 1 + cuts);
   std::string want;
   for (int i = 0; i < 5000; ++i) want += expected_text("flood");
-  EXPECT_EQ(text + rest.text, want);
+  EXPECT_EQ(text.size(), want.size());
+  EXPECT_TRUE(text == want);
+  if (cuts > 0) std::printf("the replay's reader was cut off %d time(s) and resumed\n", cuts);
 }
 
 TEST(SlowConsumer, ThousandSessionsStreamWhileOneClientNeverReads) {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 
@@ -14,15 +15,21 @@ namespace {
 
 using namespace std::chrono_literals;
 
+// The model file, made once per test process and removed at its exit.
+struct TempModel {
+  std::string path;
+  ~TempModel() { std::remove(path.c_str()); }
+};
+
 const std::string& test_model() {
-  static const std::string path = [] {
+  static const TempModel model = [] {
     const std::string p = "/tmp/sluice-local-" + std::to_string(getpid()) + ".gguf";
     const std::string cmd = std::string(SLUICE_PYTHON) + " " + SLUICE_MAKE_TEST_MODEL + " " + p +
                             " --arch qwen2 --type q8_0 --tokenizer >/dev/null";
     EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
-    return p;
+    return TempModel{p};
   }();
-  return path;
+  return model.path;
 }
 
 std::unique_ptr<Process> start_local(std::vector<std::string> env) {

@@ -26,11 +26,14 @@ std::string read_file(const std::string& path) {
   ss << in.rdbuf();
   return ss.str();
 }
-std::string temp_path(const char* tag) {
-  char tmpl[] = "/tmp/sluice-test-XXXXXX";
-  const int fd = mkstemp(tmpl);
-  if (fd >= 0) close(fd);
-  return std::string(tmpl) + "." + tag;
+// A new file of its own, "/tmp/sluice-test-XXXXXX.<tag>": the name mkstemps
+// reserves is the file used (and removed by ~Process), so nothing is left.
+std::string temp_path(const std::string& tag) {
+  std::string name = "/tmp/sluice-test-XXXXXX." + tag;
+  const int fd = mkstemps(name.data(), static_cast<int>(tag.size() + 1));
+  if (fd < 0) throw std::runtime_error("cannot create " + name);
+  close(fd);
+  return name;
 }
 }  // namespace
 
