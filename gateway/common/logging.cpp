@@ -81,7 +81,12 @@ void write_access_line(std::string_view json_line) {
 
 void shutdown_logging() {
   g_access_enabled = false;
-  spdlog::shutdown();  // flushes both queues and joins the logging thread
+  // spdlog::shutdown() flushes both queues, drops the loggers from its
+  // registry and then joins the logging thread. Both loggers are held here
+  // until that join, so they are destroyed after the thread's last line,
+  // never beside it.
+  const std::shared_ptr<spdlog::logger> diag = spdlog::default_logger();
+  spdlog::shutdown();
   g_access.reset();
 }
 
